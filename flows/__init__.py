@@ -1,0 +1,1 @@
+"""The task graph as a Prefect flow, and the local Prefect server."""

@@ -1,0 +1,111 @@
+"""A local Prefect server for `just run` and `just ui`, started once and reused.
+
+Without a server, every Prefect flow run starts a temporary one (6-14 s each time) and the run
+is gone from any UI afterwards. So millpond starts `prefect server start` in the background on
+first use (state under `<state>/prefect`, its log under `<state>/logs/prefect-server.log`),
+reuses it while it answers, and `millpond down` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from millpond.config import MillpondConfig
+from millpond.logs import logger
+
+
+def api_url(config: MillpondConfig) -> str:
+    """The Prefect API millpond talks to: configured, from the environment, or the local one."""
+    return (
+        config.prefect.api_url
+        or os.environ.get("PREFECT_API_URL")
+        or f"http://{config.prefect.host}:{config.prefect.port}/api"
+    )
+
+
+def ui_url(api: str) -> str:
+    return api.removesuffix("/").removesuffix("/api")
+
+
+def healthy(api: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _pid_file(config: MillpondConfig) -> Path:
+    return config.state / "prefect" / "server.pid"
+
+
+def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
+    """Return a healthy Prefect API URL, starting the local server if nothing answers."""
+    api = api_url(config)
+    if healthy(api):
+        return api
+    if config.prefect.api_url or os.environ.get("PREFECT_API_URL"):
+        raise RuntimeError(f"Prefect API at {api} does not answer")
+    home = config.state / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    config.logs_dir.mkdir(parents=True, exist_ok=True)
+    log = (config.logs_dir / "prefect-server.log").open("ab")
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [
+        str(prefect),
+        "server",
+        "start",
+        "--host",
+        config.prefect.host,
+        "--port",
+        str(config.prefect.port),
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _pid_file(config).write_text(str(process.pid))
+    logger.info(
+        f"starting the Prefect server at {ui_url(api)} (log: {config.logs_dir / 'prefect-server.log'})"
+    )
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with {process.returncode}; see its log")
+        if healthy(api, timeout=1.0):
+            return api
+        time.sleep(0.5)
+    raise RuntimeError(f"the Prefect server did not answer within {wait_seconds:.0f} s")
+
+
+def stop_server(config: MillpondConfig) -> bool:
+    """Stop the server `ensure_server` started; False if none was running."""
+    pid_file = _pid_file(config)
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().strip())
+    pid_file.unlink()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    for _ in range(50):
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,160 @@
+"""The lake: immutable raw partitions with manifests, on a local folder or S3/MinIO.
+
+All I/O goes through one `pyarrow.fs.FileSystem`, so the local lake and an S3/MinIO lake are
+the same code. The layout is
+
+    raw/<source>/<table>/ingest_date=YYYY-MM-DD/run=<run_id>/part-00000.parquet
+    raw/<source>/<table>/ingest_date=YYYY-MM-DD/run=<run_id>/_manifest.json
+
+The manifest is written last: a partition folder without one is an interrupted landing that
+never happened, and every reader here ignores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import pyarrow.fs as pafs
+
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One export file that went into a partition."""
+
+    name: str
+    sha256: str
+    bytes: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """One Parquet file of a partition, relative to the partition folder."""
+
+    name: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a partition holds; its presence is what makes the partition exist."""
+
+    partition_id: str
+    source: str
+    table: str
+    run_id: str
+    ingest_date: str
+    landed_at: str
+    rows: int
+    bytes: int
+    schema: list[dict[str, str]]
+    files: list[SourceFile] = field(default_factory=list)
+    parts: list[PartFile] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the manifest, recorded in the ledger to detect tampering."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data: dict[str, Any] = json.loads(text)
+        data["files"] = [SourceFile(**f) for f in data.get("files", [])]
+        data["parts"] = [PartFile(**p) for p in data.get("parts", [])]
+        return cls(**data)
+
+
+class Lake:
+    """A root folder on some filesystem, with the partition layout on top."""
+
+    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> Lake:
+        """A lake from `file:///abs/path` or `s3://bucket/prefix` (MinIO via endpoint_url)."""
+        if url.startswith("file://"):
+            root = url.removeprefix("file://")
+            fs = pafs.LocalFileSystem()
+            fs.create_dir(root, recursive=True)
+            return cls(fs, root)
+        if url.startswith("s3://"):
+            options: dict[str, Any] = {"region": region or "us-east-1"}
+            if endpoint_url:
+                scheme, _, host = endpoint_url.partition("://")
+                options |= {
+                    "endpoint_override": host,
+                    "scheme": scheme,
+                    "force_virtual_addressing": False,
+                }
+            if access_key_id and secret_access_key:
+                options |= {"access_key": access_key_id, "secret_key": secret_access_key}
+            return cls(pafs.S3FileSystem(**options), url.removeprefix("s3://"))
+        raise ValueError(f"unsupported lake url {url!r}")
+
+    def path(self, *parts: str) -> str:
+        return str(PurePosixPath(self.root, *parts))
+
+    def table_dir(self, source: str, table: str) -> str:
+        return self.path("raw", source, table)
+
+    def partition_dir(self, source: str, table: str, ingest_date: str, run_id: str) -> str:
+        return self.path("raw", source, table, f"ingest_date={ingest_date}", f"run={run_id}")
+
+    def partition_id(self, source: str, table: str, ingest_date: str, run_id: str) -> str:
+        return f"{source}/{table}/ingest_date={ingest_date}/run={run_id}"
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_text(self, path: str) -> str:
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read().decode("utf-8")
+
+    def write_text_atomic(self, path: str, text: str) -> None:
+        """Write so readers see the whole file or none (rename locally; PUT is atomic on S3)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = f"{path}.tmp"
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(text.encode("utf-8"))
+            self.fs.move(tmp, path)
+        else:
+            with self.fs.open_output_stream(path) as out:
+                out.write(text.encode("utf-8"))
+
+    def manifests(self, source: str, table: str) -> list[Manifest]:
+        """Every complete partition of a table, oldest first."""
+        base = self.table_dir(source, table)
+        if not self.exists(base):
+            return []
+        selector = pafs.FileSelector(base, recursive=True)
+        found = [
+            Manifest.from_json(self.read_text(info.path))
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name == MANIFEST
+        ]
+        return sorted(found, key=lambda m: (m.landed_at, m.partition_id))
+
+    def part_paths(self, manifest: Manifest) -> list[str]:
+        folder = self.partition_dir(
+            manifest.source, manifest.table, manifest.ingest_date, manifest.run_id
+        )
+        return [f"{folder}/{part.name}" for part in manifest.parts]

@@ -1,0 +1,172 @@
+"""Extract: land new export files of one table as one immutable raw partition.
+
+A file is identified by its content (sha256), not its name: a file already in some partition of
+the table is skipped, so re-running a run, or a day with no new exports, lands nothing. Parts
+are written first and the manifest last; a retry of the same run finds either a complete
+partition (and returns it) or leftovers without a manifest (and removes them first).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.formats import SourceFileError, read_batches
+from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
+from millpond.config import FilesSourceConfig
+from millpond.logs import logger
+
+EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx"}
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    """What one extract did: the new partition (if any) and which files it skipped."""
+
+    manifest: Manifest | None
+    skipped: list[str]
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows if self.manifest else 0
+
+    @property
+    def bytes(self) -> int:
+        return self.manifest.bytes if self.manifest else 0
+
+
+def file_format(path: Path, configured: str) -> str:
+    if configured != "auto":
+        return configured
+    try:
+        return EXTENSIONS[path.suffix.lower()]
+    except KeyError:
+        raise SourceFileError(str(path), f"unknown file type {path.suffix!r}") from None
+
+
+def table_of(file_name: str) -> str:
+    """The table a file feeds by its name: `orders.csv`, `orders_2024-01-31.csv` -> orders."""
+    stem = file_name.split(".", 1)[0].lower()
+    return re.sub(r"[_-]\d[\w-]*$", "", stem)
+
+
+def discover(inbox: Path, source: FilesSourceConfig, table: str) -> list[Path]:
+    """Files of the inbox that feed this table, in name order."""
+    if not inbox.is_dir():
+        return []
+    pattern = source.tables[table].pattern
+    files = [p for p in inbox.iterdir() if p.is_file() and not p.name.startswith((".", "~$"))]
+    if pattern:
+        chosen = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
+    else:
+        chosen = [p for p in files if p.suffix.lower() in EXTENSIONS and table_of(p.name) == table]
+    return sorted(chosen)
+
+
+def unclaimed_files(inbox: Path, source: FilesSourceConfig) -> list[Path]:
+    """Inbox files that feed no declared table: reported, never silently ignored."""
+    if not inbox.is_dir():
+        return []
+    claimed = {p for t in source.tables for p in discover(inbox, source, t)}
+    return sorted(
+        p
+        for p in inbox.iterdir()
+        if p.is_file() and p not in claimed and not p.name.startswith(".")
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def land_table(
+    lake: Lake,
+    source_name: str,
+    source: FilesSourceConfig,
+    inbox: Path,
+    table: str,
+    run_id: str,
+    today: dt.date | None = None,
+) -> LandingResult:
+    """Land every new file of `table` as one partition of this run (or nothing)."""
+    ingest_date = (today or dt.date.today()).isoformat()
+    folder = lake.partition_dir(source_name, table, ingest_date, run_id)
+    existing = lake.manifests(source_name, table)
+    mine = [m for m in existing if m.run_id == run_id]
+    if mine:  # a retry of this run's node: the partition is already complete
+        return LandingResult(mine[0], [])
+    known = {f.sha256 for m in existing for f in m.files}
+    files = discover(inbox, source, table)
+    new: list[tuple[Path, str]] = []
+    skipped: list[str] = []
+    for path in files:
+        digest = sha256_of(path)
+        if digest in known:
+            skipped.append(path.name)
+        else:
+            known.add(digest)
+            new.append((path, digest))
+    if not new:
+        logger.info(f"{table}: no new files ({len(skipped)} already landed)")
+        return LandingResult(None, skipped)
+
+    if lake.exists(folder):  # leftovers of an interrupted landing: it never happened
+        lake.fs.delete_dir(folder)
+    lake.fs.create_dir(folder, recursive=True)
+    sources: list[SourceFile] = []
+    parts: list[PartFile] = []
+    schema: pa.Schema | None = None
+    for index, (path, digest) in enumerate(new):
+        part_name = f"part-{index:05d}.parquet"
+        rows, schema = _write_part(lake, f"{folder}/{part_name}", path, source, schema)
+        size = lake.fs.get_file_info(f"{folder}/{part_name}").size or 0
+        parts.append(PartFile(part_name, rows, size))
+        sources.append(SourceFile(path.name, digest, path.stat().st_size, rows))
+        logger.info(f"{table}: landed {path.name} ({rows:,} rows)")
+    assert schema is not None
+    manifest = Manifest(
+        partition_id=lake.partition_id(source_name, table, ingest_date, run_id),
+        source=source_name,
+        table=table,
+        run_id=run_id,
+        ingest_date=ingest_date,
+        landed_at=dt.datetime.now(dt.UTC).isoformat(),
+        rows=sum(p.rows for p in parts),
+        bytes=sum(p.bytes for p in parts),
+        schema=[{"name": f.name, "type": str(f.type)} for f in schema],
+        files=sources,
+        parts=parts,
+    )
+    lake.write_text_atomic(f"{folder}/{MANIFEST}", manifest.to_json())
+    return LandingResult(manifest, skipped)
+
+
+def _write_part(
+    lake: Lake, target: str, path: Path, source: FilesSourceConfig, schema: pa.Schema | None
+) -> tuple[int, pa.Schema]:
+    """Stream one file into one Parquet part; all files of a partition share one schema."""
+    file_schema, batches = read_batches(path, file_format(path, source.format), source.csv)
+    if schema is not None and not file_schema.equals(schema):
+        raise SourceFileError(
+            str(path),
+            "columns or types differ from the other new files of this table: "
+            f"{file_schema} vs {schema}",
+        )
+    rows = 0
+    with pq.ParquetWriter(target, file_schema, filesystem=lake.fs, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    schema = file_schema
+    return rows, schema

@@ -1,0 +1,77 @@
+# millpond: `just run` and `just test` are all a new user needs (see README.md).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set dotenv-load := false
+
+venv := ".venv"
+bin := venv / "bin"
+export DBT_SEND_ANONYMOUS_USAGE_STATS := "false"
+export DO_NOT_TRACK := "1"
+export PIP_DISABLE_PIP_VERSION_CHECK := "1"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv and install millpond (with dev tools) when missing or pyproject.toml changed
+install:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp={{venv}}/.installed
+    if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ -x {{bin}}/millpond ]; then exit 0; fi
+    command -v python3.11 >/dev/null && py=python3.11 || py=python3
+    $py -c 'import sys; assert sys.version_info[:2] == (3, 11), "millpond needs Python 3.11"'
+    [ -x {{bin}}/python ] || $py -m venv {{venv}}
+    echo "installing millpond into {{venv}} (about a minute, once)"
+    {{bin}}/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+    {{bin}}/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+    {{bin}}/python -c 'import millpond, duckdb, dbt, prefect' && touch "$stamp"
+
+# the whole pipeline: demo data if the inbox is empty, extract, load, dbt, publish, summary
+run *ARGS: install
+    {{bin}}/millpond run --demo-if-empty 0.1 {{ARGS}}
+
+# every test: unit, integration (real PostgreSQL, dbt, Prefect) and end-to-end
+test *ARGS: install
+    {{bin}}/pytest -q {{ARGS}}
+
+# the fast tier for your own loop: unit tests only
+test-fast *ARGS: install
+    {{bin}}/pytest -q tests/unit {{ARGS}}
+
+# ruff lint + format check, and the dbt project parses
+lint: install
+    {{bin}}/ruff check .
+    {{bin}}/ruff format --check .
+
+# format the code
+fmt: install
+    {{bin}}/ruff format .
+    {{bin}}/ruff check --fix .
+
+# the task graph as text (ARGS: --json, --mermaid)
+graph *ARGS: install
+    {{bin}}/millpond graph {{ARGS}}
+
+# TPC-H ERP export files into the inbox (SCALE 0.1 is ~100 MB of CSV)
+demo-data SCALE="0.1": install
+    {{bin}}/millpond demo-data --scale {{SCALE}}
+
+# the Prefect UI (starts the local Prefect server if needed)
+ui: install
+    {{bin}}/millpond ui
+
+# the API: run history, nodes, tests
+serve: install
+    {{bin}}/millpond serve
+
+# write the Airflow DAG to airflow_compat/dags/millpond.py
+dag: install
+    {{bin}}/millpond dag
+
+# stop what `just run` started (Prefect server, embedded PostgreSQL)
+down:
+    [ ! -x {{bin}}/millpond ] || {{bin}}/millpond down
+
+# remove all local state (lake, warehouse, snapshots, ledger, logs); keeps the inbox and .venv
+clean: down
+    rm -rf .millpond

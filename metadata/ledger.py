@@ -1,0 +1,425 @@
+"""The run ledger: small, idempotent writes that never stop a run.
+
+Every public write is one short transaction of upserts, so a retried node, a re-sent record or a
+replayed buffer line never duplicates a row. Timestamps are taken on the client when the call
+is made, not by the database, so records replayed later keep their real time.
+
+When the database is unreachable (connection refused, timeout, server gone, statement timeout:
+psycopg ``OperationalError``), the record is appended as one JSON line to a local buffer file,
+a warning is logged once per outage, and the caller goes on. Once records are buffered, later
+writes go through the buffer too until it is flushed, so the database sees records in the
+order they were made. After a failure the database is not retried for ``retry_interval``
+seconds, so a down server costs one connect timeout, not one per node.
+
+Errors that are not about reachability (a missing table, a bad value) are bugs and are raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from loguru import logger
+
+from metadata.db import CONNECT_TIMEOUT_S, normalize_url
+from metadata.records import OPS
+
+RUN_FINAL_STATUSES = frozenset({"success", "failed"})
+NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped"})
+TEST_STATUSES = frozenset({"pass", "fail", "warn", "error", "skipped"})
+STATEMENT_TIMEOUT_MS = 10_000
+
+# Failures that mean "the ledger is not reachable right now": buffer and carry on.
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# Failures of one record's content while replaying: set it aside instead of blocking the rest.
+_BAD_RECORD = (psycopg.DataError, psycopg.IntegrityError, ValueError, TypeError, KeyError)
+
+
+class LedgerUnavailableError(RuntimeError):
+    """A read needed the ledger database and it could not be reached."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- buffer lines: JSON with datetimes tagged so they come back as datetimes -------------------
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    raise TypeError(f"cannot buffer a {type(value).__name__}: {value!r}")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$datetime" in obj:
+        return datetime.fromisoformat(obj["$datetime"])
+    return obj
+
+
+def _validate(name: str, value: str, allowed: frozenset[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+class Ledger:
+    """Writes run records to the ledger database, buffering locally when it is unreachable.
+
+    One connection per Ledger, opened lazily and reopened after a failure; a lock serialises
+    use of it because nodes of a run execute in threads. The buffer file may be shared with
+    other processes on the machine (an inter-process file lock guards appends and flushes).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        buffer_path: Path,
+        *,
+        connect_timeout: int = CONNECT_TIMEOUT_S,
+        retry_interval: float = 30.0,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.buffer_path = Path(buffer_path)
+        self.rejected_path = self.buffer_path.with_name(self.buffer_path.name + ".rejected")
+        self.connect_timeout = connect_timeout
+        self.retry_interval = retry_interval
+        self.buffered = 0  # records this Ledger had to buffer: surfaced in run summaries
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection | None = None
+        self._retry_at = 0.0
+        self._warned = False
+
+    # --- public writes ----------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        orchestrator: str | None,
+        trigger: str | None,
+        target: str | None,
+        flow_run_id: str | None = None,
+    ) -> bool:
+        """Record that a run began; a second call for the same run changes nothing."""
+        return self._submit(
+            "start_run",
+            run_id=run_id,
+            orchestrator=orchestrator,
+            trigger=trigger,
+            target=target,
+            flow_run_id=flow_run_id,
+            at=_now(),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        error: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a run's outcome (``success`` or ``failed``)."""
+        _validate("status", status, RUN_FINAL_STATUSES)
+        return self._submit(
+            "finish_run", run_id=run_id, status=status, error=error, summary=summary, at=_now()
+        )
+
+    def node_started(self, run_id: str, node_id: str, kind: str | None, attempt: int = 1) -> bool:
+        """Record that an attempt of a node began (creating the run row if it is the first)."""
+        return self._submit(
+            "node_started", run_id=run_id, node_id=node_id, kind=kind, attempt=attempt, at=_now()
+        )
+
+    def node_finished(
+        self,
+        run_id: str,
+        node_id: str,
+        attempt: int,
+        status: str,
+        duration_ms: int | None,
+        rows: int | None = None,
+        bytes: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record how an attempt of a node ended (``success``, ``failed`` or ``skipped``)."""
+        _validate("status", status, NODE_FINAL_STATUSES)
+        return self._submit(
+            "node_finished",
+            run_id=run_id,
+            node_id=node_id,
+            attempt=attempt,
+            status=status,
+            duration_ms=None if duration_ms is None else int(duration_ms),
+            rows=rows,
+            bytes=bytes,
+            error=error,
+            at=_now(),
+        )
+
+    def record_row_counts(self, run_id: str, counts: dict[str, int]) -> bool:
+        """Record the row count of each relation (model, table) after a run built it."""
+        if not counts:
+            return True
+        return self._submit("record_row_counts", run_id=run_id, counts=dict(counts), at=_now())
+
+    def record_test_results(
+        self, run_id: str, node_id: str | None, results: list[dict[str, Any]]
+    ) -> bool:
+        """Record data test outcomes: dicts with ``test``, ``status``, ``failures``, ``message``."""
+        if not results:
+            return True
+        clean = []
+        for result in results:
+            _validate("test status", result["status"], TEST_STATUSES)
+            clean.append(
+                {
+                    "test": str(result["test"]),
+                    "status": result["status"],
+                    "failures": result.get("failures"),
+                    "message": result.get("message"),
+                }
+            )
+        return self._submit(
+            "record_test_results", run_id=run_id, node_id=node_id, results=clean, at=_now()
+        )
+
+    def record_partition(
+        self,
+        source: str,
+        table: str,
+        partition_id: str,
+        manifest_sha256: str | None,
+        rows: int | None,
+        bytes: int | None,
+        landed_at: datetime | None = None,
+        run_id: str | None = None,
+    ) -> bool:
+        """Record a partition landed in the lake (a changed manifest marks it not loaded)."""
+        return self._submit(
+            "record_partition",
+            source=source,
+            table=table,
+            partition_id=partition_id,
+            manifest_sha256=manifest_sha256,
+            rows=rows,
+            bytes=bytes,
+            landed_at=landed_at or _now(),
+            run_id=run_id,
+        )
+
+    def mark_partition_loaded(self, partition_id: str, loaded_at: datetime | None = None) -> bool:
+        """Record that a landed partition is now in the warehouse."""
+        return self._submit(
+            "mark_partition_loaded", partition_id=partition_id, loaded_at=loaded_at or _now()
+        )
+
+    def set_source_state(self, source: str, table: str, cursor: Any) -> bool:
+        """Store the incremental cursor (any JSON value) of a source table."""
+        return self._submit(
+            "set_source_state", source=source, table=table, cursor=cursor, at=_now()
+        )
+
+    # --- public reads -----------------------------------------------------------------------
+
+    def get_source_state(self, source: str, table: str) -> Any | None:
+        """Return the stored cursor of a source table, or None if it has none yet.
+
+        Buffered (not yet flushed) cursors are newer than the database's, so they win. Raises
+        :class:`LedgerUnavailableError` when the database is down and nothing is buffered:
+        guessing "no cursor" would silently reload a whole source.
+        """
+        with self._lock:
+            if self._has_buffer() and self._flush_locked() is None:
+                buffered = self._buffered_source_state(source, table)
+                if buffered is not None:
+                    return buffered[0]
+            try:
+                conn = self._connection()
+                row = conn.execute(
+                    "SELECT cursor FROM millpond.source_state "
+                    "WHERE source = %s AND table_name = %s",
+                    (source, table),
+                ).fetchone()
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                buffered = self._buffered_source_state(source, table)
+                if buffered is not None:
+                    return buffered[0]
+                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
+            return row[0] if row else None
+
+    # --- buffer -----------------------------------------------------------------------------
+
+    def flush_buffer(self) -> int:
+        """Replay buffered records in order; return how many reached the database.
+
+        Each record commits on its own and lines are removed only after their commit, so a
+        crash mid-flush at worst replays a few records again (harmless: writes are upserts).
+        Returns 0 without raising when the database is still unreachable.
+        """
+        with self._lock:
+            self._retry_at = 0.0  # an explicit flush always tries the database
+            return self._flush_locked() or 0
+
+    @property
+    def degraded(self) -> bool:
+        """True while records are waiting in the buffer file (the ledger is behind)."""
+        return self._has_buffer()
+
+    def close(self) -> None:
+        """Close the connection (buffered records stay on disk for a later flush)."""
+        with self._lock:
+            self._drop_connection()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _submit(self, op: str, **args: Any) -> bool:
+        """Write one record now, or buffer it; True if it reached the database."""
+        with self._lock:
+            if self._has_buffer() and self._flush_locked() is None:
+                self._append(op, args)
+                return False
+            if time.monotonic() < self._retry_at:
+                self._append(op, args)
+                return False
+            try:
+                self._execute(op, args)
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                self._append(op, args)
+                return False
+            return True
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            if time.monotonic() < self._retry_at:
+                raise psycopg.OperationalError("ledger database marked down; retrying later")
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+            # A ledger write that waits on a lock must not hold a node up indefinitely.
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self._conn = conn
+        return self._conn
+
+    def _execute(self, op: str, args: dict[str, Any]) -> None:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            OPS[op](cur, **args)
+
+    def _went_down(self, exc: BaseException) -> None:
+        self._drop_connection()
+        self._retry_at = time.monotonic() + self.retry_interval
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "ledger database unreachable ({}); buffering records in {} and carrying on",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                self.buffer_path,
+            )
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    def _has_buffer(self) -> bool:
+        try:
+            return self.buffer_path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise appends and flushes across processes sharing the buffer file."""
+        self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.buffer_path.with_name(self.buffer_path.name + ".lock")
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _append(self, op: str, args: dict[str, Any]) -> None:
+        record = {"op": op, "args": args, "buffered_at": _now(), "pid": os.getpid()}
+        line = json.dumps(record, default=_encode) + "\n"
+        with self._file_lock(), open(self.buffer_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+        self.buffered += 1
+
+    def _buffered_source_state(self, source: str, table: str) -> tuple[Any] | None:
+        """The newest buffered cursor for a source table, as a 1-tuple (its value may be None)."""
+        found: tuple[Any] | None = None
+        with self._file_lock():
+            if not self.buffer_path.exists():
+                return None
+            for line in self.buffer_path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line, object_hook=_decode)
+                    args = record.get("args", {})
+                    if (
+                        record.get("op") == "set_source_state"
+                        and args.get("source") == source
+                        and args.get("table") == table
+                    ):
+                        found = (args.get("cursor"),)
+        return found
+
+    def _flush_locked(self) -> int | None:
+        """Replay the buffer; the count flushed, or None if records remain (DB unreachable)."""
+        if not self._has_buffer():
+            return 0
+        if time.monotonic() < self._retry_at:
+            return None
+        flushed = 0
+        with self._file_lock():
+            lines = self.buffer_path.read_text(encoding="utf-8").splitlines(keepends=True)
+            done = 0
+            for index, line in enumerate(lines):
+                if line.strip():
+                    try:
+                        record = json.loads(line, object_hook=_decode)
+                        self._execute(record["op"], record["args"])
+                        flushed += 1
+                    except _UNREACHABLE as exc:
+                        self._went_down(exc)
+                        break
+                    except _BAD_RECORD as exc:
+                        self._reject(line, exc)
+                done = index + 1
+            self._rewrite_buffer(lines[done:])
+        if flushed:
+            logger.info("ledger: flushed {} buffered record(s) to the database", flushed)
+        if done < len(lines):
+            return None
+        self._warned = False  # a later outage deserves a new warning
+        return flushed
+
+    def _reject(self, line: str, exc: BaseException) -> None:
+        """Set aside a record the database refuses, so it cannot block the ones after it."""
+        logger.error("ledger: buffered record rejected ({}); kept in {}", exc, self.rejected_path)
+        with open(self.rejected_path, "a", encoding="utf-8") as handle:
+            handle.write(line if line.endswith("\n") else line + "\n")
+
+    def _rewrite_buffer(self, remaining: list[str]) -> None:
+        if not remaining:
+            self.buffer_path.unlink(missing_ok=True)
+            return
+        tmp = self.buffer_path.with_name(self.buffer_path.name + ".tmp")
+        tmp.write_text("".join(remaining), encoding="utf-8")
+        os.replace(tmp, self.buffer_path)

@@ -1,0 +1,237 @@
+"""The SQL of each ledger record kind, shared by live writes and buffer replay.
+
+Each function takes an open cursor inside the caller's transaction and the record's arguments,
+exactly as they are stored in a buffer line, so replaying a line is calling the same function.
+All are upserts: running one twice leaves the same rows as running it once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+
+def as_jsonb(value: Any) -> Jsonb:
+    """Wrap a value for a jsonb column; odd types (dates, decimals) become strings, not errors."""
+    return Jsonb(value, dumps=lambda obj: json.dumps(obj, default=str))
+
+
+def ensure_run(cur: psycopg.Cursor, run_id: str, at: datetime) -> None:
+    """Create a bare run row if needed: an Airflow task may be the first writer of its run."""
+    cur.execute(
+        "INSERT INTO millpond.runs (run_id, started_at, status) VALUES (%s, %s, 'running') "
+        "ON CONFLICT (run_id) DO NOTHING",
+        (run_id, at),
+    )
+
+
+def _op_start_run(
+    cur: psycopg.Cursor,
+    run_id: str,
+    orchestrator: str | None,
+    trigger: str | None,
+    target: str | None,
+    flow_run_id: str | None,
+    at: datetime,
+) -> None:
+    # An existing run keeps everything it has; only fields still unknown (a row created by
+    # node_started) are filled in.
+    cur.execute(
+        """
+        INSERT INTO millpond.runs
+            (run_id, orchestrator, trigger, target, flow_run_id, started_at, status)
+        VALUES (%s, %s, %s, %s, %s, %s, 'running')
+        ON CONFLICT (run_id) DO UPDATE SET
+            orchestrator = COALESCE(runs.orchestrator, EXCLUDED.orchestrator),
+            trigger = COALESCE(runs.trigger, EXCLUDED.trigger),
+            target = COALESCE(runs.target, EXCLUDED.target),
+            flow_run_id = COALESCE(runs.flow_run_id, EXCLUDED.flow_run_id),
+            started_at = LEAST(runs.started_at, EXCLUDED.started_at)
+        """,
+        (run_id, orchestrator, trigger, target, flow_run_id, at),
+    )
+
+
+def _op_finish_run(
+    cur: psycopg.Cursor,
+    run_id: str,
+    status: str,
+    error: str | None,
+    summary: dict[str, Any] | None,
+    at: datetime,
+) -> None:
+    cur.execute(
+        """
+        INSERT INTO millpond.runs (run_id, started_at, finished_at, status, error, summary)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        ON CONFLICT (run_id) DO UPDATE SET
+            finished_at = EXCLUDED.finished_at,
+            status = EXCLUDED.status,
+            error = EXCLUDED.error,
+            summary = COALESCE(EXCLUDED.summary, runs.summary)
+        """,
+        (run_id, at, at, status, error, None if summary is None else as_jsonb(summary)),
+    )
+
+
+def _op_node_started(
+    cur: psycopg.Cursor, run_id: str, node_id: str, kind: str | None, attempt: int, at: datetime
+) -> None:
+    ensure_run(cur, run_id, at)
+    # A replayed "started" must never turn a finished node back into "running".
+    cur.execute(
+        """
+        INSERT INTO millpond.node_runs (run_id, node_id, kind, attempt, status, started_at)
+        VALUES (%s, %s, %s, %s, 'running', %s)
+        ON CONFLICT (run_id, node_id, attempt) DO UPDATE SET
+            kind = COALESCE(node_runs.kind, EXCLUDED.kind),
+            started_at = LEAST(node_runs.started_at, EXCLUDED.started_at)
+        """,
+        (run_id, node_id, kind, attempt, at),
+    )
+
+
+def _op_node_finished(
+    cur: psycopg.Cursor,
+    run_id: str,
+    node_id: str,
+    attempt: int,
+    status: str,
+    duration_ms: int | None,
+    rows: int | None,
+    bytes: int | None,
+    error: str | None,
+    at: datetime,
+) -> None:
+    ensure_run(cur, run_id, at)
+    started = at - timedelta(milliseconds=duration_ms or 0)
+    cur.execute(
+        """
+        INSERT INTO millpond.node_runs (run_id, node_id, attempt, status, started_at,
+                                        finished_at, duration_ms, rows, bytes, error)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (run_id, node_id, attempt) DO UPDATE SET
+            status = EXCLUDED.status,
+            finished_at = EXCLUDED.finished_at,
+            duration_ms = EXCLUDED.duration_ms,
+            rows = EXCLUDED.rows,
+            bytes = EXCLUDED.bytes,
+            error = EXCLUDED.error
+        """,
+        (run_id, node_id, attempt, status, started, at, duration_ms, rows, bytes, error),
+    )
+
+
+def _op_record_row_counts(
+    cur: psycopg.Cursor, run_id: str, counts: dict[str, int], at: datetime
+) -> None:
+    ensure_run(cur, run_id, at)
+    cur.executemany(
+        """
+        INSERT INTO millpond.row_counts (run_id, relation, rows, recorded_at)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (run_id, relation) DO UPDATE SET
+            rows = EXCLUDED.rows, recorded_at = EXCLUDED.recorded_at
+        """,
+        [(run_id, relation, int(rows), at) for relation, rows in counts.items()],
+    )
+
+
+def _op_record_test_results(
+    cur: psycopg.Cursor,
+    run_id: str,
+    node_id: str | None,
+    results: list[dict[str, Any]],
+    at: datetime,
+) -> None:
+    ensure_run(cur, run_id, at)
+    cur.executemany(
+        """
+        INSERT INTO millpond.test_results
+            (run_id, node_id, test, status, failures, message, recorded_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (run_id, test) DO UPDATE SET
+            node_id = EXCLUDED.node_id,
+            status = EXCLUDED.status,
+            failures = EXCLUDED.failures,
+            message = EXCLUDED.message,
+            recorded_at = EXCLUDED.recorded_at
+        """,
+        [
+            (run_id, node_id, r["test"], r["status"], r.get("failures"), r.get("message"), at)
+            for r in results
+        ],
+    )
+
+
+def _op_record_partition(
+    cur: psycopg.Cursor,
+    source: str,
+    table: str,
+    partition_id: str,
+    manifest_sha256: str | None,
+    rows: int | None,
+    bytes: int | None,
+    landed_at: datetime,
+    run_id: str | None,
+) -> None:
+    # Re-landing a partition with a different manifest means its content changed: it must be
+    # loaded again, so loaded_at is cleared. The same manifest keeps its loaded state.
+    cur.execute(
+        """
+        INSERT INTO millpond.partitions (partition_id, source, table_name, manifest_sha256,
+                                         rows, bytes, landed_at, run_id)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (partition_id) DO UPDATE SET
+            source = EXCLUDED.source,
+            table_name = EXCLUDED.table_name,
+            rows = EXCLUDED.rows,
+            bytes = EXCLUDED.bytes,
+            landed_at = EXCLUDED.landed_at,
+            run_id = EXCLUDED.run_id,
+            loaded_at = CASE
+                WHEN partitions.manifest_sha256 IS NOT DISTINCT FROM EXCLUDED.manifest_sha256
+                THEN partitions.loaded_at END,
+            manifest_sha256 = EXCLUDED.manifest_sha256
+        """,
+        (partition_id, source, table, manifest_sha256, rows, bytes, landed_at, run_id),
+    )
+
+
+def _op_mark_partition_loaded(cur: psycopg.Cursor, partition_id: str, loaded_at: datetime) -> None:
+    cur.execute(
+        "UPDATE millpond.partitions SET loaded_at = %s WHERE partition_id = %s",
+        (loaded_at, partition_id),
+    )
+
+
+def _op_set_source_state(
+    cur: psycopg.Cursor, source: str, table: str, cursor: Any, at: datetime
+) -> None:
+    cur.execute(
+        """
+        INSERT INTO millpond.source_state (source, table_name, cursor, updated_at)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (source, table_name) DO UPDATE SET
+            cursor = EXCLUDED.cursor, updated_at = EXCLUDED.updated_at
+        """,
+        (source, table, as_jsonb(cursor), at),
+    )
+
+
+OPS: dict[str, Callable[..., None]] = {
+    "start_run": _op_start_run,
+    "finish_run": _op_finish_run,
+    "node_started": _op_node_started,
+    "node_finished": _op_node_finished,
+    "record_row_counts": _op_record_row_counts,
+    "record_test_results": _op_record_test_results,
+    "record_partition": _op_record_partition,
+    "mark_partition_loaded": _op_mark_partition_loaded,
+    "set_source_state": _op_set_source_state,
+}

@@ -1,0 +1,271 @@
+"""The `millpond` command: a thin layer over config, graph and execute.
+
+Every command takes `--config` (default: ./millpond.yml or $MILLPOND_CONFIG). Exit codes: 0 on
+success, 1 when a run or node failed, 2 for unusable input (bad config, unknown node).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from millpond.config import ConfigError, MillpondConfig, env_secrets, load_config
+from millpond.logs import close_run_log, logger, open_run_log, register_secrets, setup_console
+
+app = typer.Typer(
+    help="millpond: files -> lake -> DuckDB -> dbt -> published marts, recorded in a ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="millpond.yml to use (default: ./millpond.yml)"),
+]
+
+
+def _load(config_path: Path | None) -> MillpondConfig:
+    setup_console(
+        sink=lambda message: console.print(message, end="", markup=False, highlight=False)
+    )
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    register_secrets(config.secrets() + env_secrets())
+    return config
+
+
+def _quiet_prefect() -> None:
+    """Prefect's own console chatter (task created/finished) would drown the progress bar."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@app.command()
+def run(
+    config_path: ConfigOption = None,
+    demo_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--demo-if-empty", help="generate demo data at this scale when an inbox is empty"
+        ),
+    ] = None,
+    trigger: Annotated[
+        str, typer.Option(help="recorded in the ledger: cli, schedule, api")
+    ] = "cli",
+) -> None:
+    """Run the whole graph as a Prefect flow: extract, load, dbt, publish; print a summary."""
+    config = _load(config_path)
+    if demo_scale:
+        _demo_if_empty(config, demo_scale)
+    _quiet_prefect()
+    from flows.server import ensure_server, ui_url
+    from millpond.execute import RunContext, finish_run, new_run_id, start_run
+
+    run_id = new_run_id()
+    log_path = open_run_log(config.logs_dir, run_id)
+    started = time.perf_counter()
+    try:
+        api = ensure_server(config)
+        os.environ["PREFECT_API_URL"] = api
+        ctx = RunContext(config, run_id, orchestrator="prefect")
+        ctx.ledger  # noqa: B018 - connect and migrate before the flow starts
+        graph = ctx.graph
+        start_run(ctx, trigger)
+        status = _run_flow(ctx, graph, api)
+    finally:
+        close_run_log(run_id)
+    from millpond.summary import print_summary
+
+    status = finish_run(ctx) if status != "crashed" else finish_run(ctx, "the flow crashed")
+    publish = ctx.outcomes.get("publish")
+    links = {
+        "Prefect UI": f"{ui_url(api)}/runs/flow-run/{ctx.flow_run_id}"
+        if ctx.flow_run_id
+        else ui_url(api),
+        "API": f"http://{config.serve.host}:{config.serve.port}/runs/{run_id} (start it: just serve)",
+        "log": str(log_path),
+    }
+    snapshot = publish.detail.get("snapshot") if publish and publish.status == "success" else None
+    outcomes = list(ctx.outcomes.values())
+    print_summary(
+        console,
+        outcomes,
+        [n.id for n in graph.nodes],
+        status,
+        run_id,
+        time.perf_counter() - started,
+        links,
+        snapshot,
+    )
+    if ctx.ledger.buffered:
+        console.print(
+            f"[yellow]ledger unreachable: {ctx.ledger.buffered} records buffered, flushed next run[/]"
+        )
+    raise typer.Exit(0 if status == "success" else 1)
+
+
+def _run_flow(ctx: Any, graph: Any, api: str) -> str:
+    """Run the graph through Prefect with a progress bar; returns the flow's final state."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.pipeline import build_flow
+    from millpond.execute import run_node, skip_node
+
+    class Hooks:
+        def run(self, node_id: str, attempt: int) -> Any:
+            progress.update(bar, description=node_id)
+            return run_node(ctx, node_id, attempt)
+
+        def skip(self, node_id: str, reason: str) -> None:
+            skip_node(ctx, node_id, reason)
+
+        def flow_started(self, flow_run_id: str) -> None:
+            ctx.flow_run_id = flow_run_id
+            ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, None, None, flow_run_id=flow_run_id)
+
+    with Progress(
+        TextColumn("{task.description:<40}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("starting", total=len(graph.nodes))
+        ctx.on_node_done = lambda _outcome: progress.advance(bar)
+        flow = build_flow(ctx.config.project, graph, Hooks(), ctx.config.prefect.concurrency)
+        state = flow(run_id=ctx.run_id, return_state=True)
+    return "success" if state.is_completed() else ("failed" if state.is_failed() else "crashed")
+
+
+def _demo_if_empty(config: MillpondConfig, scale: float) -> None:
+    from millpond.demo import generate, inbox_has_files
+
+    for source in config.sources.values():
+        inbox = config.resolve(source.path)
+        if not inbox_has_files(inbox):
+            generate(inbox, scale)
+
+
+@app.command("run-node")
+def run_node_command(
+    node_id: Annotated[str, typer.Argument(help="a node id from `millpond graph`")],
+    run_id: Annotated[str, typer.Option("--run-id", help="the run this node belongs to")],
+    attempt: Annotated[int, typer.Option(help="attempt number (retries count up)")] = 1,
+    orchestrator: Annotated[str, typer.Option(help="recorded in the ledger")] = "airflow",
+    config_path: ConfigOption = None,
+) -> None:
+    """Run one node of one run (what each task of the generated Airflow DAG calls)."""
+    config = _load(config_path)
+    from millpond.execute import NodeFailed, RunContext, run_node
+    from millpond.graph import GraphError
+
+    open_run_log(config.logs_dir, run_id)
+    ctx = RunContext(config, run_id, orchestrator=orchestrator)
+    try:
+        outcome = run_node(ctx, node_id, attempt)
+    except GraphError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    except NodeFailed:
+        raise typer.Exit(1) from None
+    finally:
+        close_run_log(run_id)
+    console.print(f"{node_id}: {outcome.status} in {outcome.duration_ms} ms, rows={outcome.rows}")
+
+
+@app.command()
+def graph(
+    config_path: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="machine-readable nodes and edges")
+    ] = False,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="a Mermaid flowchart")] = False,
+) -> None:
+    """Print the task graph (built from millpond.yml and the dbt manifest)."""
+    config = _load(config_path)
+    from millpond.dbt_runner import DbtProject
+    from millpond.graph import build_graph
+
+    built = build_graph(config, DbtProject(config).parse())
+    text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
+    sys.stdout.write(text + "\n")
+
+
+@app.command("config")
+def show_config(config_path: ConfigOption = None) -> None:
+    """Print the effective config (file + ${VAR}s + MILLPOND_* overrides), secrets masked."""
+    import yaml
+
+    config = _load(config_path)
+    sys.stdout.write(yaml.safe_dump(config.masked(), sort_keys=False))
+
+
+@app.command("demo-data")
+def demo_data(
+    scale: Annotated[float, typer.Option(help="TPC-H scale factor (0.1 = ~100 MB of CSV)")] = 0.1,
+    config_path: ConfigOption = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="only when the inbox is empty")
+    ] = False,
+) -> None:
+    """Write TPC-H tables as ERP export files (CSV, nation/region as .xlsx) into each inbox."""
+    config = _load(config_path)
+    from millpond.demo import generate, inbox_has_files
+
+    for name, source in config.sources.items():
+        inbox = config.resolve(source.path)
+        if if_empty and inbox_has_files(inbox):
+            logger.info(f"{name}: {inbox} has files already")
+            continue
+        generate(inbox, scale)
+
+
+@app.command()
+def ui(config_path: ConfigOption = None) -> None:
+    """Start (or reuse) the local Prefect server and print the UI address."""
+    config = _load(config_path)
+    from flows.server import ensure_server, ui_url
+
+    console.print(f"Prefect UI: {ui_url(ensure_server(config))}")
+
+
+@app.command()
+def down(config_path: ConfigOption = None) -> None:
+    """Stop what `millpond run` started: the local Prefect server and embedded PostgreSQL."""
+    config = _load(config_path)
+    from flows.server import stop_server
+    from metadata.embedded import stop_embedded
+
+    console.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
+    console.print(
+        "embedded PostgreSQL: "
+        + ("stopped" if stop_embedded(config.state / "pg") else "not running")
+    )
+
+
+@app.command()
+def serve(config_path: ConfigOption = None) -> None:
+    """Serve the API (run history, nodes, tests) with uvicorn."""
+    config = _load(config_path)
+    import uvicorn
+
+    os.environ["MILLPOND_CONFIG"] = (
+        str(config.root / "millpond.yml") if not config_path else str(config_path)
+    )
+    uvicorn.run("serve.app:app", host=config.serve.host, port=config.serve.port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,109 @@
+"""Publish: copy the tested marts into a snapshot file and repoint `current` atomically.
+
+Readers (API, notebooks, BI) never open the warehouse, which the pipeline holds for writing.
+They open `<state>/published/current` read-only: a symlink to `<run_id>.duckdb`, replaced by
+rename, so a reader sees the previous run's marts or this one's, never a mix and never a half-
+written file. A failed run never reaches publish, so `current` keeps the last good run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from millpond.logs import logger
+from millpond.warehouse import open_warehouse
+
+CURRENT = "current"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published snapshot and the row count of each table in it."""
+
+    path: Path
+    tables: dict[str, int]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def publish(
+    warehouse: Path, published_dir: Path, run_id: str, schemas: list[str], keep: int
+) -> Published:
+    """Snapshot every table and view of `schemas` as tables, then switch readers to it."""
+    published_dir.mkdir(parents=True, exist_ok=True)
+    target = published_dir / f"{run_id}.duckdb"
+    staging = published_dir / f".{run_id}.duckdb.tmp"
+    staging.unlink(missing_ok=True)
+    tables: dict[str, int] = {}
+    with open_warehouse(warehouse) as con:
+        relations = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = current_database() and table_schema in (select unnest($1)) "
+            "order by 1, 2",
+            [schemas],
+        ).fetchall()
+        if not relations:
+            raise RuntimeError(f"nothing to publish: no tables in schemas {schemas}")
+        con.execute(f"attach '{staging}' as snapshot")
+        try:
+            for schema in sorted({s for s, _ in relations}):
+                con.execute(f"create schema snapshot.{_quote(schema)}")
+            for schema, name in relations:
+                relation = f"{_quote(schema)}.{_quote(name)}"
+                con.execute(f"create table snapshot.{relation} as select * from {relation}")
+                count = con.execute(f"select count(*) from snapshot.{relation}").fetchone()
+                tables[f"{schema}.{name}"] = int(count[0]) if count else 0
+        finally:
+            con.execute("detach snapshot")
+    os.replace(staging, target)
+    point_current(published_dir, target.name)
+    removed = prune(published_dir, keep)
+    logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
+    return Published(target, tables)
+
+
+def point_current(published_dir: Path, name: str) -> None:
+    """Atomically make `current` point at the named snapshot (rename over the old link)."""
+    link = published_dir / CURRENT
+    tmp = published_dir / f".{CURRENT}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(name)
+    os.replace(tmp, link)
+
+
+def current_snapshot(published_dir: Path) -> Path | None:
+    """The snapshot readers see now, or None before the first successful run."""
+    link = published_dir / CURRENT
+    return link.resolve() if link.is_symlink() and link.exists() else None
+
+
+def prune(published_dir: Path, keep: int) -> int:
+    """Delete all but the newest `keep` snapshots; the current one is never deleted."""
+    current = current_snapshot(published_dir)
+    snapshots = sorted(
+        published_dir.glob("*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    removed = 0
+    for old in snapshots[keep:]:
+        if old.resolve() != current:
+            old.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def open_published(published_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the current snapshot: what notebooks and the API use."""
+    current = current_snapshot(published_dir)
+    if current is None:
+        raise FileNotFoundError(f"{published_dir}: nothing published yet; run `just run` first")
+    return duckdb.connect(str(current), read_only=True)

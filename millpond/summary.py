@@ -1,0 +1,80 @@
+"""What a person sees during and after a run: a progress bar, then one summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+STATUS_STYLE = {"success": "green", "failed": "bold red", "skipped": "yellow"}
+
+
+def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
+    """Nodes in graph order with status, attempt, rows, bytes, duration and tests."""
+    table = Table(title="millpond run", show_lines=False, header_style="bold")
+    for column, justify in [
+        ("node", "left"),
+        ("status", "left"),
+        ("try", "right"),
+        ("rows", "right"),
+        ("MB", "right"),
+        ("ms", "right"),
+        ("tests", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    by_id = {o.node_id: o for o in outcomes}
+    for node_id in order:
+        o = by_id.get(node_id)
+        if o is None:
+            table.add_row(node_id, "[dim]not run[/]", "", "", "", "", "")
+            continue
+        tests = o.detail.get("tests", []) if o.detail else []
+        passed = sum(1 for t in tests if t["status"] == "pass")
+        style = STATUS_STYLE.get(o.status, "")
+        table.add_row(
+            node_id,
+            f"[{style}]{o.status}[/]" if style else o.status,
+            str(o.attempt) if o.attempt else "",
+            f"{o.rows:,}" if o.rows is not None else "",
+            f"{o.bytes / 1e6:.1f}" if o.bytes else "",
+            f"{o.duration_ms:,}",
+            f"{passed}/{len(tests)}" if tests else "",
+        )
+    return table
+
+
+def print_summary(
+    console: Console,
+    outcomes: list[Any],
+    order: list[str],
+    status: str,
+    run_id: str,
+    elapsed_s: float,
+    links: dict[str, str],
+    snapshot: str | None,
+) -> None:
+    console.print(summary_table(outcomes, order))
+    tests = [t for o in outcomes for t in (o.detail or {}).get("tests", [])]
+    failed_tests = [t for t in tests if t["status"] in ("fail", "error")]
+    rows = sum(o.rows or 0 for o in outcomes if o.node_id.startswith("load."))
+    color = "green" if status == "success" else "red"
+    console.print(
+        f"[bold {color}]run {run_id}: {status}[/] in {elapsed_s:.1f} s; "
+        f"{len(outcomes)} nodes, {rows:,} raw rows loaded, "
+        f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
+    )
+    for t in failed_tests:
+        console.print(
+            f"  [red]test {t['test']}: {t['status']}[/] ({t.get('failures')} failing rows)"
+        )
+    for o in outcomes:
+        if o.status == "failed":
+            console.print(f"  [red]{o.node_id}[/]: {o.error}")
+    if snapshot:
+        console.print(f"published snapshot: {snapshot}")
+    elif status != "success":
+        console.print("nothing published: readers keep the previous snapshot")
+    for name, url in links.items():
+        console.print(f"{name}: {url}")
