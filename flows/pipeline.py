@@ -12,6 +12,8 @@ execute it (see the import rule in docs/architecture.md).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -22,6 +24,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from millpond.graph import Graph
+from millpond.logs import logger
 
 
 class GraphHooks(Protocol):
@@ -45,6 +48,16 @@ def _node_task(hooks: GraphHooks) -> Any:
     return node_task
 
 
+def _forward_to_prefect(message: Any) -> None:
+    """A loguru sink: node logs also appear in the Prefect UI, under their task run."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    record = message.record
+    with contextlib.suppress(MissingContextError):
+        get_run_logger().log(logging.getLevelName(record["level"].name), record["message"])
+
+
 def run_graph(graph: Graph, hooks: GraphHooks) -> dict[str, str]:
     """Run every node as soon as its upstream succeeded; returns node_id -> final status."""
     node_task = _node_task(hooks)
@@ -60,12 +73,13 @@ def run_graph(graph: Graph, hooks: GraphHooks) -> dict[str, str]:
                 status[node.id] = "skipped"
                 hooks.skip(node.id, f"upstream did not succeed: {', '.join(blocked)}")
             elif all(status.get(u) == "success" for u in node.upstream):
+                # No timeout_seconds: a thread cannot be interrupted, so Prefect would only
+                # warn; node timeouts are enforced where nodes run as processes (Airflow).
                 future = node_task.with_options(
                     name=node.id,
                     task_run_name=node.id,
                     retries=node.retries,
                     retry_delay_seconds=node.retry_delay_seconds,
-                    timeout_seconds=node.timeout_seconds,
                 ).submit(node.id, wait_for=[futures[u] for u in node.upstream])
                 futures[node.id] = future
                 running[future] = node.id
@@ -98,7 +112,11 @@ def build_flow(name: str, graph: Graph, hooks: GraphHooks, concurrency: int) -> 
         from prefect.runtime import flow_run
 
         hooks.flow_started(str(flow_run.id))
-        status = run_graph(graph, hooks)
+        sink = logger.add(_forward_to_prefect, level="INFO", format="{message}")
+        try:
+            status = run_graph(graph, hooks)
+        finally:
+            logger.remove(sink)
         bad = sorted(n for n, s in status.items() if s != "success")
         if bad:
             return Failed(

@@ -77,9 +77,8 @@ def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
         start_new_session=True,
     )
     _pid_file(config).write_text(str(process.pid))
-    logger.info(
-        f"starting the Prefect server at {ui_url(api)} (log: {config.logs_dir / 'prefect-server.log'})"
-    )
+    log_path = config.logs_dir / "prefect-server.log"
+    logger.info(f"starting the Prefect server at {ui_url(api)} (log: {log_path})")
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -67,7 +67,8 @@ def loaded_partitions(
 ) -> set[str]:
     ensure_state(con, schema)
     rows = con.execute(
-        f"select partition_id from {_quote(schema)}.{STATE_TABLE} where source = ? and table_name = ?",
+        f"select partition_id from {_quote(schema)}.{STATE_TABLE} "
+        "where source = ? and table_name = ?",
         [source, table],
     ).fetchall()
     return {r[0] for r in rows}

@@ -7,6 +7,7 @@ success, 1 when a run or node failed, 2 for unusable input (bad config, unknown 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,14 +17,22 @@ import typer
 from rich.console import Console
 
 from millpond.config import ConfigError, MillpondConfig, env_secrets, load_config
-from millpond.logs import close_run_log, logger, open_run_log, register_secrets, setup_console
+from millpond.logs import (
+    close_run_log,
+    logger,
+    node_context,
+    open_run_log,
+    register_secrets,
+    setup_console,
+)
 
 app = typer.Typer(
     help="millpond: files -> lake -> DuckDB -> dbt -> published marts, recorded in a ledger.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # logs, progress, errors
+out = Console(soft_wrap=True)  # results
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="millpond.yml to use (default: ./millpond.yml)"),
@@ -46,8 +55,9 @@ def _load(config_path: Path | None) -> MillpondConfig:
 def _quiet_prefect() -> None:
     """Prefect's own console chatter (task created/finished) would drown the progress bar."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "WARNING")
+    # Node logs reach the console through loguru already; Prefect's copies go to its UI only.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "ERROR")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -66,56 +76,58 @@ def run(
 ) -> None:
     """Run the whole graph as a Prefect flow: extract, load, dbt, publish; print a summary."""
     config = _load(config_path)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _demo_if_empty(config, demo_scale)
     _quiet_prefect()
     from flows.server import ensure_server, ui_url
     from millpond.execute import RunContext, finish_run, new_run_id, start_run
+    from millpond.summary import print_summary
 
     run_id = new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
     started = time.perf_counter()
+    ctx = RunContext(config, run_id, orchestrator="prefect")
     try:
-        api = ensure_server(config)
-        os.environ["PREFECT_API_URL"] = api
-        ctx = RunContext(config, run_id, orchestrator="prefect")
-        ctx.ledger  # noqa: B018 - connect and migrate before the flow starts
-        graph = ctx.graph
-        start_run(ctx, trigger)
-        status = _run_flow(ctx, graph, api)
+        with node_context(run_id):
+            try:
+                api = ensure_server(config)
+                os.environ["PREFECT_API_URL"] = api
+                ctx.ledger  # noqa: B018 - connect and migrate before the flow starts
+                graph = ctx.graph
+            except Exception as exc:
+                logger.error(f"cannot start the run: {exc}")
+                raise typer.Exit(2) from None
+            start_run(ctx, trigger)
+            flow_state = _run_flow(ctx, graph)
+            status = finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
     finally:
         close_run_log(run_id)
-    from millpond.summary import print_summary
-
-    status = finish_run(ctx) if status != "crashed" else finish_run(ctx, "the flow crashed")
     publish = ctx.outcomes.get("publish")
+    flow_link = f"/runs/flow-run/{ctx.flow_run_id}" if ctx.flow_run_id else ""
     links = {
-        "Prefect UI": f"{ui_url(api)}/runs/flow-run/{ctx.flow_run_id}"
-        if ctx.flow_run_id
-        else ui_url(api),
-        "API": f"http://{config.serve.host}:{config.serve.port}/runs/{run_id} (start it: just serve)",
+        "Prefect UI": ui_url(api) + flow_link,
+        "API": f"http://{config.serve.host}:{config.serve.port}/runs/{run_id} (just serve)",
         "log": str(log_path),
     }
     snapshot = publish.detail.get("snapshot") if publish and publish.status == "success" else None
-    outcomes = list(ctx.outcomes.values())
-    print_summary(
-        console,
-        outcomes,
-        [n.id for n in graph.nodes],
-        status,
-        run_id,
-        time.perf_counter() - started,
-        links,
-        snapshot,
-    )
+    elapsed = time.perf_counter() - started
+    order = [n.id for n in graph.nodes]
+    print_summary(out, list(ctx.outcomes.values()), order, status, run_id, elapsed, links, snapshot)
     if ctx.ledger.buffered:
-        console.print(
-            f"[yellow]ledger unreachable: {ctx.ledger.buffered} records buffered, flushed next run[/]"
+        out.print(
+            f"[yellow]metadata database unreachable: {ctx.ledger.buffered} ledger records "
+            f"buffered in {config.state / 'ledger-buffer.jsonl'}, flushed on the next run[/]"
         )
     raise typer.Exit(0 if status == "success" else 1)
 
 
-def _run_flow(ctx: Any, graph: Any, api: str) -> str:
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM exits like Ctrl-C, so exit hooks run (the embedded PostgreSQL stops cleanly)."""
+    raise SystemExit(128 + signum)
+
+
+def _run_flow(ctx: Any, graph: Any) -> str:
     """Run the graph through Prefect with a progress bar; returns the flow's final state."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -182,7 +194,7 @@ def run_node_command(
         raise typer.Exit(1) from None
     finally:
         close_run_log(run_id)
-    console.print(f"{node_id}: {outcome.status} in {outcome.duration_ms} ms, rows={outcome.rows}")
+    out.print(f"{node_id}: {outcome.status} in {outcome.duration_ms} ms, rows={outcome.rows}")
 
 
 @app.command()
@@ -238,7 +250,7 @@ def ui(config_path: ConfigOption = None) -> None:
     config = _load(config_path)
     from flows.server import ensure_server, ui_url
 
-    console.print(f"Prefect UI: {ui_url(ensure_server(config))}")
+    out.print(f"Prefect UI: {ui_url(ensure_server(config))}")
 
 
 @app.command()
@@ -248,8 +260,8 @@ def down(config_path: ConfigOption = None) -> None:
     from flows.server import stop_server
     from metadata.embedded import stop_embedded
 
-    console.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
-    console.print(
+    out.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
+    out.print(
         "embedded PostgreSQL: "
         + ("stopped" if stop_embedded(config.state / "pg") else "not running")
     )

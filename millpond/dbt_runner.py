@@ -11,6 +11,7 @@ any existing project can be pointed at without changing it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ from millpond.logs import logger
 _DBT_LOCK = threading.Lock()
 PASSING = {"success", "pass", "no-op"}
 FAILING_TESTS = {"fail", "error"}
+
+
+def _drop_root_stream_handlers() -> None:
+    """dbt attaches a bare stderr handler to the root logger; with it there, every library
+    log line (Prefect's included) is printed raw and Prefect skips its own logging setup."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
 
 
 class DbtError(Exception):
@@ -108,6 +118,7 @@ class DbtProject:
 
         with _DBT_LOCK:
             result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
+            _drop_root_stream_handlers()
         if not result.success or result.result is None:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
         self._manifest = result.result
@@ -131,6 +142,7 @@ class DbtProject:
         ]
         with _DBT_LOCK:
             outcome = dbtRunner(manifest=self._manifest).invoke(args)
+            _drop_root_stream_handlers()
         build = DbtBuild()
         run = outcome.result
         for item in getattr(run, "results", None) or []:

@@ -241,7 +241,8 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
     status = "failed" if error or bad or missing else "success"
     if status == "failed" and not error:
         failed = [o.node_id for o in ctx.outcomes.values() if o.status == "failed"]
-        error = f"failed nodes: {', '.join(failed) or '-'}; not run: {len(missing) + len(bad) - len(failed)}"
+        skipped = len(bad) - len(failed) + len(missing)
+        error = f"failed nodes: {', '.join(failed) or '-'}; {skipped} nodes did not run"
     summary = {
         "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
         "rows": sum(o.rows or 0 for o in ctx.outcomes.values()),
