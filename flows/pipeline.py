@@ -58,6 +58,12 @@ def _forward_to_prefect(message: Any) -> None:
         get_run_logger().log(logging.getLevelName(record["level"].name), record["message"])
 
 
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unless the node said another attempt cannot help (see NodeFailed.retryable)."""
+    error = state.result(raise_on_failure=False)
+    return bool(getattr(error, "retryable", True))
+
+
 def run_graph(graph: Graph, hooks: GraphHooks) -> dict[str, str]:
     """Run every node as soon as its upstream succeeded; returns node_id -> final status."""
     node_task = _node_task(hooks)
@@ -80,6 +86,7 @@ def run_graph(graph: Graph, hooks: GraphHooks) -> dict[str, str]:
                     task_run_name=node.id,
                     retries=node.retries,
                     retry_delay_seconds=node.retry_delay_seconds,
+                    retry_condition_fn=_worth_retrying,
                 ).submit(node.id, wait_for=[futures[u] for u in node.upstream])
                 futures[node.id] = future
                 running[future] = node.id

@@ -59,7 +59,9 @@ def _header_dialect(path: Path, options: CsvOptions) -> tuple[str, list[str]]:
             first = fh.readline()
     except UnicodeDecodeError as exc:
         raise SourceFileError(
-            str(path), f"not {encoding} text ({exc.reason}); set csv.encoding", 1
+            str(path),
+            f"not {encoding} text ({exc.reason}); set csv.encoding",
+            exc.object[: exc.start].count(b"\n") + 1,  # the line of the first bad byte
         ) from None
     if not first.strip():
         raise SourceFileError(str(path), "empty file (no header line)", 1)
@@ -132,16 +134,17 @@ def read_csv(path: Path, options: CsvOptions) -> Batches:
 
 
 def _csv_error(path: Path, exc: Exception) -> SourceFileError:
+    """DuckDB's message without its boilerplate: the reason, then the offending line."""
     message = str(exc)
     match = _LINE.search(message)
-    details = [
-        line.strip()
-        for line in message.splitlines()
-        if line.strip() and not line.startswith(("Possible", "*", "Column ", "This type"))
-    ]
-    reason = "; ".join(
-        d for d in details if not d.startswith(("CSV Error on Line", "Original Line"))
-    )
+    details: list[str] = []
+    for raw in message.splitlines():
+        line = re.sub(r"^[\w ]*Error: ", "", raw.strip())
+        if line.startswith(("Possible fixes", "Possible solutions", "file =")):
+            break  # the rest is DuckDB's advice and a dump of the reader's settings
+        if line and not line.startswith(("*", "Column ", "This type")):
+            details.append(line)
+    reason = "; ".join(d for d in details if not d.startswith(("CSV Error on Line", "Original")))
     original = next((d for d in details if d.startswith("Original Line")), None)
     if original:
         reason += f" ({original[:200]})"
@@ -165,6 +168,7 @@ def read_xlsx(path: Path, sheet: int | str = 0) -> Batches:
     if not rows:
         raise SourceFileError(str(path), "sheet is empty (no header row)", 1)
     header = [str(h).strip() for h in rows[0]]
+    header = header[: max((i + 1 for i, h in enumerate(header) if h), default=1)]  # trailing ""
     if len(set(header)) != len(header) or any(not h for h in header):
         raise SourceFileError(str(path), f"header has empty or duplicate column names: {header}", 1)
     data = rows[1:]
@@ -192,4 +196,5 @@ def _xlsx_column(values: list[Any]) -> pa.Array:
         return pa.array(cleaned, pa.timestamp("us"))
     if present and all(isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in present):
         return pa.array(cleaned, pa.date32())
-    return pa.array([None if v is None else str(v) for v in cleaned], pa.string())
+    whole = [int(v) if isinstance(v, float) and v.is_integer() else v for v in cleaned]  # 7.0 -> 7
+    return pa.array([None if v is None else str(v) for v in whole], pa.string())

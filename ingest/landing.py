@@ -78,7 +78,7 @@ def unclaimed_files(inbox: Path, source: FilesSourceConfig) -> list[Path]:
     return sorted(
         p
         for p in inbox.iterdir()
-        if p.is_file() and p not in claimed and not p.name.startswith(".")
+        if p.is_file() and p not in claimed and not p.name.startswith((".", "~$"))
     )
 
 

@@ -309,7 +309,8 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], source
     for problem in error.errors():
         path = ".".join(str(p) for p in problem["loc"] if not str(p).startswith("function-"))
         path = path.replace(".files.", ".")  # discriminated unions add the tag to the path
-        found = _lookup(data, problem["loc"])
+        found = MASK if SECRET_NAME.search(path) else _lookup(data, problem["loc"])
+        found = mask_url(found) if isinstance(found, str) else found  # no passwords in errors
         shown = "missing" if problem["type"] == "missing" else f"got {found!r}"
         lines.append(f"  {path}: {problem['msg']} ({shown})")
     return "\n".join(lines)

@@ -21,7 +21,8 @@ from typing import Any
 
 from ingest.lake import Lake
 from ingest.landing import land_table, unclaimed_files
-from ingest.loading import load_table, raw_row_count, raw_table_name
+from ingest.formats import SourceFileError
+from ingest.loading import LoadError, load_table, raw_row_count, raw_table_name
 from metadata.db import migrate, resolve_url
 from metadata.ledger import Ledger
 from millpond.config import MillpondConfig
@@ -33,7 +34,19 @@ from millpond.warehouse import open_warehouse, warehouse_lock
 
 
 class NodeFailed(Exception):
-    """A node that did not succeed; the message is safe to show and store."""
+    """A node that did not succeed; the message is safe to show and store.
+
+    `retryable` is False when running the node again cannot help (a malformed file, a failing
+    data test), so orchestrators do not burn their retries and delays on it.
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# Errors in the data itself: the same input fails the same way on every attempt.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (SourceFileError, LoadError)
 
 
 @dataclass
@@ -104,10 +117,12 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
         ctx.ledger.node_started(ctx.run_id, node_id, node.kind, attempt)
         started = time.perf_counter()
         outcome = NodeOutcome(node_id, "running", attempt)
+        retryable = True
         try:
             HANDLERS[node.kind](ctx, node, outcome)
             outcome.status = "success"
         except Exception as exc:
+            retryable = getattr(exc, "retryable", not isinstance(exc, PERMANENT_ERRORS))
             outcome.status = "failed"
             outcome.error = mask(
                 f"{type(exc).__name__}: {exc}" if not isinstance(exc, NodeFailed) else str(exc)
@@ -128,7 +143,7 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
         if ctx.on_node_done:
             ctx.on_node_done(outcome)
         if outcome.status == "failed":
-            raise NodeFailed(outcome.error)
+            raise NodeFailed(outcome.error or "failed", retryable=retryable)
         logger.info(f"done in {outcome.duration_ms} ms, rows={outcome.rows}")
         return outcome
 
@@ -204,7 +219,7 @@ def _dbt(ctx: RunContext, node: Node, outcome: NodeOutcome) -> None:
         ctx.ledger.record_test_results(ctx.run_id, node.id, tests)
     outcome.detail = {"tests": tests}
     if not build.success:
-        raise NodeFailed(build.failure_message())
+        raise NodeFailed(build.failure_message(), retryable=build.error is not None)
 
 
 def _publish(ctx: RunContext, node: Node, outcome: NodeOutcome) -> None:

@@ -244,6 +244,7 @@ def dbt_nodes(config: MillpondConfig, manifest: dict[str, Any]) -> list[Node]:
             )
             continue
         tests[owner].append(r["name"])
+        upstream[owner] |= {u for u in upstream_of(uid) if u.startswith("load.")}  # its sources
         for other in model_parents - {owner} - ancestors(owner):
             upstream[owner].add(f"dbt.{executable[other]['name']}")
 

@@ -54,6 +54,9 @@ def _patch(record: dict[str, Any]) -> None:
                 record["exception"] = None
 
 
+logger.configure(patcher=_patch)  # mask secrets in every sink, even without setup_console
+
+
 def setup_console(level: str = "INFO", sink: Any = None) -> None:
     """Console logging for CLI commands (to stderr, or e.g. a rich console's print)."""
     global _console_sink

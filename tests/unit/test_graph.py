@@ -1,0 +1,407 @@
+"""The task graph built from the config and a synthetic dbt manifest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from millpond.config import FilesSourceConfig, MillpondConfig
+from millpond.graph import PUBLISH, Graph, GraphError, Node, build_graph, topological
+
+
+def make_config(**sources: list[str]) -> MillpondConfig:
+    return MillpondConfig(
+        sources={
+            name: FilesSourceConfig(kind="files", path=f"inbox/{name}", tables=tables)
+            for name, tables in sources.items()
+        }
+    )
+
+
+def model(
+    name: str,
+    *deps: str,
+    materialized: str = "table",
+    schema: str = "marts",
+    alias: str | None = None,
+    resource_type: str = "model",
+) -> tuple[str, dict[str, Any]]:
+    uid = f"{resource_type}.proj.{name}"
+    return uid, {
+        "unique_id": uid,
+        "resource_type": resource_type,
+        "name": name,
+        "schema": schema,
+        "alias": alias,
+        "config": {"materialized": materialized},
+        "depends_on": {"nodes": list(deps)},
+    }
+
+
+def test_node(name: str, *deps: str, attached: str | None = None) -> tuple[str, dict[str, Any]]:
+    uid = f"test.proj.{name}"
+    return uid, {
+        "unique_id": uid,
+        "resource_type": "test",
+        "name": name,
+        "schema": "marts_dbt_test__audit",
+        "config": {"materialized": "test"},
+        "depends_on": {"nodes": list(deps)},
+        "attached_node": attached,
+    }
+
+
+test_node.__test__ = False  # a helper, not a pytest test
+
+
+def source(source_name: str, name: str) -> tuple[str, dict[str, Any]]:
+    uid = f"source.proj.{source_name}.{name}"
+    return uid, {"unique_id": uid, "source_name": source_name, "name": name}
+
+
+def manifest(*nodes: tuple[str, dict[str, Any]], sources=()) -> dict[str, Any]:
+    return {"nodes": dict(nodes), "sources": dict(sources)}
+
+
+SRC_ORDERS = "source.proj.erp.orders"
+SRC_CUSTOMERS = "source.proj.erp.customers"
+STG_ORDERS = "model.proj.stg_erp__orders"
+STG_CUSTOMERS = "model.proj.stg_erp__customers"
+DIM = "model.proj.dim_customers"
+FCT = "model.proj.fct_orders"
+
+
+def demo_manifest(*extra: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """Two sources -> two staging views -> an ephemeral model -> dim and fct -> an aggregate."""
+    return manifest(
+        model("stg_erp__orders", SRC_ORDERS, materialized="view", schema="staging"),
+        model("stg_erp__customers", SRC_CUSTOMERS, materialized="view", schema="staging"),
+        model("int_orders_enriched", STG_ORDERS, materialized="ephemeral"),
+        model("dim_customers", STG_CUSTOMERS, alias="customers"),
+        model("fct_orders", "model.proj.int_orders_enriched"),
+        model("agg_daily", FCT, DIM, schema="aggregates"),
+        model("country_codes", resource_type="seed", schema="seeds"),
+        *extra,
+        sources=[source("erp", "orders"), source("erp", "customers")],
+    )
+
+
+def ancestors(graph: Graph, node_id: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        for up in graph.node(stack.pop()).upstream:
+            if up not in seen:
+                seen.add(up)
+                stack.append(up)
+    return seen
+
+
+def upstream(graph: Graph, node_id: str) -> set[str]:
+    return set(graph.node(node_id).upstream)
+
+
+# --- source nodes --------------------------------------------------------------------------
+
+
+def test_one_extract_and_one_load_per_configured_table():
+    graph = build_graph(make_config(erp=["orders", "customers"], crm=["contacts"]), None)
+
+    kinds = {n.id: n.kind for n in graph.nodes}
+    assert kinds == {
+        "extract.erp.orders": "extract",
+        "load.erp.orders": "load",
+        "extract.erp.customers": "extract",
+        "load.erp.customers": "load",
+        "extract.crm.contacts": "extract",
+        "load.crm.contacts": "load",
+        "publish": "publish",
+    }
+    assert upstream(graph, "load.erp.orders") == {"extract.erp.orders"}
+    assert graph.node("load.crm.contacts").params == {"source": "crm", "table": "contacts"}
+
+
+def test_source_nodes_carry_the_configured_retry_policy():
+    graph = build_graph(make_config(erp=["orders"]), None)
+
+    assert graph.node("extract.erp.orders").retries == 2
+    assert graph.node("load.erp.orders").retries == 1
+
+
+# --- dbt nodes -----------------------------------------------------------------------------
+
+
+def test_dbt_models_depend_on_the_load_nodes_of_their_sources():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    assert upstream(graph, "dbt.stg_erp__orders") == {"load.erp.orders"}
+    assert upstream(graph, "dbt.stg_erp__customers") == {"load.erp.customers"}
+    assert upstream(graph, "dbt.agg_daily") == {"dbt.fct_orders", "dbt.dim_customers"}
+    assert upstream(graph, "dbt.country_codes") == set()
+
+
+def test_sources_that_are_not_configured_add_no_upstream():
+    graph = build_graph(make_config(erp=["orders"]), demo_manifest())
+
+    assert upstream(graph, "dbt.stg_erp__customers") == set()
+
+
+def test_ephemeral_models_are_not_nodes_and_their_parents_pass_through():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    assert "dbt.int_orders_enriched" not in graph.by_id
+    assert upstream(graph, "dbt.fct_orders") == {"dbt.stg_erp__orders"}
+
+
+def test_dbt_node_params_name_the_relation_with_its_alias():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    dim = graph.node("dbt.dim_customers").params
+    assert dim["relation"] == "marts.customers"
+    assert dim["unique_id"] == DIM
+    assert graph.node("dbt.fct_orders").params["relation"] == "marts.fct_orders"
+    assert graph.node("dbt.country_codes").params["resource_type"] == "seed"
+
+
+def test_single_model_test_runs_in_its_model_node():
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(test_node("not_null_fct_orders_id", FCT, attached=FCT)),
+    )
+
+    params = graph.node("dbt.fct_orders").params
+    assert params["tests"] == ["not_null_fct_orders_id"]
+    assert params["select"] == ["fct_orders", "not_null_fct_orders_id"]
+    assert "dbt.not_null_fct_orders_id" not in graph.by_id
+
+
+def test_relationships_test_runs_with_attached_model_and_other_parent_goes_upstream():
+    # stg_erp__orders and stg_erp__customers are independent; the test is declared on orders.
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(
+            test_node(
+                "relationships_orders_customer", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS
+            )
+        ),
+    )
+
+    orders = graph.node("dbt.stg_erp__orders")
+    assert "relationships_orders_customer" in orders.params["tests"]
+    assert (
+        "relationships_orders_customer" not in graph.node("dbt.stg_erp__customers").params["tests"]
+    )
+    assert upstream(graph, "dbt.stg_erp__orders") == {"load.erp.orders", "dbt.stg_erp__customers"}
+    assert "dbt.stg_erp__orders" not in ancestors(graph, "dbt.stg_erp__customers")
+
+
+def test_multi_parent_test_goes_to_the_downstream_parent_when_attaching_would_cycle():
+    # Declared on dim_customers, but agg_daily reads dim_customers: running it in
+    # dim_customers would need agg_daily first, a cycle. It runs in agg_daily instead.
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(test_node("agg_matches_dim", DIM, "model.proj.agg_daily", attached=DIM)),
+    )
+
+    assert graph.node("dbt.agg_daily").params["tests"] == ["agg_matches_dim"]
+    assert graph.node("dbt.dim_customers").params["tests"] == []
+    assert "dbt.agg_daily" not in ancestors(graph, "dbt.dim_customers")
+
+
+def test_two_tests_between_the_same_models_never_create_a_cycle():
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(
+            test_node("rel_a", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS),
+            test_node("rel_b", STG_CUSTOMERS, STG_ORDERS, attached=STG_CUSTOMERS),
+        ),
+    )
+
+    orders_tests = graph.node("dbt.stg_erp__orders").params["tests"]
+    customers_tests = graph.node("dbt.stg_erp__customers").params["tests"]
+    assert sorted(orders_tests + customers_tests) == ["rel_a", "rel_b"]
+    assert "dbt.stg_erp__orders" not in ancestors(graph, "dbt.stg_erp__customers")
+
+
+def test_test_of_a_model_and_a_source_waits_for_that_source_to_load():
+    # A relationships test from a model to a raw source table: the node running it must
+    # come after the load of that source, or the test may query a table that is not there.
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(test_node("orders_customer_in_raw", FCT, SRC_CUSTOMERS, attached=FCT)),
+    )
+
+    assert graph.node("dbt.fct_orders").params["tests"] == ["orders_customer_in_raw"]
+    assert "load.erp.customers" in ancestors(graph, "dbt.fct_orders")
+
+
+def test_source_tests_run_with_the_first_model_reading_those_sources():
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(
+            model("zz_orders_copy", SRC_ORDERS, schema="staging"),
+            test_node("source_not_null_erp_orders_id", SRC_ORDERS),
+        ),
+    )
+
+    assert graph.node("dbt.stg_erp__orders").params["tests"] == ["source_not_null_erp_orders_id"]
+    assert graph.node("dbt.zz_orders_copy").params["tests"] == []
+    assert "dbt.source_not_null_erp_orders_id" not in graph.by_id
+
+
+def test_source_test_without_a_reading_model_becomes_its_own_node_after_the_load():
+    graph = build_graph(
+        make_config(erp=["orders", "customers", "items"]),
+        manifest(
+            model("stg_erp__orders", SRC_ORDERS),
+            test_node("source_unique_erp_items_id", "source.proj.erp.items"),
+            sources=[source("erp", "orders"), source("erp", "items")],
+        ),
+    )
+
+    node = graph.node("dbt.source_unique_erp_items_id")
+    assert node.kind == "dbt"
+    assert set(node.upstream) == {"load.erp.items"}
+    assert "dbt.source_unique_erp_items_id" in upstream(graph, PUBLISH)
+
+
+# --- publish, order, cycles ----------------------------------------------------------------
+
+
+def test_publish_waits_for_every_node():
+    graph = build_graph(
+        make_config(erp=["orders", "customers"], crm=["contacts"]),
+        demo_manifest(test_node("rel", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS)),
+    )
+
+    others = {n.id for n in graph.nodes} - {PUBLISH}
+    assert ancestors(graph, PUBLISH) == others
+    # only sinks are direct parents: agg_daily, country_codes and the unused crm load
+    assert upstream(graph, PUBLISH) == {"dbt.agg_daily", "dbt.country_codes", "load.crm.contacts"}
+    assert graph.nodes[-1].id == PUBLISH
+
+
+def test_publish_without_manifest_waits_for_every_load():
+    graph = build_graph(make_config(erp=["orders", "customers"]), None)
+
+    assert upstream(graph, PUBLISH) == {"load.erp.orders", "load.erp.customers"}
+
+
+def test_nodes_come_upstream_first():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    position = {n.id: i for i, n in enumerate(graph.nodes)}
+    for up, down in graph.edges():
+        assert position[up] < position[down], (up, down)
+
+
+def test_the_order_is_stable_across_builds():
+    config = make_config(erp=["orders", "customers"])
+
+    first = build_graph(config, demo_manifest()).to_json()
+    again = build_graph(config, demo_manifest()).to_json()
+
+    assert first == again
+
+
+def test_a_dependency_cycle_raises_graph_error_naming_the_nodes():
+    nodes = [
+        Node("dbt.a", "dbt", ("dbt.b",)),
+        Node("dbt.b", "dbt", ("dbt.a",)),
+        Node("dbt.c", "dbt"),
+    ]
+
+    with pytest.raises(GraphError, match=r"cycle among: dbt\.a, dbt\.b$"):
+        topological(nodes)
+
+
+def test_a_model_cycle_in_the_manifest_raises_graph_error():
+    cyclic = manifest(model("a", "model.proj.b"), model("b", "model.proj.a"))
+
+    with pytest.raises(GraphError, match="cycle"):
+        build_graph(make_config(), cyclic)
+
+
+def test_dependency_on_an_unknown_node_raises_graph_error():
+    with pytest.raises(GraphError, match=r"unknown node 'dbt\.ghost'"):
+        topological([Node("dbt.a", "dbt", ("dbt.ghost",))])
+
+
+def test_asking_for_an_unknown_node_raises_graph_error():
+    graph = build_graph(make_config(erp=["orders"]), None)
+
+    with pytest.raises(GraphError, match=r"unknown node 'dbt\.nope'"):
+        graph.node("dbt.nope")
+
+
+def test_duplicate_node_ids_are_rejected():
+    with pytest.raises(GraphError, match="duplicate"):
+        Graph((Node("dbt.a", "dbt"), Node("dbt.a", "dbt")))
+
+
+def test_downstream_lists_every_transitive_child():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    assert graph.downstream("load.erp.customers") == {
+        "dbt.stg_erp__customers",
+        "dbt.dim_customers",
+        "dbt.agg_daily",
+        PUBLISH,
+    }
+
+
+# --- renderings ----------------------------------------------------------------------------
+
+
+def test_json_round_trips_nodes_and_edges():
+    graph = build_graph(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(test_node("rel", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS)),
+    )
+
+    data = json.loads(graph.to_json())
+    rebuilt = Graph(
+        tuple(
+            Node(
+                n["id"],
+                n["kind"],
+                tuple(n["upstream"]),
+                n["retries"],
+                n["retry_delay_seconds"],
+                n["timeout_seconds"],
+                n["params"],
+            )
+            for n in data["nodes"]
+        )
+    )
+
+    assert sorted(rebuilt.edges()) == sorted(graph.edges())
+    assert rebuilt == graph
+
+
+def test_mermaid_has_one_line_per_node_and_per_edge():
+    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+
+    lines = graph.to_mermaid().splitlines()
+
+    assert lines[0] == "flowchart LR"
+    arrows = [line for line in lines if "-->" in line]
+    assert len(arrows) == len(graph.edges())
+    labels = [line for line in lines if '["' in line]
+    assert len(labels) == len(graph.nodes)
+    alias = {line.split('["')[1].rstrip('"]'): line.split("[")[0].strip() for line in labels}
+    for up, down in graph.edges():
+        assert f"  {alias[up]} --> {alias[down]}" in arrows
+
+
+def test_text_rendering_lists_each_node_with_kind_and_upstream():
+    graph = build_graph(make_config(erp=["orders"]), None)
+
+    lines = graph.to_text().splitlines()
+
+    assert len(lines) == 3
+    assert lines[0].split() == ["extract.erp.orders", "[extract]", "after:", "-"]
+    assert lines[1].split() == ["load.erp.orders", "[load]", "after:", "extract.erp.orders"]
+    assert lines[2].split() == ["publish", "[publish]", "after:", "load.erp.orders"]

@@ -1,0 +1,310 @@
+"""Extract: inbox files land as immutable raw partitions with manifests in a local lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import openpyxl
+import pyarrow.parquet as pq
+import pytest
+
+from ingest.formats import SourceFileError
+from ingest.lake import MANIFEST, Lake, Manifest
+from ingest.landing import discover, land_table, table_of, unclaimed_files
+from millpond.config import FilesSourceConfig
+
+DAY = dt.date(2024, 3, 1)
+ORDERS = "id,amount,order_date\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n3,7.75,2024-01-03\n"
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.from_url(f"file://{tmp_path / 'lake'}")
+
+
+@pytest.fixture
+def source() -> FilesSourceConfig:
+    return FilesSourceConfig(kind="files", path="inbox", tables=["orders", "customers"])
+
+
+def land(lake: Lake, source: FilesSourceConfig, inbox: Path, run_id: str, table="orders"):
+    return land_table(lake, "erp", source, inbox, table, run_id, today=DAY)
+
+
+def partition_folder(lake: Lake, run_id: str, table: str = "orders") -> Path:
+    return Path(lake.root) / "raw" / "erp" / table / f"ingest_date={DAY}" / f"run={run_id}"
+
+
+# --- layout and manifest -------------------------------------------------------------------
+
+
+def test_lake_from_file_url_creates_its_root(tmp_path):
+    lake = Lake.from_url(f"file://{tmp_path / 'a' / 'lake'}")
+
+    assert (tmp_path / "a" / "lake").is_dir()
+    assert lake.manifests("erp", "orders") == []
+
+
+def test_lake_from_unknown_url_is_rejected():
+    with pytest.raises(ValueError, match="unsupported lake url"):
+        Lake.from_url("ftp://host/lake")
+
+
+def test_a_file_lands_as_one_partition_with_parquet_and_manifest(lake, source, inbox):
+    csv_file = inbox / "orders_2024-01-31.csv"
+    csv_file.write_text(ORDERS)
+
+    result = land(lake, source, inbox, "r1")
+
+    folder = partition_folder(lake, "r1")
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, "part-00000.parquet"]
+    data = json.loads((folder / MANIFEST).read_text())
+    assert data["partition_id"] == f"erp/orders/ingest_date={DAY}/run=r1"
+    assert data["rows"] == 3
+    assert data["bytes"] == (folder / "part-00000.parquet").stat().st_size
+    assert data["files"] == [
+        {
+            "name": "orders_2024-01-31.csv",
+            "sha256": hashlib.sha256(csv_file.read_bytes()).hexdigest(),
+            "bytes": csv_file.stat().st_size,
+            "rows": 3,
+        }
+    ]
+    assert [c["name"] for c in data["schema"]] == ["id", "amount", "order_date"]
+    assert data["schema"][0]["type"] == "int64"
+    assert result.rows == 3
+    assert result.manifest is not None and result.manifest.partition_id == data["partition_id"]
+
+
+def test_landed_parquet_holds_the_file_rows(lake, source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+
+    land(lake, source, inbox, "r1")
+
+    table = pq.read_table(partition_folder(lake, "r1") / "part-00000.parquet")
+    assert table.column("id").to_pylist() == [1, 2, 3]
+    assert table.column("order_date").to_pylist()[0] == dt.date(2024, 1, 1)
+
+
+def test_manifests_read_back_what_was_landed(lake, source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+    landed = land(lake, source, inbox, "r1").manifest
+
+    (found,) = lake.manifests("erp", "orders")
+
+    assert found == landed
+    assert Manifest.from_json(found.to_json()) == found
+    assert lake.part_paths(found) == [str(partition_folder(lake, "r1") / "part-00000.parquet")]
+
+
+def test_several_new_files_land_together_as_parts_of_one_partition(lake, source, inbox):
+    (inbox / "orders_2024-01-01.csv").write_text(ORDERS)
+    (inbox / "orders_2024-01-02.csv").write_text("id,amount,order_date\n4,1.5,2024-01-04\n")
+
+    result = land(lake, source, inbox, "r1")
+
+    assert result.manifest is not None
+    assert [p.name for p in result.manifest.parts] == ["part-00000.parquet", "part-00001.parquet"]
+    assert [f.rows for f in result.manifest.files] == [3, 1]
+    assert result.rows == 4
+
+
+def test_new_files_of_one_table_with_different_columns_fail_the_landing(lake, source, inbox):
+    (inbox / "orders_2024-01-01.csv").write_text(ORDERS)
+    (inbox / "orders_2024-01-02.csv").write_text("id,total\n4,1.5\n")
+
+    with pytest.raises(SourceFileError, match=r"orders_2024-01-02\.csv"):
+        land(lake, source, inbox, "r1")
+    assert lake.manifests("erp", "orders") == []
+
+
+def test_an_xlsx_file_lands_like_a_csv(lake, source, inbox):
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["id", "name"])
+    workbook.active.append([1, "alice"])
+    workbook.save(inbox / "customers.xlsx")
+
+    result = land(lake, source, inbox, "r1", table="customers")
+
+    assert result.rows == 1
+    assert result.manifest is not None and result.manifest.files[0].name == "customers.xlsx"
+
+
+# --- idempotence ---------------------------------------------------------------------------
+
+
+def test_landing_again_in_a_new_run_lands_nothing(lake, source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+    land(lake, source, inbox, "r1")
+
+    again = land(lake, source, inbox, "r2")
+
+    assert again.manifest is None
+    assert again.skipped == ["orders.csv"]
+    assert again.rows == 0
+    assert not partition_folder(lake, "r2").exists()
+    assert len(lake.manifests("erp", "orders")) == 1
+
+
+def test_a_renamed_copy_of_a_landed_file_is_not_landed_again(lake, source, inbox):
+    (inbox / "orders_2024-01-01.csv").write_text(ORDERS)
+    land(lake, source, inbox, "r1")
+    os.rename(inbox / "orders_2024-01-01.csv", inbox / "orders_2024-01-01-resent.csv")
+
+    again = land(lake, source, inbox, "r2")
+
+    assert again.manifest is None
+    assert again.skipped == ["orders_2024-01-01-resent.csv"]
+
+
+def test_a_new_file_lands_alone_in_the_next_run(lake, source, inbox):
+    (inbox / "orders_2024-01-01.csv").write_text(ORDERS)
+    land(lake, source, inbox, "r1")
+    (inbox / "orders_2024-01-02.csv").write_text("id,amount,order_date\n4,1.5,2024-01-04\n")
+
+    second = land(lake, source, inbox, "r2")
+
+    assert second.manifest is not None
+    assert [f.name for f in second.manifest.files] == ["orders_2024-01-02.csv"]
+    assert second.rows == 1
+    assert second.skipped == ["orders_2024-01-01.csv"]
+    assert [m.run_id for m in lake.manifests("erp", "orders")] == ["r1", "r2"]
+
+
+def test_a_retry_of_the_same_run_returns_the_same_partition(lake, source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+    first = land(lake, source, inbox, "r1")
+    (inbox / "orders_2024-02-01.csv").write_text("id,amount,order_date\n9,1.0,2024-02-01\n")
+
+    retry = land(lake, source, inbox, "r1")
+
+    assert retry.manifest == first.manifest
+    assert len(lake.manifests("erp", "orders")) == 1
+    assert sorted(p.name for p in partition_folder(lake, "r1").iterdir()) == [
+        MANIFEST,
+        "part-00000.parquet",
+    ]
+
+
+def test_an_interrupted_landing_is_ignored_and_replaced_on_retry(lake, source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+    leftovers = partition_folder(lake, "r1")
+    leftovers.mkdir(parents=True)
+    (leftovers / "part-00000.parquet").write_bytes(b"half a parquet file")
+    (leftovers / "part-00007.parquet").write_bytes(b"stale")
+
+    assert lake.manifests("erp", "orders") == []
+
+    result = land(lake, source, inbox, "r1")
+
+    assert result.rows == 3
+    assert sorted(p.name for p in leftovers.iterdir()) == [MANIFEST, "part-00000.parquet"]
+    assert pq.read_table(leftovers / "part-00000.parquet").num_rows == 3
+
+
+def test_a_malformed_file_fails_and_leaves_no_partition(lake, source, inbox):
+    bad = inbox / "orders.csv"
+    bad.write_text("id,amount\n1,2\n3,4,5\n")
+
+    with pytest.raises(SourceFileError) as info:
+        land(lake, source, inbox, "r1")
+
+    assert str(bad) in str(info.value)
+    assert info.value.line == 3
+    assert lake.manifests("erp", "orders") == []
+    assert not (partition_folder(lake, "r1") / MANIFEST).exists()
+
+
+def test_a_corrected_file_lands_after_a_failed_attempt(lake, source, inbox):
+    bad = inbox / "orders.csv"
+    bad.write_text("id,amount\n1,2\n3,4,5\n")
+    with pytest.raises(SourceFileError):
+        land(lake, source, inbox, "r1")
+    bad.write_text("id,amount\n1,2\n3,4\n")
+
+    retry = land(lake, source, inbox, "r1")
+
+    assert retry.rows == 2
+    assert len(lake.manifests("erp", "orders")) == 1
+
+
+def test_an_empty_inbox_lands_nothing(lake, source, inbox):
+    result = land(lake, source, inbox, "r1")
+
+    assert result.manifest is None
+    assert result.skipped == []
+
+
+# --- which files feed which table ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file_name", "table"),
+    [
+        ("orders.csv", "orders"),
+        ("orders_2024-01-31.csv", "orders"),
+        ("orders-20240131.csv", "orders"),
+        ("ORDERS_2024-01-31.CSV", "orders"),
+        ("order_items_2024-01-31.xlsx", "order_items"),
+        ("order_items.csv", "order_items"),
+        ("orders.2024.csv", "orders"),
+    ],
+)
+def test_table_of_strips_date_suffixes(file_name, table):
+    assert table_of(file_name) == table
+
+
+def test_discover_picks_the_table_files_in_name_order(source, inbox):
+    for name in [
+        "orders_2024-01-02.csv",
+        "orders_2024-01-01.csv",
+        "orders.xlsx",
+        "customers.csv",
+        ".orders_hidden.csv",
+        "~$orders.xlsx",
+        "orders.txt",
+    ]:
+        (inbox / name).write_text("id\n1\n")
+
+    found = [p.name for p in discover(inbox, source, "orders")]
+
+    assert found == ["orders.xlsx", "orders_2024-01-01.csv", "orders_2024-01-02.csv"]
+
+
+def test_discover_uses_the_configured_pattern(inbox):
+    source = FilesSourceConfig(
+        kind="files", path="inbox", tables={"orders": {"pattern": "ORD_*.dat"}}
+    )
+    (inbox / "ORD_1.dat").write_text("id\n1\n")
+    (inbox / "orders.csv").write_text("id\n1\n")
+
+    assert [p.name for p in discover(inbox, source, "orders")] == ["ORD_1.dat"]
+
+
+def test_discover_in_a_missing_inbox_finds_nothing(tmp_path, source):
+    assert discover(tmp_path / "nope", source, "orders") == []
+
+
+def test_unclaimed_files_are_reported(source, inbox):
+    for name in ["orders.csv", "customers_2024-01-01.csv", "invoices.csv", "notes.txt", ".keep"]:
+        (inbox / name).write_text("id\n1\n")
+
+    assert [p.name for p in unclaimed_files(inbox, source)] == ["invoices.csv", "notes.txt"]
+
+
+def test_unclaimed_files_ignore_excel_lock_files(source, inbox):
+    (inbox / "orders.xlsx").write_text("x")
+    (inbox / "~$orders.xlsx").write_text("lock")
+
+    assert unclaimed_files(inbox, source) == []
