@@ -1,1 +1,1 @@
-
+"""The graph rendered as an Airflow DAG file that imports nothing of millpond."""

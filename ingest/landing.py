@@ -12,6 +12,7 @@ import datetime as dt
 import fnmatch
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,13 @@ def file_format(path: Path, configured: str) -> str:
         raise SourceFileError(str(path), f"unknown file type {path.suffix!r}") from None
 
 
-def table_of(file_name: str) -> str:
-    """The table a file feeds by its name: `orders.csv`, `orders_2024-01-31.csv` -> orders."""
+def table_for(file_name: str, tables: Iterable[str]) -> str | None:
+    """The declared table a file feeds: its name is the table, or the table plus a suffix
+    starting with a digit (`orders_2024-01-31.csv`); the longest such table wins, so a table
+    named `sales_2023` still gets `sales_2023.csv`."""
     stem = file_name.split(".", 1)[0].lower()
-    return re.sub(r"[_-]\d[\w-]*$", "", stem)
+    matches = [t for t in tables if stem == t or re.match(rf"{re.escape(t)}[_-]\d", stem)]
+    return max(matches, key=len) if matches else None
 
 
 def discover(inbox: Path, source: FilesSourceConfig, table: str) -> list[Path]:
@@ -66,7 +70,11 @@ def discover(inbox: Path, source: FilesSourceConfig, table: str) -> list[Path]:
     if pattern:
         chosen = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
     else:
-        chosen = [p for p in files if p.suffix.lower() in EXTENSIONS and table_of(p.name) == table]
+        chosen = [
+            p
+            for p in files
+            if p.suffix.lower() in EXTENSIONS and table_for(p.name, source.tables) == table
+        ]
     return sorted(chosen)
 
 

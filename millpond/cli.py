@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from millpond.config import ConfigError, MillpondConfig, env_secrets, load_config
+from millpond.config import ConfigError, MillpondConfig, env_secrets, find_config, load_config
 from millpond.logs import (
     close_run_log,
     logger,
@@ -215,6 +215,27 @@ def graph(
     sys.stdout.write(text + "\n")
 
 
+@app.command()
+def dag(
+    config_path: ConfigOption = None,
+    output: Annotated[Path, typer.Option(help="where to write the DAG file")] = Path(
+        "airflow_compat/dags/millpond.py"
+    ),
+) -> None:
+    """Write the graph as an Airflow DAG file (each task runs `millpond run-node`)."""
+    config = _load(config_path)
+    from airflow_compat.render import render_dag
+    from millpond.dbt_runner import DbtProject
+    from millpond.graph import build_graph
+
+    built = build_graph(config, DbtProject(config).parse())
+    millpond_bin = str(Path(sys.executable).with_name("millpond"))
+    source = render_dag(built, config, millpond_bin, find_config(config_path))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(source)
+    out.print(f"wrote {output}: {len(built.nodes)} tasks, {len(built.edges())} edges")
+
+
 @app.command("config")
 def show_config(config_path: ConfigOption = None) -> None:
     """Print the effective config (file + ${VAR}s + MILLPOND_* overrides), secrets masked."""
@@ -273,9 +294,7 @@ def serve(config_path: ConfigOption = None) -> None:
     config = _load(config_path)
     import uvicorn
 
-    os.environ["MILLPOND_CONFIG"] = (
-        str(config.root / "millpond.yml") if not config_path else str(config_path)
-    )
+    os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
     uvicorn.run("serve.app:app", host=config.serve.host, port=config.serve.port)
 
 

@@ -299,8 +299,19 @@ def apply_env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, 
                 child = {}
                 target[key] = child
             target = child
-        target[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        target[path[-1]] = _override_value(name, raw)
     return data
+
+
+def _override_value(name: str, raw: str) -> Any:
+    """Lists and mappings are YAML; everything else stays text (pydantic converts numbers and
+    booleans where a field wants them), so a cron `*/15 * * * *` or a key `0123` survives."""
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a valid YAML list or mapping: {exc}") from None
+    return None if raw in ("null", "~") else raw
 
 
 def format_validation_error(error: ValidationError, data: dict[str, Any], source: str) -> str:

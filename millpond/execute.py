@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ingest.formats import SourceFileError
 from ingest.lake import Lake
 from ingest.landing import land_table, unclaimed_files
-from ingest.formats import SourceFileError
 from ingest.loading import LoadError, load_table, raw_row_count, raw_table_name
 from metadata.db import migrate, resolve_url
 from metadata.ledger import Ledger

@@ -45,6 +45,20 @@ def publish(
     staging = published_dir / f".{run_id}.duckdb.tmp"
     staging.unlink(missing_ok=True)
     tables: dict[str, int] = {}
+    try:
+        _copy_marts(warehouse, staging, schemas, tables)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, target)
+    point_current(published_dir, target.name)
+    removed = prune(published_dir, keep)
+    logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
+    return Published(target, tables)
+
+
+def _copy_marts(warehouse: Path, staging: Path, schemas: list[str], tables: dict[str, int]) -> None:
+    """Copy every relation of `schemas` into a new DuckDB file, counting rows into `tables`."""
     with open_warehouse(warehouse) as con:
         relations = con.execute(
             "select table_schema, table_name from information_schema.tables "
@@ -65,11 +79,6 @@ def publish(
                 tables[f"{schema}.{name}"] = int(count[0]) if count else 0
         finally:
             con.execute("detach snapshot")
-    os.replace(staging, target)
-    point_current(published_dir, target.name)
-    removed = prune(published_dir, keep)
-    logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
-    return Published(target, tables)
 
 
 def point_current(published_dir: Path, name: str) -> None:

@@ -115,7 +115,8 @@ def test_first_run_publishes_q1_and_ledgers_every_node(project: Path, prefect_ap
     second = latest_run(url)["run_id"]
     landed = ledger_rows(
         url,
-        "select node_id, rows from millpond.node_runs where run_id = %s and node_id ~ '^(extract|load)'",
+        "select node_id, rows from millpond.node_runs"
+        " where run_id = %s and node_id ~ '^(extract|load)'",
         second,
     )
     assert len(landed) == 16 and all(r["rows"] == 0 for r in landed)

@@ -14,7 +14,7 @@ import pytest
 
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing import discover, land_table, table_of, unclaimed_files
+from ingest.landing import discover, land_table, table_for, unclaimed_files
 from millpond.config import FilesSourceConfig
 
 DAY = dt.date(2024, 3, 1)
@@ -259,10 +259,16 @@ def test_an_empty_inbox_lands_nothing(lake, source, inbox):
         ("order_items_2024-01-31.xlsx", "order_items"),
         ("order_items.csv", "order_items"),
         ("orders.2024.csv", "orders"),
+        ("sales_2023.csv", "sales_2023"),
+        ("sales_2023_2024-01-31.csv", "sales_2023"),
+        ("sales_2024-01-31.csv", "sales"),
+        ("ordersx.csv", None),
+        ("orders_final.csv", None),
     ],
 )
-def test_table_of_strips_date_suffixes(file_name, table):
-    assert table_of(file_name) == table
+def test_table_for_matches_declared_tables_with_date_suffixes(file_name, table):
+    tables = ["orders", "order_items", "sales", "sales_2023"]
+    assert table_for(file_name, tables) == table
 
 
 def test_discover_picks_the_table_files_in_name_order(source, inbox):

@@ -1,0 +1,57 @@
+"""The API over a real ledger on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from metadata.db import migrate
+from metadata.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(
+    tmp_path: Path, machine_pg: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    migrate(machine_pg)
+    ledger = Ledger(machine_pg, tmp_path / "buffer.jsonl")
+    ledger.start_run("r1", "prefect", "cli", "duckdb")
+    ledger.node_started("r1", "load.erp.orders", "load", 1)
+    ledger.node_finished("r1", "load.erp.orders", 1, "success", 120, rows=15000, bytes=5)
+    ledger.record_test_results(
+        "r1", "dbt.fct_orders", [{"test": "t1", "status": "fail", "failures": 3}]
+    )
+    ledger.finish_run("r1", "failed", error="failed nodes: dbt.fct_orders")
+    ledger.close()
+    (tmp_path / "millpond.yml").write_text(f"metadata: {{url: '{machine_pg}'}}\n")
+    monkeypatch.setenv("MILLPOND_CONFIG", str(tmp_path / "millpond.yml"))
+    from serve import deps, settings
+    from serve.app import create_app
+
+    settings.get_stack_config.cache_clear()
+    deps.ledger_url.cache_clear()
+    with TestClient(create_app()) as test_client:
+        yield test_client
+    settings.get_stack_config.cache_clear()
+    deps.ledger_url.cache_clear()
+
+
+def test_runs_list_and_detail_come_from_the_ledger(client: TestClient) -> None:
+    runs = client.get("/runs").json()
+    assert [(r["run_id"], r["status"], r["tests_failed"]) for r in runs] == [("r1", "failed", 1)]
+    detail = client.get("/runs/r1").json()
+    assert detail["error"] == "failed nodes: dbt.fct_orders"
+    assert detail["tests"][0]["test"] == "t1" and detail["tests"][0]["failures"] == 3
+    nodes = client.get("/runs/r1/nodes").json()
+    assert [(n["node_id"], n["rows"]) for n in nodes] == [("load.erp.orders", 15000)]
+
+
+def test_unknown_run_is_404_and_health_needs_no_database(client: TestClient) -> None:
+    assert client.get("/runs/nope").status_code == 404
+    assert client.get("/runs/nope/nodes").status_code == 404
+    assert client.get("/health").json() == {"status": "ok"}
