@@ -1,0 +1,48 @@
+"""`millpond run-node`, the command each task of the generated Airflow DAG runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import millpond
+from psycopg.rows import dict_row
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_node_records_an_airflow_attempt(project: Path, machine_pg: str) -> None:
+    env = {"MILLPOND_METADATA__URL": machine_pg}
+    result = millpond(project, "run-node", "extract.erp.region", "--run-id", "af-1", env=env)
+    assert result.returncode == 0, result.stderr
+    loaded = millpond(
+        project, "run-node", "load.erp.region", "--run-id", "af-1", "--attempt", "2", env=env
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    with psycopg.connect(machine_pg, row_factory=dict_row) as conn:
+        run = conn.execute("select * from millpond.runs where run_id = 'af-1'").fetchone()
+        nodes = conn.execute(
+            "select node_id, attempt, status, rows from millpond.node_runs"
+            " where run_id = 'af-1' order by node_id"
+        ).fetchall()
+    assert run is not None and run["status"] == "running"  # the DAG run is still going
+    assert nodes == [
+        {"node_id": "extract.erp.region", "attempt": 1, "status": "success", "rows": 5},
+        {"node_id": "load.erp.region", "attempt": 2, "status": "success", "rows": 5},
+    ]
+
+
+def test_run_node_rejects_an_unknown_node(project: Path, machine_pg: str) -> None:
+    env = {"MILLPOND_METADATA__URL": machine_pg}
+    result = millpond(project, "run-node", "extract.erp.nope", "--run-id", "af-2", env=env)
+    assert result.returncode == 2
+    assert "unknown node 'extract.erp.nope'" in result.stdout + result.stderr
+
+
+def test_bad_config_names_the_key_and_exits_2(project: Path) -> None:
+    config = project / "millpond.yml"
+    config.write_text(config.read_text().replace("concurrency: 4", "concurrency: many"))
+    result = millpond(project, "graph")
+    assert result.returncode == 2
+    assert "prefect.concurrency" in result.stderr and "'many'" in result.stderr
