@@ -214,3 +214,25 @@ def test_malformed_csv_fails_run_naming_file_and_line(project: Path, prefect_api
     assert raw_counts(project) == before
     lake = project / ".millpond" / "lake" / "raw" / "erp" / "orders"
     assert len(list(lake.rglob("_manifest.json"))) == 1  # the broken file never became a partition
+
+
+def test_run_completes_when_the_ledger_is_down_and_flushes_later(
+    project: Path, prefect_api: str, machine_pg: str
+) -> None:
+    down = "postgresql://postgres@127.0.0.1:1/millpond"  # nothing listens on port 1
+    result = millpond(project, "run", env={"MILLPOND_METADATA__URL": down})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ledger records buffered" in result.stdout
+    assert (project / ".millpond" / "published" / "current").exists()
+    buffer = project / ".millpond" / "ledger-buffer.jsonl"
+    assert buffer.stat().st_size > 0
+
+    # The next run, with the database back, flushes the first run's records before its own.
+    again = millpond(project, "run", env={"MILLPOND_METADATA__URL": machine_pg})
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = ledger_rows(machine_pg, "select run_id, status from millpond.runs order by started_at")
+    assert [r["status"] for r in runs] == ["success", "success"]
+    first = runs[0]["run_id"]
+    nodes = ledger_rows(machine_pg, "select * from millpond.node_runs where run_id = %s", first)
+    assert {n["node_id"] for n in nodes} == set(graph_nodes(project))
+    assert not buffer.exists() or buffer.stat().st_size == 0
