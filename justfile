@@ -22,8 +22,9 @@ install:
     $py -c 'import sys; assert sys.version_info[:2] == (3, 11), "millpond needs Python 3.11"'
     [ -x {{bin}}/python ] || $py -m venv {{venv}}
     echo "installing millpond into {{venv}} (about a minute, once)"
-    {{bin}}/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-    {{bin}}/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+    if ! {{bin}}/pip install -e '.[dev]' > {{venv}}/install.log 2>&1; then
+        grep -v '^WARNING: Location' {{venv}}/install.log | tail -30; exit 1
+    fi
     {{bin}}/python -c 'import millpond, duckdb, dbt, prefect' && touch "$stamp"
 
 # the whole pipeline: demo data if the inbox is empty, extract, load, dbt, publish, summary
@@ -55,6 +56,10 @@ graph *ARGS: install
 # TPC-H ERP export files into the inbox (SCALE 0.1 is ~100 MB of CSV)
 demo-data SCALE="0.1": install
     {{bin}}/millpond demo-data --scale {{SCALE}}
+
+# millpond run vs bare DuckDB on the same files (SCALES: TPC-H scale factors)
+bench *SCALES="0.1": install
+    {{bin}}/python bench/compare.py {{SCALES}}
 
 # the Prefect UI (starts the local Prefect server if needed)
 ui: install

@@ -6,7 +6,7 @@ running) once any of them failed. That gives the rule users expect from a DAG ru
 failure stops only its dependants, the rest of the graph still runs, and the run as a whole
 fails. Upstream futures are still passed as `wait_for`, so the Prefect UI draws the edges.
 
-What a node does is injected (`NodeRunner`): flows/ knows the graph, not the packages that
+What a node does is injected (`GraphHooks`): flows/ knows the graph, not the packages that
 execute it (see the import rule in docs/architecture.md).
 """
 

@@ -155,7 +155,8 @@ def _run_flow(ctx: Any, graph: Any) -> str:
         transient=True,
     ) as progress:
         bar = progress.add_task("starting", total=len(graph.nodes))
-        ctx.on_node_done = lambda _outcome: progress.advance(bar)
+        # A failed attempt may still be retried; only final outcomes move the bar.
+        ctx.on_node_done = lambda o: progress.advance(bar) if o.status != "failed" else None
         flow = build_flow(ctx.config.project, graph, Hooks(), ctx.config.prefect.concurrency)
         state = flow(run_id=ctx.run_id, return_state=True)
     return "success" if state.is_completed() else ("failed" if state.is_failed() else "crashed")
