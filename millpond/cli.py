@@ -52,6 +52,18 @@ def _load(config_path: Path | None) -> MillpondConfig:
     return config
 
 
+def _build_graph(config: MillpondConfig) -> Any:
+    """The graph from the config and a fresh dbt parse; a broken project exits with 2."""
+    from millpond.dbt_runner import DbtError, DbtProject
+    from millpond.graph import GraphError, build_graph
+
+    try:
+        return build_graph(config, DbtProject(config).parse())
+    except (DbtError, GraphError) as exc:
+        console.print(f"[red]cannot build the graph[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _quiet_prefect() -> None:
     """Prefect's own console chatter (task created/finished) would drown the progress bar."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -207,11 +219,7 @@ def graph(
     mermaid: Annotated[bool, typer.Option("--mermaid", help="a Mermaid flowchart")] = False,
 ) -> None:
     """Print the task graph (built from millpond.yml and the dbt manifest)."""
-    config = _load(config_path)
-    from millpond.dbt_runner import DbtProject
-    from millpond.graph import build_graph
-
-    built = build_graph(config, DbtProject(config).parse())
+    built = _build_graph(_load(config_path))
     text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
     sys.stdout.write(text + "\n")
 
@@ -226,10 +234,8 @@ def dag(
     """Write the graph as an Airflow DAG file (each task runs `millpond run-node`)."""
     config = _load(config_path)
     from airflow_compat.render import render_dag
-    from millpond.dbt_runner import DbtProject
-    from millpond.graph import build_graph
 
-    built = build_graph(config, DbtProject(config).parse())
+    built = _build_graph(config)
     millpond_bin = str(Path(sys.executable).with_name("millpond"))
     source = render_dag(built, config, millpond_bin, find_config(config_path))
     output.parent.mkdir(parents=True, exist_ok=True)
