@@ -28,6 +28,7 @@ from metadata.ledger import Ledger
 from millpond.config import MillpondConfig
 from millpond.dbt_runner import DbtProject
 from millpond.graph import Graph, Node, build_graph
+from millpond.locks import file_lock
 from millpond.logs import logger, mask, node_context
 from millpond.publish import publish
 from millpond.warehouse import open_warehouse, warehouse_lock
@@ -165,7 +166,11 @@ def _extract(ctx: RunContext, node: Node, outcome: NodeOutcome) -> None:
     source_name, table = node.params["source"], node.params["table"]
     source = ctx.config.sources[source_name]
     inbox = ctx.config.resolve(source.path)
-    result = land_table(ctx.lake, source_name, source, inbox, table, ctx.run_id)
+    # Two runs at once must not both land the same new file: check-and-land is exclusive per
+    # table (on this machine; shared mode across machines needs the catalog, a later issue).
+    lock = ctx.config.state / "locks" / f"extract.{source_name}.{table}.lock"
+    with file_lock(lock, f"extract {source_name}.{table}"):
+        result = land_table(ctx.lake, source_name, source, inbox, table, ctx.run_id)
     outcome.rows, outcome.bytes = result.rows, result.bytes
     outcome.detail = {"skipped_files": result.skipped}
     if result.manifest is not None:

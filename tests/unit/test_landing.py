@@ -22,18 +22,6 @@ ORDERS = "id,amount,order_date\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n3,7.75,202
 
 
 @pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_url(f"file://{tmp_path / 'lake'}")
-
-
-@pytest.fixture
 def source() -> FilesSourceConfig:
     return FilesSourceConfig(kind="files", path="inbox", tables=["orders", "customers"])
 

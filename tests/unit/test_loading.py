@@ -21,18 +21,6 @@ SOURCE = FilesSourceConfig(kind="files", path="inbox", tables=["orders"])
 
 
 @pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_url(f"file://{tmp_path / 'lake'}")
-
-
-@pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     yield connection
