@@ -35,6 +35,26 @@ def _drop_root_stream_handlers() -> None:
             root.removeHandler(handler)
 
 
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open between invocations.
+
+    dbt-duckdb caches one environment (and its open database) per process; left open, the
+    warehouse file stays locked after the node released millpond's warehouse lock, and another
+    process (a `run-node` under Airflow, a maintenance script) fails with a DuckDB lock error.
+    Reopening costs a few milliseconds per node. Uses the adapter's class attributes: there is
+    no public API for it in dbt-duckdb 1.11.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter: nothing cached here
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if environment is not None:
+            environment.close()
+
+
 class DbtError(Exception):
     """dbt could not run at all (bad project, profile or SQL)."""
 
@@ -141,8 +161,11 @@ class DbtProject:
             "--no-write-json",
         ]
         with _DBT_LOCK:
-            outcome = dbtRunner(manifest=self._manifest).invoke(args)
-            _drop_root_stream_handlers()
+            try:
+                outcome = dbtRunner(manifest=self._manifest).invoke(args)
+            finally:
+                _release_duckdb()
+                _drop_root_stream_handlers()
         build = DbtBuild()
         run = outcome.result
         for item in getattr(run, "results", None) or []:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -42,3 +44,24 @@ def test_two_concurrent_runs_land_and_load_each_file_once(project: Path, machine
     assert len(manifests) == 1
     with duckdb.connect(str(project / ".millpond" / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from raw.erp__orders").fetchone() == (15_000,)
+
+
+def test_after_a_dbt_node_another_process_can_write_the_warehouse(
+    project: Path, machine_pg: str
+) -> None:
+    config = load_config(project / "millpond.yml", env={"MILLPOND_METADATA__URL": machine_pg})
+    ctx = RunContext(config, "run-dbt", orchestrator="test")
+    for node_id in ("extract.erp.region", "load.erp.region", "dbt.stg_erp__region"):
+        run_node(ctx, node_id)
+    assert ctx.outcomes["dbt.stg_erp__region"].rows == 5
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+            str(config.warehouse_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode == 0, other.stderr  # dbt-duckdb no longer holds the file open
