@@ -111,7 +111,11 @@ def run(
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
             start_run(ctx, trigger)
-            flow_state = _run_flow(ctx, graph)
+            try:
+                flow_state = _run_flow(ctx, graph)
+            except (KeyboardInterrupt, SystemExit):
+                finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
+                raise
             status = finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
     finally:
         close_run_log(run_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import psycopg
 import pytest
 from conftest import REPO, millpond
@@ -106,6 +107,16 @@ def test_first_run_publishes_q1_and_ledgers_every_node(project: Path, prefect_ap
             assert con.execute(f"select count(*) from {relation}").fetchone()[0] == rows, relation
     tests = ledger_rows(url, "select * from millpond.test_results where run_id = %s", run["run_id"])
     assert len(tests) > 100 and all(t["status"] == "pass" for t in tests)
+
+    # The run is visible in the Prefect UI: one completed task run per node, node logs attached.
+    flow_run = {"flow_runs": {"id": {"any_": [run["flow_run_id"]]}}}
+    task_runs = httpx.post(f"{prefect_api}/task_runs/filter", json=flow_run).json()
+    assert sorted(t["name"] for t in task_runs) == sorted(graph_nodes(project))
+    assert {t["state_type"] for t in task_runs} == {"COMPLETED"}
+    logs = httpx.post(
+        f"{prefect_api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["flow_run_id"]]}}}
+    ).json()
+    assert any("loaded erp/lineitem" in log["message"] for log in logs)
 
     # A second run with no new files lands and loads nothing.
     before = raw_counts(project)
