@@ -43,6 +43,7 @@ test-fast *ARGS: install
 lint: install
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
+    DBT_TARGET_PATH=.millpond/dbt/target DBT_LOG_PATH=.millpond/dbt/logs {{bin}}/dbt --quiet parse --project-dir transform --profiles-dir transform
 
 # format the code
 fmt: install
