@@ -72,7 +72,19 @@ def published(project: Path, sql: str) -> list[tuple[Any, ...]]:
         return con.execute(sql).fetchall()
 
 
-def test_first_run_publishes_q1_and_ledgers_every_node(project: Path, prefect_api: str) -> None:
+def run_notebook(path: Path) -> dict[str, Any]:
+    """Execute a notebook's code cells in order (cell-final expressions are bound, so a wrong
+    table or column fails here as it would in Jupyter)."""
+    namespace: dict[str, Any] = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+def test_first_run_publishes_q1_and_ledgers_every_node(
+    project: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = millpond(project, "run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "success" in result.stdout and "published snapshot" in result.stdout
@@ -117,6 +129,14 @@ def test_first_run_publishes_q1_and_ledgers_every_node(project: Path, prefect_ap
         f"{prefect_api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["flow_run_id"]]}}}
     ).json()
     assert any("loaded erp/lineitem" in log["message"] for log in logs)
+
+    # The notebook reads the published snapshot, read-only.
+    monkeypatch.chdir(project)
+    notebook = run_notebook(REPO / "notebooks" / "explore.ipynb")
+    assert notebook["con"].sql(
+        "select count(*) from aggregates.agg_pricing_summary"
+    ).fetchone() == (4,)
+    notebook["con"].close()
 
     # A second run with no new files lands and loads nothing.
     before = raw_counts(project)
