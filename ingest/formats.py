@@ -93,11 +93,13 @@ def _sql_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}=${k}" for k in args)
 
 
-def read_csv(path: Path, options: CsvOptions) -> Batches:
-    """Stream a CSV file strictly; column types sniffed, dialect fixed."""
+def _strict_csv_query(
+    con: duckdb.DuckDBPyConnection, path: Path, options: CsvOptions
+) -> tuple[str, dict[str, Any]]:
+    """The strict `read_csv` query for a file and its parameters: dialect from the header line,
+    types from the sniffer run in strict mode, then auto-detection off."""
     delimiter, names = _header_dialect(path, options)
     args = _csv_args(path, delimiter, options)
-    con = duckdb.connect()
     try:
         sniffed = con.execute(
             f"select Columns, DateFormat, TimestampFormat from sniff_csv($path, {_sql_args(args)})",
@@ -114,13 +116,21 @@ def read_csv(path: Path, options: CsvOptions) -> Batches:
         # read of the same file then fails on the exact line, which is what the user needs.
         columns = dict.fromkeys(names, "VARCHAR")
     args |= {"auto_detect": False, "columns": columns}
+    return f"select * from read_csv($path, {_sql_args(args)})", {"path": str(path), **args}
+
+
+def read_csv(path: Path, options: CsvOptions) -> Batches:
+    """Stream a CSV file strictly as Arrow batches."""
+    con = duckdb.connect()
     try:
-        reader = con.execute(
-            f"select * from read_csv($path, {_sql_args(args)})", {"path": str(path), **args}
-        ).to_arrow_reader(BATCH_ROWS)
+        query, params = _strict_csv_query(con, path, options)
+        reader = con.execute(query, params).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         con.close()
         raise _csv_error(path, exc) from None
+    except BaseException:
+        con.close()
+        raise
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
@@ -131,6 +141,24 @@ def read_csv(path: Path, options: CsvOptions) -> Batches:
             con.close()
 
     return reader.schema, batches()
+
+
+def csv_to_parquet(path: Path, options: CsvOptions, target: Path) -> int:
+    """Write a CSV file strictly to a local Parquet file with DuckDB's parallel writer; returns
+    the row count. The same reader and errors as `read_csv`, about 2x faster than streaming
+    batches through pyarrow's single-threaded writer."""
+    with duckdb.connect() as con:
+        try:
+            query, params = _strict_csv_query(con, path, options)
+            copied = con.execute(
+                f"copy ({query}) to $target (format parquet, compression zstd, "
+                f"row_group_size {BATCH_ROWS})",
+                {**params, "target": str(target)},
+            ).fetchone()
+        except duckdb.Error as exc:
+            target.unlink(missing_ok=True)
+            raise _csv_error(path, exc) from None
+    return int(copied[0]) if copied else 0
 
 
 def _csv_error(path: Path, exc: Exception) -> SourceFileError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -121,6 +121,11 @@ class Lake:
 
     def partition_id(self, source: str, table: str, ingest_date: str, run_id: str) -> str:
         return f"{source}/{table}/ingest_date={ingest_date}/run={run_id}"
+
+    def local_path(self, path: str) -> Path | None:
+        """The path on local disk when the lake is a local folder (None for S3), so DuckDB can
+        read and write lake files directly."""
+        return Path(path) if isinstance(self.fs, pafs.LocalFileSystem) else None
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound

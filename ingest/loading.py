@@ -44,6 +44,10 @@ def raw_table_name(source: str, table: str) -> str:
     return f"{source}__{table}"
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -95,8 +99,16 @@ def load_partition(
 ) -> None:
     """Insert one partition's rows and record it, in one transaction."""
     target = f"{_quote(schema)}.{_quote(raw_table_name(manifest.source, manifest.table))}"
-    dataset = pads.dataset(lake.part_paths(manifest), filesystem=lake.fs, format="parquet")
-    con.register("partition_rows", dataset)
+    paths = lake.part_paths(manifest)
+    local = [lake.local_path(p) for p in paths]
+    if all(local):  # DuckDB's own parallel Parquet reader (a view cannot take parameters)
+        files = ", ".join(_literal(str(p)) for p in local)
+        con.execute(
+            "create or replace temp view partition_rows as "
+            f"from read_parquet([{files}], hive_partitioning = false)"
+        )
+    else:  # any other lake filesystem, through Arrow
+        con.register("partition_rows", pads.dataset(paths, filesystem=lake.fs, format="parquet"))
     try:
         con.execute("begin transaction")
         exists = table_exists(con, schema, raw_table_name(manifest.source, manifest.table))
@@ -131,7 +143,10 @@ def load_partition(
             raise
         raise LoadError(f"{manifest.partition_id}: {exc}") from exc
     finally:
-        con.unregister("partition_rows")
+        if all(local):
+            con.execute("drop view if exists partition_rows")
+        else:
+            con.unregister("partition_rows")
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
