@@ -76,7 +76,7 @@ def _header_dialect(path: Path, options: CsvOptions) -> tuple[str, list[str]]:
     return delimiter, names
 
 
-def _csv_args(path: Path, delimiter: str, options: CsvOptions) -> dict[str, Any]:
+def _csv_args(delimiter: str, options: CsvOptions) -> dict[str, Any]:
     args: dict[str, Any] = {
         "delim": delimiter,
         "quote": options.quote or '"',
@@ -99,16 +99,21 @@ def _strict_csv_query(
     """The strict `read_csv` query for a file and its parameters: dialect from the header line,
     types from the sniffer run in strict mode, then auto-detection off."""
     delimiter, names = _header_dialect(path, options)
-    args = _csv_args(path, delimiter, options)
+    unknown = sorted(set(options.types) - set(names))
+    if unknown:
+        raise SourceFileError(str(path), f"csv.types names columns not in the header: {unknown}", 1)
+    args = _csv_args(delimiter, options)
+    sniff = {**args, "sample_size": options.sample_size}
     try:
-        sniffed = con.execute(
-            f"select Columns, DateFormat, TimestampFormat from sniff_csv($path, {_sql_args(args)})",
-            {"path": str(path), **args},
-        ).fetchone()
+        query = (
+            f"select Columns, DateFormat, TimestampFormat from sniff_csv($path, {_sql_args(sniff)})"
+        )
+        sniffed = con.execute(query, {"path": str(path), **sniff}).fetchone()
         assert sniffed is not None
         columns = {c["name"]: c["type"] for c in sniffed[0]}
         if list(columns) != names:
             raise ValueError("sniffed columns differ from the header")
+        columns |= options.types
         formats = {"dateformat": sniffed[1], "timestampformat": sniffed[2]}
         args |= {k: v for k, v in formats.items() if v}
     except (duckdb.Error, ValueError):

@@ -9,12 +9,14 @@ count is checked against the manifest before commit: a mismatch rolls the partit
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow.dataset as pads
 
 from ingest.lake import Lake, Manifest
+from ingest.schema import SchemaMismatch, reconcile
 from millpond.logs import logger
 
 STATE_TABLE = "_millpond_partitions"
@@ -94,11 +96,8 @@ def load_table(
     return result
 
 
-def load_partition(
-    con: duckdb.DuckDBPyConnection, lake: Lake, schema: str, manifest: Manifest
-) -> None:
-    """Insert one partition's rows and record it, in one transaction."""
-    target = f"{_quote(schema)}.{_quote(raw_table_name(manifest.source, manifest.table))}"
+def _expose_partition(con: duckdb.DuckDBPyConnection, lake: Lake, manifest: Manifest) -> bool:
+    """Make the partition's rows readable as `partition_rows`; True if it is a DuckDB view."""
     paths = lake.part_paths(manifest)
     local = [lake.local_path(p) for p in paths]
     if all(local):  # DuckDB's own parallel Parquet reader (a view cannot take parameters)
@@ -107,13 +106,40 @@ def load_partition(
             "create or replace temp view partition_rows as "
             f"from read_parquet([{files}], hive_partitioning = false)"
         )
-    else:  # any other lake filesystem, through Arrow
-        con.register("partition_rows", pads.dataset(paths, filesystem=lake.fs, format="parquet"))
+        return True
+    # any other lake filesystem, through Arrow
+    con.register("partition_rows", pads.dataset(paths, filesystem=lake.fs, format="parquet"))
+    return False
+
+
+# Errors that say the data cannot go in as it is: retrying the same partition cannot help.
+DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+    duckdb.BinderException,
+    duckdb.InvalidInputException,
+)
+
+
+def load_partition(
+    con: duckdb.DuckDBPyConnection, lake: Lake, schema: str, manifest: Manifest
+) -> list[str]:
+    """Insert one partition's rows and record it, in one transaction; returns schema changes.
+
+    Data problems (a type that cannot be widened, a missing column, a row count that differs
+    from the manifest) raise LoadError; anything else (I/O, a lock) propagates unchanged, so the
+    orchestrator may retry it.
+    """
+    name = raw_table_name(manifest.source, manifest.table)
+    target = f"{_quote(schema)}.{_quote(name)}"
+    select = "select *, ? as _partition_id, now()::timestamp as _loaded_at from partition_rows"
+    is_view = False
+    changes: list[str] = []
+    con.execute("begin transaction")
     try:
-        con.execute("begin transaction")
-        exists = table_exists(con, schema, raw_table_name(manifest.source, manifest.table))
-        select = "select *, ? as _partition_id, now()::timestamp as _loaded_at from partition_rows"
-        if exists:
+        is_view = _expose_partition(con, lake, manifest)
+        if table_exists(con, schema, name):
+            changes = reconcile(con, schema, name, "partition_rows", target)
             con.execute(f"delete from {target} where _partition_id = ?", [manifest.partition_id])
             con.execute(f"insert into {target} by name {select}", [manifest.partition_id])
         else:
@@ -137,16 +163,19 @@ def load_partition(
             ],
         )
         con.execute("commit")
-    except Exception as exc:
-        con.execute("rollback")
-        if isinstance(exc, LoadError):
-            raise
-        raise LoadError(f"{manifest.partition_id}: {exc}") from exc
+    except BaseException as exc:
+        with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's
+            con.execute("rollback")
+        if isinstance(exc, (SchemaMismatch, *DATA_ERRORS)):
+            raise LoadError(f"{manifest.partition_id}: {exc}") from exc
+        raise
     finally:
-        if all(local):
-            con.execute("drop view if exists partition_rows")
-        else:
-            con.unregister("partition_rows")
+        with contextlib.suppress(duckdb.Error):
+            if is_view:
+                con.execute("drop view if exists partition_rows")
+            else:
+                con.unregister("partition_rows")
+    return changes
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:

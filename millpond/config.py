@@ -102,7 +102,11 @@ class CsvOptions(_Model):
     delimiter: str | None = None
     header: bool | None = None
     quote: str | None = None
-    encoding: str | None = None
+    encoding: Literal["utf-8", "utf-16", "latin-1"] | None = None
+    # Declared column types win over the sniffer's guess, e.g. {customer_code: VARCHAR}.
+    types: dict[str, str] = Field(default_factory=dict)
+    # Rows the sniffer samples to guess types; -1 reads the whole file first (slower, surer).
+    sample_size: int = Field(20_480, ge=-1)
 
 
 class FileTableConfig(_Model):

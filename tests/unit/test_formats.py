@@ -345,3 +345,21 @@ def test_csv_to_parquet_fails_on_the_bad_line_and_leaves_no_file(tmp_path):
 
     assert_error_at(caught.value, source, 40_002)
     assert not target.exists()
+
+
+def test_declared_types_win_over_the_sniffer(tmp_path):
+    lines = ["code,amount"] + [f"{i},{i}" for i in range(30_000)] + ["AB-1,5"]
+    source = write(tmp_path / "codes.csv", "\n".join(lines) + "\n")
+
+    table = read_table(source, options=CsvOptions(types={"code": "VARCHAR"}))
+
+    assert table.schema.field("code").type == pa.string()
+    assert table.column("code")[-1].as_py() == "AB-1"
+
+
+def test_declared_types_for_unknown_columns_are_an_error(tmp_path):
+    source = write(tmp_path / "codes.csv", "code,amount\n1,2\n")
+
+    error = read_error(source, options=CsvOptions(types={"cdoe": "VARCHAR"}))
+
+    assert "cdoe" in str(error) and error.line == 1

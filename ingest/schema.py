@@ -1,0 +1,86 @@
+"""Reconcile a raw table's columns with a partition about to be loaded into it, losslessly.
+
+Each export file's types are inferred on their own, so the same column can arrive as BIGINT in
+one file and DOUBLE in the next. Inserting the wider values into the narrower raw column would
+silently round them (12.75 -> 13), so the raw column is widened instead, inside the load's
+transaction: integers to wider integers or DOUBLE, DATE to TIMESTAMP; an existing VARCHAR
+column takes anything. Types with no lossless common type (DATE vs BIGINT, text arriving in a
+numeric column) fail the load with both types named. New columns are added as nullable; a
+column missing from the partition fails the load.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from millpond.logs import logger
+
+NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
+FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}
+TEMPORAL_RANK = {"DATE": 1, "TIMESTAMP": 2, "TIMESTAMP WITH TIME ZONE": 3}
+BOOKKEEPING = {"_partition_id", "_loaded_at"}
+
+
+class SchemaMismatch(Exception):
+    """A partition whose columns cannot be loaded into the raw table without losing data."""
+
+
+def common_type(raw: str, incoming: str) -> str | None:
+    """The narrowest type holding both without loss, or None if there is none."""
+    if raw == incoming or raw == "VARCHAR":
+        return raw
+    if incoming == "VARCHAR":
+        # Text where the raw table has numbers or dates is a data problem to report (or to
+        # declare with csv.types), not a reason to turn the whole column into text.
+        return None
+    numeric = NUMERIC_RANK | FLOAT_RANK
+    raw_n = numeric.get(raw, 6.5 if raw.startswith("DECIMAL") else None)
+    new_n = numeric.get(incoming, 6.5 if incoming.startswith("DECIMAL") else None)
+    if raw_n is not None and new_n is not None:
+        if raw.startswith("DECIMAL") or incoming.startswith("DECIMAL"):
+            return "DOUBLE" if max(raw_n, new_n) == 7 else (raw if raw_n >= new_n else incoming)
+        return raw if raw_n >= new_n else incoming
+    if raw in TEMPORAL_RANK and incoming in TEMPORAL_RANK:
+        return raw if TEMPORAL_RANK[raw] >= TEMPORAL_RANK[incoming] else incoming
+    return None
+
+
+def _columns(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = None
+) -> dict[str, str]:
+    return {name: kind for name, kind in con.execute(sql, params or []).fetchall()}
+
+
+def reconcile(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, relation: str, target: str
+) -> list[str]:
+    """Alter the raw table (`target`, quoted) so every row of `relation` fits; returns what
+    changed. Call inside the load's transaction so a failed load undoes the changes too."""
+    raw = _columns(
+        con,
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    )
+    incoming = _columns(con, f"select column_name, column_type from (describe {relation})")
+    missing = [c for c in raw if c not in incoming and c not in BOOKKEEPING]
+    if missing:
+        raise SchemaMismatch(f"columns missing from this partition: {', '.join(missing)}")
+    changes: list[str] = []
+    for column, kind in incoming.items():
+        quoted = '"' + column.replace('"', '""') + '"'
+        if column not in raw:
+            con.execute(f"alter table {target} add column {quoted} {kind}")
+            changes.append(f"added column {column} {kind}")
+            continue
+        wider = common_type(raw[column], kind)
+        if wider is None:
+            raise SchemaMismatch(
+                f"column {column}: the raw table has {raw[column]}, this partition has {kind}"
+            )
+        if wider != raw[column]:
+            con.execute(f"alter table {target} alter column {quoted} type {wider}")
+            changes.append(f"widened column {column} from {raw[column]} to {wider}")
+    for change in changes:
+        logger.warning(f"{table}: {change}")
+    return changes
