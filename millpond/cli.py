@@ -197,15 +197,18 @@ def run_node_command(
 ) -> None:
     """Run one node of one run (what each task of the generated Airflow DAG calls)."""
     config = _load(config_path)
+    from millpond.dbt_runner import DbtError
     from millpond.execute import NodeFailed, RunContext, run_node
     from millpond.graph import GraphError
 
     open_run_log(config.logs_dir, run_id)
-    ctx = RunContext(config, run_id, orchestrator=orchestrator)
+    sources_only = node_id.startswith(("extract.", "load."))
+    ctx = RunContext(config, run_id, orchestrator=orchestrator, sources_only=sources_only)
     try:
+        ctx.ledger.start_run(run_id, orchestrator, "schedule", config.warehouse.target)
         outcome = run_node(ctx, node_id, attempt)
-    except GraphError as exc:
-        console.print(f"[red]{exc}[/]")
+    except (GraphError, DbtError) as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     except NodeFailed:
         raise typer.Exit(1) from None

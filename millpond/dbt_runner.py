@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from millpond.config import MillpondConfig
+from millpond.locks import file_lock
 from millpond.logs import logger
 
 _DBT_LOCK = threading.Lock()
@@ -136,13 +137,16 @@ class DbtProject:
         """Parse the project (partial parsing makes repeats fast); returns manifest.json."""
         from dbt.cli.main import dbtRunner
 
-        with _DBT_LOCK:
+        # dbt rewrites manifest.json in place: parallel `run-node` processes (Airflow) must not
+        # read it half-written, so parsing and reading are exclusive across processes too.
+        lock = self.config.state / "locks" / "dbt-parse.lock"
+        with _DBT_LOCK, file_lock(lock, "dbt parse"):
             result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
             _drop_root_stream_handlers()
-        if not result.success or result.result is None:
-            raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
-        self._manifest = result.result
-        return json.loads(self.manifest_path.read_text())
+            if not result.success or result.result is None:
+                raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
+            self._manifest = result.result
+            return json.loads(self.manifest_path.read_text())
 
     def build(self, select: list[str]) -> DbtBuild:
         """`dbt build` of exactly these resources (a model and its tests), in dependency order."""

@@ -77,6 +77,7 @@ class RunContext:
     run_id: str
     orchestrator: str = "prefect"
     flow_run_id: str | None = None
+    sources_only: bool = False
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     on_node_done: Callable[[NodeOutcome], None] | None = None
 
@@ -108,7 +109,9 @@ class RunContext:
 
     @cached_property
     def graph(self) -> Graph:
-        return build_graph(self.config, self.dbt.parse())
+        """The whole graph; for a single extract or load node (`sources_only`), the part that
+        needs no dbt parse, which is what makes those Airflow tasks start fast."""
+        return build_graph(self.config, None if self.sources_only else self.dbt.parse())
 
 
 def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
