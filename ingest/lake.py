@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from millpond.config import MillpondConfig
+
 MANIFEST = "_manifest.json"
 
 
@@ -109,6 +111,18 @@ class Lake:
                 options |= {"access_key": access_key_id, "secret_key": secret_access_key}
             return cls(pafs.S3FileSystem(**options), url.removeprefix("s3://"))
         raise ValueError(f"unsupported lake url {url!r}")
+
+    @classmethod
+    def from_config(cls, config: MillpondConfig) -> Lake:
+        """The lake of a stack's config."""
+        lake = config.lake
+        return cls.from_url(
+            config.lake_url,
+            lake.endpoint_url,
+            lake.region,
+            lake.access_key_id,
+            lake.secret_access_key,
+        )
 
     def path(self, *parts: str) -> str:
         return str(PurePosixPath(self.root, *parts))

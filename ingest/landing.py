@@ -116,6 +116,10 @@ def land_table(
     mine = [m for m in existing if m.run_id == run_id]
     if mine:  # a retry of this run's node: the partition is already complete
         return LandingResult(mine[0], [])
+    if not inbox.is_dir():
+        raise SourceFileError(
+            str(inbox), f"inbox folder does not exist (sources.{source_name}.path)"
+        )
     known = {f.sha256 for m in existing for f in m.files}
     files = discover(inbox, source, table)
     new: list[tuple[Path, str]] = []

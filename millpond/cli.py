@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from millpond.config import ConfigError, MillpondConfig, env_secrets, find_confi
 from millpond.logs import (
     close_run_log,
     logger,
+    mask,
     node_context,
     open_run_log,
     register_secrets,
@@ -90,7 +92,7 @@ def run(
     config = _load(config_path)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
-        _demo_if_empty(config, demo_scale)
+        _write_demo(config, demo_scale, only_if_empty=True)
     _quiet_prefect()
     from flows.server import ensure_server, ui_url
     from millpond.execute import RunContext, finish_run, new_run_id, start_run
@@ -178,13 +180,40 @@ def _run_flow(ctx: Any, graph: Any) -> str:
     return "success" if state.is_completed() else ("failed" if state.is_failed() else "crashed")
 
 
-def _demo_if_empty(config: MillpondConfig, scale: float) -> None:
-    from millpond.demo import generate, inbox_has_files
+def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> None:
+    """Generate demo exports into each TPC-H-shaped source's inbox, never over landed data.
 
-    for source in config.sources.values():
+    A source whose lake already holds partitions gets none (new demo files at another scale
+    would be landed next to the old rows and break every uniqueness test), and neither does a
+    source whose tables are not TPC-H tables (a team's real inbox).
+    """
+    from ingest.lake import Lake
+    from millpond.demo import TABLES, generate, inbox_has_files
+
+    if scale <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--scale")
+    lake = Lake.from_config(config)
+    for name, source in config.sources.items():
         inbox = config.resolve(source.path)
-        if not inbox_has_files(inbox):
+        if not set(source.tables) <= set(TABLES):
+            logger.info(f"{name}: not a TPC-H source; no demo data")
+            continue
+        if lake.exists(lake.path("raw", name)):
+            if only_if_empty:
+                continue
+            console.print(
+                f"[red]{name}[/]: the lake already holds data landed from this source; new demo "
+                "files would be loaded next to it. Run `just clean` first.",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        if only_if_empty and inbox_has_files(inbox):
+            continue
+        try:
             generate(inbox, scale)
+        except subprocess.CalledProcessError as exc:
+            console.print(f"[red]tpchgen-cli failed[/]: {exc.stderr or exc}", highlight=False)
+            raise typer.Exit(1) from None
 
 
 @app.command("run-node")
@@ -256,7 +285,7 @@ def show_config(config_path: ConfigOption = None) -> None:
     import yaml
 
     config = _load(config_path)
-    sys.stdout.write(yaml.safe_dump(config.masked(), sort_keys=False))
+    sys.stdout.write(mask(yaml.safe_dump(config.masked(), sort_keys=False)))
 
 
 @app.command("demo-data")
@@ -264,19 +293,13 @@ def demo_data(
     scale: Annotated[float, typer.Option(help="TPC-H scale factor (0.1 = ~100 MB of CSV)")] = 0.1,
     config_path: ConfigOption = None,
     if_empty: Annotated[
-        bool, typer.Option("--if-empty", help="only when the inbox is empty")
+        bool, typer.Option("--if-empty", help="only into inboxes that are empty")
     ] = False,
 ) -> None:
-    """Write TPC-H tables as ERP export files (CSV, nation/region as .xlsx) into each inbox."""
-    config = _load(config_path)
-    from millpond.demo import generate, inbox_has_files
+    """Write TPC-H tables as ERP export files (CSV, nation/region as .xlsx) into each inbox.
 
-    for name, source in config.sources.items():
-        inbox = config.resolve(source.path)
-        if if_empty and inbox_has_files(inbox):
-            logger.info(f"{name}: {inbox} has files already")
-            continue
-        generate(inbox, scale)
+    Refused for a source that already has landed data (run `just clean` first)."""
+    _write_demo(_load(config_path), scale, only_if_empty=if_empty)
 
 
 @app.command()

@@ -245,7 +245,19 @@ class MillpondConfig(_Model):
         data["metadata"]["url"] = mask_url(self.metadata.url)
         if self.prefect.api_url:
             data["prefect"]["api_url"] = mask_url(self.prefect.api_url)
-        return data
+        return _mask_secret_keys(data)
+
+
+def _mask_secret_keys(value: Any) -> Any:
+    """Values under keys that look secret (e.g. dbt.vars.api_token) become ***."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if SECRET_NAME.search(str(k)) and v not in (None, "") else _mask_secret_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_secret_keys(v) for v in value]
+    return value
 
 
 def _url_password(url: str | None) -> str | None:

@@ -36,6 +36,7 @@ def generate(inbox: Path, scale: float) -> list[Path]:
             [str(tool), "csv", "-s", str(scale), "--output-dir", tmp],
             check=True,
             capture_output=True,
+            text=True,
         )
         written = []
         for table in TABLES:

@@ -98,14 +98,7 @@ class RunContext:
 
     @cached_property
     def lake(self) -> Lake:
-        lake = self.config.lake
-        return Lake.from_url(
-            self.config.lake_url,
-            lake.endpoint_url,
-            lake.region,
-            lake.access_key_id,
-            lake.secret_access_key,
-        )
+        return Lake.from_config(self.config)
 
     @cached_property
     def graph(self) -> Graph:

@@ -44,14 +44,6 @@ def test_run_node_rejects_an_unknown_node(project: Path, machine_pg: str) -> Non
     assert "unknown node 'extract.erp.nope'" in result.stdout + result.stderr
 
 
-def test_bad_config_names_the_key_and_exits_2(project: Path) -> None:
-    config = project / "millpond.yml"
-    config.write_text(config.read_text().replace("concurrency: 4", "concurrency: many"))
-    result = millpond(project, "graph")
-    assert result.returncode == 2
-    assert "prefect.concurrency" in result.stderr and "'many'" in result.stderr
-
-
 def test_parallel_run_nodes_parse_dbt_without_tripping_over_each_other(
     project: Path, machine_pg: str
 ) -> None:

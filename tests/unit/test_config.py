@@ -418,3 +418,12 @@ def test_empty_table_list_is_rejected(tmp_path):
     path = write_config(tmp_path, "sources:\n  erp: {kind: files, path: inbox, tables: []}\n")
 
     assert "at least one table" in config_error(path)
+
+
+def test_masked_hides_values_under_secret_looking_keys_anywhere(tmp_path):
+    config_file = tmp_path / "millpond.yml"
+    config_file.write_text("dbt:\n  vars: {api_token: tok-123456, region: eu}\n")
+
+    masked = load_config(config_file, env={}).masked()
+
+    assert masked["dbt"]["vars"] == {"api_token": "***", "region": "eu"}

@@ -302,3 +302,9 @@ def test_unclaimed_files_ignore_excel_lock_files(source, inbox):
     (inbox / "~$orders.xlsx").write_text("lock")
 
     assert unclaimed_files(inbox, source) == []
+
+
+def test_a_missing_inbox_folder_fails_the_extract_naming_the_key(lake, tmp_path):
+    source = FilesSourceConfig(kind="files", path="inbox", tables=["orders"])
+    with pytest.raises(SourceFileError, match=r"inbox folder does not exist \(sources.erp.path\)"):
+        land_table(lake, "erp", source, tmp_path / "no-such-inbox", "orders", "r1", today=DAY)
