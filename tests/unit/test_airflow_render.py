@@ -24,7 +24,7 @@ def graph() -> Graph:
 
 
 def test_dag_file_has_every_node_and_edge_and_no_millpond_import(tmp_path: Path) -> None:
-    source = render_dag(graph(), MillpondConfig(), "/venv/bin/millpond", tmp_path / "millpond.yml")
+    source = render_dag(graph(), MillpondConfig(), "/opt/my env/bin/millpond", tmp_path / "m.yml")
     tree = ast.parse(source)
     imports = {
         alias.name if isinstance(node, ast.Import) else node.module
@@ -47,5 +47,15 @@ def test_dag_file_has_every_node_and_edge_and_no_millpond_import(tmp_path: Path)
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)
     ]
     assert edges == graph().edges()
-    assert "run-node {node} --run-id '{{ run_id }}'" in source
+    assert 'run-node {node} --run-id "$MILLPOND_RUN_ID"' in source
+    assert '"MILLPOND_RUN_ID": "{{ run_id }}"' in source
     assert "retries=2" in source and "execution_timeout=datetime.timedelta(seconds=60)" in source
+
+
+def test_paths_with_spaces_are_quoted_for_the_shell(tmp_path: Path) -> None:
+    source = render_dag(graph(), MillpondConfig(), "/opt/my env/bin/millpond", tmp_path / "m.yml")
+    namespace: dict[str, object] = {}
+    header = source.split("with DAG(")[0].replace("from airflow", "# from airflow")
+    exec(header, namespace)
+    command = str(namespace["COMMAND"]).format(node="publish")
+    assert command.startswith("'/opt/my env/bin/millpond' run-node publish")
