@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from millpond.config import MillpondConfig
+from millpond.locks import file_lock
 from millpond.logs import logger
 
 
@@ -52,10 +53,20 @@ def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
         return api
     if config.prefect.api_url or os.environ.get("PREFECT_API_URL"):
         raise RuntimeError(f"Prefect API at {api} does not answer")
+    # Two first runs at once: one starts the server, the other waits and then reuses it.
+    with file_lock(config.state / "locks" / "prefect-server.lock", "Prefect server start"):
+        if healthy(api):
+            return api
+        return _start_server(config, api, wait_seconds)
+
+
+def _start_server(config: MillpondConfig, api: str, wait_seconds: float) -> str:
+    """Start `prefect server start` detached; its pid is recorded once it answers."""
     home = config.state / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     config.logs_dir.mkdir(parents=True, exist_ok=True)
-    log = (config.logs_dir / "prefect-server.log").open("ab")
+    log_path = config.logs_dir / "prefect-server.log"
+    log = log_path.open("ab")
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).with_name("prefect")
@@ -68,25 +79,36 @@ def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
         "--port",
         str(config.prefect.port),
     ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _pid_file(config).write_text(str(process.pid))
-    log_path = config.logs_dir / "prefect-server.log"
+    with log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     logger.info(f"starting the Prefect server at {ui_url(api)} (log: {log_path})")
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with {process.returncode}; see its log")
+            raise RuntimeError(
+                f"the Prefect server exited with {process.returncode}; see {log_path}"
+            )
         if healthy(api, timeout=1.0):
+            _pid_file(config).write_text(str(process.pid))  # only a server that came up
             return api
         time.sleep(0.5)
+    process.terminate()
     raise RuntimeError(f"the Prefect server did not answer within {wait_seconds:.0f} s")
+
+
+def _is_prefect_server(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith(b"prefect") for part in command) and b"server" in command
 
 
 def stop_server(config: MillpondConfig) -> bool:
@@ -96,6 +118,8 @@ def stop_server(config: MillpondConfig) -> bool:
         return False
     pid = int(pid_file.read_text().strip())
     pid_file.unlink()
+    if not _is_prefect_server(pid):  # stale pid file: the number may belong to anything now
+        return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -118,6 +118,10 @@ def run(
             except (KeyboardInterrupt, SystemExit):
                 finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
                 raise
+            except Exception as exc:  # e.g. the Prefect server went away mid-run
+                logger.error(f"the orchestrator failed: {mask(str(exc))}")
+                finish_run(ctx, f"orchestrator error: {mask(str(exc))}")
+                raise typer.Exit(1) from None
             status = finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
     finally:
         close_run_log(run_id)

@@ -26,14 +26,14 @@ BIN = Path(sys.executable).parent
 MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    port = _free_port()
+    port = free_port()
     os.environ["MILLPOND_TEST_PREFECT_PORT"] = str(port)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     home = Path(config.rootpath) / ".millpond" / "test-prefect"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import millpond
+from conftest import BIN, free_port, millpond
 
 pytestmark = pytest.mark.integration
 
@@ -30,3 +33,24 @@ def test_config_masks_secrets_that_came_from_the_environment(project: Path) -> N
     assert "tok-very-secret" not in result.stdout
     assert "visible-value" in result.stdout
     assert "metadata:" in result.stdout
+
+
+def test_ui_starts_a_local_prefect_server_once_and_down_stops_it(project: Path) -> None:
+    port = str(free_port())
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["MILLPOND_PREFECT__PORT"] = port
+    command = [str(BIN / "millpond")]
+    first = subprocess.run([*command, "ui"], cwd=project, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert f"http://127.0.0.1:{port}" in first.stdout
+    assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+    pid = (project / ".millpond" / "prefect" / "server.pid").read_text()
+
+    again = subprocess.run([*command, "ui"], cwd=project, env=env, capture_output=True, text=True)
+    assert again.returncode == 0
+    assert (project / ".millpond" / "prefect" / "server.pid").read_text() == pid  # reused
+
+    down = subprocess.run([*command, "down"], cwd=project, env=env, capture_output=True, text=True)
+    assert "Prefect server: stopped" in down.stdout
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
