@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,26 @@ from metadata.db import migrate
 from metadata.ledger import Ledger
 
 pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def api_over(
+    ledger_url: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    """The app serving a stack whose ledger is at `ledger_url`, with fresh cached settings."""
+    (folder / "millpond.yml").write_text(f"metadata: {{url: '{ledger_url}'}}\n")
+    monkeypatch.setenv("MILLPOND_CONFIG", str(folder / "millpond.yml"))
+    from serve import deps, settings
+    from serve.app import create_app
+
+    settings.get_stack_config.cache_clear()
+    deps.ledger_url.cache_clear()
+    try:
+        with TestClient(create_app()) as test_client:
+            yield test_client
+    finally:
+        settings.get_stack_config.cache_clear()
+        deps.ledger_url.cache_clear()
 
 
 @pytest.fixture
@@ -28,17 +49,8 @@ def client(
     )
     ledger.finish_run("r1", "failed", error="failed nodes: dbt.fct_orders")
     ledger.close()
-    (tmp_path / "millpond.yml").write_text(f"metadata: {{url: '{machine_pg}'}}\n")
-    monkeypatch.setenv("MILLPOND_CONFIG", str(tmp_path / "millpond.yml"))
-    from serve import deps, settings
-    from serve.app import create_app
-
-    settings.get_stack_config.cache_clear()
-    deps.ledger_url.cache_clear()
-    with TestClient(create_app()) as test_client:
+    with api_over(machine_pg, tmp_path, monkeypatch) as test_client:
         yield test_client
-    settings.get_stack_config.cache_clear()
-    deps.ledger_url.cache_clear()
 
 
 def test_runs_list_and_detail_come_from_the_ledger(client: TestClient) -> None:
@@ -49,6 +61,13 @@ def test_runs_list_and_detail_come_from_the_ledger(client: TestClient) -> None:
     assert detail["tests"][0]["test"] == "t1" and detail["tests"][0]["failures"] == 3
     nodes = client.get("/runs/r1/nodes").json()
     assert [(n["node_id"], n["rows"]) for n in nodes] == [("load.erp.orders", 15000)]
+
+
+def test_a_fresh_ledger_answers_with_no_runs(
+    tmp_path: Path, machine_pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with api_over(machine_pg, tmp_path, monkeypatch) as fresh:
+        assert fresh.get("/runs").json() == []
 
 
 def test_unknown_run_is_404_and_health_needs_no_database(client: TestClient) -> None:
