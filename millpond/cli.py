@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from millpond.config import ConfigError, MillpondConfig, env_secrets, find_config, load_config
+from millpond.locks import file_lock
 from millpond.logs import (
     close_run_log,
     logger,
@@ -95,7 +96,7 @@ def run(
         _write_demo(config, demo_scale, only_if_empty=True)
     _quiet_prefect()
     from flows.server import ensure_server, ui_url
-    from millpond.execute import RunContext, finish_run, new_run_id, start_run
+    from millpond.execute import RunContext, new_run_id
     from millpond.summary import print_summary
 
     run_id = new_run_id()
@@ -112,17 +113,7 @@ def run(
             except Exception as exc:
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
-            start_run(ctx, trigger)
-            try:
-                flow_state = _run_flow(ctx, graph)
-            except (KeyboardInterrupt, SystemExit):
-                finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
-                raise
-            except Exception as exc:  # e.g. the Prefect server went away mid-run
-                logger.error(f"the orchestrator failed: {mask(str(exc))}")
-                finish_run(ctx, f"orchestrator error: {mask(str(exc))}")
-                raise typer.Exit(1) from None
-            status = finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
+            status = _execute_run(ctx, graph, trigger)
     finally:
         close_run_log(run_id)
     publish = ctx.outcomes.get("publish")
@@ -142,6 +133,28 @@ def run(
             f"buffered in {config.state / 'ledger-buffer.jsonl'}, flushed on the next run[/]"
         )
     raise typer.Exit(0 if status == "success" else 1)
+
+
+def _execute_run(ctx: Any, graph: Any, trigger: str) -> str:
+    """Run the flow and close the run in the ledger whatever happens; returns its status.
+
+    One run at a time per stack: a second `millpond run` waits for the run lock, so its dbt
+    nodes cannot rebuild marts that this run is about to test and publish.
+    """
+    from millpond.execute import finish_run, start_run
+
+    with file_lock(ctx.config.state / "locks" / "run.lock", "run"):
+        start_run(ctx, trigger)
+        try:
+            flow_state = _run_flow(ctx, graph)
+        except (KeyboardInterrupt, SystemExit):
+            finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except Exception as exc:  # e.g. the Prefect server went away mid-run
+            logger.error(f"the orchestrator failed: {mask(str(exc))}")
+            finish_run(ctx, f"orchestrator error: {mask(str(exc))}")
+            raise typer.Exit(1) from None
+        return finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from millpond.logs import logger
-from millpond.warehouse import open_warehouse
+from millpond.warehouse import open_warehouse, warehouse_lock
 
 CURRENT = "current"
 
@@ -45,14 +45,22 @@ def publish(
     staging = published_dir / f".{run_id}.duckdb.tmp"
     staging.unlink(missing_ok=True)
     tables: dict[str, int] = {}
-    try:
-        _copy_marts(warehouse, staging, schemas, tables)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    os.replace(staging, target)
-    point_current(published_dir, target.name)
-    removed = prune(published_dir, keep)
+    # Copy and switch under the warehouse lock: no other writer changes the marts in between,
+    # and two publishers cannot interleave their switches.
+    with warehouse_lock(warehouse):
+        try:
+            _copy_marts(warehouse, staging, schemas, tables)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        os.replace(staging, target)
+        current = current_snapshot(published_dir)
+        if current is not None and current.name > target.name:
+            # Run ids sort by start time: a later run published already; readers keep it.
+            logger.warning(f"kept {current.name} current: it is newer than {target.name}")
+        else:
+            point_current(published_dir, target.name)
+        removed = prune(published_dir, keep)
     logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
     return Published(target, tables)
 

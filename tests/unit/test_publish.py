@@ -200,3 +200,11 @@ def test_publish_prunes_to_keep(warehouse, published):
 
     assert sorted(p.name for p in published.glob("*.duckdb")) == ["run2.duckdb", "run3.duckdb"]
     assert current_snapshot(published) == (published / "run3.duckdb").resolve()
+
+
+def test_an_older_run_publishing_late_does_not_replace_a_newer_current(warehouse, published):
+    publish(warehouse, published, "20261125T020000Z-bbbbbb", ["marts"], keep=5)
+    late = publish(warehouse, published, "20261125T010000Z-aaaaaa", ["marts"], keep=5)
+
+    assert late.path.exists()
+    assert current_snapshot(published).name == "20261125T020000Z-bbbbbb.duckdb"
