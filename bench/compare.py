@@ -57,6 +57,12 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
 
 
 def main(scales: list[str]) -> None:
+    from flows.server import ensure_server
+    from millpond.config import load_config
+
+    # The repo's own local Prefect server (started if needed): bench projects are deleted and
+    # recreated, so a server started under one of them would lose its home mid-run.
+    os.environ["PREFECT_API_URL"] = ensure_server(load_config(REPO / "millpond.yml"))
     rows = []
     for scale in scales:
         project = prepare(scale)

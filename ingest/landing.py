@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,14 @@ def land_table(
         )
     known = {f.sha256 for m in existing for f in m.files}
     files = discover(inbox, source, table)
+    if source.settle_seconds:
+        cutoff = time.time() - source.settle_seconds
+        arriving = [p for p in files if p.stat().st_mtime > cutoff]
+        for path in arriving:
+            logger.info(
+                f"{table}: {path.name} changed in the last {source.settle_seconds:g} s; next run"
+            )
+        files = [p for p in files if p not in arriving]
     new: list[tuple[Path, str]] = []
     skipped: list[str] = []
     for path in files:

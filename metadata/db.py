@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from loguru import logger
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -38,12 +37,6 @@ def normalize_url(url: str) -> str:
 def sqlalchemy_url(url: str) -> str:
     """Return the URL with the psycopg 3 driver named, as SQLAlchemy and alembic need it."""
     return "postgresql+psycopg://" + normalize_url(url)[len("postgresql://") :]
-
-
-def keyword_dsn(url: str) -> str:
-    """The same target as libpq keywords (``host=... dbname=...``), as DuckDB's postgres and
-    DuckLake attach strings want it."""
-    return make_conninfo(**conninfo_to_dict(normalize_url(url)))
 
 
 def resolve_url(url: str, state_dir: Path, *, keep_running: bool = False) -> str:

@@ -123,6 +123,8 @@ class FilesSourceConfig(_Model):
     format: Literal["auto", "csv", "xlsx"] = "auto"
     tables: dict[str, FileTableConfig]
     csv: CsvOptions = CsvOptions()
+    # Files modified more recently than this are still arriving: left for the next run.
+    settle_seconds: float = Field(0.0, ge=0)
     extract: NodePolicy = NodePolicy(retries=2)
     load: NodePolicy = NodePolicy(retries=1)
 

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import openpyxl
@@ -308,3 +309,14 @@ def test_a_missing_inbox_folder_fails_the_extract_naming_the_key(lake, tmp_path)
     source = FilesSourceConfig(kind="files", path="inbox", tables=["orders"])
     with pytest.raises(SourceFileError, match=r"inbox folder does not exist \(sources.erp.path\)"):
         land_table(lake, "erp", source, tmp_path / "no-such-inbox", "orders", "r1", today=DAY)
+
+
+def test_files_still_arriving_wait_for_a_later_run(lake, inbox):
+    source = FilesSourceConfig(kind="files", path="inbox", tables=["orders"], settle_seconds=60)
+    (inbox / "orders.csv").write_text(ORDERS)
+
+    assert land_table(lake, "erp", source, inbox, "orders", "r1", today=DAY).manifest is None
+
+    old = time.time() - 120
+    os.utime(inbox / "orders.csv", (old, old))
+    assert land_table(lake, "erp", source, inbox, "orders", "r2", today=DAY).rows == 3
