@@ -172,6 +172,23 @@ class Lake:
         ]
         return sorted(found, key=lambda m: (m.landed_at, m.partition_id))
 
+    def remove_orphans(self, source: str, table: str) -> int:
+        """Delete partition folders without a manifest (landings that died midway); the caller
+        must hold the table's extract lock so no landing in progress is mistaken for one."""
+        base = self.table_dir(source, table)
+        if not self.exists(base):
+            return 0
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        folders = [
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("run=")
+        ]
+        orphans = [f for f in folders if not self.exists(f"{f}/{MANIFEST}")]
+        for folder in orphans:
+            self.fs.delete_dir(folder)
+        return len(orphans)
+
     def part_paths(self, manifest: Manifest) -> list[str]:
         folder = self.partition_dir(
             manifest.source, manifest.table, manifest.ingest_date, manifest.run_id

@@ -110,7 +110,10 @@ def land_table(
     run_id: str,
     today: dt.date | None = None,
 ) -> LandingResult:
-    """Land every new file of `table` as one partition of this run (or nothing)."""
+    """Land every new file of `table` as one partition of this run (or nothing).
+
+    Not safe to run twice at once for one table: callers hold the table's extract lock
+    (`millpond.execute` does)."""
     ingest_date = (today or dt.date.today()).isoformat()
     folder = lake.partition_dir(source_name, table, ingest_date, run_id)
     existing = lake.manifests(source_name, table)
@@ -140,12 +143,12 @@ def land_table(
         else:
             known.add(digest)
             new.append((path, digest))
+    removed = lake.remove_orphans(source_name, table)  # interrupted landings never happened
+    if removed:
+        logger.info(f"{table}: removed {removed} partition folders left by interrupted landings")
     if not new:
         logger.info(f"{table}: no new files ({len(skipped)} already landed)")
         return LandingResult(None, skipped)
-
-    if lake.exists(folder):  # leftovers of an interrupted landing: it never happened
-        lake.fs.delete_dir(folder)
     lake.fs.create_dir(folder, recursive=True)
     sources: list[SourceFile] = []
     parts: list[PartFile] = []

@@ -320,3 +320,23 @@ def test_files_still_arriving_wait_for_a_later_run(lake, inbox):
     old = time.time() - 120
     os.utime(inbox / "orders.csv", (old, old))
     assert land_table(lake, "erp", source, inbox, "orders", "r2", today=DAY).rows == 3
+
+
+def test_a_landing_that_died_in_another_run_is_cleaned_up_by_the_next(lake, inbox):
+    orphan = Path(lake.partition_dir("erp", "orders", DAY.isoformat(), "dead-run"))
+    orphan.mkdir(parents=True)
+    (orphan / "part-00000.parquet").write_bytes(b"half written")
+    (inbox / "orders.csv").write_text(ORDERS)
+
+    result = land_table(
+        lake,
+        "erp",
+        FilesSourceConfig(kind="files", path="inbox", tables=["orders"]),
+        inbox,
+        "orders",
+        "r2",
+        today=DAY,
+    )
+
+    assert result.rows == 3
+    assert not orphan.exists()
