@@ -83,7 +83,9 @@ class RunContext:
 
     @cached_property
     def ledger(self) -> Ledger:
-        url = resolve_url(self.config.metadata.url, self.config.state)
+        # An embedded server stays up between runs (like the Prefect server) until `just down`:
+        # stopping and restarting it per command is slower and races with the next command.
+        url = resolve_url(self.config.metadata.url, self.config.state, keep_running=True)
         try:
             migrate(url)
         except Exception as exc:  # the run goes on; the ledger buffers locally

@@ -19,7 +19,7 @@ def ledger_url() -> str:
     """Resolved once per process: for `embedded` this starts (or joins) the local server, and
     the schema is brought up to date so the API also answers before the first run."""
     config = get_stack_config()
-    url = resolve_url(config.metadata.url, config.state)
+    url = resolve_url(config.metadata.url, config.state, keep_running=True)
     migrate(url)
     return url
 
