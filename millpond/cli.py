@@ -82,7 +82,8 @@ def run(
     demo_scale: Annotated[
         float | None,
         typer.Option(
-            "--demo-if-empty", help="generate demo data at this scale when an inbox is empty"
+            "--demo-if-empty",
+            help="generate demo data at this scale into empty inboxes of sources with no landed data",
         ),
     ] = None,
     trigger: Annotated[
