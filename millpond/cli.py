@@ -83,7 +83,7 @@ def run(
         float | None,
         typer.Option(
             "--demo-if-empty",
-            help="generate demo data at this scale into empty inboxes of sources with no landed data",
+            help="demo data at this scale into empty inboxes of sources with nothing landed",
         ),
     ] = None,
     trigger: Annotated[
