@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,13 @@ MASK = "***"
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message says where and why."""
+
+
+def _check_names(kind: str, names: Iterable[str]) -> None:
+    """Names become SQL identifiers and node ids: keep them plain."""
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"{kind} name {name!r} must be lower-case letters, digits or _")
 
 
 class _Model(BaseModel):
@@ -138,9 +146,7 @@ class FilesSourceConfig(_Model):
     @field_validator("tables")
     @classmethod
     def _safe_names(cls, value: dict[str, FileTableConfig]) -> dict[str, FileTableConfig]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ValueError(f"table name {name!r} must be lower-case letters, digits or _")
+        _check_names("table", value)
         if not value:
             raise ValueError("at least one table is required")
         return value
@@ -192,9 +198,7 @@ class MillpondConfig(_Model):
     @field_validator("sources")
     @classmethod
     def _safe_source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ValueError(f"source name {name!r} must be lower-case letters, digits or _")
+        _check_names("source", value)
         return value
 
     def resolve(self, path: Path | str) -> Path:
