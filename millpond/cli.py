@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 
 from millpond.config import ConfigError, MillpondConfig, env_secrets, find_config, load_config
-from millpond.locks import file_lock
 from millpond.logs import (
     close_run_log,
     logger,
@@ -114,7 +113,7 @@ def run(
             except Exception as exc:
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
-            status = _execute_run(ctx, graph, trigger)
+            status = _run_with_progress(ctx, trigger)
     finally:
         close_run_log(run_id)
     publish = ctx.outcomes.get("publish")
@@ -136,51 +135,16 @@ def run(
     raise typer.Exit(0 if status == "success" else 1)
 
 
-def _execute_run(ctx: Any, graph: Any, trigger: str) -> str:
-    """Run the flow and close the run in the ledger whatever happens; returns its status.
-
-    One run at a time per stack: a second `millpond run` waits for the run lock, so its dbt
-    nodes cannot rebuild marts that this run is about to test and publish.
-    """
-    from millpond.execute import finish_run, start_run
-
-    with file_lock(ctx.config.state / "locks" / "run.lock", "run"):
-        start_run(ctx, trigger)
-        try:
-            flow_state = _run_flow(ctx, graph)
-        except (KeyboardInterrupt, SystemExit):
-            finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
-            raise
-        except Exception as exc:  # e.g. the Prefect server went away mid-run
-            logger.error(f"the orchestrator failed: {mask(str(exc))}")
-            finish_run(ctx, f"orchestrator error: {mask(str(exc))}")
-            raise typer.Exit(1) from None
-        return finish_run(ctx, None if flow_state != "crashed" else "the flow crashed")
-
-
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM exits like Ctrl-C, so exit hooks run (the embedded PostgreSQL stops cleanly)."""
     raise SystemExit(128 + signum)
 
 
-def _run_flow(ctx: Any, graph: Any) -> str:
-    """Run the graph through Prefect with a progress bar; returns the flow's final state."""
+def _run_with_progress(ctx: Any, trigger: str) -> str:
+    """`run_with_prefect` with a progress bar (transient: the summary replaces it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.pipeline import build_flow
-    from millpond.execute import run_node, skip_node
-
-    class Hooks:
-        def run(self, node_id: str, attempt: int) -> Any:
-            progress.update(bar, description=node_id)
-            return run_node(ctx, node_id, attempt)
-
-        def skip(self, node_id: str, reason: str) -> None:
-            skip_node(ctx, node_id, reason)
-
-        def flow_started(self, flow_run_id: str) -> None:
-            ctx.flow_run_id = flow_run_id
-            ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, None, None, flow_run_id=flow_run_id)
+    from millpond.execute import OrchestratorError, run_with_prefect
 
     with Progress(
         TextColumn("{task.description:<40}"),
@@ -190,12 +154,14 @@ def _run_flow(ctx: Any, graph: Any) -> str:
         console=console,
         transient=True,
     ) as progress:
-        bar = progress.add_task("starting", total=len(graph.nodes))
+        bar = progress.add_task("starting", total=len(ctx.graph.nodes))
         # A failed attempt may still be retried; only final outcomes move the bar.
         ctx.on_node_done = lambda o: progress.advance(bar) if o.status != "failed" else None
-        flow = build_flow(ctx.config.project, graph, Hooks(), ctx.config.prefect.concurrency)
-        state = flow(run_id=ctx.run_id, return_state=True)
-    return "success" if state.is_completed() else ("failed" if state.is_failed() else "crashed")
+        try:
+            return run_with_prefect(ctx, trigger, lambda n: progress.update(bar, description=n))
+        except OrchestratorError as exc:
+            logger.error(str(exc))
+            raise typer.Exit(1) from None
 
 
 def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> None:

@@ -267,3 +267,59 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
     }
     ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)
     return status
+
+
+class OrchestratorError(Exception):
+    """The orchestrator itself failed (e.g. the Prefect API went away); the run is closed."""
+
+
+class _FlowHooks:
+    """What the Prefect flow calls back into: the one execute path, plus progress."""
+
+    def __init__(self, ctx: RunContext, on_node_start: Callable[[str], None] | None) -> None:
+        self.ctx = ctx
+        self.on_node_start = on_node_start
+
+    def run(self, node_id: str, attempt: int) -> NodeOutcome:
+        if self.on_node_start:
+            self.on_node_start(node_id)
+        return run_node(self.ctx, node_id, attempt)
+
+    def skip(self, node_id: str, reason: str) -> None:
+        skip_node(self.ctx, node_id, reason)
+
+    def flow_started(self, flow_run_id: str) -> None:
+        self.ctx.flow_run_id = flow_run_id
+        self.ctx.ledger.start_run(self.ctx.run_id, self.ctx.orchestrator, None, None, flow_run_id)
+
+
+def run_with_prefect(
+    ctx: RunContext, trigger: str, on_node_start: Callable[[str], None] | None = None
+) -> str:
+    """Run the whole graph as one Prefect flow and close the run in the ledger whatever
+    happens; returns the run's status.
+
+    One run at a time per stack: a second run waits for the run lock, so its dbt nodes cannot
+    rebuild marts that this run is about to test and publish.
+    """
+    from flows.pipeline import build_flow
+
+    with file_lock(ctx.config.state / "locks" / "run.lock", "run"):
+        start_run(ctx, trigger)
+        flow = build_flow(
+            ctx.config.project,
+            ctx.graph,
+            _FlowHooks(ctx, on_node_start),
+            ctx.config.prefect.concurrency,
+        )
+        try:
+            state = flow(run_id=ctx.run_id, return_state=True)
+        except (KeyboardInterrupt, SystemExit):
+            finish_run(ctx, "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except Exception as exc:
+            message = f"orchestrator error: {mask(str(exc))}"
+            finish_run(ctx, message)
+            raise OrchestratorError(message) from exc
+        crashed = not (state.is_completed() or state.is_failed())
+        return finish_run(ctx, "the flow crashed" if crashed else None)
