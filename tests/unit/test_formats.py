@@ -7,10 +7,9 @@ from pathlib import Path
 
 import openpyxl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from ingest.formats import SourceFileError, csv_to_parquet, read_batches
+from ingest.formats import SourceFileError, read_batches
 from millpond.config import CsvOptions
 
 
@@ -323,28 +322,6 @@ def test_not_a_workbook_is_an_error_naming_the_file(tmp_path):
 
     assert str(path) in str(error)
     assert "workbook" in str(error)
-
-
-def test_csv_to_parquet_writes_the_same_rows_and_types_as_the_reader(tmp_path):
-    source = write(tmp_path / "o.csv", "id,amount,day\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n")
-    target = tmp_path / "o.parquet"
-
-    rows = csv_to_parquet(source, CsvOptions(), target)
-
-    assert rows == 2
-    assert pq.read_table(target).equals(read_table(source))
-
-
-def test_csv_to_parquet_fails_on_the_bad_line_and_leaves_no_file(tmp_path):
-    lines = ["id,amount"] + [f"{i},{i}.5" for i in range(40_000)] + ["x,1.0"]
-    source = write(tmp_path / "big.csv", "\n".join(lines) + "\n")
-    target = tmp_path / "big.parquet"
-
-    with pytest.raises(SourceFileError) as caught:
-        csv_to_parquet(source, CsvOptions(), target)
-
-    assert_error_at(caught.value, source, 40_002)
-    assert not target.exists()
 
 
 def test_declared_types_win_over_the_sniffer(tmp_path):
