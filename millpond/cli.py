@@ -17,16 +17,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from millpond.config import ConfigError, MillpondConfig, env_secrets, find_config, load_config
+from millpond.config import ConfigError, MillpondConfig, find_config, load_config
 from millpond.logs import (
     close_run_log,
     logger,
-    mask,
     node_context,
     open_run_log,
-    register_secrets,
     setup_console,
 )
+from millpond.masking import env_secrets, mask, register_secrets
 
 app = typer.Typer(
     help="millpond: files -> lake -> DuckDB -> dbt -> published marts, recorded in a ledger.",

@@ -19,18 +19,17 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from millpond.masking import MASK, SECRET_NAME, mask_secret_keys, mask_url, url_password
 
 DEFAULT_CONFIG_FILE = "millpond.yml"
 ENV_PREFIX = "MILLPOND_"
 # Environment variables with the prefix that are not config overrides.
 RESERVED_ENV = {"MILLPOND_CONFIG", "MILLPOND_WAREHOUSE_PATH", "MILLPOND_RUN_ID"}
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|CREDENTIAL)", re.I)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-MASK = "***"
 
 
 class ConfigError(Exception):
@@ -240,7 +239,7 @@ class MillpondConfig(_Model):
     def secrets(self) -> list[str]:
         """Every secret value this config holds, for log masking."""
         found = [self.lake.access_key_id, self.lake.secret_access_key]
-        found += [_url_password(self.metadata.url), _url_password(self.prefect.api_url)]
+        found += [url_password(self.metadata.url), url_password(self.prefect.api_url)]
         return [s for s in found if s]
 
     def masked(self) -> dict[str, Any]:
@@ -251,36 +250,7 @@ class MillpondConfig(_Model):
         data["metadata"]["url"] = mask_url(self.metadata.url)
         if self.prefect.api_url:
             data["prefect"]["api_url"] = mask_url(self.prefect.api_url)
-        return _mask_secret_keys(data)
-
-
-def _mask_secret_keys(value: Any) -> Any:
-    """Values under keys that look secret (e.g. dbt.vars.api_token) become ***."""
-    if isinstance(value, dict):
-        return {
-            k: MASK if SECRET_NAME.search(str(k)) and v not in (None, "") else _mask_secret_keys(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_mask_secret_keys(v) for v in value]
-    return value
-
-
-def _url_password(url: str | None) -> str | None:
-    if not url or "://" not in url:
-        return None
-    return urlsplit(url).password
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ***."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+        return mask_secret_keys(data)
 
 
 def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
@@ -389,9 +359,3 @@ def load_config(
         return MillpondConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data, str(config_file))) from None
-
-
-def env_secrets(env: dict[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names look secret, for log masking."""
-    env = dict(os.environ if env is None else env)
-    return [v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4]

@@ -29,7 +29,8 @@ from millpond.config import MillpondConfig
 from millpond.dbt_runner import DbtProject
 from millpond.graph import Graph, Node, build_graph
 from millpond.locks import file_lock
-from millpond.logs import logger, mask, node_context
+from millpond.logs import logger, node_context
+from millpond.masking import mask
 from millpond.publish import publish
 from millpond.warehouse import open_warehouse, warehouse_lock
 

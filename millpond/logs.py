@@ -2,8 +2,8 @@
 
 Every record carries `run_id` and `node_id` (bound with `node_context`), so one run's JSON log
 can be filtered per node no matter which thread or process wrote it. Secret values registered
-with `register_secrets` are replaced by *** in every message before any sink sees it; that is
-the one place masking happens, so a new sink cannot leak them.
+with `millpond.masking.register_secrets` are replaced by *** in every message before any sink
+sees it; that is the one place log masking happens, so a new sink cannot leak them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from loguru import logger
 
-MASK = "***"
-_secrets: set[str] = set()
+from millpond.masking import contains_secret, mask, registered
+
 _lock = threading.Lock()
 _run_sink: dict[str, int] = {}
 _console_sink: int | None = None
@@ -29,27 +29,14 @@ CONSOLE_FORMAT = (
 )
 
 
-def register_secrets(values: list[str]) -> None:
-    """Mask these values (passwords, keys, tokens) in every later log record."""
-    with _lock:
-        _secrets.update(v for v in values if v and len(v) >= 4)
-
-
-def mask(text: str) -> str:
-    """The text with every registered secret replaced by ***."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
 def _patch(record: dict[str, Any]) -> None:
     record["extra"].setdefault("run_id", "-")
     record["extra"].setdefault("node_id", "-")
-    if _secrets:
+    if registered():
         record["message"] = mask(record["message"])
         if record["exception"] is not None:
             exc_type, exc, _ = record["exception"]
-            if exc is not None and any(s in str(exc) for s in _secrets):
+            if exc is not None and contains_secret(str(exc)):
                 record["message"] += f" ({exc_type.__name__ if exc_type else 'error'}: masked)"
                 record["exception"] = None
 
@@ -103,9 +90,7 @@ def node_context(run_id: str, node_id: str = "-") -> Iterator[None]:
 __all__ = [
     "close_run_log",
     "logger",
-    "mask",
     "node_context",
     "open_run_log",
-    "register_secrets",
     "setup_console",
 ]

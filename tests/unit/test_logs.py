@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from millpond.logs import (
-    close_run_log,
-    logger,
-    mask,
-    node_context,
-    open_run_log,
-    register_secrets,
-)
+from millpond.logs import close_run_log, logger, node_context, open_run_log
+from millpond.masking import mask, register_secrets
 
 SECRET = "s3cr3tvalue"
 
