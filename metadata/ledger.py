@@ -17,12 +17,8 @@ Errors that are not about reachability (a missing table, a bad value) are bugs a
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +26,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
+from metadata.buffer import RecordBuffer
 from metadata.db import CONNECT_TIMEOUT_S, normalize_url
 from metadata.records import OPS
 
@@ -50,21 +47,6 @@ class LedgerUnavailableError(RuntimeError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- buffer lines: JSON with datetimes tagged so they come back as datetimes -------------------
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    raise TypeError(f"cannot buffer a {type(value).__name__}: {value!r}")
-
-
-def _decode(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and "$datetime" in obj:
-        return datetime.fromisoformat(obj["$datetime"])
-    return obj
 
 
 def _validate(name: str, value: str, allowed: frozenset[str]) -> None:
@@ -90,7 +72,8 @@ class Ledger:
     ) -> None:
         self.url = normalize_url(url)
         self.buffer_path = Path(buffer_path)
-        self.rejected_path = self.buffer_path.with_name(self.buffer_path.name + ".rejected")
+        self._buffer = RecordBuffer(self.buffer_path)
+        self.rejected_path = self._buffer.rejected_path
         self.connect_timeout = connect_timeout
         self.retry_interval = retry_interval
         self.buffered = 0  # records this Ledger had to buffer: surfaced in run summaries
@@ -238,10 +221,10 @@ class Ledger:
         guessing "no cursor" would silently reload a whole source.
         """
         with self._lock:
-            if self._has_buffer() and self._flush_locked() is None:
-                buffered = self._buffered_source_state(source, table)
+            if self._buffer.has_records() and self._flush_locked() is None:
+                buffered = self._buffer.latest("set_source_state", source=source, table=table)
                 if buffered is not None:
-                    return buffered[0]
+                    return buffered.get("cursor")
             try:
                 conn = self._connection()
                 row = conn.execute(
@@ -251,9 +234,9 @@ class Ledger:
                 ).fetchone()
             except _UNREACHABLE as exc:
                 self._went_down(exc)
-                buffered = self._buffered_source_state(source, table)
+                buffered = self._buffer.latest("set_source_state", source=source, table=table)
                 if buffered is not None:
-                    return buffered[0]
+                    return buffered.get("cursor")
                 raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
             return row[0] if row else None
 
@@ -273,7 +256,7 @@ class Ledger:
     @property
     def degraded(self) -> bool:
         """True while records are waiting in the buffer file (the ledger is behind)."""
-        return self._has_buffer()
+        return self._buffer.has_records()
 
     def close(self) -> None:
         """Close the connection (buffered records stay on disk for a later flush)."""
@@ -291,7 +274,7 @@ class Ledger:
     def _submit(self, op: str, **args: Any) -> bool:
         """Write one record now, or buffer it; True if it reached the database."""
         with self._lock:
-            if self._has_buffer() and self._flush_locked() is None:
+            if self._buffer.has_records() and self._flush_locked() is None:
                 self._append(op, args)
                 return False
             if time.monotonic() < self._retry_at:
@@ -337,89 +320,22 @@ class Ledger:
                 self._conn.close()
         self._conn = None
 
-    def _has_buffer(self) -> bool:
-        try:
-            return self.buffer_path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """Serialise appends and flushes across processes sharing the buffer file."""
-        self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.buffer_path.with_name(self.buffer_path.name + ".lock")
-        with open(lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _append(self, op: str, args: dict[str, Any]) -> None:
-        record = {"op": op, "args": args, "buffered_at": _now(), "pid": os.getpid()}
-        line = json.dumps(record, default=_encode) + "\n"
-        with self._file_lock(), open(self.buffer_path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        self._buffer.append(op, args)
         self.buffered += 1
-
-    def _buffered_source_state(self, source: str, table: str) -> tuple[Any] | None:
-        """The newest buffered cursor for a source table, as a 1-tuple (its value may be None)."""
-        found: tuple[Any] | None = None
-        with self._file_lock():
-            if not self.buffer_path.exists():
-                return None
-            for line in self.buffer_path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line, object_hook=_decode)
-                    args = record.get("args", {})
-                    if (
-                        record.get("op") == "set_source_state"
-                        and args.get("source") == source
-                        and args.get("table") == table
-                    ):
-                        found = (args.get("cursor"),)
-        return found
 
     def _flush_locked(self) -> int | None:
         """Replay the buffer; the count flushed, or None if records remain (DB unreachable)."""
-        if not self._has_buffer():
+        if not self._buffer.has_records():
             return 0
         if time.monotonic() < self._retry_at:
             return None
-        flushed = 0
-        with self._file_lock():
-            lines = self.buffer_path.read_text(encoding="utf-8").splitlines(keepends=True)
-            done = 0
-            for index, line in enumerate(lines):
-                if line.strip():
-                    try:
-                        record = json.loads(line, object_hook=_decode)
-                        self._execute(record["op"], record["args"])
-                        flushed += 1
-                    except _UNREACHABLE as exc:
-                        self._went_down(exc)
-                        break
-                    except _BAD_RECORD as exc:
-                        self._reject(line, exc)
-                done = index + 1
-            self._rewrite_buffer(lines[done:])
+        flushed, down = self._buffer.replay(self._execute, _UNREACHABLE, _BAD_RECORD)
+        if down is not None:
+            self._went_down(down)
         if flushed:
             logger.info("ledger: flushed {} buffered record(s) to the database", flushed)
-        if done < len(lines):
+        if down is not None:
             return None
         self._warned = False  # a later outage deserves a new warning
         return flushed
-
-    def _reject(self, line: str, exc: BaseException) -> None:
-        """Set aside a record the database refuses, so it cannot block the ones after it."""
-        logger.error("ledger: buffered record rejected ({}); kept in {}", exc, self.rejected_path)
-        with open(self.rejected_path, "a", encoding="utf-8") as handle:
-            handle.write(line if line.endswith("\n") else line + "\n")
-
-    def _rewrite_buffer(self, remaining: list[str]) -> None:
-        if not remaining:
-            self.buffer_path.unlink(missing_ok=True)
-            return
-        tmp = self.buffer_path.with_name(self.buffer_path.name + ".tmp")
-        tmp.write_text("".join(remaining), encoding="utf-8")
-        os.replace(tmp, self.buffer_path)
