@@ -54,7 +54,7 @@ def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
     if config.prefect.api_url or os.environ.get("PREFECT_API_URL"):
         raise RuntimeError(f"Prefect API at {api} does not answer")
     # Two first runs at once: one starts the server, the other waits and then reuses it.
-    with file_lock(config.state / "locks" / "prefect-server.lock", "Prefect server start"):
+    with file_lock(config.locks_dir / "prefect-server.lock", "Prefect server start"):
         if healthy(api):
             return api
         return _start_server(config, api, wait_seconds)

@@ -218,6 +218,11 @@ class MillpondConfig(_Model):
         return self.state / "published"
 
     @property
+    def locks_dir(self) -> Path:
+        """Where the stack's named locks live (see millpond.locks)."""
+        return self.state / "locks"
+
+    @property
     def logs_dir(self) -> Path:
         return self.state / "logs"
 

@@ -139,7 +139,7 @@ class DbtProject:
 
         # dbt rewrites manifest.json in place: parallel `run-node` processes (Airflow) must not
         # read it half-written, so parsing and reading are exclusive across processes too.
-        lock = self.config.state / "locks" / "dbt-parse.lock"
+        lock = self.config.locks_dir / "dbt-parse.lock"
         with _DBT_LOCK, file_lock(lock, "dbt parse"):
             result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
             _drop_root_stream_handlers()

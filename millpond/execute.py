@@ -167,7 +167,7 @@ def _extract(ctx: RunContext, node: Node, outcome: NodeOutcome) -> None:
     inbox = ctx.config.resolve(source.path)
     # Two runs at once must not both land the same new file: check-and-land is exclusive per
     # table (on this machine; shared mode across machines needs the catalog, a later issue).
-    lock = ctx.config.state / "locks" / f"extract.{source_name}.{table}.lock"
+    lock = ctx.config.locks_dir / f"extract.{source_name}.{table}.lock"
     with file_lock(lock, f"extract {source_name}.{table}"):
         result = land_table(ctx.lake, source_name, source, inbox, table, ctx.run_id)
     outcome.rows, outcome.bytes = result.rows, result.bytes
@@ -244,10 +244,10 @@ HANDLERS: dict[str, Callable[[RunContext, Node, NodeOutcome], None]] = {
 }
 
 
-def start_run(ctx: RunContext, trigger: str, flow_run_id: str | None = None) -> None:
+def start_run(ctx: RunContext, trigger: str) -> None:
     """Open the run in the ledger and warn about inbox files nobody claims."""
     target = ctx.config.warehouse.target
-    ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, target, flow_run_id=flow_run_id)
+    ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, target)
     for name, source in ctx.config.sources.items():
         for path in unclaimed_files(ctx.config.resolve(source.path), source):
             logger.warning(f"{name}: {path.name} matches no table of the source; not landed")
@@ -305,7 +305,7 @@ def run_with_prefect(
     """
     from flows.pipeline import build_flow
 
-    with file_lock(ctx.config.state / "locks" / "run.lock", "run"):
+    with file_lock(ctx.config.locks_dir / "run.lock", "run"):
         start_run(ctx, trigger)
         flow = build_flow(
             ctx.config.project,
