@@ -24,22 +24,16 @@ BIN = Path(sys.executable).parent
 def prepare(scale: str) -> Path:
     project = REPO / ".millpond" / "bench" / f"sf{scale}"
     inbox = project / "inbox" / "erp"
-    if not inbox.is_dir():
-        subprocess.run(
-            [
-                str(BIN / "millpond"),
-                "demo-data",
-                "--scale",
-                scale,
-                "--config",
-                str(REPO / "millpond.yml"),
-            ],
-            check=True,
-            env={**os.environ, "MILLPOND_SOURCES__ERP__PATH": str(inbox)},
-        )
+    project.mkdir(parents=True, exist_ok=True)
     text = (REPO / "millpond.yml").read_text()
     text = text.replace("project_dir: transform", f"project_dir: {REPO / 'transform'}")
     (project / "millpond.yml").write_text(text)
+    if not inbox.is_dir():
+        subprocess.run(
+            [str(BIN / "millpond"), "demo-data", "--scale", scale],
+            check=True,
+            cwd=project,
+        )
     (project / "transform").unlink(missing_ok=True)
     (project / "transform").symlink_to(REPO / "transform")
     return project
@@ -56,9 +50,21 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
+def stage_seconds(summary: str) -> dict[str, float]:
+    """Node time per node kind, summed from the summary table `millpond run` prints."""
+    stages: dict[str, float] = {}
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) < 8 or not cells[6].replace(",", "").isdigit():
+            continue
+        kind = cells[1].split(".", 1)[0]
+        stages[kind] = stages.get(kind, 0.0) + int(cells[6].replace(",", "")) / 1000
+    return stages
+
+
 def main(scales: list[str]) -> None:
     from flows.server import ensure_server
-    from millpond.config import load_config
+    from millpond.core.config import load_config
 
     # The repo's own local Prefect server (started if needed): bench projects are deleted and
     # recreated, so a server started under one of them would lose its home mid-run.
@@ -67,7 +73,8 @@ def main(scales: list[str]) -> None:
     for scale in scales:
         project = prepare(scale)
         shutil.rmtree(project / ".millpond", ignore_errors=True)
-        cold, _ = timed([str(BIN / "millpond"), "run"], project)
+        cold, summary = timed([str(BIN / "millpond"), "run"], project)
+        stages = stage_seconds(summary)
         warm, _ = timed([str(BIN / "millpond"), "run"], project)
         base_wall, out = timed(
             [
@@ -79,11 +86,16 @@ def main(scales: list[str]) -> None:
             project,
         )
         base = json.loads(out.strip().splitlines()[-1])
-        rows.append((scale, cold, warm, base["seconds"], base_wall))
+        rows.append((scale, cold, warm, base["seconds"], base_wall, stages))
     header = ["scale", "millpond cold", "millpond rerun", "bare duckdb", "ratio"]
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, [6, 14, 15, 12, 6], strict=True)))
-    for scale, cold, warm, base, _ in rows:
+    for scale, cold, warm, base, _, _ in rows:
         print(f"{scale:>6} {cold:>13.1f}s {warm:>14.1f}s {base:>11.1f}s {cold / base:>5.1f}x")
+    print(
+        "\nnode time per stage in the cold run (seconds, summed over nodes running concurrently):"
+    )
+    for scale, *_, stages in rows:
+        print(f"{scale:>6} " + "  ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
     print("bare duckdb = load + compiled dbt SQL + tests + snapshot, timed inside one process;")
     print(
         "millpond = the whole `millpond run` command (process start, dbt parse, Prefect, ledger)."

@@ -23,8 +23,8 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from millpond.graph import Graph
-from millpond.logs import logger
+from millpond.core.graph import Graph
+from millpond.core.logs import logger
 
 
 class GraphHooks(Protocol):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from millpond.config import MillpondConfig
-from millpond.locks import file_lock
-from millpond.logs import logger
+from millpond.core.config import MillpondConfig
+from millpond.core.locks import file_lock
+from millpond.core.logs import logger
 
 
 def api_url(config: MillpondConfig) -> str:

@@ -15,20 +15,36 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+from pydantic import Field
 
-from millpond.config import CsvOptions
+from millpond.core.config import StrictModel
 
 BATCH_ROWS = 122_880
 DELIMITERS = [",", ";", "|", "\t"]
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
+class CsvOptions(StrictModel):
+    """Overrides for DuckDB's CSV sniffer; unset values are detected."""
+
+    delimiter: str | None = None
+    header: bool | None = None
+    quote: str | None = None
+    encoding: Literal["utf-8", "utf-16", "latin-1"] | None = None
+    # Declared column types win over the sniffer's guess, e.g. {customer_code: VARCHAR}.
+    types: dict[str, str] = Field(default_factory=dict)
+    # Rows the sniffer samples to guess types; -1 reads the whole file first (slower, surer).
+    sample_size: int = Field(20_480, ge=-1)
+
+
 class SourceFileError(Exception):
     """A source file that cannot be read; says which file, where, and why."""
+
+    retryable = False
 
     def __init__(self, file: str, reason: str, line: int | None = None) -> None:
         self.file, self.reason, self.line = file, reason, line

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from millpond.config import MillpondConfig
+from millpond.core.config import MillpondConfig
 
 MANIFEST = "_manifest.json"
 
@@ -74,6 +74,11 @@ class Manifest:
         data["files"] = [SourceFile(**f) for f in data.get("files", [])]
         data["parts"] = [PartFile(**p) for p in data.get("parts", [])]
         return cls(**data)
+
+
+def raw_table_name(source: str, table: str) -> str:
+    """The warehouse relation of a lake table in every target: raw.<source>__<table>."""
+    return f"{source}__{table}"
 
 
 class Lake:

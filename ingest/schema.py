@@ -2,18 +2,14 @@
 
 Each export file's types are inferred on their own, so the same column can arrive as BIGINT in
 one file and DOUBLE in the next. Inserting the wider values into the narrower raw column would
-silently round them (12.75 -> 13), so the raw column is widened instead, inside the load's
-transaction: integers to wider integers or DOUBLE, DATE to TIMESTAMP; an existing VARCHAR
-column takes anything. Types with no lossless common type (DATE vs BIGINT, text arriving in a
-numeric column) fail the load with both types named. New columns are added as nullable; a
-column missing from the partition fails the load.
+silently round them (12.75 -> 13), so the raw column is widened instead (each target applies
+the result in its load's transaction): integers to wider integers or DOUBLE, DATE to TIMESTAMP;
+an existing VARCHAR column takes anything. Types with no lossless common type (DATE vs BIGINT,
+text arriving in a numeric column) fail the load with both types named. New columns are added
+as nullable; a column missing from the partition fails the load.
 """
 
 from __future__ import annotations
-
-import duckdb
-
-from millpond.logs import logger
 
 NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
 FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}
@@ -45,32 +41,22 @@ def common_type(raw: str, incoming: str) -> str | None:
     return None
 
 
-def _columns(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = None
-) -> dict[str, str]:
-    return {name: kind for name, kind in con.execute(sql, params or []).fetchall()}
-
-
-def reconcile(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, relation: str, target: str
-) -> list[str]:
-    """Alter the raw table (`target`, quoted) so every row of `relation` fits; returns what
-    changed. Call inside the load's transaction so a failed load undoes the changes too."""
-    raw = _columns(
-        con,
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, table],
-    )
-    incoming = _columns(con, f"select column_name, column_type from (describe {relation})")
+def reconciled_columns(
+    raw: dict[str, str], incoming: dict[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The raw relation's columns (name -> DuckDB type) once `incoming` joins it, and what
+    changed. An empty `raw` is a new relation. Raises SchemaMismatch for a column missing from
+    the partition or a type with no lossless common type."""
+    if not raw:
+        return dict(incoming), []
     missing = [c for c in raw if c not in incoming and c not in BOOKKEEPING]
     if missing:
         raise SchemaMismatch(f"columns missing from this partition: {', '.join(missing)}")
+    columns = dict(raw)
     changes: list[str] = []
     for column, kind in incoming.items():
-        quoted = '"' + column.replace('"', '""') + '"'
         if column not in raw:
-            con.execute(f"alter table {target} add column {quoted} {kind}")
+            columns[column] = kind
             changes.append(f"added column {column} {kind}")
             continue
         wider = common_type(raw[column], kind)
@@ -79,8 +65,6 @@ def reconcile(
                 f"column {column}: the raw table has {raw[column]}, this partition has {kind}"
             )
         if wider != raw[column]:
-            con.execute(f"alter table {target} alter column {quoted} type {wider}")
+            columns[column] = wider
             changes.append(f"widened column {column} from {raw[column]} to {wider}")
-    for change in changes:
-        logger.warning(f"{table}: {change}")
-    return changes
+    return columns, changes

@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from millpond.locks import file_lock
+from millpond.core.locks import file_lock
 
 Apply = Callable[[str, dict[str, Any]], None]
 

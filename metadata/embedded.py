@@ -31,6 +31,7 @@ import atexit
 import contextlib
 import json
 import os
+import subprocess
 import threading
 import warnings
 from pathlib import Path
@@ -149,12 +150,19 @@ def stop_embedded(data_dir: Path) -> bool:
             return False
         version = pg.pgdata_version(pgdata)
         user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
-        pgexec(
-            "pg_ctl",
-            ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
-            bin_path=POSTGRES_VERSIONS[version],
-            user=user,
-            timeout=30,
-        )
+        try:
+            pgexec(
+                "pg_ctl",
+                ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+                bin_path=POSTGRES_VERSIONS[version],
+                user=user,
+                timeout=30,
+            )
+        except subprocess.CalledProcessError:
+            # Another stop won the race (the server was already shutting down): fine if it
+            # is gone now.
+            again = PostmasterInfo.read_from_pgdata(pgdata)
+            if again is not None and again.is_running():
+                raise
     logger.debug("embedded PostgreSQL in {} stopped", pgdata)
     return True

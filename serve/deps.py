@@ -10,7 +10,7 @@ import psycopg
 from fastapi import Depends, HTTPException
 
 from metadata.db import connect, migrate, resolve_url
-from millpond.config import ConfigError
+from millpond.core.config import ConfigError
 from serve.settings import get_stack_config
 
 

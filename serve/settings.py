@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from millpond.config import MillpondConfig, load_config
+from millpond.core.config import MillpondConfig, load_config
 
 
 class ServeSettings(BaseSettings):

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -23,7 +24,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+# MILLPOND_TEST_PG points the tests at another server (e.g. a closed port, to try laptop mode).
+MACHINE_PG = os.environ.get("MILLPOND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Set by .ci/run: a server that should be there and is not fails the test instead of skipping.
+REQUIRE_SERVERS = os.environ.get("MILLPOND_REQUIRE_SERVERS") == "1"
+
+
+def machine_pg_available() -> bool:
+    try:
+        with psycopg.connect(MACHINE_PG, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def require_server(available: bool, reason: str) -> None:
+    """Skip (on a laptop) or fail (in CI) when a server millpond cannot start is missing."""
+    if available:
+        return
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{reason} (MILLPOND_REQUIRE_SERVERS=1)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -83,7 +104,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TPC-H scale 0.01 as ERP exports (CSV + nation/region .xlsx), generated once."""
-    from millpond.demo import generate
+    from ingest.demo import generate
 
     inbox = tmp_path_factory.mktemp("demo") / "erp"
     generate(inbox, 0.01)
@@ -113,14 +134,36 @@ def project(tmp_path: Path, demo_files: Path) -> Iterator[Path]:
     stop_embedded(root / ".millpond" / "pg")
 
 
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the session: the machine's at 127.0.0.1:5432, or (on a laptop
+    without one) one embedded PostgreSQL, started once. CI requires the machine's."""
+    if machine_pg_available():
+        yield MACHINE_PG
+        return
+    if REQUIRE_SERVERS:
+        pytest.fail("no PostgreSQL at 127.0.0.1:5432 (MILLPOND_REQUIRE_SERVERS=1)")
+    from metadata.embedded import start_embedded, stop_embedded
+
+    data = tmp_path_factory.mktemp("embedded-pg") / "pg"
+    yield start_embedded(data, keep_running=True, database="postgres")
+    stop_embedded(data)
+
+
+def database_url(server: str, name: str) -> str:
+    """The server's URL with another database name (TCP or embedded socket form)."""
+    parts = urlsplit(server)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 @pytest.fixture
-def machine_pg() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+def machine_pg(pg_server: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL, dropped afterwards."""
     name = f"millpond_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(MACHINE_PG, autocommit=True) as conn:
+    with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(MACHINE_PG, autocommit=True) as conn:
+    yield database_url(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 

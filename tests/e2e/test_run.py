@@ -128,7 +128,7 @@ def test_first_run_publishes_q1_and_ledgers_every_node(
     logs = httpx.post(
         f"{prefect_api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["flow_run_id"]]}}}
     ).json()
-    assert any("loaded erp/lineitem" in log["message"] for log in logs)
+    assert any("registered erp/lineitem" in log["message"] for log in logs)
 
     # The notebook reads the published snapshot, read-only.
     monkeypatch.chdir(project)

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from millpond.config import load_config
-from millpond.execute import RunContext, run_node
+from millpond.core.config import load_config
+from millpond.runtime.execute import RunContext, run_node
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_after_a_dbt_node_another_process_can_write_the_warehouse(
             sys.executable,
             "-c",
             "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
-            str(config.warehouse_path),
+            str(config.resolve(config.target_config.path)),
         ],
         capture_output=True,
         text=True,

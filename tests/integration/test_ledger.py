@@ -1,4 +1,5 @@
-"""The metadata ledger against a real PostgreSQL (127.0.0.1:5432) and the embedded one.
+"""The metadata ledger against a real PostgreSQL (127.0.0.1:5432, or the embedded one when that
+is absent) and the embedded one.
 
 Each module run gets its own throw-away database, so tests never see another run's rows and
 can run in parallel with other suites.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import database_url
 from loguru import logger
 
 from metadata import queries
@@ -28,29 +30,25 @@ from metadata.ledger import Ledger, LedgerUnavailableError
 
 pytestmark = pytest.mark.integration
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """Create an empty database for the duration of the block and drop it afterwards."""
+def fresh_database(server: str) -> Iterator[str]:
+    """Create an empty database on the session's PostgreSQL (the machine's, or the embedded
+    one on a laptop) for the duration of the block and drop it afterwards."""
     name = f"millpond_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {exc}")
-    with admin:
+    with psycopg.connect(server, autocommit=True, connect_timeout=3) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+            yield database_url(server, name)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
-def db_url() -> Iterator[str]:
-    with fresh_database() as url:
+def db_url(pg_server: str) -> Iterator[str]:
+    with fresh_database(pg_server) as url:
         migrate(url)
         yield url
 
@@ -114,8 +112,8 @@ def test_migrate_twice_is_a_no_op_and_builds_the_schema(db_url: str, conn) -> No
     } <= relations
 
 
-def test_concurrent_migrations_from_several_processes() -> None:
-    with fresh_database() as url:
+def test_concurrent_migrations_from_several_processes(pg_server: str) -> None:
+    with fresh_database(pg_server) as url:
         code = "import sys; from metadata.db import migrate; migrate(sys.argv[1])"
         procs = [
             subprocess.Popen(

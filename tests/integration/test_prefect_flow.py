@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from millpond.execute import NodeFailed
-from millpond.graph import Graph, Node, topological
+from millpond.core.graph import Graph, Node, topological
+from millpond.runtime.execute import NodeFailed
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 from airflow_compat.render import render_dag
-from millpond.config import MillpondConfig
-from millpond.graph import Graph, Node, topological
+from millpond.core.config import MillpondConfig
+from millpond.core.graph import Graph, Node, topological
 
 
 def graph() -> Graph:

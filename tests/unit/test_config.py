@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from millpond.config import (
+from ingest.files import FilesSourceConfig
+from millpond.core.config import (
     ConfigError,
-    FilesSourceConfig,
     MillpondConfig,
     apply_env_overrides,
     interpolate,
@@ -108,25 +108,34 @@ def test_env_override_wins_over_interpolated_file_value(tmp_path):
     assert config.serve.port == 9100
 
 
-def test_reserved_variables_are_not_overrides():
+def test_runtime_variables_set_by_orchestrators_are_not_overrides(tmp_path):
+    # Airflow tasks run with these set; they must neither fail the load nor change the config.
+    path = write_config(tmp_path, "warehouse: {path: w.duckdb}\n")
     env = {
-        "MILLPOND_CONFIG": "/elsewhere/millpond.yml",
-        "MILLPOND_WAREHOUSE_PATH": "/tmp/other.duckdb",
+        "MILLPOND_CONFIG": str(path),
         "MILLPOND_RUN_ID": "r1",
+        "MILLPOND_ATTEMPT": "2",
+        "MILLPOND_BIN": "/opt/millpond/bin/millpond",
     }
+
+    assert load_config(path, env) == load_config(path, {})
+
+
+def test_env_override_applies_only_with_double_underscores():
+    env = {"MILLPOND_WAREHOUSE_PATH": "/tmp/other.duckdb", "MILLPOND_WAREHOUSE__THREADS": "4"}
     data = {"warehouse": {"path": "w.duckdb"}}
 
     result = apply_env_overrides(data, env)
 
-    assert result == {"warehouse": {"path": "w.duckdb"}}
+    assert result == {"warehouse": {"path": "w.duckdb", "threads": "4"}}
 
 
-def test_reserved_warehouse_path_does_not_change_the_warehouse(tmp_path):
+def test_old_warehouse_path_variable_does_not_change_the_warehouse(tmp_path):
     path = write_config(tmp_path, "warehouse: {path: w.duckdb}\n")
 
     config = load_config(path, {"MILLPOND_WAREHOUSE_PATH": "/tmp/other.duckdb"})
 
-    assert config.warehouse_path == tmp_path / "w.duckdb"
+    assert config.resolve(config.target_config.path) == tmp_path / "w.duckdb"
 
 
 def test_variables_of_unknown_top_level_keys_are_ignored(tmp_path):
@@ -187,14 +196,38 @@ def test_lake_url_with_unknown_scheme_is_rejected_with_expected_schemes(tmp_path
 
 
 def test_unknown_key_is_rejected_by_name(tmp_path):
+    path = write_config(tmp_path, "warehouse: {duckdb: {path: w.duckdb, pth: typo.duckdb}}\n")
+
+    message = config_error(path)
+
+    assert str(path) in message
+    assert "warehouse.duckdb.pth" in message
+    assert "typo.duckdb" in message
+    assert "not permitted" in message
+
+
+def test_unknown_key_in_the_short_warehouse_form_shows_the_value_written(tmp_path):
     path = write_config(tmp_path, "warehouse: {path: w.duckdb, pth: typo.duckdb}\n")
 
     message = config_error(path)
 
     assert str(path) in message
-    assert "warehouse.pth" in message
-    assert "typo.duckdb" in message
+    assert "pth" in message
     assert "not permitted" in message
+    assert "typo.duckdb" in message  # what the user wrote, not "got None"
+
+
+def test_bad_url_in_the_short_warehouse_form_shows_it_masked(tmp_path):
+    path = write_config(
+        tmp_path, "warehouse: {target: postgres, url: 'mysql://app:hunter22@db/dw'}\n"
+    )
+
+    message = config_error(path)
+
+    assert "url" in message
+    assert "postgresql://" in message
+    assert "hunter22" not in message
+    assert "mysql://app:***@db/dw" in message  # what the user wrote, not "got None"
 
 
 def test_source_of_unknown_kind_is_rejected(tmp_path):
@@ -309,12 +342,12 @@ def test_relative_paths_resolve_against_the_config_folder_not_the_cwd(tmp_path, 
 
     config = load_config(path, {})
 
-    assert config.warehouse_path == project / "data" / "w.duckdb"
+    assert config.resolve(config.target_config.path) == project / "data" / "w.duckdb"
     assert config.state == project / "state"
     assert config.published_dir == project / "state" / "published"
     assert config.logs_dir == project / "state" / "logs"
     assert config.dbt_project_dir == project / "transform"
-    assert config.dbt_profiles_dir == project / "transform"
+    assert config.dbt_profiles_dir == project / "state" / "dbt" / "profile"
     assert config.lake_url == f"file://{project / 'lake'}"
 
 
@@ -334,8 +367,17 @@ def test_absolute_paths_are_kept(tmp_path):
 
     config = load_config(path, {})
 
-    assert config.warehouse_path == target
+    assert config.resolve(config.target_config.path) == target
     assert config.lake_url == "s3://b"
+
+
+def test_explicit_dbt_profiles_dir_resolves_against_the_config_folder(tmp_path, monkeypatch):
+    path = write_config(tmp_path / "p", "dbt: {project_dir: transform, profiles_dir: profiles}\n")
+    monkeypatch.chdir(tmp_path)
+
+    config = load_config(path, {})
+
+    assert config.dbt_profiles_dir == tmp_path / "p" / "profiles"
 
 
 # --- masking and secrets -------------------------------------------------------------------
@@ -427,3 +469,123 @@ def test_masked_hides_values_under_secret_looking_keys_anywhere(tmp_path):
     masked = load_config(config_file, env={}).masked()
 
     assert masked["dbt"]["vars"] == {"api_token": "***", "region": "eu"}
+
+
+def test_sources_are_validated_as_their_kind(tmp_path):
+    path = write_config(tmp_path, "sources:\n  erp: {kind: files, path: inbox, tables: [orders]}\n")
+
+    source = load_config(path, {}).sources["erp"]
+
+    assert isinstance(source, FilesSourceConfig)
+    assert source.table_names() == ["orders"]
+
+
+def test_unknown_key_of_a_source_is_rejected_by_its_path(tmp_path):
+    path = write_config(
+        tmp_path, "sources:\n  erp: {kind: files, path: inbox, tables: [a], pth: x}\n"
+    )
+
+    message = config_error(path)
+
+    assert "sources.erp.pth" in message
+    assert "not permitted" in message
+
+
+# --- warehouse -------------------------------------------------------------------------------
+
+
+def test_the_default_warehouse_is_a_duckdb_file_in_the_state_dir(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+
+    assert config.target_name == "duckdb"
+    assert config.resolve(config.target_config.path) == tmp_path / ".millpond" / "warehouse.duckdb"
+    assert config.target_config.raw_schema == "raw"
+
+
+def test_publish_schemas_are_unset_by_default(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+
+    assert config.publish.schemas is None
+    assert config.publish.keep == 5
+
+
+def test_short_postgres_form_fills_the_postgres_section(tmp_path):
+    path = write_config(
+        tmp_path, "warehouse: {target: postgres, url: 'postgresql://app:hunter22@db/dw'}\n"
+    )
+
+    config = load_config(path, {})
+
+    assert config.target_name == "postgres"
+    assert config.target_config.url == "postgresql://app:hunter22@db/dw"
+    assert config.target_config.raw_schema == "raw"
+
+
+def test_long_form_keeps_every_target_section_and_uses_the_chosen_one(tmp_path):
+    path = write_config(
+        tmp_path,
+        "warehouse:\n"
+        "  target: postgres\n"
+        "  duckdb: {path: w.duckdb}\n"
+        "  postgres: {url: 'postgresql://app@db/dw', raw_schema: landing}\n",
+    )
+
+    config = load_config(path, {})
+
+    assert config.target_name == "postgres"
+    assert config.target_config.raw_schema == "landing"
+    assert config.warehouse.duckdb.path == Path("w.duckdb")
+
+
+def test_switching_target_by_env_keeps_the_other_targets_short_form_keys(tmp_path):
+    # `url` belongs to no DuckDB setting, so it is kept for postgres while duckdb is chosen.
+    path = write_config(
+        tmp_path, "warehouse: {target: duckdb, path: w.duckdb, url: 'postgresql://app@db/dw'}\n"
+    )
+
+    on_duckdb = load_config(path, {})
+    on_postgres = load_config(path, {"MILLPOND_WAREHOUSE__TARGET": "postgres"})
+
+    assert on_duckdb.target_name == "duckdb"
+    assert on_duckdb.resolve(on_duckdb.target_config.path) == tmp_path / "w.duckdb"
+    assert on_postgres.target_name == "postgres"
+    assert on_postgres.target_config.url == "postgresql://app@db/dw"
+    assert on_postgres.warehouse.duckdb.path == Path("w.duckdb")
+
+
+def test_postgres_target_without_url_names_what_is_missing(tmp_path):
+    path = write_config(tmp_path, "warehouse: {target: duckdb, path: w.duckdb}\n")
+
+    message = config_error(path, {"MILLPOND_WAREHOUSE__TARGET": "postgres"})
+
+    assert "warehouse" in message
+    assert "postgres" in message
+    assert "url" in message
+
+
+def test_unknown_target_is_rejected_with_the_known_ones(tmp_path):
+    path = write_config(tmp_path, "warehouse: {target: oracle}\n")
+
+    message = config_error(path)
+
+    assert "warehouse.target" in message
+    assert "'oracle'" in message
+    assert "'duckdb'" in message and "'postgres'" in message
+
+
+def test_warehouse_passwords_are_secrets_and_masked(tmp_path):
+    path = write_config(
+        tmp_path,
+        "warehouse:\n"
+        "  target: postgres\n"
+        "  url: 'postgresql://app:hunter22@db/dw'\n"
+        "  reader_password: r3aderpw\n",
+    )
+    config = load_config(path, {})
+
+    masked = config.masked()
+
+    assert config.secrets() == ["hunter22", "r3aderpw"]
+    assert masked["warehouse"]["postgres"]["url"] == "postgresql://app:***@db/dw"
+    assert masked["warehouse"]["postgres"]["reader_password"] == "***"
+    assert "hunter22" not in repr(masked) and "r3aderpw" not in repr(masked)

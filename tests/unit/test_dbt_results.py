@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from millpond.dbt_runner import DbtBuild, DbtResult
+from millpond.nodes.dbt.runner import DbtBuild, DbtResult
 
 
 def result(name: str, kind: str, status: str, failures: int | None = None) -> DbtResult:

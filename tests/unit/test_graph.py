@@ -1,23 +1,67 @@
-"""The task graph built from the config and a synthetic dbt manifest."""
+"""The task graph: every registered node kind's nodes from the config and a synthetic dbt
+manifest, ordered, wired through what each node provides, and rendered."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from millpond.config import FilesSourceConfig, MillpondConfig
-from millpond.graph import PUBLISH, Graph, GraphError, Node, build_graph, topological
+from ingest.files import FilesSourceConfig
+from millpond.core.config import MillpondConfig, config_model
+from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
+from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
+from millpond.nodes.publish import PUBLISH, PUBLISH_KIND, PublishParams
+from millpond.nodes.source_table import SourceTable
 
 
-def make_config(**sources: list[str]) -> MillpondConfig:
-    return MillpondConfig(
+def make_config(publish_schemas: list[str] | None = None, **sources: list[str]) -> MillpondConfig:
+    return config_model()(
         sources={
             name: FilesSourceConfig(kind="files", path=f"inbox/{name}", tables=tables)
             for name, tables in sources.items()
-        }
+        },
+        publish={"schemas": publish_schemas},
     )
+
+
+class ParsedProject:
+    """Stands in for the dbt project: parsing returns the given manifest."""
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.manifest = manifest
+
+    def parse(self) -> dict[str, Any]:
+        return self.manifest
+
+
+class Scope:
+    """What node kinds build from: the config and the run's resources (the dbt project)."""
+
+    def __init__(self, config: MillpondConfig, manifest: dict[str, Any] | None) -> None:
+        self.config = config
+        self.resources: dict[str, Any] = {}
+        if manifest is not None:
+            self.resources["dbt"] = ParsedProject(manifest)
+
+    @property
+    def target(self) -> Any:
+        raise AssertionError("building the graph must not open the warehouse")
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        if key not in self.resources:
+            raise AssertionError(f"building the graph must not create {key!r} here")
+        return self.resources[key]
+
+
+EMPTY: dict[str, Any] = {"nodes": {}, "sources": {}}
+
+
+def graph_of(config: MillpondConfig, manifest: dict[str, Any] | None) -> Graph:
+    """The whole graph; `None` is a dbt project without any resource."""
+    return build_graph(Scope(config, manifest if manifest is not None else EMPTY))
 
 
 def model(
@@ -107,7 +151,7 @@ def upstream(graph: Graph, node_id: str) -> set[str]:
 
 
 def test_one_extract_and_one_load_per_configured_table():
-    graph = build_graph(make_config(erp=["orders", "customers"], crm=["contacts"]), None)
+    graph = graph_of(make_config(erp=["orders", "customers"], crm=["contacts"]), None)
 
     kinds = {n.id: n.kind for n in graph.nodes}
     assert kinds == {
@@ -120,11 +164,13 @@ def test_one_extract_and_one_load_per_configured_table():
         "publish": "publish",
     }
     assert upstream(graph, "load.erp.orders") == {"extract.erp.orders"}
-    assert graph.node("load.crm.contacts").params == {"source": "crm", "table": "contacts"}
+    assert graph.node("load.crm.contacts").params == SourceTable("crm", "contacts")
+    assert graph.node("extract.crm.contacts").params == SourceTable("crm", "contacts")
+    assert graph.node("load.crm.contacts").provides == ("source:crm.contacts",)
 
 
 def test_source_nodes_carry_the_configured_retry_policy():
-    graph = build_graph(make_config(erp=["orders"]), None)
+    graph = graph_of(make_config(erp=["orders"]), None)
 
     assert graph.node("extract.erp.orders").retries == 2
     assert graph.node("load.erp.orders").retries == 1
@@ -134,7 +180,7 @@ def test_source_nodes_carry_the_configured_retry_policy():
 
 
 def test_dbt_models_depend_on_the_load_nodes_of_their_sources():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
     assert upstream(graph, "dbt.stg_erp__orders") == {"load.erp.orders"}
     assert upstream(graph, "dbt.stg_erp__customers") == {"load.erp.customers"}
@@ -143,43 +189,48 @@ def test_dbt_models_depend_on_the_load_nodes_of_their_sources():
 
 
 def test_sources_that_are_not_configured_add_no_upstream():
-    graph = build_graph(make_config(erp=["orders"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders"]), demo_manifest())
 
     assert upstream(graph, "dbt.stg_erp__customers") == set()
 
 
 def test_ephemeral_models_are_not_nodes_and_their_parents_pass_through():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
     assert "dbt.int_orders_enriched" not in graph.by_id
     assert upstream(graph, "dbt.fct_orders") == {"dbt.stg_erp__orders"}
 
 
 def test_dbt_node_params_name_the_relation_with_its_alias():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
-    dim = graph.node("dbt.dim_customers").params
-    assert dim["relation"] == "marts.customers"
-    assert dim["unique_id"] == DIM
-    assert graph.node("dbt.fct_orders").params["relation"] == "marts.fct_orders"
-    assert graph.node("dbt.country_codes").params["resource_type"] == "seed"
+    assert graph.node("dbt.dim_customers").params == DbtParams(
+        unique_id=DIM,
+        resource_type="model",
+        select=("dim_customers",),
+        tests=(),
+        relation="marts.customers",
+        schema="marts",
+    )
+    assert graph.node("dbt.fct_orders").params.relation == "marts.fct_orders"
+    assert graph.node("dbt.country_codes").params.resource_type == "seed"
 
 
 def test_single_model_test_runs_in_its_model_node():
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(test_node("not_null_fct_orders_id", FCT, attached=FCT)),
     )
 
     params = graph.node("dbt.fct_orders").params
-    assert params["tests"] == ["not_null_fct_orders_id"]
-    assert params["select"] == ["fct_orders", "not_null_fct_orders_id"]
+    assert params.tests == ("not_null_fct_orders_id",)
+    assert params.select == ("fct_orders", "not_null_fct_orders_id")
     assert "dbt.not_null_fct_orders_id" not in graph.by_id
 
 
 def test_relationships_test_runs_with_attached_model_and_other_parent_goes_upstream():
     # stg_erp__orders and stg_erp__customers are independent; the test is declared on orders.
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(
             test_node(
@@ -189,10 +240,8 @@ def test_relationships_test_runs_with_attached_model_and_other_parent_goes_upstr
     )
 
     orders = graph.node("dbt.stg_erp__orders")
-    assert "relationships_orders_customer" in orders.params["tests"]
-    assert (
-        "relationships_orders_customer" not in graph.node("dbt.stg_erp__customers").params["tests"]
-    )
+    assert "relationships_orders_customer" in orders.params.tests
+    assert "relationships_orders_customer" not in graph.node("dbt.stg_erp__customers").params.tests
     assert upstream(graph, "dbt.stg_erp__orders") == {"load.erp.orders", "dbt.stg_erp__customers"}
     assert "dbt.stg_erp__orders" not in ancestors(graph, "dbt.stg_erp__customers")
 
@@ -200,18 +249,18 @@ def test_relationships_test_runs_with_attached_model_and_other_parent_goes_upstr
 def test_multi_parent_test_goes_to_the_downstream_parent_when_attaching_would_cycle():
     # Declared on dim_customers, but agg_daily reads dim_customers: running it in
     # dim_customers would need agg_daily first, a cycle. It runs in agg_daily instead.
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(test_node("agg_matches_dim", DIM, "model.proj.agg_daily", attached=DIM)),
     )
 
-    assert graph.node("dbt.agg_daily").params["tests"] == ["agg_matches_dim"]
-    assert graph.node("dbt.dim_customers").params["tests"] == []
+    assert graph.node("dbt.agg_daily").params.tests == ("agg_matches_dim",)
+    assert graph.node("dbt.dim_customers").params.tests == ()
     assert "dbt.agg_daily" not in ancestors(graph, "dbt.dim_customers")
 
 
 def test_two_tests_between_the_same_models_never_create_a_cycle():
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(
             test_node("rel_a", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS),
@@ -219,8 +268,8 @@ def test_two_tests_between_the_same_models_never_create_a_cycle():
         ),
     )
 
-    orders_tests = graph.node("dbt.stg_erp__orders").params["tests"]
-    customers_tests = graph.node("dbt.stg_erp__customers").params["tests"]
+    orders_tests = graph.node("dbt.stg_erp__orders").params.tests
+    customers_tests = graph.node("dbt.stg_erp__customers").params.tests
     assert sorted(orders_tests + customers_tests) == ["rel_a", "rel_b"]
     assert "dbt.stg_erp__orders" not in ancestors(graph, "dbt.stg_erp__customers")
 
@@ -228,17 +277,17 @@ def test_two_tests_between_the_same_models_never_create_a_cycle():
 def test_test_of_a_model_and_a_source_waits_for_that_source_to_load():
     # A relationships test from a model to a raw source table: the node running it must
     # come after the load of that source, or the test may query a table that is not there.
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(test_node("orders_customer_in_raw", FCT, SRC_CUSTOMERS, attached=FCT)),
     )
 
-    assert graph.node("dbt.fct_orders").params["tests"] == ["orders_customer_in_raw"]
+    assert graph.node("dbt.fct_orders").params.tests == ("orders_customer_in_raw",)
     assert "load.erp.customers" in ancestors(graph, "dbt.fct_orders")
 
 
 def test_source_tests_run_with_the_first_model_reading_those_sources():
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(
             model("zz_orders_copy", SRC_ORDERS, schema="staging"),
@@ -246,13 +295,13 @@ def test_source_tests_run_with_the_first_model_reading_those_sources():
         ),
     )
 
-    assert graph.node("dbt.stg_erp__orders").params["tests"] == ["source_not_null_erp_orders_id"]
-    assert graph.node("dbt.zz_orders_copy").params["tests"] == []
+    assert graph.node("dbt.stg_erp__orders").params.tests == ("source_not_null_erp_orders_id",)
+    assert graph.node("dbt.zz_orders_copy").params.tests == ()
     assert "dbt.source_not_null_erp_orders_id" not in graph.by_id
 
 
 def test_source_test_without_a_reading_model_becomes_its_own_node_after_the_load():
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers", "items"]),
         manifest(
             model("stg_erp__orders", SRC_ORDERS),
@@ -271,7 +320,7 @@ def test_source_test_without_a_reading_model_becomes_its_own_node_after_the_load
 
 
 def test_publish_waits_for_every_node():
-    graph = build_graph(
+    graph = graph_of(
         make_config(erp=["orders", "customers"], crm=["contacts"]),
         demo_manifest(test_node("rel", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS)),
     )
@@ -283,14 +332,14 @@ def test_publish_waits_for_every_node():
     assert graph.nodes[-1].id == PUBLISH
 
 
-def test_publish_without_manifest_waits_for_every_load():
-    graph = build_graph(make_config(erp=["orders", "customers"]), None)
+def test_publish_without_dbt_resources_waits_for_every_load():
+    graph = graph_of(make_config(erp=["orders", "customers"]), None)
 
     assert upstream(graph, PUBLISH) == {"load.erp.orders", "load.erp.customers"}
 
 
 def test_nodes_come_upstream_first():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
     position = {n.id: i for i, n in enumerate(graph.nodes)}
     for up, down in graph.edges():
@@ -300,8 +349,8 @@ def test_nodes_come_upstream_first():
 def test_the_order_is_stable_across_builds():
     config = make_config(erp=["orders", "customers"])
 
-    first = build_graph(config, demo_manifest()).to_json()
-    again = build_graph(config, demo_manifest()).to_json()
+    first = graph_of(config, demo_manifest()).to_json()
+    again = graph_of(config, demo_manifest()).to_json()
 
     assert first == again
 
@@ -321,7 +370,7 @@ def test_a_model_cycle_in_the_manifest_raises_graph_error():
     cyclic = manifest(model("a", "model.proj.b"), model("b", "model.proj.a"))
 
     with pytest.raises(GraphError, match="cycle"):
-        build_graph(make_config(), cyclic)
+        graph_of(make_config(), cyclic)
 
 
 def test_dependency_on_an_unknown_node_raises_graph_error():
@@ -330,7 +379,7 @@ def test_dependency_on_an_unknown_node_raises_graph_error():
 
 
 def test_asking_for_an_unknown_node_raises_graph_error():
-    graph = build_graph(make_config(erp=["orders"]), None)
+    graph = graph_of(make_config(erp=["orders"]), None)
 
     with pytest.raises(GraphError, match=r"unknown node 'dbt\.nope'"):
         graph.node("dbt.nope")
@@ -342,7 +391,7 @@ def test_duplicate_node_ids_are_rejected():
 
 
 def test_downstream_lists_every_transitive_child():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
     assert graph.downstream("load.erp.customers") == {
         "dbt.stg_erp__customers",
@@ -355,34 +404,30 @@ def test_downstream_lists_every_transitive_child():
 # --- renderings ----------------------------------------------------------------------------
 
 
-def test_json_round_trips_nodes_and_edges():
-    graph = build_graph(
+def test_json_lists_every_node_with_its_edges_params_and_provides():
+    graph = graph_of(
         make_config(erp=["orders", "customers"]),
         demo_manifest(test_node("rel", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS)),
     )
 
     data = json.loads(graph.to_json())
-    rebuilt = Graph(
-        tuple(
-            Node(
-                n["id"],
-                n["kind"],
-                tuple(n["upstream"]),
-                n["retries"],
-                n["retry_delay_seconds"],
-                n["timeout_seconds"],
-                n["params"],
-            )
-            for n in data["nodes"]
-        )
-    )
 
-    assert sorted(rebuilt.edges()) == sorted(graph.edges())
-    assert rebuilt == graph
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert [n["id"] for n in data["nodes"]] == [n.id for n in graph.nodes]
+    edges = [(up, n["id"]) for n in data["nodes"] for up in n["upstream"]]
+    assert sorted(edges) == sorted(graph.edges())
+    assert nodes["load.erp.orders"]["params"] == {"source": "erp", "table": "orders"}
+    assert nodes["load.erp.orders"]["provides"] == ["source:erp.orders"]
+    assert nodes["load.erp.orders"]["retries"] == 1
+    orders = nodes["dbt.stg_erp__orders"]["params"]
+    assert orders["select"] == ["stg_erp__orders", "rel"]
+    assert orders["relation"] == "staging.stg_erp__orders"
+    assert nodes["dbt.fct_orders"]["provides"] == ["publishable:marts"]
+    assert nodes[PUBLISH]["params"] == {"schemas": ["aggregates", "marts"]}
 
 
 def test_mermaid_has_one_line_per_node_and_per_edge():
-    graph = build_graph(make_config(erp=["orders", "customers"]), demo_manifest())
+    graph = graph_of(make_config(erp=["orders", "customers"]), demo_manifest())
 
     lines = graph.to_mermaid().splitlines()
 
@@ -397,7 +442,7 @@ def test_mermaid_has_one_line_per_node_and_per_edge():
 
 
 def test_text_rendering_lists_each_node_with_kind_and_upstream():
-    graph = build_graph(make_config(erp=["orders"]), None)
+    graph = graph_of(make_config(erp=["orders"]), None)
 
     lines = graph.to_text().splitlines()
 
@@ -405,3 +450,71 @@ def test_text_rendering_lists_each_node_with_kind_and_upstream():
     assert lines[0].split() == ["extract.erp.orders", "[extract]", "after:", "-"]
     assert lines[1].split() == ["load.erp.orders", "[load]", "after:", "extract.erp.orders"]
     assert lines[2].split() == ["publish", "[publish]", "after:", "load.erp.orders"]
+
+
+# --- graph parts ------------------------------------------------------------------------------
+
+
+def test_sources_only_builds_extract_and_load_without_parsing_dbt():
+    # What a single extract or load node under Airflow builds: no dbt parse, no publish.
+    scope = Scope(make_config(erp=["orders", "customers"]), manifest=None)
+
+    graph = build_graph(scope, with_project=False)
+
+    assert {n.kind for n in graph.nodes} == {"extract", "load"}
+    assert len(graph.nodes) == 4
+
+
+def test_a_dbt_source_waits_for_whichever_node_provides_it():
+    config = make_config()
+    stg = manifest(
+        model("stg_api__events", "source.proj.api.events", materialized="view"),
+        model("stg_erp__orders", SRC_ORDERS, materialized="view"),
+        sources=[source("api", "events"), source("erp", "orders")],
+    )
+
+    nodes = dbt_nodes(config, stg, {"source:api.events": "land.api.events"})
+
+    upstream = {n.id: set(n.upstream) for n in nodes}
+    assert upstream == {"dbt.stg_api__events": {"land.api.events"}, "dbt.stg_erp__orders": set()}
+
+
+def test_dbt_nodes_carry_the_dbt_retry_policy():
+    config = config_model()(dbt={"policy": {"retries": 3, "timeout_seconds": 60}})
+
+    (node,) = dbt_nodes(config, manifest(model("fct_orders")), {})
+
+    assert (node.retries, node.timeout_seconds) == (3, 60)
+
+
+# --- what publish publishes --------------------------------------------------------------------
+
+
+def test_publish_defaults_to_the_schemas_of_table_and_incremental_models():
+    graph = graph_of(
+        make_config(erp=["orders", "customers"]),
+        demo_manifest(
+            model("fct_events", materialized="incremental", schema="events"),
+            model("v_report", FCT, materialized="view", schema="reports"),
+        ),
+    )
+
+    # not staging (views), seeds or reports (a view): only what table/incremental models build
+    assert graph.node(PUBLISH).params == PublishParams(("aggregates", "events", "marts"))
+
+
+def test_configured_publish_schemas_win_over_the_models_schemas():
+    graph = graph_of(
+        make_config(publish_schemas=["reports", "marts"], erp=["orders"]), demo_manifest()
+    )
+
+    assert graph.node(PUBLISH).params == PublishParams(("reports", "marts"))
+
+
+def test_publish_with_nothing_to_publish_fails_saying_what_to_set():
+    graph = graph_of(make_config(erp=["orders"]), None)
+    node = graph.node(PUBLISH)
+    assert node.params == PublishParams(())
+
+    with pytest.raises(RuntimeError, match=r"nothing to publish.*publish\.schemas"):
+        PUBLISH_KIND.run(Scope(make_config(), None), node, None)  # type: ignore[arg-type]

@@ -10,13 +10,23 @@ import time
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.files import (
+    FilesSource,
+    FilesSourceConfig,
+    discover,
+    file_format,
+    sha256_of,
+    table_for,
+    unclaimed_files,
+)
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing import discover, land_table, table_for, unclaimed_files
-from millpond.config import FilesSourceConfig
+from ingest.landing import land_table
+from millpond.core.registry import SourceItem
 
 DAY = dt.date(2024, 3, 1)
 ORDERS = "id,amount,order_date\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n3,7.75,2024-01-03\n"
@@ -28,7 +38,7 @@ def source() -> FilesSourceConfig:
 
 
 def land(lake: Lake, source: FilesSourceConfig, inbox: Path, run_id: str, table="orders"):
-    return land_table(lake, "erp", source, inbox, table, run_id, today=DAY)
+    return land_table(lake, "erp", FilesSource("erp", source, inbox), table, run_id, today=DAY)
 
 
 def partition_folder(lake: Lake, run_id: str, table: str = "orders") -> Path:
@@ -305,21 +315,20 @@ def test_unclaimed_files_ignore_excel_lock_files(source, inbox):
     assert unclaimed_files(inbox, source) == []
 
 
-def test_a_missing_inbox_folder_fails_the_extract_naming_the_key(lake, tmp_path):
-    source = FilesSourceConfig(kind="files", path="inbox", tables=["orders"])
+def test_a_missing_inbox_folder_fails_the_extract_naming_the_key(lake, tmp_path, source):
     with pytest.raises(SourceFileError, match=r"inbox folder does not exist \(sources.erp.path\)"):
-        land_table(lake, "erp", source, tmp_path / "no-such-inbox", "orders", "r1", today=DAY)
+        land(lake, source, tmp_path / "no-such-inbox", "r1")
 
 
 def test_files_still_arriving_wait_for_a_later_run(lake, inbox):
     source = FilesSourceConfig(kind="files", path="inbox", tables=["orders"], settle_seconds=60)
     (inbox / "orders.csv").write_text(ORDERS)
 
-    assert land_table(lake, "erp", source, inbox, "orders", "r1", today=DAY).manifest is None
+    assert land(lake, source, inbox, "r1").manifest is None
 
     old = time.time() - 120
     os.utime(inbox / "orders.csv", (old, old))
-    assert land_table(lake, "erp", source, inbox, "orders", "r2", today=DAY).rows == 3
+    assert land(lake, source, inbox, "r2").rows == 3
 
 
 def test_a_landing_that_died_in_another_run_is_cleaned_up_by_the_next(lake, inbox):
@@ -328,15 +337,87 @@ def test_a_landing_that_died_in_another_run_is_cleaned_up_by_the_next(lake, inbo
     (orphan / "part-00000.parquet").write_bytes(b"half written")
     (inbox / "orders.csv").write_text(ORDERS)
 
-    result = land_table(
-        lake,
-        "erp",
-        FilesSourceConfig(kind="files", path="inbox", tables=["orders"]),
-        inbox,
-        "orders",
-        "r2",
-        today=DAY,
+    result = land(
+        lake, FilesSourceConfig(kind="files", path="inbox", tables=["orders"]), inbox, "r2"
     )
 
     assert result.rows == 3
     assert not orphan.exists()
+
+
+# --- the files source kind ---------------------------------------------------------------------
+
+
+def test_files_source_warns_about_files_no_table_claims(source, inbox):
+    (inbox / "orders.csv").write_text(ORDERS)
+    (inbox / "invoices.csv").write_text("id\n1\n")
+
+    warnings = FilesSource("erp", source, inbox).warnings()
+
+    assert warnings == ["erp: invoices.csv matches no table of the source; not landed"]
+
+
+def test_files_source_offers_each_file_with_its_content_hash(source, inbox):
+    csv_file = inbox / "orders.csv"
+    csv_file.write_text(ORDERS)
+
+    (item,) = FilesSource("erp", source, inbox).items("orders")
+
+    assert item.name == "orders.csv"
+    assert item.fingerprint == hashlib.sha256(ORDERS.encode()).hexdigest() == sha256_of(csv_file)
+    assert item.size == csv_file.stat().st_size
+    schema, batches = item.read()
+    assert schema.names == ["id", "amount", "order_date"]
+    assert sum(b.num_rows for b in batches) == 3
+
+
+def test_file_format_comes_from_the_extension_unless_configured(tmp_path):
+    assert file_format(tmp_path / "a.CSV", "auto") == "csv"
+    assert file_format(tmp_path / "a.xlsx", "auto") == "xlsx"
+    assert file_format(tmp_path / "a.dat", "csv") == "csv"
+    with pytest.raises(SourceFileError, match=r"unknown file type '\.dat'"):
+        file_format(tmp_path / "a.dat", "auto")
+
+
+def test_a_file_matched_by_pattern_with_an_unknown_extension_fails_naming_it(lake, inbox):
+    source = FilesSourceConfig(kind="files", path="inbox", tables={"orders": {"pattern": "*.dat"}})
+    (inbox / "ORD_1.dat").write_text(ORDERS)
+
+    with pytest.raises(SourceFileError, match=r"ORD_1\.dat.*unknown file type"):
+        land(lake, source, inbox, "r1")
+
+
+class MemorySource:
+    """A source of another kind: in-memory tables, fingerprinted by a cursor value."""
+
+    def __init__(self, batches: dict[str, pa.Table]) -> None:
+        self.batches = batches
+
+    def items(self, table: str) -> list[SourceItem]:
+        return [
+            SourceItem(
+                name=f"{table}@{key}",
+                fingerprint=key,
+                size=data.nbytes,
+                read=lambda data=data: (data.schema, iter(data.to_batches())),
+            )
+            for key, data in self.batches.items()
+        ]
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+def test_landing_works_for_any_source_and_skips_known_fingerprints(lake):
+    source = MemorySource({"cursor-1": pa.table({"id": [1, 2]})})
+    first = land_table(lake, "api", source, "events", "r1", today=DAY)
+    source.batches["cursor-2"] = pa.table({"id": [3]})
+
+    second = land_table(lake, "api", source, "events", "r2", today=DAY)
+
+    assert first.rows == 2
+    assert second.rows == 1
+    assert second.skipped == ["events@cursor-1"]
+    assert second.manifest is not None
+    assert [f.sha256 for f in second.manifest.files] == ["cursor-2"]
+    assert [m.run_id for m in lake.manifests("api", "events")] == ["r1", "r2"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from millpond.logs import close_run_log, logger, node_context, open_run_log
-from millpond.masking import mask, register_secrets
+from millpond.core.logs import close_run_log, logger, node_context, open_run_log
+from millpond.core.masking import mask, register_secrets
 
 SECRET = "s3cr3tvalue"
 

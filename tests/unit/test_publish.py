@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from millpond.publish import current_snapshot, open_published, prune, publish
+from millpond.targets.duckdb.publish import current_snapshot, open_published, prune, publish
 
 SCHEMAS = ["marts", "aggregates"]
 
@@ -202,9 +202,26 @@ def test_publish_prunes_to_keep(warehouse, published):
     assert current_snapshot(published) == (published / "run3.duckdb").resolve()
 
 
-def test_an_older_run_publishing_late_does_not_replace_a_newer_current(warehouse, published):
-    publish(warehouse, published, "20261125T020000Z-bbbbbb", ["marts"], keep=5)
-    late = publish(warehouse, published, "20261125T010000Z-aaaaaa", ["marts"], keep=5)
+def test_a_later_publish_becomes_current_whatever_its_run_id_spells(warehouse, published):
+    # A manually triggered run ('manual__...') sorts after a scheduled one ('2026...'): the
+    # order of publishing, not the run ids' spelling, decides which snapshot readers get.
+    publish(warehouse, published, "manual__2026-11-28T09:00:00", ["marts"], keep=5)
+    make_warehouse(warehouse, customers=9)
 
-    assert late.path.exists()
-    assert current_snapshot(published).name == "20261125T020000Z-bbbbbb.duckdb"
+    later = publish(warehouse, published, "20261128T100000Z-abcdef", ["marts"], keep=5)
+
+    assert current_snapshot(published) == later.path.resolve()
+    with open_published(published) as con:
+        assert con.execute("select count(*) from marts.dim_customers").fetchone() == (9,)
+
+
+def test_a_scheduled_run_published_first_is_replaced_by_a_later_manual_one(warehouse, published):
+    publish(warehouse, published, "20261128T100000Z-abcdef", ["marts"], keep=5)
+    make_warehouse(warehouse, customers=4)
+
+    later = publish(warehouse, published, "manual__2026-11-28T09:00:00", ["marts"], keep=5)
+
+    assert current_snapshot(published) == later.path.resolve()
+    assert (published / "20261128T100000Z-abcdef.duckdb").exists()
+    with open_published(published) as con:
+        assert con.execute("select count(*) from marts.dim_customers").fetchone() == (4,)

@@ -1,28 +1,10 @@
-"""Raw tables widen losslessly when a later export's types differ, and refuse lossy loads."""
+"""Reconciling a raw relation's columns with an incoming partition: lossless or refused."""
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
-import duckdb
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import land_table
-from ingest.loading import LoadError, load_table
-from ingest.schema import common_type
-from millpond.config import FilesSourceConfig
-
-SOURCE = FilesSourceConfig(kind="files", path="inbox", tables=["orders"])
-
-
-def land_and_load(
-    con: duckdb.DuckDBPyConnection, lake: Lake, inbox: Path, name: str, body: str
-) -> None:
-    (inbox / name).write_text(body)
-    land_table(lake, "erp", SOURCE, inbox, "orders", f"run-{name}", today=dt.date(2024, 3, 1))
-    load_table(con, lake, "raw", "erp", "orders")
+from ingest.schema import SchemaMismatch, common_type, reconciled_columns
 
 
 @pytest.mark.parametrize(
@@ -42,31 +24,67 @@ def test_common_type_is_lossless_or_none(raw: str, incoming: str, expected: str 
     assert common_type(raw, incoming) == expected
 
 
-def test_decimals_after_integers_widen_the_column_instead_of_rounding(tmp_path, lake, inbox):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    land_and_load(con, lake, inbox, "orders_1.csv", "id,amount\n1,10\n2,20\n")
-    land_and_load(con, lake, inbox, "orders_2.csv", "id,amount\n3,12.75\n4,0.4\n")
+def test_a_new_relation_takes_the_incoming_columns_as_they_are():
+    incoming = {"id": "BIGINT", "amount": "DOUBLE"}
 
-    amounts = con.execute("select amount from raw.erp__orders order by id").fetchall()
-    assert amounts == [(10.0,), (20.0,), (12.75,), (0.4,)]
+    assert reconciled_columns({}, incoming) == (incoming, [])
 
 
-def test_a_new_column_is_added_and_older_rows_get_null(tmp_path, lake, inbox):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    land_and_load(con, lake, inbox, "orders_1.csv", "id,amount\n1,10\n")
-    land_and_load(con, lake, inbox, "orders_2.csv", "id,amount,note\n2,20,late\n")
+def test_the_same_columns_change_nothing():
+    raw = {"id": "BIGINT", "amount": "DOUBLE"}
 
-    rows = con.execute("select id, note from raw.erp__orders order by id").fetchall()
-    assert rows == [(1, None), (2, "late")]
+    assert reconciled_columns(raw, dict(raw)) == (raw, [])
 
 
-def test_text_in_a_numeric_column_fails_naming_column_and_types(tmp_path, lake, inbox):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    land_and_load(con, lake, inbox, "orders_1.csv", "id,amount\n1,10\n")
+def test_integers_after_decimals_keep_the_wider_type():
+    columns, changes = reconciled_columns({"amount": "DOUBLE"}, {"amount": "BIGINT"})
+
+    assert columns == {"amount": "DOUBLE"}
+    assert changes == []
+
+
+def test_decimals_after_integers_widen_the_column():
+    columns, changes = reconciled_columns(
+        {"id": "BIGINT", "amount": "BIGINT"}, {"id": "BIGINT", "amount": "DOUBLE"}
+    )
+
+    assert columns == {"id": "BIGINT", "amount": "DOUBLE"}
+    assert changes == ["widened column amount from BIGINT to DOUBLE"]
+
+
+def test_a_new_column_is_appended_after_the_existing_ones():
+    columns, changes = reconciled_columns(
+        {"id": "BIGINT", "amount": "DOUBLE"},
+        {"note": "VARCHAR", "id": "BIGINT", "amount": "DOUBLE"},
+    )
+
+    assert list(columns.items()) == [("id", "BIGINT"), ("amount", "DOUBLE"), ("note", "VARCHAR")]
+    assert changes == ["added column note VARCHAR"]
+
+
+def test_a_text_column_takes_numbers_without_change():
+    columns, changes = reconciled_columns({"code": "VARCHAR"}, {"code": "BIGINT"})
+
+    assert columns == {"code": "VARCHAR"}
+    assert changes == []
+
+
+def test_text_in_a_numeric_column_is_refused_naming_column_and_types():
     with pytest.raises(
-        LoadError, match=r"column id: the raw table has BIGINT, this partition has VARCHAR"
+        SchemaMismatch, match=r"column id: the raw table has BIGINT, this partition has VARCHAR"
     ):
-        land_and_load(con, lake, inbox, "orders_2.csv", "id,amount\nA-1,20\n")
+        reconciled_columns({"id": "BIGINT"}, {"id": "VARCHAR"})
 
-    assert con.execute("select id, amount from raw.erp__orders").fetchall() == [(1, 10)]
-    assert con.execute("describe raw.erp__orders").fetchall()[0][1] == "BIGINT"
+
+def test_a_column_missing_from_the_partition_is_refused_by_name():
+    with pytest.raises(SchemaMismatch, match=r"columns missing from this partition: amount$"):
+        reconciled_columns({"id": "BIGINT", "amount": "DOUBLE"}, {"id": "BIGINT"})
+
+
+def test_bookkeeping_columns_are_not_expected_in_a_partition():
+    raw = {"id": "BIGINT", "_partition_id": "VARCHAR", "_loaded_at": "TIMESTAMP"}
+
+    columns, changes = reconciled_columns(raw, {"id": "BIGINT"})
+
+    assert columns["id"] == "BIGINT"
+    assert changes == []

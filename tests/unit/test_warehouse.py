@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from millpond.warehouse import open_warehouse, warehouse_lock
+from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ SECOND_WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from millpond.warehouse import open_warehouse
+    from millpond.targets.duckdb.lock import open_warehouse
 
     with open_warehouse(Path(sys.argv[1])) as con:
         con.execute("insert into t values ('second process')")

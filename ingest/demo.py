@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from millpond.logs import logger
+from millpond.core.logs import logger
 
 TABLES = ["region", "nation", "customer", "supplier", "part", "partsupp", "orders", "lineitem"]
 EXCEL_TABLES = {"nation", "region"}

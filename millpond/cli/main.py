@@ -17,15 +17,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from millpond.config import ConfigError, MillpondConfig, find_config, load_config
-from millpond.logs import (
+from millpond.core.config import ConfigError, MillpondConfig, find_config, load_config
+from millpond.core.logs import (
     close_run_log,
     logger,
     node_context,
     open_run_log,
     setup_console,
 )
-from millpond.masking import env_secrets, mask, register_secrets
+from millpond.core.masking import env_secrets, mask, register_secrets
 
 app = typer.Typer(
     help="millpond: files -> lake -> DuckDB -> dbt -> published marts, recorded in a ledger.",
@@ -40,12 +40,21 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(config_path: Path | None) -> MillpondConfig:
+TargetOption = Annotated[
+    str | None,
+    typer.Option("--target", help="warehouse target for this command (overrides warehouse.target)"),
+]
+
+
+def _load(config_path: Path | None, target: str | None = None) -> MillpondConfig:
     setup_console(
         sink=lambda message: console.print(message, end="", markup=False, highlight=False)
     )
+    env = dict(os.environ)
+    if target:
+        env["MILLPOND_WAREHOUSE__TARGET"] = target
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, env)
     except ConfigError as exc:
         console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -55,12 +64,14 @@ def _load(config_path: Path | None) -> MillpondConfig:
 
 def _build_graph(config: MillpondConfig) -> Any:
     """The graph from the config and a fresh dbt parse; a broken project exits with 2."""
-    from millpond.dbt_runner import DbtError, DbtProject
-    from millpond.graph import GraphError, build_graph
+    from millpond.core.graph import GraphError
+    from millpond.core.registry import RegistryError
+    from millpond.nodes.dbt.runner import DbtError
+    from millpond.runtime.context import RunContext
 
     try:
-        return build_graph(config, DbtProject(config).parse())
-    except (DbtError, GraphError) as exc:
+        return RunContext(config, "graph").graph
+    except (DbtError, GraphError, RegistryError) as exc:
         console.print(f"[red]cannot build the graph[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -87,16 +98,18 @@ def run(
     trigger: Annotated[
         str, typer.Option(help="recorded in the ledger: cli, schedule, api")
     ] = "cli",
+    target: TargetOption = None,
 ) -> None:
     """Run the whole graph as a Prefect flow: extract, load, dbt, publish; print a summary."""
-    config = _load(config_path)
+    config = _load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True)
     _quiet_prefect()
     from flows.server import ensure_server, ui_url
-    from millpond.execute import RunContext, new_run_id
-    from millpond.summary import print_summary
+    from millpond.cli.summary import print_summary
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.execute import new_run_id
 
     run_id = new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
@@ -143,7 +156,7 @@ def _run_with_progress(ctx: Any, trigger: str) -> str:
     """`run_with_prefect` with a progress bar (transient: the summary replaces it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from millpond.execute import OrchestratorError, run_with_prefect
+    from millpond.runtime.execute import OrchestratorError, run_with_prefect
 
     with Progress(
         TextColumn("{task.description:<40}"),
@@ -170,13 +183,15 @@ def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> No
     would be landed next to the old rows and break every uniqueness test), and neither does a
     source whose tables are not TPC-H tables (a team's real inbox).
     """
+    from ingest.demo import TABLES, generate, inbox_has_files
     from ingest.lake import Lake
-    from millpond.demo import TABLES, generate, inbox_has_files
 
     if scale <= 0:
         raise typer.BadParameter("must be positive", param_hint="--scale")
     lake = Lake.from_config(config)
     for name, source in config.sources.items():
+        if source.kind != "files":
+            continue
         inbox = config.resolve(source.path)
         if not set(source.tables) <= set(TABLES):
             logger.info(f"{name}: not a TPC-H source; no demo data")
@@ -209,15 +224,16 @@ def run_node_command(
 ) -> None:
     """Run one node of one run (what each task of the generated Airflow DAG calls)."""
     config = _load(config_path)
-    from millpond.dbt_runner import DbtError
-    from millpond.execute import NodeFailed, RunContext, run_node
-    from millpond.graph import GraphError
+    from millpond.core.graph import GraphError
+    from millpond.nodes.dbt.runner import DbtError
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.execute import NodeFailed, run_node
 
     open_run_log(config.logs_dir, run_id)
     sources_only = node_id.startswith(("extract.", "load."))
     ctx = RunContext(config, run_id, orchestrator=orchestrator, sources_only=sources_only)
     try:
-        ctx.ledger.start_run(run_id, orchestrator, "schedule", config.warehouse.target)
+        ctx.ledger.start_run(run_id, orchestrator, "schedule", config.target_name)
         outcome = run_node(ctx, node_id, attempt)
     except (GraphError, DbtError) as exc:
         console.print(f"[red]{exc}[/]", highlight=False)

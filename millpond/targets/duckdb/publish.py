@@ -3,7 +3,9 @@
 Readers (API, notebooks, BI) never open the warehouse, which the pipeline holds for writing.
 They open `<state>/published/current` read-only: a symlink to `<run_id>.duckdb`, replaced by
 rename, so a reader sees the previous run's marts or this one's, never a mix and never a half-
-written file. A failed run never reaches publish, so `current` keeps the last good run.
+written file. A failed run never reaches publish, so `current` keeps the last good run. Which
+snapshot is current follows the order of publishing under the warehouse lock, never the run
+ids' spelling.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
-from millpond.logs import logger
-from millpond.warehouse import open_warehouse, warehouse_lock
+from millpond.core.logs import logger
+from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 
 CURRENT = "current"
 
@@ -54,12 +56,9 @@ def publish(
             staging.unlink(missing_ok=True)
             raise
         os.replace(staging, target)
-        current = current_snapshot(published_dir)
-        if current is not None and current.name > target.name:
-            # Run ids sort by start time: a later run published already; readers keep it.
-            logger.warning(f"kept {current.name} current: it is newer than {target.name}")
-        else:
-            point_current(published_dir, target.name)
+        # The snapshot is of the warehouse as it is now, taken under its writer lock: the
+        # latest publish is always the newest state, whatever its run id looks like.
+        point_current(published_dir, target.name)
         removed = prune(published_dir, keep)
     logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
     return Published(target, tables)
@@ -78,8 +77,8 @@ def _copy_marts(warehouse: Path, staging: Path, schemas: list[str], tables: dict
             raise RuntimeError(f"nothing to publish: no tables in schemas {schemas}")
         con.execute(f"attach '{staging}' as snapshot")
         try:
-            for schema in sorted({s for s, _ in relations}):
-                con.execute(f"create schema snapshot.{_quote(schema)}")
+            for schema in sorted({s for s, _ in relations}):  # `main` exists in every file
+                con.execute(f"create schema if not exists snapshot.{_quote(schema)}")
             for schema, name in relations:
                 relation = f"{_quote(schema)}.{_quote(name)}"
                 con.execute(f"create table snapshot.{relation} as select * from {relation}")

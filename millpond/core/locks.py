@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from millpond.logs import logger
+from millpond.core.logs import logger
 
 _registry_lock = threading.Lock()
 _thread_locks: dict[str, threading.Lock] = {}

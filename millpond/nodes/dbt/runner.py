@@ -2,7 +2,7 @@
 
 dbt is run through `dbtRunner` with the parsed manifest reused, never as a subprocess per
 model (about 17x slower here). dbt keeps process-global state, so calls are serialized by a
-lock; a dbt node also holds the warehouse lock, since it writes the DuckDB file.
+lock; a dbt node also holds the target's writer lock.
 
 Artifacts (manifest.json, logs) go under the state dir, not into the user's dbt project, so
 any existing project can be pointed at without changing it.
@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from millpond.config import MillpondConfig
-from millpond.locks import file_lock
-from millpond.logs import logger
+from millpond.core.config import MillpondConfig
+from millpond.core.locks import file_lock
+from millpond.core.logs import logger
+from millpond.core.registry import Target
+from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
 
 _DBT_LOCK = threading.Lock()
 PASSING = {"success", "pass", "no-op"}
@@ -34,26 +36,6 @@ def _drop_root_stream_handlers() -> None:
     for handler in list(root.handlers):
         if type(handler) is logging.StreamHandler:
             root.removeHandler(handler)
-
-
-def _release_duckdb() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open between invocations.
-
-    dbt-duckdb caches one environment (and its open database) per process; left open, the
-    warehouse file stays locked after the node released millpond's warehouse lock, and another
-    process (a `run-node` under Airflow, a maintenance script) fails with a DuckDB lock error.
-    Reopening costs a few milliseconds per node. Uses the adapter's class attributes: there is
-    no public API for it in dbt-duckdb 1.11.
-    """
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # another adapter: nothing cached here
-        return
-    with DuckDBConnectionManager._LOCK:
-        environment = DuckDBConnectionManager._ENV
-        DuckDBConnectionManager._ENV = None
-        if environment is not None:
-            environment.close()
 
 
 class DbtError(Exception):
@@ -100,8 +82,9 @@ class DbtBuild:
 class DbtProject:
     """A dbt project as millpond runs it: paths, env, parsed manifest, builds."""
 
-    def __init__(self, config: MillpondConfig) -> None:
+    def __init__(self, config: MillpondConfig, target: Target) -> None:
         self.config = config
+        self.target = target
         self.project_dir = config.dbt_project_dir
         self.profiles_dir = config.dbt_profiles_dir
         self.target_dir = config.state / "dbt" / "target"
@@ -110,20 +93,29 @@ class DbtProject:
             raise DbtError(
                 f"{self.project_dir}: no dbt_project.yml (dbt.project_dir in millpond.yml)"
             )
+        self.generated_profile = config.dbt.profiles_dir is None
+        if self.generated_profile:
+            write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
         self._set_env()
 
     def _set_env(self) -> None:
-        """Process-wide settings dbt reads from the environment."""
-        os.environ["MILLPOND_WAREHOUSE_PATH"] = str(self.config.warehouse_path)
+        """Process-wide settings dbt reads from the environment.
+
+        dbt's own log file stays at info level: at debug it writes every flag, `--vars`
+        included, so a var filled from `${MY_API_TOKEN}` would sit in plain text in dbt.log."""
+        os.environ.update(self.target.dbt_env())
         os.environ["DBT_TARGET_PATH"] = str(self.target_dir)
         os.environ["DBT_LOG_PATH"] = str(self.config.state / "dbt" / "logs")
+        os.environ["DBT_LOG_LEVEL_FILE"] = "info"
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("DBT_PARTIAL_PARSE", "true")
 
     def _common_args(self) -> list[str]:
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]
-        if self.config.dbt.target:
+        if self.generated_profile:
+            args += ["--target", GENERATED_TARGET]
+        elif self.config.dbt.target:
             args += ["--target", self.config.dbt.target]
         if self.config.dbt.vars:
             args += ["--vars", json.dumps(self.config.dbt.vars)]
@@ -168,7 +160,7 @@ class DbtProject:
             try:
                 outcome = dbtRunner(manifest=self._manifest).invoke(args)
             finally:
-                _release_duckdb()
+                self.target.release()
                 _drop_root_stream_handlers()
         build = DbtBuild()
         run = outcome.result

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from millpond.locks import file_lock
+from millpond.core.locks import file_lock
 
 
 @contextmanager

@@ -18,17 +18,25 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from millpond.masking import MASK, SECRET_NAME, mask_secret_keys, mask_url, url_password
+from millpond.core.masking import MASK, SECRET_NAME, mask_secret_keys, mask_url, url_password
 
 DEFAULT_CONFIG_FILE = "millpond.yml"
 ENV_PREFIX = "MILLPOND_"
 # Environment variables with the prefix that are not config overrides.
-RESERVED_ENV = {"MILLPOND_CONFIG", "MILLPOND_WAREHOUSE_PATH", "MILLPOND_RUN_ID"}
+RESERVED_ENV = {"MILLPOND_CONFIG", "MILLPOND_RUN_ID", "MILLPOND_ATTEMPT", "MILLPOND_BIN"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -36,18 +44,18 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message says where and why."""
 
 
-def _check_names(kind: str, names: Iterable[str]) -> None:
+def check_names(kind: str, names: Iterable[str]) -> None:
     """Names become SQL identifiers and node ids: keep them plain."""
     for name in names:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"{kind} name {name!r} must be lower-case letters, digits or _")
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class NodePolicy(_Model):
+class NodePolicy(StrictModel):
     """Retry and timeout policy shared by every node of one kind."""
 
     retries: int = Field(0, ge=0, le=20)
@@ -55,7 +63,7 @@ class NodePolicy(_Model):
     timeout_seconds: float = Field(3600.0, gt=0)
 
 
-class LakeConfig(_Model):
+class LakeConfig(StrictModel):
     """Where raw partitions land: a local folder (`file://`) or S3/MinIO (`s3://`)."""
 
     url: str = "file://.millpond/lake"
@@ -72,16 +80,12 @@ class LakeConfig(_Model):
         return value
 
 
-class WarehouseConfig(_Model):
-    """The DuckDB file the pipeline owns; readers use published snapshots instead."""
+class DbtConfig(StrictModel):
+    """Any dbt project; millpond runs it in-process through dbtRunner.
 
-    target: Literal["duckdb"] = "duckdb"
-    path: Path = Path(".millpond/warehouse.duckdb")
-    raw_schema: str = "raw"
-
-
-class DbtConfig(_Model):
-    """Any dbt project; millpond runs it in-process through dbtRunner."""
+    Without `profiles_dir`, millpond writes the profile for its configured warehouse under the
+    state dir, named as the project's dbt_project.yml asks, so a project needs no profiles.yml
+    of its own; an explicit `profiles_dir` (and `target`) wins."""
 
     project_dir: Path = Path("transform")
     profiles_dir: Path | None = None
@@ -90,7 +94,7 @@ class DbtConfig(_Model):
     policy: NodePolicy = NodePolicy()
 
 
-class MetadataConfig(_Model):
+class MetadataConfig(StrictModel):
     """The ledger database: `embedded` (PostgreSQL inside the state dir) or a postgresql:// URL."""
 
     url: str = "embedded"
@@ -103,65 +107,33 @@ class MetadataConfig(_Model):
         return value
 
 
-class CsvOptions(_Model):
-    """Overrides for DuckDB's CSV sniffer; unset values are detected."""
+class SourceConfigBase(StrictModel):
+    """What every source kind's config has: its kind, its tables and the node policies."""
 
-    delimiter: str | None = None
-    header: bool | None = None
-    quote: str | None = None
-    encoding: Literal["utf-8", "utf-16", "latin-1"] | None = None
-    # Declared column types win over the sniffer's guess, e.g. {customer_code: VARCHAR}.
-    types: dict[str, str] = Field(default_factory=dict)
-    # Rows the sniffer samples to guess types; -1 reads the whole file first (slower, surer).
-    sample_size: int = Field(20_480, ge=-1)
-
-
-class FileTableConfig(_Model):
-    """Which inbox files feed one raw table."""
-
-    pattern: str | None = None  # glob relative to the source path; default: <table>[_-]*.<ext>
-
-
-class FilesSourceConfig(_Model):
-    """Export files dropped into a folder (an inbox), one or more files per table."""
-
-    kind: Literal["files"]
-    path: str
-    format: Literal["auto", "csv", "xlsx"] = "auto"
-    tables: dict[str, FileTableConfig]
-    csv: CsvOptions = CsvOptions()
-    # Files modified more recently than this are still arriving: left for the next run.
-    settle_seconds: float = Field(0.0, ge=0)
+    kind: str
     extract: NodePolicy = NodePolicy(retries=2)
     load: NodePolicy = NodePolicy(retries=1)
 
-    @field_validator("tables", mode="before")
-    @classmethod
-    def _list_of_names(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {str(name): {} for name in value}
-        return value
-
-    @field_validator("tables")
-    @classmethod
-    def _safe_names(cls, value: dict[str, FileTableConfig]) -> dict[str, FileTableConfig]:
-        _check_names("table", value)
-        if not value:
-            raise ValueError("at least one table is required")
-        return value
+    def table_names(self) -> list[str]:
+        tables = getattr(self, "tables", {})
+        return sorted(tables)
 
 
-SourceConfig = Annotated[FilesSourceConfig, Field(discriminator="kind")]
+class TargetConfigBase(StrictModel):
+    """What every warehouse target's config has."""
+
+    raw_schema: str = "raw"
 
 
-class PublishConfig(_Model):
+class PublishConfig(StrictModel):
     """Which dbt schemas readers get, and how many old snapshots to keep."""
 
-    schemas: list[str] = Field(default_factory=lambda: ["marts", "aggregates"])
+    # Unset: the schemas holding the dbt project's table and incremental models.
+    schemas: list[str] | None = None
     keep: int = Field(5, ge=1)
 
 
-class PrefectConfig(_Model):
+class PrefectConfig(StrictModel):
     """The Prefect server that shows runs; `api_url` unset means a local server we start."""
 
     api_url: str | None = None
@@ -170,23 +142,24 @@ class PrefectConfig(_Model):
     concurrency: int = Field(4, ge=1, le=64)
 
 
-class ServeConfig(_Model):
+class ServeConfig(StrictModel):
     """Where the FastAPI service listens."""
 
     host: str = "127.0.0.1"
     port: int = 8000
 
 
-class MillpondConfig(_Model):
+class MillpondConfig(StrictModel):
     """The whole stack, as written in millpond.yml."""
 
     project: str = "millpond"
     state_dir: Path = Path(".millpond")
     lake: LakeConfig = LakeConfig()
-    warehouse: WarehouseConfig = WarehouseConfig()
+    # Each registered target's section; `warehouse.target` picks the one dbt builds into.
+    warehouse: Any = None
     dbt: DbtConfig = DbtConfig()
     metadata: MetadataConfig = MetadataConfig()
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    sources: dict[str, Any] = Field(default_factory=dict)
     publish: PublishConfig = PublishConfig()
     prefect: PrefectConfig = PrefectConfig()
     serve: ServeConfig = ServeConfig()
@@ -197,7 +170,7 @@ class MillpondConfig(_Model):
     @field_validator("sources")
     @classmethod
     def _safe_source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_names("source", value)
+        check_names("source", value)
         return value
 
     def resolve(self, path: Path | str) -> Path:
@@ -210,8 +183,14 @@ class MillpondConfig(_Model):
         return self.resolve(self.state_dir)
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.resolve(self.warehouse.path)
+    def target_name(self) -> str:
+        """The warehouse target dbt builds into (`warehouse.target`)."""
+        return str(self.warehouse.target)
+
+    @property
+    def target_config(self) -> Any:
+        """The chosen target's own section (`warehouse.<target>`)."""
+        return getattr(self.warehouse, self.target_name)
 
     @property
     def published_dir(self) -> Path:
@@ -219,7 +198,7 @@ class MillpondConfig(_Model):
 
     @property
     def locks_dir(self) -> Path:
-        """Where the stack's named locks live (see millpond.locks)."""
+        """Where the stack's named locks live (see millpond.core.locks)."""
         return self.state / "locks"
 
     @property
@@ -232,7 +211,10 @@ class MillpondConfig(_Model):
 
     @property
     def dbt_profiles_dir(self) -> Path:
-        return self.resolve(self.dbt.profiles_dir or self.dbt.project_dir)
+        """The user's profiles_dir, or the folder of millpond's generated profile."""
+        if self.dbt.profiles_dir is not None:
+            return self.resolve(self.dbt.profiles_dir)
+        return self.state / "dbt" / "profile"
 
     @property
     def lake_url(self) -> str:
@@ -242,20 +224,123 @@ class MillpondConfig(_Model):
         return self.lake.url
 
     def secrets(self) -> list[str]:
-        """Every secret value this config holds, for log masking."""
-        found = [self.lake.access_key_id, self.lake.secret_access_key]
-        found += [url_password(self.metadata.url), url_password(self.prefect.api_url)]
-        return [s for s in found if s]
+        """Every secret value this config holds, for log masking: keys named like secrets
+        and passwords inside URLs, anywhere in the config (sources and targets included)."""
+        found: list[str] = []
+        _collect_secrets(self.model_dump(mode="json"), found)
+        return sorted({s for s in found if s})
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
-        data = self.model_dump(mode="json")
-        data["lake"]["access_key_id"] = MASK if self.lake.access_key_id else None
-        data["lake"]["secret_access_key"] = MASK if self.lake.secret_access_key else None
-        data["metadata"]["url"] = mask_url(self.metadata.url)
-        if self.prefect.api_url:
-            data["prefect"]["api_url"] = mask_url(self.prefect.api_url)
-        return mask_secret_keys(data)
+        return _mask_urls(mask_secret_keys(self.model_dump(mode="json")))
+
+
+def _collect_secrets(value: Any, found: list[str], key: str = "") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _collect_secrets(v, found, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            _collect_secrets(v, found, key)
+    elif isinstance(value, str):
+        if SECRET_NAME.search(key):
+            found.append(value)
+        password = url_password(value)
+        if password:
+            found.append(password)
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return mask_url(value) if isinstance(value, str) and "://" in value else value
+
+
+def config_model() -> type[MillpondConfig]:
+    """MillpondConfig with `sources` and `warehouse` typed by the registered kinds.
+
+    Built from the registries at load time, so a new source kind or target is validated
+    (and its errors name its keys) without this module knowing it."""
+    from millpond.core.registry import SOURCES, TARGETS
+
+    key = (tuple(SOURCES.names()), tuple(TARGETS.names()))
+    cached = _MODELS.get(key)
+    if cached is not None:
+        return cached
+    if not TARGETS.names():
+        raise ConfigError("no warehouse target is registered (millpond.runtime.kinds)")
+    source_models = tuple(kind.config_model for _, kind in SOURCES.items())
+    source_type: Any
+    if source_models:
+        union: Any = source_models[0] if len(source_models) == 1 else Union[source_models]  # noqa: UP007
+        source_type = Annotated[union, Field(discriminator="kind")]
+    else:
+        source_type = SourceConfigBase
+    fields: dict[str, Any] = {
+        "target": (Literal[tuple(TARGETS.names())], TARGETS.names()[0]),  # type: ignore[misc]
+    }
+    for name, kind in TARGETS.items():
+        fields[name] = (kind.config_model | None, None)
+    warehouse = create_model(
+        "WarehouseConfig",
+        __base__=_WarehouseBase,
+        __doc__="The warehouse dbt builds into: `target` and each target's own section.",
+        **fields,
+    )
+    model = create_model(
+        "MillpondConfig",
+        __base__=MillpondConfig,
+        warehouse=(warehouse, warehouse()),
+        sources=(dict[str, source_type], Field(default_factory=dict)),
+    )
+    _MODELS[key] = model
+    return model
+
+
+class _WarehouseBase(StrictModel):
+    """Accepts the short form `{target: postgres, url: ...}`: keys beside `target` belong to
+    the chosen target's section, or to another target that has such a key (so switching
+    targets with --target or MILLPOND_WAREHOUSE__TARGET keeps the other's settings). A target
+    chosen without a section gets its defaults."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        target = data.get("target") or cls.model_fields["target"].default
+        sections = {
+            name: field.annotation.__args__[0]  # type: ignore[union-attr]
+            for name, field in cls.model_fields.items()
+            if name != "target"
+        }
+        for key in [k for k in data if k not in sections and k != "target"]:
+            owner = target
+            if target not in sections or key not in sections[target].model_fields:
+                owner = next((n for n, m in sections.items() if key in m.model_fields), target)
+            section = dict(data.get(owner) or {})
+            section[key] = data.pop(key)
+            data[owner] = section
+        return data
+
+    @model_validator(mode="after")
+    def _chosen_section(self) -> Any:
+        target = self.target  # type: ignore[attr-defined]
+        if getattr(self, target) is None:
+            field = type(self).model_fields[target]
+            model = field.annotation.__args__[0]  # type: ignore[union-attr]
+            try:
+                object.__setattr__(self, target, model())
+            except ValidationError as exc:
+                missing = ", ".join(str(e["loc"][0]) for e in exc.errors())
+                raise ValueError(f"target {target!r} needs warehouse.{target}: {missing}") from None
+        return self
+
+
+_MODELS: dict[tuple[tuple[str, ...], tuple[str, ...]], type[MillpondConfig]] = {}
 
 
 def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
@@ -315,13 +400,29 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], source
     """One line per problem: file, key path, the value found, what was expected."""
     lines = [f"{source}: invalid configuration"]
     for problem in error.errors():
-        path = ".".join(str(p) for p in problem["loc"] if not str(p).startswith("function-"))
-        path = path.replace(".files.", ".")  # discriminated unions add the tag to the path
-        found = MASK if SECRET_NAME.search(path) else _lookup(data, problem["loc"])
+        loc = _user_loc(problem["loc"], data)
+        path = ".".join(str(p) for p in loc)
+        found = MASK if SECRET_NAME.search(path) else _lookup(data, loc)
         found = mask_url(found) if isinstance(found, str) else found  # no passwords in errors
         shown = "missing" if problem["type"] == "missing" else f"got {found!r}"
         lines.append(f"  {path}: {problem['msg']} ({shown})")
     return "\n".join(lines)
+
+
+def _user_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
+    """The key path as the user wrote it: without pydantic's validator names, the
+    discriminator tag it adds after `sources.<name>`, and the target section that the short
+    warehouse form (`warehouse: {target: postgres, url: ...}`) leaves out."""
+    from millpond.core.registry import SOURCES
+
+    kept = tuple(p for p in loc if not str(p).startswith(("function-", "model-")))
+    if len(kept) > 2 and kept[0] == "sources" and kept[2] in SOURCES:
+        kept = kept[:2] + kept[3:]
+    if len(kept) > 2 and kept[0] == "warehouse" and _lookup(data, kept[:3]) is None:
+        short = (kept[0], *kept[2:])
+        if _lookup(data, short) is not None:
+            kept = short
+    return kept
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -330,8 +431,6 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
             isinstance(data, list) and isinstance(key, int) and key < len(data)
         ):
             data = data[key]
-        elif key == "files":
-            continue
         else:
             return None
     return data
@@ -361,6 +460,6 @@ def load_config(
     data = apply_env_overrides(data, env)
     data["root"] = str(config_file.parent)
     try:
-        return MillpondConfig.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data, str(config_file))) from None

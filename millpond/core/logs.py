@@ -2,7 +2,7 @@
 
 Every record carries `run_id` and `node_id` (bound with `node_context`), so one run's JSON log
 can be filtered per node no matter which thread or process wrote it. Secret values registered
-with `millpond.masking.register_secrets` are replaced by *** in every message before any sink
+with `millpond.core.masking.register_secrets` are replaced by *** in every message before any sink
 sees it; that is the one place log masking happens, so a new sink cannot leak them.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from loguru import logger
 
-from millpond.masking import contains_secret, mask, registered
+from millpond.core.masking import contains_secret, mask, registered
 
 _lock = threading.Lock()
 _run_sink: dict[str, int] = {}

@@ -1,0 +1,177 @@
+"""The one task graph, rendered by every orchestrator; it names no node kind.
+
+Node ids are stable strings (`extract.erp.orders`, `dbt.fct_orders`, `publish`) because they are
+the contract between the Prefect flow, the generated Airflow DAG, `millpond run-node` and the
+ledger. Each registered node kind contributes its nodes (see millpond.core.registry.NodeKind);
+the graph only orders them, checks the edges and renders them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from millpond.core.config import NodePolicy
+from millpond.core.registry import NODE_KINDS, BuildScope
+
+
+class GraphError(Exception):
+    """The graph cannot be built (a cycle, an unknown dependency)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One unit of work: what it runs, what it waits for, how it is retried."""
+
+    id: str
+    kind: str
+    upstream: tuple[str, ...] = ()
+    retries: int = 0
+    retry_delay_seconds: float = 5.0
+    timeout_seconds: float = 3600.0
+    # The kind's own typed parameters (a frozen dataclass of the kind's module).
+    params: Any = None
+    # What this node makes available to later kinds, e.g. `relation:raw.erp__orders`.
+    provides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        params = self.params
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "upstream": list(self.upstream),
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "params": dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params,
+            "provides": list(self.provides),
+        }
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in a deterministic topological order (upstream before downstream)."""
+
+    nodes: tuple[Node, ...]
+
+    def __post_init__(self) -> None:
+        ids = [n.id for n in self.nodes]
+        if len(ids) != len(set(ids)):
+            raise GraphError("duplicate node ids")
+
+    @property
+    def by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    def node(self, node_id: str) -> Node:
+        try:
+            return self.by_id[node_id]
+        except KeyError:
+            raise GraphError(f"unknown node {node_id!r}; see `millpond graph`") from None
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(up, n.id) for n in self.nodes for up in n.upstream]
+
+    def downstream(self, node_id: str) -> set[str]:
+        """Every node that (transitively) waits for this one."""
+        children: dict[str, list[str]] = {}
+        for up, down in self.edges():
+            children.setdefault(up, []).append(down)
+        seen: set[str] = set()
+        stack = [node_id]
+        while stack:
+            for child in children.get(stack.pop(), []):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return seen
+
+    def to_json(self) -> str:
+        return json.dumps({"nodes": [n.to_dict() for n in self.nodes]}, indent=2)
+
+    def to_mermaid(self) -> str:
+        lines = ["flowchart LR"]
+        alias = {n.id: f"n{i}" for i, n in enumerate(self.nodes)}
+        for n in self.nodes:
+            lines.append(f'  {alias[n.id]}["{n.id}"]')
+        for up, down in self.edges():
+            lines.append(f"  {alias[up]} --> {alias[down]}")
+        return "\n".join(lines)
+
+    def to_text(self) -> str:
+        width = max((len(n.id) for n in self.nodes), default=0)
+        lines = []
+        for n in self.nodes:
+            after = ", ".join(n.upstream) if n.upstream else "-"
+            lines.append(f"{n.id:<{width}}  [{n.kind}]  after: {after}")
+        return "\n".join(lines)
+
+
+def topological(nodes: Iterable[Node]) -> tuple[Node, ...]:
+    """Kahn's algorithm, ties broken by (kind registration order, id) so renderings are
+    stable."""
+    pending = {n.id: n for n in nodes}
+    for n in pending.values():
+        for up in n.upstream:
+            if up not in pending:
+                raise GraphError(f"node {n.id!r} depends on unknown node {up!r}")
+    indegree = {i: len(set(n.upstream)) for i, n in pending.items()}
+    children: dict[str, list[str]] = {}
+    for n in pending.values():
+        for up in set(n.upstream):
+            children.setdefault(up, []).append(n.id)
+    ready = sorted((i for i, d in indegree.items() if d == 0), key=lambda i: _rank(pending[i]))
+    result: list[Node] = []
+    while ready:
+        current = ready.pop(0)
+        result.append(pending[current])
+        for child in children.get(current, []):
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+        ready.sort(key=lambda i: _rank(pending[i]))
+    if len(result) != len(pending):
+        stuck = sorted(set(pending) - {n.id for n in result})
+        raise GraphError(f"dependency cycle among: {', '.join(stuck)}")
+    return tuple(result)
+
+
+def _rank(node: Node) -> tuple[int, str]:
+    return (NODE_KINDS.rank(node.kind), node.id)
+
+
+def policy(policy: NodePolicy) -> dict[str, float | int]:
+    """A NodePolicy as Node keyword arguments."""
+    return {
+        "retries": policy.retries,
+        "retry_delay_seconds": policy.retry_delay_seconds,
+        "timeout_seconds": policy.timeout_seconds,
+    }
+
+
+def sinks(nodes: Iterable[Node]) -> tuple[str, ...]:
+    """Ids of the nodes nothing waits for."""
+    nodes = list(nodes)
+    has_children = {up for n in nodes for up in n.upstream}
+    return tuple(sorted(n.id for n in nodes if n.id not in has_children))
+
+
+def providers(nodes: Iterable[Node]) -> dict[str, str]:
+    """What each node makes available to later kinds (e.g. `relation:raw.erp__orders` by a
+    load node), so a kind wires itself to others without knowing their names."""
+    return {p: n.id for n in nodes for p in n.provides}
+
+
+def build_graph(scope: BuildScope, with_project: bool = True) -> Graph:
+    """The graph: every registered node kind adds its nodes, in registration order.
+
+    `with_project=False` builds only the kinds that need no dbt parse (what a single extract
+    or load node under Airflow needs to start fast)."""
+    nodes: list[Node] = []
+    for _, kind in NODE_KINDS.items():
+        if with_project or not kind.needs_project:
+            nodes += kind.build(scope, list(nodes))
+    return Graph(topological(nodes))

@@ -1,0 +1,263 @@
+"""Kinds as seams: sources, targets and node kinds registered by their `kind` name.
+
+The kernel knows no kind by name. A source kind, a warehouse target or a node kind is one
+module that builds a `SourceKind`, `TargetKind` or `NodeKind` and one line in the composition
+root (`millpond.runtime.kinds`, reached through the `millpond.kinds` entry point) that
+registers it, the way dlt registers destinations and
+SQLMesh its engine adapters. The config's discriminated unions, the graph and the execute path
+are built from these registries, so adding a kind never means an if/else elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from millpond.core.config import MillpondConfig
+    from millpond.core.graph import Node
+
+K = TypeVar("K")
+
+
+class RegistryError(Exception):
+    """A kind registered twice, or asked for and never registered."""
+
+
+ENTRY_POINT_GROUP = "millpond.kinds"
+_plugins_loaded = False
+_plugins_lock = threading.RLock()
+
+
+def load_plugins() -> None:
+    """Call every `millpond.kinds` entry point once per process.
+
+    millpond's own kinds are registered this way too (pyproject.toml points the group at
+    millpond.runtime.kinds), so every entry point (CLI, API, a notebook) sees the same kinds
+    and a team's package can add its own without touching millpond."""
+    global _plugins_loaded
+    with _plugins_lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True
+        for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            entry.load()()
+
+
+class Registry(Generic[K]):
+    """Kinds of one family by name, in registration order (the order is the graph's rank)."""
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._kinds: dict[str, K] = {}
+
+    @property
+    def kinds(self) -> dict[str, K]:
+        load_plugins()
+        return self._kinds
+
+    def register(self, name: str, kind: K) -> K:
+        if name in self._kinds and self._kinds[name] is not kind:
+            raise RegistryError(f"{self.family} kind {name!r} is registered twice")
+        self._kinds[name] = kind
+        return kind
+
+    def get(self, name: str) -> K:
+        try:
+            return self.kinds[name]
+        except KeyError:
+            known = ", ".join(self.kinds) or "none"
+            raise RegistryError(f"unknown {self.family} kind {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return list(self.kinds)
+
+    def items(self) -> list[tuple[str, K]]:
+        return list(self.kinds.items())
+
+    def rank(self, name: str) -> int:
+        """Registration order, used to break ties so renderings are stable."""
+        names = self.names()
+        return names.index(name) if name in names else len(names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.kinds
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One thing a source can land for a table (a file, a query result): identified by a
+    fingerprint so it is landed once, read as Arrow batches only when it is new."""
+
+    name: str
+    fingerprint: str
+    size: int
+    read: Callable[[], tuple[Any, Iterator[Any]]]  # () -> (pyarrow.Schema, record batches)
+
+
+class Source(Protocol):
+    """A configured source: what is there to land for each table."""
+
+    def items(self, table: str) -> list[SourceItem]:
+        """Everything currently offered for the table (known fingerprints are skipped)."""
+        ...
+
+    def warnings(self) -> list[str]:
+        """Things a user should hear about at run start (e.g. files no table claims)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A source kind: its config model (with `kind: Literal[name]`) and its factory."""
+
+    config_model: type[BaseModel]
+    create: Callable[[str, Any, MillpondConfig], Source]
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """What loading one raw table did: partitions registered now, their rows and bytes, and
+    the raw relation's total rows after the load."""
+
+    relation: str
+    partitions: list[str] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    table_rows: int = 0
+
+    @classmethod
+    def of(cls, relation: str, manifests: list[Any], table_rows: int) -> LoadedTable:
+        """From the manifests (partition_id, rows, bytes) of the partitions loaded now."""
+        return cls(
+            relation=relation,
+            partitions=[m.partition_id for m in manifests],
+            rows=sum(m.rows for m in manifests),
+            bytes=sum(m.bytes for m in manifests),
+            table_rows=table_rows,
+        )
+
+
+@dataclass(frozen=True)
+class PublishedMarts:
+    """Where readers find the marts now, and each relation's row count."""
+
+    location: str
+    tables: dict[str, int]
+    bytes: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+class Target(Protocol):
+    """A warehouse dbt builds into: loads raw partitions, counts rows, publishes marts and
+    writes its own dbt profile output."""
+
+    name: str
+    raw_schema: str
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """Held by every writer of the warehouse (load, dbt, publish), across processes."""
+        ...
+
+    def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
+        """Register or load every landed partition of the table not loaded yet, each with its
+        bookkeeping in one transaction; raises LoadError for data that cannot go in."""
+        ...
+
+    def row_count(self, relation: str) -> int: ...
+
+    def publish(self, run_id: str, schemas: list[str], keep: int) -> PublishedMarts:
+        """Expose the marts of `schemas` to readers atomically (old or new, never a mix)."""
+        ...
+
+    def dbt_output(self) -> dict[str, Any]:
+        """The dbt profile output (type, connection, schema) for this warehouse; secrets as
+        env_var() references, never values, since the profile is written to disk."""
+        ...
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables the dbt output refers to (secrets live only here)."""
+        ...
+
+    def release(self) -> None:
+        """Close whatever the target keeps open in this process (dbt adapter caches)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """A warehouse kind: its config model and its factory."""
+
+    config_model: type[BaseModel]
+    create: Callable[[Any, MillpondConfig], Target]
+
+
+# ---------------------------------------------------------------------------------------------
+# Node kinds
+
+
+class BuildScope(Protocol):
+    """What a node kind may use while building its part of the graph."""
+
+    config: MillpondConfig
+
+    @property
+    def target(self) -> Target: ...
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        """One object per run and key (e.g. the parsed dbt project), built on first use."""
+        ...
+
+
+class NodeScope(BuildScope, Protocol):
+    """What a node handler may use during a run; the composition root provides it."""
+
+    run_id: str
+
+    @property
+    def lake(self) -> Any: ...
+    @property
+    def ledger(self) -> Any: ...
+
+
+class NodeReport(Protocol):
+    """What a handler fills in for the ledger and the summary."""
+
+    rows: int | None
+    bytes: int | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """A node kind: how its nodes enter the graph and how one runs.
+
+    `build(scope, nodes_so_far)` returns this kind's nodes; kinds build in registration
+    order, so a kind sees the nodes of the kinds before it (publish waits for every sink).
+    `needs_project` says whether building parses the dbt project, so a single extract node
+    under Airflow starts without it."""
+
+    build: Callable[[BuildScope, list[Node]], list[Node]]
+    run: Callable[[NodeScope, Node, NodeReport], None]
+    needs_project: bool = False
+
+
+SOURCES: Registry[SourceKind] = Registry("source")
+TARGETS: Registry[TargetKind] = Registry("target")
+NODE_KINDS: Registry[NodeKind] = Registry("node")

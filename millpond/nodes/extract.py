@@ -1,0 +1,71 @@
+"""The extract node kind: land what a source offers for one table as a raw partition.
+
+One node per configured source table, whatever the source kind; landing is generic
+(ingest.landing), the source kind only says what is new and how to read it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ingest.landing import land_table
+from millpond.core.graph import Node, policy
+from millpond.core.locks import file_lock
+from millpond.core.registry import SOURCES, BuildScope, NodeKind, NodeReport, NodeScope, Source
+from millpond.nodes.source_table import SourceTable
+
+
+def source_of(scope: NodeScope, name: str) -> Source:
+    """The configured source, built once per run by its kind."""
+    config = scope.config.sources[name]
+    return scope.resource(
+        f"source:{name}", lambda: SOURCES.get(config.kind).create(name, config, scope.config)
+    )
+
+
+def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
+    config = scope.config
+    return [
+        Node(
+            f"extract.{name}.{table}",
+            "extract",
+            params=SourceTable(name, table),
+            **policy(source.extract),
+        )
+        for name, source in sorted(config.sources.items())
+        for table in source.table_names()
+    ]
+
+
+def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
+    params: SourceTable = node.params
+    source = source_of(scope, params.source)
+    # Two runs at once must not both land the same new item: check-and-land is exclusive per
+    # table (on this machine; shared mode across machines needs the catalog, a later issue).
+    lock = scope.config.locks_dir / f"extract.{params.source}.{params.table}.lock"
+    with file_lock(lock, f"extract {params.source}.{params.table}"):
+        result = land_table(scope.lake, params.source, source, params.table, scope.run_id)
+    report.rows, report.bytes = result.rows, result.bytes
+    report.detail = {"skipped_files": result.skipped}
+    if result.manifest is not None:
+        m = result.manifest
+        scope.ledger.record_partition(
+            params.source,
+            params.table,
+            m.partition_id,
+            m.sha256,
+            m.rows,
+            m.bytes,
+            dt.datetime.fromisoformat(m.landed_at),
+            scope.run_id,
+        )
+        report.detail["partition"] = m.partition_id
+
+
+def warnings(scope: Any) -> list[str]:
+    """What every configured source wants to tell the user at run start."""
+    return [w for name in sorted(scope.config.sources) for w in source_of(scope, name).warnings()]
+
+
+EXTRACT = NodeKind(build=build, run=run)

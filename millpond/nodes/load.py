@@ -1,0 +1,45 @@
+"""The load node kind: a table's landed partitions into the warehouse's raw schema.
+
+What "load" means is the target's business (a view over the lake's Parquet on DuckDB, a bulk
+COPY on PostgreSQL); the node only asks the configured target and records the outcome.
+"""
+
+from __future__ import annotations
+
+from millpond.core.graph import Node, policy
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+from millpond.nodes.source_table import SourceTable
+
+
+def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
+    config = scope.config
+    loads = []
+    for extract in nodes:
+        params = extract.params
+        if extract.kind != "extract" or not isinstance(params, SourceTable):
+            continue
+        source = config.sources[params.source]
+        loads.append(
+            Node(
+                f"load.{params.source}.{params.table}",
+                "load",
+                (extract.id,),
+                params=params,
+                provides=(params.provides,),
+                **policy(source.load),
+            )
+        )
+    return loads
+
+
+def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
+    params: SourceTable = node.params
+    loaded = scope.target.load_table(scope.lake, params.source, params.table)
+    for partition_id in loaded.partitions:
+        scope.ledger.mark_partition_loaded(partition_id)
+    scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
+    report.rows, report.bytes = loaded.rows, loaded.bytes
+    report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
+
+
+LOAD = NodeKind(build=build, run=run)

@@ -1,0 +1,46 @@
+"""The publish node kind: after everything else succeeded, expose the marts to readers.
+
+It waits for every sink of the graph, so any failure anywhere keeps the published marts as
+they were. Which schemas are published: `publish.schemas`, or else every schema that a node
+marked publishable (dbt's table and incremental models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from millpond.core.graph import Node, sinks
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+
+PUBLISH = "publish"
+PUBLISHABLE = "publishable:"
+
+
+@dataclass(frozen=True)
+class PublishParams:
+    schemas: tuple[str, ...]
+
+
+def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
+    config = scope.config
+    declared = config.publish.schemas
+    found = {
+        p.removeprefix(PUBLISHABLE) for n in nodes for p in n.provides if p.startswith(PUBLISHABLE)
+    }
+    schemas = tuple(declared) if declared is not None else tuple(sorted(found))
+    return [Node(PUBLISH, "publish", sinks(nodes), retries=1, params=PublishParams(schemas))]
+
+
+def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
+    params: PublishParams = node.params
+    if not params.schemas:
+        raise RuntimeError(
+            "nothing to publish: no table or incremental models, and publish.schemas is not set"
+        )
+    published = scope.target.publish(scope.run_id, list(params.schemas), scope.config.publish.keep)
+    report.rows = published.rows
+    report.bytes = published.bytes
+    report.detail = {"snapshot": published.location, "tables": published.tables}
+
+
+PUBLISH_KIND = NodeKind(build=build, run=run, needs_project=True)

@@ -1,0 +1,72 @@
+"""A run's context: the config, the run id and the run's resources, opened on first use.
+
+It is what node kinds see as their `NodeScope` (millpond.core.registry): the lake, the target,
+the ledger and a per-run cache of other resources (the parsed dbt project).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from ingest.lake import Lake
+from metadata.db import migrate, resolve_url
+from metadata.ledger import Ledger
+from millpond.core.config import MillpondConfig
+from millpond.core.graph import Graph, build_graph
+from millpond.core.logs import logger
+from millpond.core.masking import mask
+from millpond.core.registry import TARGETS, Target
+
+
+@dataclass
+class RunContext:
+    """Everything a node of one run needs; cheap to build, parts opened on first use."""
+
+    config: MillpondConfig
+    run_id: str
+    orchestrator: str = "prefect"
+    flow_run_id: str | None = None
+    # A single extract or load node (Airflow) builds the graph without parsing dbt.
+    sources_only: bool = False
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    on_node_done: Callable[[Any], None] | None = None
+    _resources: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        # An embedded server stays up between runs (like the Prefect server) until `just down`:
+        # stopping and restarting it per command is slower and races with the next command.
+        url = resolve_url(self.config.metadata.url, self.config.state, keep_running=True)
+        try:
+            migrate(url)
+        except Exception as exc:  # the run goes on; the ledger buffers locally
+            logger.warning(f"metadata database unavailable, buffering records: {mask(str(exc))}")
+        ledger = Ledger(url, self.config.state / "ledger-buffer.jsonl")
+        ledger.flush_buffer()
+        return ledger
+
+    @cached_property
+    def lake(self) -> Lake:
+        return Lake.from_config(self.config)
+
+    @cached_property
+    def target(self) -> Target:
+        kind = TARGETS.get(self.config.target_name)
+        return kind.create(self.config.target_config, self.config)
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._resources:
+                self._resources[key] = factory()
+            return self._resources[key]
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The whole graph; for a single extract or load node (`sources_only`), the part that
+        needs no dbt parse, which is what makes those Airflow tasks start fast."""
+        return build_graph(self, with_project=not self.sources_only)

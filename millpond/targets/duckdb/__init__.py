@@ -1,0 +1,92 @@
+"""The DuckDB target: one warehouse file the pipeline owns; readers get published snapshots.
+
+Raw relations are views over the lake's Parquet (millpond.targets.duckdb.raw), every writer
+holds the file's writer lock (millpond.targets.duckdb.lock), and publish copies the marts into
+a snapshot file that `current` points at (millpond.targets.duckdb.publish).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from millpond.core.config import MillpondConfig, TargetConfigBase
+from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
+from millpond.targets.duckdb import raw
+from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
+from millpond.targets.duckdb.publish import publish
+
+
+class DuckDBConfig(TargetConfigBase):
+    """`warehouse: {target: duckdb, path: ...}`."""
+
+    path: Path = Path(".millpond/warehouse.duckdb")
+    threads: int = 1
+
+
+class DuckDBTarget:
+    """The warehouse file at `path`, under its writer lock."""
+
+    name = "duckdb"
+
+    def __init__(self, config: DuckDBConfig, stack: MillpondConfig) -> None:
+        self.config = config
+        self.path = stack.resolve(config.path)
+        self.raw_schema = config.raw_schema
+        self.published_dir = stack.published_dir
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        return warehouse_lock(self.path)
+
+    def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
+        with open_warehouse(self.path) as con:
+            return raw.load_table(con, lake, self.raw_schema, source, table)
+
+    def row_count(self, relation: str) -> int:
+        schema, _, name = relation.rpartition(".")
+        with open_warehouse(self.path) as con:
+            row = con.execute(f"select count(*) from {raw.quote(schema)}.{raw.quote(name)}")
+            found = row.fetchone()
+        return int(found[0]) if found else 0
+
+    def publish(self, run_id: str, schemas: list[str], keep: int) -> PublishedMarts:
+        done = publish(self.path, self.published_dir, run_id, schemas, keep)
+        return PublishedMarts(str(done.path), done.tables, done.path.stat().st_size)
+
+    def dbt_output(self) -> dict[str, Any]:
+        return {
+            "type": "duckdb",
+            "path": str(self.path),
+            "schema": "main",
+            "threads": self.config.threads,
+        }
+
+    def dbt_env(self) -> dict[str, str]:
+        return {}
+
+    def release(self) -> None:
+        _release_dbt_duckdb()
+
+
+def _release_dbt_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open between invocations.
+
+    dbt-duckdb caches one environment (and its open database) per process; left open, the
+    warehouse file stays locked after the node released millpond's writer lock, and another
+    process (a `run-node` under Airflow, a maintenance script) fails with a DuckDB lock error.
+    Reopening costs a few milliseconds per node. Uses the adapter's class attributes: there is
+    no public API for it in dbt-duckdb 1.11.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed: nothing cached
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if environment is not None:
+            environment.close()
+
+
+DUCKDB = TargetKind(config_model=DuckDBConfig, create=DuckDBTarget)

@@ -1,0 +1,252 @@
+"""Raw partitions into PostgreSQL: one bulk COPY per partition, bookkeeping in the same
+transaction.
+
+DuckDB reads the partition's Parquet (in parallel, straight from the lake) and streams it as
+Arrow batches; pyarrow writes each batch as CSV into `COPY ... FROM STDIN`, so PostgreSQL parses
+the rows in C and memory stays bounded by one batch. Within one transaction the raw table is
+created or widened (ingest.schema decides, losslessly), the partition's old rows (a retry) are
+deleted, the rows are copied and counted against the manifest, and the partition is recorded in
+`raw._millpond_partitions`: a failure anywhere leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+
+import duckdb
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+from psycopg import sql
+
+from ingest.lake import Lake, Manifest, raw_table_name
+from ingest.schema import BOOKKEEPING, SchemaMismatch, reconciled_columns
+from millpond.core.logs import logger
+from millpond.core.registry import LoadedTable
+from millpond.targets.postgres.types import from_postgres, to_postgres
+
+STATE_TABLE = "_millpond_partitions"
+BATCH_ROWS = 122_880
+
+
+class LoadError(Exception):
+    """A partition that cannot be loaded; the raw table is left as it was."""
+
+    retryable = False
+
+
+def ensure_state(conn: psycopg.Connection, schema: str) -> None:
+    with conn.transaction():
+        # Two first loads at once would race on CREATE SCHEMA: serialize them.
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"millpond.raw:{schema}"])
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL(
+                """create table if not exists {}.{} (
+                    partition_id text primary key,
+                    source text not null,
+                    table_name text not null,
+                    rows bigint not null,
+                    manifest_sha256 text not null,
+                    loaded_at timestamptz not null default now()
+                )"""
+            ).format(sql.Identifier(schema), sql.Identifier(STATE_TABLE))
+        )
+
+
+def load_table(url: str, lake: Lake, schema: str, source: str, table: str) -> LoadedTable:
+    """COPY every landed partition of the table that PostgreSQL does not hold yet."""
+    name = raw_table_name(source, table)
+    with psycopg.connect(url) as conn:
+        ensure_state(conn, schema)
+        done = {
+            r[0]
+            for r in conn.execute(
+                sql.SQL(
+                    "select partition_id from {}.{} where source = %s and table_name = %s"
+                ).format(sql.Identifier(schema), sql.Identifier(STATE_TABLE)),
+                [source, table],
+            ).fetchall()
+        }
+        conn.commit()
+        pending = [m for m in lake.manifests(source, table) if m.partition_id not in done]
+        for manifest in pending:
+            load_partition(conn, lake, schema, manifest)
+            logger.info(f"{table}: loaded {manifest.partition_id} ({manifest.rows:,} rows)")
+        if not pending:
+            logger.info(f"{table}: nothing new to load")
+        total = _count(conn, schema, name) if _columns(conn, schema, name) else 0
+        conn.commit()
+    return LoadedTable.of(f"{schema}.{name}", pending, total)
+
+
+def _columns(conn: psycopg.Connection, schema: str, name: str) -> dict[str, str]:
+    rows = conn.execute(
+        "select column_name, data_type, numeric_precision, numeric_scale "
+        "from information_schema.columns where table_schema = %s and table_name = %s "
+        "order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return {r[0]: from_postgres(r[1], r[2], r[3]) for r in rows}
+
+
+def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
+    query = sql.SQL("select count(*) from {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name)
+    )
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextlib.contextmanager
+def _partition_reader(lake: Lake, manifest: Manifest) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection where `partition_rows` is the partition: DuckDB's parallel reader
+    for a local lake, an Arrow dataset over the lake's filesystem otherwise."""
+    con = duckdb.connect()
+    try:
+        paths = lake.part_paths(manifest)
+        local = [lake.local_path(p) for p in paths]
+        if all(local):
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in local)
+            con.execute(f"create view partition_rows as from read_parquet([{files}])")
+        else:
+            con.register(
+                "partition_rows", pads.dataset(paths, filesystem=lake.fs, format="parquet")
+            )
+        yield con
+    finally:
+        con.close()
+
+
+def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: Manifest) -> None:
+    """Create or widen the raw table, COPY the partition and record it, in one transaction."""
+    name = raw_table_name(manifest.source, manifest.table)
+    table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    with _partition_reader(lake, manifest) as duck:
+        incoming = {c: t for c, t, *_ in duck.execute("describe partition_rows").fetchall()}
+        try:
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"{schema}.{name}"])
+                existing = {
+                    c: t for c, t in _columns(conn, schema, name).items() if c not in BOOKKEEPING
+                }
+                columns, changes = reconciled_columns(existing, incoming)
+                _apply_columns(conn, table, existing, columns)
+                conn.execute(
+                    sql.SQL("delete from {} where _partition_id = %s").format(table),
+                    [manifest.partition_id],
+                )
+                counted = _copy_rows(conn, duck, table, list(incoming), manifest.partition_id)
+                if counted != manifest.rows:
+                    raise LoadError(
+                        f"{manifest.partition_id}: manifest says {manifest.rows} rows, "
+                        f"PostgreSQL received {counted}"
+                    )
+                conn.execute(
+                    sql.SQL(
+                        "insert into {}.{} (partition_id, source, table_name, rows, "
+                        "manifest_sha256) values (%s, %s, %s, %s, %s) on conflict (partition_id) "
+                        "do update set rows = excluded.rows, loaded_at = now()"
+                    ).format(sql.Identifier(schema), sql.Identifier(STATE_TABLE)),
+                    [
+                        manifest.partition_id,
+                        manifest.source,
+                        manifest.table,
+                        manifest.rows,
+                        manifest.sha256,
+                    ],
+                )
+        except SchemaMismatch as exc:
+            raise LoadError(f"{manifest.partition_id}: {exc}") from exc
+        except psycopg.errors.DataError as exc:
+            raise LoadError(f"{manifest.partition_id}: {exc}") from exc
+    for change in changes:
+        logger.warning(f"{name}: {change}")
+
+
+def _apply_columns(
+    conn: psycopg.Connection, table: sql.Composed, existing: dict[str, str], columns: dict[str, str]
+) -> None:
+    """Create the raw table, or add and widen its columns, to the reconciled types."""
+    if not existing:
+        defs = [
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(to_postgres(t)))
+            for c, t in columns.items()
+        ]
+        defs += [
+            sql.SQL("_partition_id text not null"),
+            sql.SQL("_loaded_at timestamptz not null default now()"),
+        ]
+        conn.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(defs)))
+        return
+    for column, kind in columns.items():
+        pg_type = sql.SQL(to_postgres(kind))
+        if column not in existing:
+            conn.execute(
+                sql.SQL("alter table {} add column {} {}").format(
+                    table, sql.Identifier(column), pg_type
+                )
+            )
+        elif kind != existing[column]:
+            conn.execute(
+                sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
+                    table, sql.Identifier(column), pg_type, sql.Identifier(column), pg_type
+                )
+            )
+
+
+def _copy_rows(
+    conn: psycopg.Connection,
+    duck: duckdb.DuckDBPyConnection,
+    table: sql.Composed,
+    columns: list[str],
+    partition_id: str,
+) -> int:
+    """Stream the partition as CSV into COPY, one Arrow batch in memory at a time; returns
+    the rows PostgreSQL took in."""
+    target = sql.SQL(", ").join(
+        [*(sql.Identifier(c) for c in columns), sql.Identifier("_partition_id")]
+    )
+    quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    reader = duck.execute(
+        f"select {quoted}, ? as _partition_id from partition_rows", [partition_id]
+    ).fetch_record_batch(BATCH_ROWS)
+    cursor = conn.cursor()
+    with cursor.copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(table, target)) as copy:
+        for block in _csv_blocks(reader):
+            copy.write(block)
+    return cursor.rowcount
+
+
+def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
+    """CSV blocks of the batches, made one batch ahead in a thread, so DuckDB reading and
+    pyarrow formatting overlap with PostgreSQL parsing (both release the GIL)."""
+    options = pacsv.WriteOptions(include_header=False)
+    blocks: queue.Queue[pa.Buffer | BaseException | None] = queue.Queue(maxsize=2)
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                sink = pa.BufferOutputStream()
+                pacsv.write_csv(batch, sink, options)
+                blocks.put(sink.getvalue())
+            blocks.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            blocks.put(exc)
+
+    producer = threading.Thread(target=produce, name="copy-csv", daemon=True)
+    producer.start()
+    try:
+        while (item := blocks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                blocks.get(timeout=0.1)
+        producer.join()

@@ -1,0 +1,134 @@
+"""The import rule of docs/architecture.md, enforced on every first-party import.
+
+- the kernel (millpond.core) imports no other first-party package;
+- stage packages import the kernel, libraries and only the stage packages listed for them;
+- nothing imports the composition root (millpond.runtime, millpond.cli) but the composition
+  root itself (the entry points reach it through the console script and the entry point);
+- the packages' import graph has no cycles.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIRST_PARTY = ("millpond", "ingest", "metadata", "flows", "airflow_compat", "serve")
+KERNEL = "millpond.core"
+ROOT = ("millpond.runtime", "millpond.cli")
+# Stage package -> the other stage packages it may import (besides the kernel).
+ALLOWED = {
+    "ingest": set(),
+    "metadata": set(),
+    "millpond.nodes": {"ingest"},
+    "millpond.targets": {"ingest"},
+    "flows": set(),
+    "airflow_compat": set(),
+    "serve": {"metadata"},
+}
+PACKAGES = [KERNEL, *ROOT, *ALLOWED]
+
+
+def package_of(module: str) -> str | None:
+    """The rule's package for a dotted module name (longest prefix wins); the top-level
+    `millpond` package (its version) belongs to the kernel."""
+    if module == "millpond":
+        return KERNEL
+    found = [p for p in PACKAGES if module == p or module.startswith(p + ".")]
+    return max(found, key=len) if found else None
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """First-party modules a file imports, at any depth (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        found |= {n for n in names if n.split(".")[0] in FIRST_PARTY}
+    return found
+
+
+def package_edges() -> dict[tuple[str, str], list[str]]:
+    """(importer package, imported package) -> the files where it happens."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for top in FIRST_PARTY:
+        for path in sorted((REPO / top).rglob("*.py")):
+            source = package_of(module_name(path))
+            if source is None:
+                continue
+            for imported in imports_of(path):
+                target = package_of(imported)
+                if target is not None and target != source:
+                    edges.setdefault((source, target), []).append(str(path.relative_to(REPO)))
+    return edges
+
+
+EDGES = package_edges()
+
+
+def test_every_first_party_module_belongs_to_a_package_of_the_rule() -> None:
+    strays = [
+        module_name(p)
+        for top in FIRST_PARTY
+        for p in (REPO / top).rglob("*.py")
+        if package_of(module_name(p)) is None
+    ]
+    assert strays == [], f"modules outside the rule's packages: {strays}"
+
+
+def test_the_kernel_imports_no_other_first_party_package() -> None:
+    bad = {edge: files for edge, files in EDGES.items() if edge[0] == KERNEL}
+    assert bad == {}, f"the kernel imports stage or root packages: {bad}"
+
+
+@pytest.mark.parametrize("stage", sorted(ALLOWED))
+def test_a_stage_package_imports_only_the_kernel_and_its_allowed_stages(stage: str) -> None:
+    allowed = ALLOWED[stage] | {KERNEL}
+    bad = {t: files for (s, t), files in EDGES.items() if s == stage and t not in allowed}
+    assert bad == {}, f"{stage} imports what the rule forbids: {bad}"
+
+
+def test_nothing_but_the_composition_root_imports_it() -> None:
+    bad = {e: f for e, f in EDGES.items() if e[1] in ROOT and e[0] not in ROOT}
+    assert bad == {}, f"the composition root is imported from outside it: {bad}"
+
+
+def test_packages_import_each_other_without_cycles() -> None:
+    graph: dict[str, set[str]] = {}
+    for source, target in EDGES:
+        graph.setdefault(source, set()).add(target)
+
+    def cycle_from(start: str, node: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return (*seen, nxt)
+            if nxt not in seen:
+                found = cycle_from(start, nxt, (*seen, nxt))
+                if found:
+                    return found
+        return None
+
+    cycles = [c for p in sorted(graph) if (c := cycle_from(p, p, (p,)))]
+    assert cycles == [], f"import cycles between packages: {cycles}"
+
+
+def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
+    """The checker itself: a kernel module importing a stage package is found."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from ingest.lake import Lake\n    import metadata.db\n")
+    assert imports_of(bad) == {"ingest.lake", "metadata.db"}
+    assert package_of("millpond.core.graph") == KERNEL
+    assert package_of("millpond.targets.duckdb.raw") == "millpond.targets"
