@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 from ingest.formats import CsvOptions, SourceFileError, read_batches
 from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel, check_names
 from millpond.core.logs import logger
-from millpond.core.registry import SourceItem, SourceKind
+from millpond.core.registry import SourceItem, SourceKind, TableState
 
 EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx"}
 
@@ -122,7 +122,7 @@ class FilesSource:
         self.config = config
         self.inbox = inbox
 
-    def items(self, table: str) -> list[SourceItem]:
+    def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
         if not self.inbox.is_dir():
             raise SourceFileError(
                 str(self.inbox), f"inbox folder does not exist (sources.{self.name}.path)"

@@ -59,6 +59,8 @@ class Manifest:
     schema: list[dict[str, str]]
     files: list[SourceFile] = field(default_factory=list)
     parts: list[PartFile] = field(default_factory=list)
+    # An incremental table's cursor once this partition is landed (JSON value), else None.
+    cursor: Any = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

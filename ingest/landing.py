@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
 from millpond.core.logs import logger
-from millpond.core.registry import Source, SourceItem
+from millpond.core.registry import Source, SourceItem, TableState
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def land_table(
     known = {f.sha256 for m in existing for f in m.files}
     new: list[SourceItem] = []
     skipped: list[str] = []
-    for item in source.items(table):
+    for item in source.items(table, table_state(existing)):
         if item.fingerprint in known:
             skipped.append(item.name)
         else:
@@ -75,14 +75,24 @@ def land_table(
     sources: list[SourceFile] = []
     parts: list[PartFile] = []
     schema: pa.Schema | None = None
-    for index, item in enumerate(new):
-        part_name = f"part-{index:05d}.parquet"
-        rows, schema = _write_part(lake, f"{folder}/{part_name}", item, schema)
+    cursor = None
+    for item in new:
+        part_name = f"part-{len(parts):05d}.parquet"
+        rows, item_schema = _write_part(lake, f"{folder}/{part_name}", item, schema)
+        if item.cursor is not None:
+            cursor = item.cursor()
+        if rows == 0 and not item.land_if_empty:
+            lake.fs.delete_file(f"{folder}/{part_name}")
+            logger.info(f"{table}: nothing new from {item.name}")
+            continue
+        schema = item_schema
         size = lake.fs.get_file_info(f"{folder}/{part_name}").size or 0
         parts.append(PartFile(part_name, rows, size))
         sources.append(SourceFile(item.name, item.fingerprint, item.size, rows))
         logger.info(f"{table}: landed {item.name} ({rows:,} rows)")
-    assert schema is not None
+    if schema is None:  # every item was an empty incremental read
+        lake.fs.delete_dir(folder)
+        return LandingResult(None, skipped)
     manifest = Manifest(
         partition_id=lake.partition_id(source_name, table, ingest_date, run_id),
         source=source_name,
@@ -95,9 +105,17 @@ def land_table(
         schema=[{"name": f.name, "type": str(f.type)} for f in schema],
         files=sources,
         parts=parts,
+        cursor=cursor,
     )
     lake.write_text_atomic(f"{folder}/{MANIFEST}", manifest.to_json())
     return LandingResult(manifest, skipped)
+
+
+def table_state(manifests: list[Manifest]) -> TableState:
+    """The cursor of the newest partition that has one: a partition's manifest is written
+    after its data, so a cursor read here never runs ahead of the data landed."""
+    with_cursor = [m for m in manifests if m.cursor is not None]
+    return TableState(cursor=with_cursor[-1].cursor if with_cursor else None)
 
 
 def _write_part(

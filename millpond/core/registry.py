@@ -97,19 +97,35 @@ class Registry(Generic[K]):
 @dataclass(frozen=True)
 class SourceItem:
     """One thing a source can land for a table (a file, a query result): identified by a
-    fingerprint so it is landed once, read as Arrow batches only when it is new."""
+    fingerprint so it is landed once, read as Arrow batches only when it is new.
+
+    An incremental item also says where it got to: `cursor()`, asked after its batches were
+    read, is the table's cursor once this item is landed (e.g. the largest `updated_at` read).
+    It goes into the partition's manifest, so it is committed exactly when the data is."""
 
     name: str
     fingerprint: str
     size: int
     read: Callable[[], tuple[Any, Iterator[Any]]]  # () -> (pyarrow.Schema, record batches)
+    cursor: Callable[[], Any] | None = None
+    # An incremental query that found nothing new lands nothing (a file always lands).
+    land_if_empty: bool = True
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What a source table has landed so far: the cursor of its newest partition that has one
+    (read from the lake's manifests, the durable truth), None before the first."""
+
+    cursor: Any = None
 
 
 class Source(Protocol):
     """A configured source: what is there to land for each table."""
 
-    def items(self, table: str) -> list[SourceItem]:
-        """Everything currently offered for the table (known fingerprints are skipped)."""
+    def items(self, table: str, state: TableState) -> list[SourceItem]:
+        """Everything currently offered for the table (known fingerprints are skipped);
+        incremental sources read from `state.cursor` on."""
         ...
 
     def warnings(self) -> list[str]:

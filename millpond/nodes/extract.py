@@ -61,6 +61,8 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
             scope.run_id,
         )
         report.detail["partition"] = m.partition_id
+        if m.cursor is not None:  # mirrored in the ledger once the partition is durable
+            scope.ledger.set_source_state(params.source, params.table, m.cursor)
 
 
 def warnings(scope: Any) -> list[str]:

@@ -25,8 +25,8 @@ from ingest.files import (
 )
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing import land_table
-from millpond.core.registry import SourceItem
+from ingest.landing import land_table, table_state
+from millpond.core.registry import SourceItem, TableState
 
 DAY = dt.date(2024, 3, 1)
 ORDERS = "id,amount,order_date\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n3,7.75,2024-01-03\n"
@@ -393,7 +393,7 @@ class MemorySource:
     def __init__(self, batches: dict[str, pa.Table]) -> None:
         self.batches = batches
 
-    def items(self, table: str) -> list[SourceItem]:
+    def items(self, table: str, state: TableState) -> list[SourceItem]:
         return [
             SourceItem(
                 name=f"{table}@{key}",
@@ -421,3 +421,52 @@ def test_landing_works_for_any_source_and_skips_known_fingerprints(lake):
     assert second.manifest is not None
     assert [f.sha256 for f in second.manifest.files] == ["cursor-2"]
     assert [m.run_id for m in lake.manifests("api", "events")] == ["r1", "r2"]
+
+
+class IncrementalSource:
+    """An incremental source: rows with an increasing `id`, read from the cursor on."""
+
+    def __init__(self, rows: list[int]) -> None:
+        self.rows = rows
+        self.seen: list[object] = []
+
+    def items(self, table: str, state: TableState) -> list[SourceItem]:
+        self.seen.append(state.cursor)
+        new = [r for r in self.rows if state.cursor is None or r > state.cursor]
+        data = pa.table({"id": pa.array(new, pa.int64())})
+        return [
+            SourceItem(
+                name=f"{table} after {state.cursor}",
+                fingerprint=f"{table}:{state.cursor}",
+                size=0,
+                read=lambda: (data.schema, iter(data.to_batches())),
+                cursor=lambda: max(new, default=state.cursor),
+                land_if_empty=False,
+            )
+        ]
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+def test_an_incremental_cursor_is_committed_with_its_partition_and_read_back(lake):
+    source = IncrementalSource([1, 2, 3])
+    first = land_table(lake, "db", source, "events", "r1", today=DAY)
+    source.rows += [4, 5]
+    second = land_table(lake, "db", source, "events", "r2", today=DAY)
+
+    assert source.seen == [None, 3]
+    assert (first.rows, first.manifest.cursor) == (3, 3)
+    assert (second.rows, second.manifest.cursor) == (2, 5)
+    assert table_state(lake.manifests("db", "events")) == TableState(cursor=5)
+
+
+def test_an_incremental_read_with_nothing_new_lands_nothing(lake):
+    source = IncrementalSource([1, 2])
+    land_table(lake, "db", source, "events", "r1", today=DAY)
+
+    again = land_table(lake, "db", source, "events", "r2", today=DAY)
+
+    assert again.manifest is None
+    assert [m.run_id for m in lake.manifests("db", "events")] == ["r1"]
+    assert lake.remove_orphans("db", "events") == 0  # no empty folder left behind
