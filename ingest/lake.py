@@ -61,6 +61,11 @@ class Manifest:
     parts: list[PartFile] = field(default_factory=list)
     # An incremental table's cursor once this partition is landed (JSON value), else None.
     cursor: Any = None
+    # A whole snapshot: replaces the table's older partitions in the raw relation.
+    replaces: bool = False
+    # Each key once (latest wins by `order_by`, then landing order) in <raw>__latest.
+    primary_key: list[str] = field(default_factory=list)
+    order_by: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

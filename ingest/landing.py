@@ -106,6 +106,9 @@ def land_table(
         files=sources,
         parts=parts,
         cursor=cursor,
+        replaces=any(item.replace for item in new),
+        primary_key=list(new[0].primary_key),
+        order_by=new[0].order_by,
     )
     lake.write_text_atomic(f"{folder}/{MANIFEST}", manifest.to_json())
     return LandingResult(manifest, skipped)

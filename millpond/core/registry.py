@@ -110,6 +110,13 @@ class SourceItem:
     cursor: Callable[[], Any] | None = None
     # An incremental query that found nothing new lands nothing (a file always lands).
     land_if_empty: bool = True
+    # A whole snapshot of the table: its partition replaces the older ones in the raw
+    # relation (the lake keeps them all).
+    replace: bool = False
+    # With a primary key, targets also expose each key once (latest wins: by `order_by`, the
+    # cursor column, then by landing order) as raw.<source>__<table>__latest.
+    primary_key: tuple[str, ...] = ()
+    order_by: str | None = None
 
 
 @dataclass(frozen=True)

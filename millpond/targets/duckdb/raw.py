@@ -55,9 +55,13 @@ def ensure_state(con: duckdb.DuckDBPyConnection, schema: str) -> None:
             table_name varchar not null,
             rows bigint not null,
             manifest_sha256 varchar not null,
-            loaded_at timestamp not null
+            loaded_at timestamp not null,
+            landed_at varchar,
+            replaces boolean default false
         )"""
     )
+    for column in ("landed_at varchar", "replaces boolean default false"):  # older warehouses
+        con.execute(f"alter table {quote(schema)}.{PARTITIONS} add column if not exists {column}")
     con.execute(
         f"""create table if not exists {quote(schema)}.{FILES} (
             path varchar primary key,
@@ -175,7 +179,9 @@ def register_partitions(
     refused: LoadError | None = None
     for manifest in manifests:
         try:
-            files, columns, changed = _checked_columns(con, lake, manifest, columns)
+            # A whole snapshot starts the table's columns afresh: it replaces what came before.
+            known = {} if manifest.replaces else columns
+            files, columns, changed = _checked_columns(con, lake, manifest, known)
         except LoadError as exc:
             refused = exc
             break
@@ -189,14 +195,22 @@ def register_partitions(
             logger.info(f"{schema}.{name}: replacing the copied raw table by a view over the lake")
             con.execute(f"drop table {quote(schema)}.{quote(name)}")
         con.executemany(
-            f"insert or replace into {quote(schema)}.{PARTITIONS} values (?, ?, ?, ?, ?, now())",
-            [[m.partition_id, m.source, m.table, m.rows, m.sha256] for m, _ in good],
+            f"insert or replace into {quote(schema)}.{PARTITIONS} (partition_id, source, "
+            "table_name, rows, manifest_sha256, loaded_at, landed_at, replaces) "
+            "values (?, ?, ?, ?, ?, now(), ?, ?)",
+            [
+                [m.partition_id, m.source, m.table, m.rows, m.sha256, m.landed_at, m.replaces]
+                for m, _ in good
+            ],
         )
         con.executemany(
             f"insert or replace into {quote(schema)}.{FILES} values (?, ?, ?, ?)",
             [[f, m.partition_id, m.source, m.table] for m, files in good for f in files],
         )
         _recreate_view(con, schema, source, table, columns)
+        newest = good[-1][0]
+        if newest.primary_key:
+            _recreate_latest_view(con, schema, name, newest.primary_key, newest.order_by)
         con.execute("commit")
     except BaseException as exc:
         with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's
@@ -230,11 +244,16 @@ def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) ->
 def _recreate_view(
     con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, columns: dict[str, str]
 ) -> None:
+    # The files of the newest whole snapshot (if any) and of every partition landed after it.
     paths = [
         r[0]
         for r in con.execute(
-            f"select path from {quote(schema)}.{FILES} where source = ? and table_name = ? "
-            "order by path",
+            f"""select f.path from {quote(schema)}.{FILES} as f
+            join {quote(schema)}.{PARTITIONS} as r on r.partition_id = f.partition_id
+            where f.source = $1 and f.table_name = $2 and coalesce(r.landed_at, '') >= coalesce(
+                (select max(landed_at) from {quote(schema)}.{PARTITIONS}
+                 where source = $1 and table_name = $2 and replaces), '')
+            order by f.path""",
             [source, table],
         ).fetchall()
     ]
@@ -248,6 +267,29 @@ select
 from {_scan(paths)} as p
 join {quote(schema)}.{FILES} as f on f.path = p.{quote(FILE_COLUMN)}
 join {quote(schema)}.{PARTITIONS} as r on r.partition_id = f.partition_id"""
+    )
+
+
+def _recreate_latest_view(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    name: str,
+    primary_key: list[str],
+    order_by: str | None,
+) -> None:
+    """`<name>__latest`: each primary key once, the latest version (by the cursor column, then
+    by landing order), beside the full history in `<name>`."""
+    keys = ", ".join(f"v.{quote(k)}" for k in primary_key)
+    order = [f"v.{quote(order_by)} desc nulls last"] if order_by else []
+    order += ["r.landed_at desc", "v._partition_id desc"]
+    con.execute(
+        f"""create or replace view {quote(schema)}.{quote(name + "__latest")} as
+select * exclude (_millpond_rank) from (
+    select v.*, row_number() over (partition by {keys} order by {", ".join(order)})
+        as _millpond_rank
+    from {quote(schema)}.{quote(name)} as v
+    join {quote(schema)}.{PARTITIONS} as r on r.partition_id = v._partition_id
+) where _millpond_rank = 1"""
     )
 
 

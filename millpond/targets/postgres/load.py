@@ -134,12 +134,21 @@ def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: 
                 existing = {
                     c: t for c, t in _columns(conn, schema, name).items() if c not in BOOKKEEPING
                 }
-                columns, changes = reconciled_columns(existing, incoming)
+                if manifest.replaces:
+                    # A whole snapshot: the older rows go, columns it lacks stay (null).
+                    compared = {c: t for c, t in existing.items() if c in incoming}
+                    columns, changes = reconciled_columns(compared, incoming)
+                    columns = {**existing, **columns}
+                else:
+                    columns, changes = reconciled_columns(existing, incoming)
                 _apply_columns(conn, table, existing, columns)
-                conn.execute(
-                    sql.SQL("delete from {} where _partition_id = %s").format(table),
-                    [manifest.partition_id],
-                )
+                if manifest.replaces and existing:
+                    conn.execute(sql.SQL("delete from {}").format(table))
+                else:
+                    conn.execute(
+                        sql.SQL("delete from {} where _partition_id = %s").format(table),
+                        [manifest.partition_id],
+                    )
                 counted = _copy_rows(conn, duck, table, list(incoming), manifest.partition_id)
                 if counted != manifest.rows:
                     raise LoadError(
@@ -160,12 +169,41 @@ def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: 
                         manifest.sha256,
                     ],
                 )
+                if manifest.primary_key:
+                    _latest_view(conn, schema, name, manifest.primary_key, manifest.order_by)
         except SchemaMismatch as exc:
             raise LoadError(f"{manifest.partition_id}: {exc}") from exc
         except psycopg.errors.DataError as exc:
             raise LoadError(f"{manifest.partition_id}: {exc}") from exc
     for change in changes:
         logger.warning(f"{name}: {change}")
+
+
+def _latest_view(
+    conn: psycopg.Connection, schema: str, name: str, keys: list[str], order_by: str | None
+) -> None:
+    """`<name>__latest`: each primary key once, the latest version (by the cursor column, then
+    by landing order), beside the full history in `<name>`."""
+    key_list = sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(k)) for k in keys)
+    order = [key_list]
+    if order_by:
+        order.append(sql.SQL("v.{} desc nulls last").format(sql.Identifier(order_by)))
+    order.append(sql.SQL("p.loaded_at desc, v._partition_id desc"))
+    conn.execute(
+        sql.SQL(
+            "create or replace view {}.{} as select distinct on ({}) v.* from {}.{} as v "
+            "join {}.{} as p on p.partition_id = v._partition_id order by {}"
+        ).format(
+            sql.Identifier(schema),
+            sql.Identifier(name + "__latest"),
+            key_list,
+            sql.Identifier(schema),
+            sql.Identifier(name),
+            sql.Identifier(schema),
+            sql.Identifier(STATE_TABLE),
+            sql.SQL(", ").join(order),
+        )
+    )
 
 
 def _apply_columns(

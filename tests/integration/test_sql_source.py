@@ -1,0 +1,269 @@
+"""The `sql` source kind against real servers: PostgreSQL and MariaDB on this machine.
+
+Rows are landed through the generic landing into a local lake and registered in a DuckDB
+warehouse (the DuckDB target), as `extract.<source>.<table>` and `load.<source>.<table>` do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from conftest import require_server
+
+from ingest.duckdb_extensions import load_extension
+from ingest.lake import Lake
+from ingest.landing import land_table, table_state
+from ingest.sql import SqlSource, SqlSourceConfig, SqlSourceError
+from millpond.targets.duckdb.raw import load_table
+
+pytestmark = pytest.mark.integration
+MARIADB = "mysql://root@127.0.0.1:3306"
+DAY = dt.date(2026, 11, 28)
+
+
+def mariadb_available() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", 3306)) == 0
+
+
+@pytest.fixture
+def mariadb() -> Iterator[str]:
+    """A fresh MariaDB database (MariaDB is a server millpond cannot start itself)."""
+    require_server(mariadb_available(), "no MariaDB at 127.0.0.1:3306")
+    name = f"millpond_test_{uuid.uuid4().hex[:8]}"
+    admin = duckdb.connect()
+    load_extension(admin, "mysql_scanner")
+    admin.execute("ATTACH 'host=127.0.0.1 port=3306 user=root database=mysql' AS my (TYPE mysql)")
+    admin.execute(f"CALL mysql_execute('my', 'create database {name}')")
+    yield f"{MARIADB}/{name}"
+    admin.execute(f"CALL mysql_execute('my', 'drop database if exists {name}')")
+    admin.close()
+
+
+def mariadb_execute(url: str, *statements: str) -> None:
+    con = duckdb.connect()
+    load_extension(con, "mysql_scanner")
+    database = url.rsplit("/", 1)[1]
+    con.execute(
+        f"ATTACH 'host=127.0.0.1 port=3306 user=root database={database}' AS my (TYPE mysql)"
+    )
+    for statement in statements:
+        con.execute("CALL mysql_execute('my', ?)", [statement])
+    con.close()
+
+
+def postgres_execute(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.from_url(f"file://{tmp_path / 'lake'}")
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield con
+    con.close()
+
+
+def source(url: str, tables: dict[str, Any]) -> SqlSource:
+    return SqlSource("billing", SqlSourceConfig(kind="sql", url=url, tables=tables))
+
+
+def extract_and_load(
+    lake: Lake, warehouse: duckdb.DuckDBPyConnection, src: SqlSource, table: str, run: str
+) -> Any:
+    landed = land_table(lake, "billing", src, table, run, today=DAY)
+    load_table(warehouse, lake, "raw", "billing", table)
+    return landed
+
+
+def rows(warehouse: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    return warehouse.execute(sql).fetchall()
+
+
+INVOICES_PG = [
+    "create table invoices (id integer primary key, customer text, amount numeric(12, 2), "
+    "issued_at timestamptz, note text)",
+    "insert into invoices values (1, 'Ada', 10.50, '2026-01-01 08:00+00', null), "
+    "(2, 'Bob', 99999.99, '2026-01-02 09:30+00', 'rush'), "
+    "(3, 'Cy', 0.01, '2026-01-03 10:00+00', '')",
+]
+
+
+def test_a_postgres_table_lands_with_faithful_types(machine_pg, lake, warehouse) -> None:
+    postgres_execute(machine_pg, *INVOICES_PG)
+    landed = extract_and_load(lake, warehouse, source(machine_pg, ["invoices"]), "invoices", "r1")
+
+    assert landed.rows == 3
+    assert rows(
+        warehouse,
+        "select id, customer, amount, issued_at, note from raw.billing__invoices order by id",
+    ) == [
+        (1, "Ada", decimal.Decimal("10.50"), dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC), None),
+        (
+            2,
+            "Bob",
+            decimal.Decimal("99999.99"),
+            dt.datetime(2026, 1, 2, 9, 30, tzinfo=dt.UTC),
+            "rush",
+        ),
+        (3, "Cy", decimal.Decimal("0.01"), dt.datetime(2026, 1, 3, 10, tzinfo=dt.UTC), ""),
+    ]
+
+
+def test_a_full_table_is_replaced_by_each_new_snapshot(machine_pg, lake, warehouse) -> None:
+    postgres_execute(machine_pg, *INVOICES_PG)
+    src = source(machine_pg, ["invoices"])
+    extract_and_load(lake, warehouse, src, "invoices", "r1")
+    postgres_execute(
+        machine_pg,
+        "delete from invoices where id = 3",
+        "update invoices set customer = 'Ann' where id = 1",
+    )
+
+    extract_and_load(lake, warehouse, src, "invoices", "r2")
+
+    assert len(lake.manifests("billing", "invoices")) == 2  # the lake keeps both snapshots
+    assert rows(warehouse, "select id, customer from raw.billing__invoices order by id") == [
+        (1, "Ann"),
+        (2, "Bob"),
+    ]
+
+
+def test_incremental_runs_land_every_version_once_and_commit_the_max_cursor(
+    machine_pg, lake, warehouse
+) -> None:
+    postgres_execute(
+        machine_pg,
+        "create table events (id integer, status text, updated_at timestamp)",
+        "insert into events values (1, 'new', '2026-01-01 00:00'), (2, 'new', '2026-01-01 00:01')",
+    )
+    src = source(
+        machine_pg,
+        {"events": {"incremental": {"column": "updated_at"}, "primary_key": ["id"]}},
+    )
+    extract_and_load(lake, warehouse, src, "events", "r1")
+    postgres_execute(
+        machine_pg,
+        "insert into events values (3, 'new', '2026-01-02 00:00')",
+        "update events set status = 'paid', updated_at = '2026-01-02 00:05' where id = 1",
+    )
+    extract_and_load(lake, warehouse, src, "events", "r2")
+    postgres_execute(
+        machine_pg,
+        "update events set status = 'void', updated_at = '2026-01-03 00:00' where id = 2",
+    )
+    third = extract_and_load(lake, warehouse, src, "events", "r3")
+    nothing_new = extract_and_load(lake, warehouse, src, "events", "r4")
+
+    assert third.rows == 1 and nothing_new.manifest is None
+    history = rows(warehouse, "select id, status from raw.billing__events order by id, updated_at")
+    assert history == [(1, "new"), (1, "paid"), (2, "new"), (2, "void"), (3, "new")]
+    latest = rows(warehouse, "select id, status from raw.billing__events__latest order by id")
+    assert latest == [(1, "paid"), (2, "void"), (3, "new")]
+    assert table_state(lake.manifests("billing", "events")).cursor == "2026-01-03T00:00:00"
+
+
+def test_a_lookback_rereads_late_rows_and_the_latest_view_keeps_each_key_once(
+    machine_pg, lake, warehouse
+) -> None:
+    postgres_execute(
+        machine_pg,
+        "create table events (id integer, status text, updated_at timestamp)",
+        "insert into events values (1, 'new', '2026-01-01 10:00')",
+    )
+    src = source(
+        machine_pg,
+        {
+            "events": {
+                "incremental": {"column": "updated_at", "lookback": 3600},
+                "primary_key": ["id"],
+            }
+        },
+    )
+    extract_and_load(lake, warehouse, src, "events", "r1")
+    # Committed late: its timestamp is before the cursor, inside the look-back window.
+    postgres_execute(machine_pg, "insert into events values (2, 'late', '2026-01-01 09:30')")
+    second = extract_and_load(lake, warehouse, src, "events", "r2")
+
+    assert second.rows == 2  # the late row, and row 1 again (inside the window)
+    latest = rows(warehouse, "select id, status from raw.billing__events__latest order by id")
+    assert latest == [(1, "new"), (2, "late")]
+
+
+def test_a_query_with_an_initial_cursor_reads_only_from_there(machine_pg, lake, warehouse) -> None:
+    postgres_execute(machine_pg, *INVOICES_PG)
+    src = source(
+        machine_pg,
+        {
+            "big_invoices": {
+                "query": "select id, amount from invoices where amount > 1",
+                "incremental": {"column": "id", "initial": 1},
+            }
+        },
+    )
+    landed = extract_and_load(lake, warehouse, src, "big_invoices", "r1")
+
+    assert landed.rows == 1
+    assert landed.manifest.cursor == 2
+    assert rows(warehouse, "select id from raw.billing__big_invoices") == [(2,)]
+
+
+def test_a_mariadb_table_lands_incrementally(mariadb, lake, warehouse) -> None:
+    mariadb_execute(
+        mariadb,
+        "create table orders (id int primary key, amount decimal(10, 2), placed_at datetime, "
+        "note varchar(20) null)",
+        "insert into orders values (1, 5.25, '2026-02-01 10:00:00', null), "
+        "(2, 7.00, '2026-02-02 11:00:00', 'x')",
+    )
+    src = source(mariadb, {"orders": {"incremental": {"column": "id"}}})
+    extract_and_load(lake, warehouse, src, "orders", "r1")
+    mariadb_execute(mariadb, "insert into orders values (3, 1.50, '2026-02-03 12:00:00', 'y')")
+    second = extract_and_load(lake, warehouse, src, "orders", "r2")
+
+    assert second.rows == 1 and second.manifest.cursor == 3
+    assert rows(
+        warehouse, "select id, amount, placed_at, note from raw.billing__orders order by id"
+    ) == [
+        (1, decimal.Decimal("5.25"), dt.datetime(2026, 2, 1, 10), None),
+        (2, decimal.Decimal("7.00"), dt.datetime(2026, 2, 2, 11), "x"),
+        (3, decimal.Decimal("1.50"), dt.datetime(2026, 2, 3, 12), "y"),
+    ]
+
+
+def test_a_password_never_reaches_manifests_or_errors(machine_pg, lake, warehouse) -> None:
+    postgres_execute(machine_pg, *INVOICES_PG)
+    secret = "s3cret-Pw-81"
+    with_password = machine_pg.replace("postgres@", f"postgres:{secret}@")
+    src = source(with_password, {"invoices": {}, "missing": {"table": "no_such_table"}})
+    extract_and_load(lake, warehouse, src, "invoices", "r1")
+    with pytest.raises(SqlSourceError) as failure:
+        land_table(lake, "billing", src, "missing", "r1", today=DAY)
+
+    assert secret not in str(failure.value) and "billing.missing" in str(failure.value)
+    assert failure.value.retryable is False
+    manifests = lake.manifests("billing", "invoices")
+    assert manifests and all(secret not in m.to_json() for m in manifests)
+
+
+def test_an_unreachable_database_is_a_retryable_error_without_the_password(lake) -> None:
+    src = source("postgresql://postgres:hunter2pw@127.0.0.1:1/nowhere", ["t"])
+    with pytest.raises(ConnectionError) as failure:
+        land_table(lake, "billing", src, "t", "r1", today=DAY)
+    assert "hunter2pw" not in str(failure.value) and "127.0.0.1:1" in str(failure.value)
