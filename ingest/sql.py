@@ -16,8 +16,6 @@ with zones, nulls, text).
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import hashlib
 import json
 import re
@@ -28,11 +26,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ingest.duckdb_extensions import load_extension
-from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel, check_names
+from ingest.tables import (
+    TableReadError,
+    TableSpec,
+    json_value,
+    minus_lookback,
+    native,
+    tracking_cursor,
+)
+from millpond.core.config import MillpondConfig, SourceConfigBase, check_names
 from millpond.core.masking import mask, mask_url, register_secrets, url_password
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
@@ -42,41 +47,9 @@ ENGINES = {
     "mysql": ("mysql_scanner", "mysql", "mysql_query"),
     "mariadb": ("mysql_scanner", "mysql", "mysql_query"),
 }
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
-class SqlSourceError(Exception):
-    """A query or table that cannot be read as configured; says source, table and why."""
-
-    retryable = False
-
-
-class Incremental(StrictModel):
-    """Read only what is new: rows with `column` beyond the cursor."""
-
-    column: str
-    # Re-read this much before the cursor (seconds for dates and timestamps, units for
-    # numbers), for rows updated late; re-read rows land again (deduplicate by primary_key).
-    lookback: float = Field(0, ge=0)
-    # The cursor's starting value; unset reads everything on the first run.
-    initial: Any = None
-
-
-class SqlTableConfig(StrictModel):
-    """One table of the source: a table (`schema.name`, default the table's key) or a query."""
-
-    table: str | None = None
-    query: str | None = None
-    incremental: Incremental | None = None
-    primary_key: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _table_or_query(self) -> SqlTableConfig:
-        if self.table and self.query:
-            raise ValueError("give `table` or `query`, not both")
-        if self.table and not all(_NAME.fullmatch(p) for p in self.table.split(".")):
-            raise ValueError(f"table {self.table!r} must be name or schema.name")
-        return self
+SqlSourceError = TableReadError
 
 
 class SqlSourceConfig(SourceConfigBase):
@@ -84,7 +57,7 @@ class SqlSourceConfig(SourceConfigBase):
 
     kind: Literal["sql"]
     url: str
-    tables: dict[str, SqlTableConfig]
+    tables: dict[str, TableSpec]
     chunk_rows: int = Field(100_000, ge=1_000)
 
     @field_validator("url")
@@ -104,7 +77,7 @@ class SqlSourceConfig(SourceConfigBase):
 
     @field_validator("tables")
     @classmethod
-    def _safe_names(cls, value: dict[str, SqlTableConfig]) -> dict[str, SqlTableConfig]:
+    def _safe_names(cls, value: dict[str, TableSpec]) -> dict[str, TableSpec]:
         check_names("table", value)
         if not value:
             raise ValueError("at least one table is required")
@@ -143,38 +116,6 @@ def _literal(text: str) -> str:
 
 def _quoted(name: str) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' for p in name.split("."))
-
-
-def _native(value: Any, arrow_type: pa.DataType, where: str) -> Any:
-    """A cursor read back from JSON as the column's own Python type (datetime, Decimal...)."""
-    try:
-        return pa.scalar(value).cast(arrow_type).as_py()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SqlSourceError(
-            f"{where}: cursor {value!r} does not fit {arrow_type}: {exc}"
-        ) from None
-
-
-def _minus(value: Any, lookback: float) -> Any:
-    """The cursor moved back by the lookback window (seconds for dates and times)."""
-    if not lookback:
-        return value
-    if isinstance(value, dt.datetime):
-        return value - dt.timedelta(seconds=lookback)
-    if isinstance(value, dt.date):
-        return value - dt.timedelta(days=max(1, int(lookback // 86_400)))
-    if isinstance(value, decimal.Decimal):
-        return value - decimal.Decimal(str(lookback))
-    return value - type(value)(lookback)
-
-
-def _json_value(value: Any) -> Any:
-    """A cursor value as JSON (manifests and the ledger hold it)."""
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    return value
 
 
 class SqlSource:
@@ -233,10 +174,10 @@ class SqlSource:
                     )
                 params: list[Any] = []
                 if spec.incremental is not None and start is not None:
-                    native = _native(start, schema.field(column).type, f"{self.name}.{table}")
-                    state["max"] = native
+                    typed = native(start, schema.field(column).type, f"{self.name}.{table}")
+                    state["max"] = typed
                     select += f" where {_quoted(spec.incremental.column)} > ?"
-                    params = [_minus(native, spec.incremental.lookback)]
+                    params = [minus_lookback(typed, spec.incremental.lookback)]
                 reader = con.execute(select, params).fetch_record_batch(self.config.chunk_rows)
             except duckdb.Error as exc:
                 con.close()
@@ -244,36 +185,19 @@ class SqlSource:
             except BaseException:
                 con.close()
                 raise
-            return reader.schema, self._batches(con, reader, column, state)
+            return reader.schema, tracking_cursor(reader, column, state, con.close)
 
         return SourceItem(
             name=f"{self.name}.{table}" + (f" after {start}" if start is not None else ""),
             fingerprint=fingerprint,
             size=0,
             read=read,
-            cursor=(lambda: _json_value(state["max"])) if spec.incremental else None,
+            cursor=(lambda: json_value(state["max"])) if spec.incremental else None,
             land_if_empty=spec.incremental is None,
             replace=replace,
             primary_key=tuple(spec.primary_key),
             order_by=column,
         )
-
-    @staticmethod
-    def _batches(
-        con: duckdb.DuckDBPyConnection,
-        reader: pa.RecordBatchReader,
-        column: str | None,
-        state: dict[str, Any],
-    ) -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in reader:
-                if column is not None and batch.num_rows:
-                    top = pc.max(batch.column(column)).as_py()
-                    if top is not None and (state["max"] is None or top > state["max"]):
-                        state["max"] = top
-                yield batch
-        finally:
-            con.close()
 
     def warnings(self) -> list[str]:
         return []

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import duckdb
 import httpx
 import psycopg
 import pytest
@@ -179,3 +180,48 @@ def millpond(
         text=True,
         timeout=600,
     )
+
+
+MARIADB = "mysql://root@127.0.0.1:3306"
+
+
+def _mysql_admin(database: str) -> duckdb.DuckDBPyConnection:
+    from ingest.duckdb_extensions import load_extension
+
+    con = duckdb.connect()
+    load_extension(con, "mysql_scanner")
+    con.execute(
+        f"ATTACH 'host=127.0.0.1 port=3306 user=root database={database}' AS my (TYPE mysql)"
+    )
+    return con
+
+
+def mariadb_available() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", 3306)) == 0
+
+
+@pytest.fixture
+def mariadb() -> Iterator[str]:
+    """A fresh MariaDB database (MariaDB is a server millpond cannot start itself)."""
+    require_server(mariadb_available(), "no MariaDB at 127.0.0.1:3306")
+    name = f"millpond_test_{uuid.uuid4().hex[:8]}"
+    admin = _mysql_admin("mysql")
+    admin.execute(f"CALL mysql_execute('my', 'create database {name}')")
+    yield f"{MARIADB}/{name}"
+    admin.execute(f"CALL mysql_execute('my', 'drop database if exists {name}')")
+    admin.close()
+
+
+def mariadb_execute(url: str, *statements: str) -> None:
+    con = _mysql_admin(url.rsplit("/", 1)[1])
+    for statement in statements:
+        con.execute("CALL mysql_execute('my', ?)", [statement])
+    con.close()
+
+
+def postgres_execute(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)

@@ -7,6 +7,7 @@ graph in this order, so a kind sees the nodes of the kinds above it.
 from __future__ import annotations
 
 from ingest.files import FILES
+from ingest.odbc import ODBC
 from ingest.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
 from millpond.nodes.dbt import DBT
@@ -21,6 +22,7 @@ def register_builtin_kinds() -> None:
     """Idempotent: registering the same kind object again is a no-op."""
     SOURCES.register("files", FILES)
     SOURCES.register("sql", SQL)
+    SOURCES.register("odbc", ODBC)
 
     TARGETS.register("duckdb", DUCKDB)
     TARGETS.register("postgres", POSTGRES)

@@ -8,64 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import psycopg
 import pytest
-from conftest import require_server
+from conftest import mariadb_execute, postgres_execute
 
-from ingest.duckdb_extensions import load_extension
 from ingest.lake import Lake
 from ingest.landing import land_table, table_state
 from ingest.sql import SqlSource, SqlSourceConfig, SqlSourceError
 from millpond.targets.duckdb.raw import load_table
 
 pytestmark = pytest.mark.integration
-MARIADB = "mysql://root@127.0.0.1:3306"
 DAY = dt.date(2026, 11, 28)
-
-
-def mariadb_available() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", 3306)) == 0
-
-
-@pytest.fixture
-def mariadb() -> Iterator[str]:
-    """A fresh MariaDB database (MariaDB is a server millpond cannot start itself)."""
-    require_server(mariadb_available(), "no MariaDB at 127.0.0.1:3306")
-    name = f"millpond_test_{uuid.uuid4().hex[:8]}"
-    admin = duckdb.connect()
-    load_extension(admin, "mysql_scanner")
-    admin.execute("ATTACH 'host=127.0.0.1 port=3306 user=root database=mysql' AS my (TYPE mysql)")
-    admin.execute(f"CALL mysql_execute('my', 'create database {name}')")
-    yield f"{MARIADB}/{name}"
-    admin.execute(f"CALL mysql_execute('my', 'drop database if exists {name}')")
-    admin.close()
-
-
-def mariadb_execute(url: str, *statements: str) -> None:
-    con = duckdb.connect()
-    load_extension(con, "mysql_scanner")
-    database = url.rsplit("/", 1)[1]
-    con.execute(
-        f"ATTACH 'host=127.0.0.1 port=3306 user=root database={database}' AS my (TYPE mysql)"
-    )
-    for statement in statements:
-        con.execute("CALL mysql_execute('my', ?)", [statement])
-    con.close()
-
-
-def postgres_execute(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
 
 
 @pytest.fixture

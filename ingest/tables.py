@@ -1,0 +1,108 @@
+"""What the database source kinds (sql, odbc) share: a table spec and incremental cursors.
+
+A table is a whole table or a query, read full or incrementally. The cursor is the largest
+value of the incremental column read so far; it is kept as JSON in the partition's manifest and
+turned back into the column's own type (datetime, Decimal...) before it is compared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from millpond.core.config import StrictModel
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+class TableReadError(Exception):
+    """A table or query that cannot be read as configured; says source, table and why."""
+
+    retryable = False
+
+
+class Incremental(StrictModel):
+    """Read only what is new: rows with `column` beyond the cursor."""
+
+    column: str
+    # Re-read this much before the cursor (seconds for dates and timestamps, units for
+    # numbers), for rows updated late; re-read rows land again (deduplicate by primary_key).
+    lookback: float = Field(0, ge=0)
+    # The cursor's starting value; unset reads everything on the first run.
+    initial: Any = None
+
+
+class TableSpec(StrictModel):
+    """One table of a database source: a table (`schema.name`, default the table's key) or a
+    query, full or incremental, with an optional primary key."""
+
+    table: str | None = None
+    query: str | None = None
+    incremental: Incremental | None = None
+    primary_key: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> TableSpec:
+        if self.table and self.query:
+            raise ValueError("give `table` or `query`, not both")
+        if self.table and not all(_NAME.fullmatch(p) for p in self.table.split(".")):
+            raise ValueError(f"table {self.table!r} must be name or schema.name")
+        return self
+
+
+def native(value: Any, arrow_type: pa.DataType, where: str) -> Any:
+    """A cursor read back from JSON as the column's own Python type (datetime, Decimal...)."""
+    try:
+        return pa.scalar(value).cast(arrow_type).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise TableReadError(
+            f"{where}: cursor {value!r} does not fit {arrow_type}: {exc}"
+        ) from None
+
+
+def minus_lookback(value: Any, lookback: float) -> Any:
+    """The cursor moved back by the lookback window (seconds for dates and times)."""
+    if not lookback:
+        return value
+    if isinstance(value, dt.datetime):
+        return value - dt.timedelta(seconds=lookback)
+    if isinstance(value, dt.date):
+        return value - dt.timedelta(days=max(1, int(lookback // 86_400)))
+    if isinstance(value, decimal.Decimal):
+        return value - decimal.Decimal(str(lookback))
+    return value - type(value)(lookback)
+
+
+def json_value(value: Any) -> Any:
+    """A cursor value as JSON (manifests and the ledger hold it)."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
+
+
+def tracking_cursor(
+    batches: Iterable[pa.RecordBatch],
+    column: str | None,
+    state: dict[str, Any],
+    close: Callable[[], None],
+) -> Iterator[pa.RecordBatch]:
+    """The batches, keeping state["max"] at the largest `column` value seen; `close` runs when
+    the batches are done (or abandoned)."""
+    try:
+        for batch in batches:
+            if column is not None and batch.num_rows:
+                top = pc.max(batch.column(column)).as_py()
+                if top is not None and (state["max"] is None or top > state["max"]):
+                    state["max"] = top
+            yield batch
+    finally:
+        close()
