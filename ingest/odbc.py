@@ -41,7 +41,11 @@ class OdbcSourceConfig(SourceConfigBase):
     user: str | None = None
     password: str | None = None
     tables: dict[str, TableSpec]
-    batch_size: int = Field(65_535, ge=1_000)
+    # Rows per Arrow batch; arrow-odbc allocates buffers for the widest possible value of each
+    # column, so text columns without a declared length make batches big: memory is bounded
+    # by both this and `max_batch_mb`.
+    batch_size: int = Field(10_000, ge=100)
+    max_batch_mb: int = Field(64, ge=1)
     login_timeout_seconds: int = Field(15, ge=1)
 
     @model_validator(mode="after")
@@ -126,6 +130,7 @@ class OdbcSource:
                     query,
                     self.config.connection(),
                     batch_size=self.config.batch_size,
+                    max_bytes_per_batch=self.config.max_batch_mb * 1024 * 1024,
                     user=self.config.user,
                     password=self.config.password,
                     parameters=parameters or None,
