@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
+from ingest.schema import RESERVED_COLUMNS
 from millpond.core.logs import logger
 from millpond.core.registry import Source, SourceItem, TableState
 
@@ -131,6 +132,13 @@ def _write_part(
     each taking every core made a whole scale-1 run ~30% slower here.)
     """
     file_schema, batches = item.read()
+    reserved = sorted(set(file_schema.names) & RESERVED_COLUMNS)
+    if reserved:
+        raise SourceFileError(
+            item.name,
+            f"column {', '.join(reserved)} is reserved for millpond's bookkeeping in raw "
+            "relations; rename it in the export (or the query)",
+        )
     if schema is not None and not file_schema.equals(schema):
         raise SourceFileError(
             item.name,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -25,10 +24,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ingest.tables import TableReadError, TableSpec, json_value, minus_lookback, tracking_cursor
 from millpond.core.config import MillpondConfig, SourceConfigBase, check_names
-from millpond.core.masking import mask, register_secrets
+from millpond.core.masking import inline_secrets, mask, register_secrets
 from millpond.core.registry import SourceItem, SourceKind, TableState
-
-_PASSWORD = re.compile(r"(?i)(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)")
 
 
 class OdbcSourceConfig(SourceConfigBase):
@@ -75,9 +72,7 @@ class OdbcSourceConfig(SourceConfigBase):
 
 def secrets_of(config: OdbcSourceConfig) -> list[str]:
     """The password, whether given apart or inside the connection string (PWD=...)."""
-    found = [config.password or ""]
-    for match in _PASSWORD.finditer(config.connection_string or ""):
-        found.append(match.group(2).strip("{}"))
+    found = [config.password or "", *inline_secrets(config.connection_string or "")]
     return [s for s in found if s]
 
 

@@ -15,6 +15,8 @@ NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT
 FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}
 TEMPORAL_RANK = {"DATE": 1, "TIMESTAMP": 2, "TIMESTAMP WITH TIME ZONE": 3}
 BOOKKEEPING = {"_partition_id", "_loaded_at"}
+# Names no source column may have: the bookkeeping columns, and the file column raw views use.
+RESERVED_COLUMNS = BOOKKEEPING | {"_millpond_file"}
 
 
 class SchemaMismatch(Exception):

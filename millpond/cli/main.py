@@ -221,9 +221,10 @@ def run_node_command(
     attempt: Annotated[int, typer.Option(help="attempt number (retries count up)")] = 1,
     orchestrator: Annotated[str, typer.Option(help="recorded in the ledger")] = "airflow",
     config_path: ConfigOption = None,
+    target: TargetOption = None,
 ) -> None:
     """Run one node of one run (what each task of the generated Airflow DAG calls)."""
-    config = _load(config_path)
+    config = _load(config_path, target)
     from millpond.core.graph import GraphError
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
@@ -252,9 +253,10 @@ def graph(
         bool, typer.Option("--json", help="machine-readable nodes and edges")
     ] = False,
     mermaid: Annotated[bool, typer.Option("--mermaid", help="a Mermaid flowchart")] = False,
+    target: TargetOption = None,
 ) -> None:
     """Print the task graph (built from millpond.yml and the dbt manifest)."""
-    built = _build_graph(_load(config_path))
+    built = _build_graph(_load(config_path, target))
     text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
     sys.stdout.write(text + "\n")
 
@@ -279,11 +281,11 @@ def dag(
 
 
 @app.command("config")
-def show_config(config_path: ConfigOption = None) -> None:
+def show_config(config_path: ConfigOption = None, target: TargetOption = None) -> None:
     """Print the effective config (file + ${VAR}s + MILLPOND_* overrides), secrets masked."""
     import yaml
 
-    config = _load(config_path)
+    config = _load(config_path, target)
     sys.stdout.write(mask(yaml.safe_dump(config.masked(), sort_keys=False)))
 
 

@@ -25,13 +25,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
 
-from millpond.core.masking import MASK, SECRET_NAME, mask_secret_keys, mask_url, url_password
+from millpond.core.masking import (
+    MASK,
+    SECRET_NAME,
+    inline_secrets,
+    mask_inline,
+    mask_secret_keys,
+    mask_url,
+    url_password,
+)
 
 DEFAULT_CONFIG_FILE = "millpond.yml"
 ENV_PREFIX = "MILLPOND_"
@@ -143,10 +152,52 @@ class PrefectConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
-    """Where the FastAPI service listens."""
+    """Where the FastAPI service listens, and a team's own routers mounted beside millpond's
+    (`"package.module:router"`, imported at start, with the same API-key auth)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
+    routers: list[str] = Field(default_factory=list)
+
+    @field_validator("routers")
+    @classmethod
+    def _module_colon_name(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
+                raise ValueError(f"{ref!r} must look like package.module:router")
+        return value
+
+
+class NotifyConfig(StrictModel):
+    """One webhook told about runs: `on` which outcomes, in which body `format`.
+
+    `test_failure` fires for a run with a failing data test (success or not)."""
+
+    on: list[Literal["failure", "success", "test_failure"]] = Field(
+        default_factory=lambda: ["failure"], min_length=1
+    )
+    # A secret: Slack and Teams webhook URLs carry their token in the path.
+    webhook: SecretStr
+    format: Literal["json", "slack", "teams"] = "json"
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(3, ge=0, le=10)
+    # The link in the message; unset: the API's dashboard at serve.host:serve.port.
+    dashboard_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `on:` key as the boolean true; take it back."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class MillpondConfig(StrictModel):
@@ -163,6 +214,7 @@ class MillpondConfig(StrictModel):
     publish: PublishConfig = PublishConfig()
     prefect: PrefectConfig = PrefectConfig()
     serve: ServeConfig = ServeConfig()
+    notify: list[NotifyConfig] = Field(default_factory=list)
     schedule: str | None = "0 6 * * *"
     # Set by load_config: the folder relative paths are resolved against.
     root: Path = Path(".")
@@ -211,10 +263,11 @@ class MillpondConfig(StrictModel):
 
     @property
     def dbt_profiles_dir(self) -> Path:
-        """The user's profiles_dir, or the folder of millpond's generated profile."""
+        """The user's profiles_dir, or the folder of millpond's generated profile: one per
+        target, so a run on one target never rewrites the profile a run on the other reads."""
         if self.dbt.profiles_dir is not None:
             return self.resolve(self.dbt.profiles_dir)
-        return self.state / "dbt" / "profile"
+        return self.state / "dbt" / "profile" / self.target_name
 
     @property
     def lake_url(self) -> str:
@@ -248,6 +301,7 @@ def _collect_secrets(value: Any, found: list[str], key: str = "") -> None:
         password = url_password(value)
         if password:
             found.append(password)
+        found += inline_secrets(value)
 
 
 def _mask_urls(value: Any) -> Any:
@@ -255,7 +309,9 @@ def _mask_urls(value: Any) -> Any:
         return {k: _mask_urls(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask_urls(v) for v in value]
-    return mask_url(value) if isinstance(value, str) and "://" in value else value
+    if not isinstance(value, str):
+        return value
+    return mask_inline(mask_url(value) if "://" in value else value)
 
 
 def config_model() -> type[MillpondConfig]:
@@ -403,7 +459,7 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], source
         loc = _user_loc(problem["loc"], data)
         path = ".".join(str(p) for p in loc)
         found = MASK if SECRET_NAME.search(path) else _lookup(data, loc)
-        found = mask_url(found) if isinstance(found, str) else found  # no passwords in errors
+        found = _mask_urls(mask_secret_keys(found))  # no passwords in errors, nested or not
         shown = "missing" if problem["type"] == "missing" else f"got {found!r}"
         lines.append(f"  {path}: {problem['msg']} ({shown})")
     return "\n".join(lines)

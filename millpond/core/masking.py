@@ -47,6 +47,23 @@ def url_password(url: str | None) -> str | None:
     return urlsplit(url).password
 
 
+# `key=value` secrets inside connection strings: ODBC (`PWD=...;`), libpq DSNs, URL queries.
+INLINE_SECRET = re.compile(
+    r"(?i)(?<![a-z0-9_])(pwd|password|passwd|secret|token|api_?key|access_?key)\s*=\s*"
+    r"(\{[^}]*\}|[^;&\s]*)"
+)
+
+
+def inline_secrets(text: str) -> list[str]:
+    """The values of `password=...`-style pairs in a connection string."""
+    return [m.group(2).strip("{}") for m in INLINE_SECRET.finditer(text) if m.group(2).strip("{}")]
+
+
+def mask_inline(text: str) -> str:
+    """The connection string with the values of its secret pairs replaced by ***."""
+    return INLINE_SECRET.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
 def mask_url(url: str) -> str:
     """The URL with its password (if any) replaced by ***."""
     password = url_password(url)

@@ -45,9 +45,19 @@ def load_plugins() -> None:
     with _plugins_lock:
         if _plugins_loaded:
             return
-        _plugins_loaded = True
-        for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            entry.load()()
+        _plugins_loaded = True  # set first: a registration may use the registries itself
+        entries = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        try:
+            if not entries:
+                raise RegistryError("no `millpond.kinds` entry point is installed")
+            for entry in entries:
+                entry.load()()
+        except Exception as exc:
+            _plugins_loaded = False
+            raise RegistryError(
+                f"cannot register millpond's kinds ({exc}); reinstall millpond "
+                "(`just install`, or `pip install -e .` in its folder)"
+            ) from exc
 
 
 class Registry(Generic[K]):

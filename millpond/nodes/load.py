@@ -6,6 +6,7 @@ COPY on PostgreSQL); the node only asks the configured target and records the ou
 
 from __future__ import annotations
 
+from ingest.lake import raw_table_name
 from millpond.core.graph import Node, policy
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
 from millpond.nodes.source_table import SourceTable
@@ -25,7 +26,11 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
                 "load",
                 (extract.id,),
                 params=params,
-                provides=(params.provides,),
+                provides=(
+                    params.provides,
+                    f"relation:{config.target_config.raw_schema}."
+                    f"{raw_table_name(params.source, params.table)}",
+                ),
                 **policy(source.load),
             )
         )
@@ -34,7 +39,15 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
 
 def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     params: SourceTable = node.params
-    loaded = scope.target.load_table(scope.lake, params.source, params.table)
+    try:
+        loaded = scope.target.load_table(scope.lake, params.source, params.table)
+    except Exception as exc:
+        # Partitions loaded before the one refused are in the warehouse: the ledger says so.
+        partial = getattr(exc, "loaded", None)
+        if partial is not None:
+            for partition_id in partial.partitions:
+                scope.ledger.mark_partition_loaded(partition_id)
+        raise
     for partition_id in loaded.partitions:
         scope.ledger.mark_partition_loaded(partition_id)
     scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})

@@ -45,7 +45,7 @@ def test_a_third_party_project_runs_without_profiles_and_publishes_main(
     assert "published snapshot" in result.stdout
 
     # The profile millpond wrote carries the project's profile name and the warehouse path.
-    profile = (acme / ".millpond" / "dbt" / "profile" / "profiles.yml").read_text()
+    profile = (acme / ".millpond" / "dbt" / "profile" / "duckdb" / "profiles.yml").read_text()
     assert profile.startswith("acme_analytics:")
     assert str(acme / ".millpond" / "warehouse.duckdb") in profile
 

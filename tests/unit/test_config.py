@@ -347,7 +347,7 @@ def test_relative_paths_resolve_against_the_config_folder_not_the_cwd(tmp_path, 
     assert config.published_dir == project / "state" / "published"
     assert config.logs_dir == project / "state" / "logs"
     assert config.dbt_project_dir == project / "transform"
-    assert config.dbt_profiles_dir == project / "state" / "dbt" / "profile"
+    assert config.dbt_profiles_dir == project / "state" / "dbt" / "profile" / "duckdb"
     assert config.lake_url == f"file://{project / 'lake'}"
 
 

@@ -47,7 +47,7 @@ def test_the_generated_duckdb_profile_points_at_the_warehouse_file(tmp_path):
 
     DbtProject(config, DuckDBTarget(config.target_config, config))
 
-    assert config.dbt_profiles_dir == tmp_path / ".millpond" / "dbt" / "profile"
+    assert config.dbt_profiles_dir == tmp_path / ".millpond" / "dbt" / "profile" / "duckdb"
     assert profiles(config) == {
         "shop_profile": {
             "target": GENERATED_TARGET,

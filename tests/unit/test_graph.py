@@ -166,7 +166,10 @@ def test_one_extract_and_one_load_per_configured_table():
     assert upstream(graph, "load.erp.orders") == {"extract.erp.orders"}
     assert graph.node("load.crm.contacts").params == SourceTable("crm", "contacts")
     assert graph.node("extract.crm.contacts").params == SourceTable("crm", "contacts")
-    assert graph.node("load.crm.contacts").provides == ("source:crm.contacts",)
+    assert graph.node("load.crm.contacts").provides == (
+        "source:crm.contacts",
+        "relation:raw.crm__contacts",
+    )
 
 
 def test_source_nodes_carry_the_configured_retry_policy():
@@ -417,7 +420,7 @@ def test_json_lists_every_node_with_its_edges_params_and_provides():
     edges = [(up, n["id"]) for n in data["nodes"] for up in n["upstream"]]
     assert sorted(edges) == sorted(graph.edges())
     assert nodes["load.erp.orders"]["params"] == {"source": "erp", "table": "orders"}
-    assert nodes["load.erp.orders"]["provides"] == ["source:erp.orders"]
+    assert nodes["load.erp.orders"]["provides"] == ["source:erp.orders", "relation:raw.erp__orders"]
     assert nodes["load.erp.orders"]["retries"] == 1
     orders = nodes["dbt.stg_erp__orders"]["params"]
     assert orders["select"] == ["stg_erp__orders", "rel"]
@@ -518,3 +521,35 @@ def test_publish_with_nothing_to_publish_fails_saying_what_to_set():
 
     with pytest.raises(RuntimeError, match=r"nothing to publish.*publish\.schemas"):
         PUBLISH_KIND.run(Scope(make_config(), None), node, None)  # type: ignore[arg-type]
+
+
+def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_reads():
+    from millpond.nodes.dbt.graph import dbt_nodes
+
+    manifest = {
+        "nodes": {
+            "model.p.stg_orders": {
+                "resource_type": "model",
+                "name": "stg_orders",
+                "schema": "main",
+                "config": {"materialized": "view"},
+                "depends_on": {"nodes": ["source.p.shop.orders_export"]},
+            }
+        },
+        "sources": {
+            "source.p.shop.orders_export": {
+                "source_name": "shop",
+                "name": "orders_export",
+                "schema": "raw",
+                "identifier": "erp__orders",
+            }
+        },
+    }
+    provided = {
+        "source:erp.orders": "load.erp.orders",
+        "relation:raw.erp__orders": "load.erp.orders",
+    }
+
+    (node,) = dbt_nodes(make_config(), manifest, provided)
+
+    assert node.upstream == ("load.erp.orders",)

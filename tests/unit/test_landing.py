@@ -470,3 +470,13 @@ def test_an_incremental_read_with_nothing_new_lands_nothing(lake):
     assert again.manifest is None
     assert [m.run_id for m in lake.manifests("db", "events")] == ["r1"]
     assert lake.remove_orphans("db", "events") == 0  # no empty folder left behind
+
+
+@pytest.mark.parametrize("column", ["_partition_id", "_loaded_at", "_millpond_file"])
+def test_a_column_named_like_millpond_bookkeeping_is_refused_naming_it(lake, column):
+    source = MemorySource({"k1": pa.table({"id": [1], column: ["x"]})})
+
+    with pytest.raises(SourceFileError, match=f"column {column} is reserved"):
+        land_table(lake, "api", source, "events", "r1", today=DAY)
+
+    assert lake.manifests("api", "events") == []

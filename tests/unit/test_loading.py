@@ -415,3 +415,29 @@ def test_the_duckdb_target_loads_under_its_lock_and_counts_rows(tmp_path, lake, 
         "schema": "main",
         "threads": 1,
     }
+
+
+def test_a_header_only_export_neither_blocks_nor_fixes_the_types(con, lake, inbox):
+    land_file(lake, inbox, "orders_2024-01-01.csv", "id,amount\n", "r0")  # empty: all text
+    land_file(lake, inbox, "orders_2024-01-02.csv", "id,amount\n1,10.5\n", "r1")
+    land_file(lake, inbox, "orders_2024-01-03.csv", "amount,id\n", "r2")  # empty again, later
+    land_file(lake, inbox, "orders_2024-01-04.csv", "id,amount\n2,3.25\n", "r3")
+
+    result = load(con, lake)
+
+    assert len(result.partitions) == 4 and result.table_rows == 2
+    types = dict(
+        con.execute("select column_name, column_type from (describe raw.erp__orders)").fetchall()
+    )
+    assert (types["id"], types["amount"]) == ("BIGINT", "DOUBLE")
+
+
+def test_a_refused_partition_reports_the_ones_registered_before_it(con, lake, inbox):
+    land_file(lake, inbox, "orders_2024-01-01.csv", "id,amount\n1,10.5\n", "r1")
+    land_file(lake, inbox, "orders_2024-01-02.csv", "id,amount\nx,oops\n", "r2")
+
+    with pytest.raises(LoadError) as refused:
+        load(con, lake)
+
+    assert refused.value.loaded is not None
+    assert len(refused.value.loaded.partitions) == 1 and refused.value.loaded.table_rows == 1

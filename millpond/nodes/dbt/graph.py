@@ -66,8 +66,7 @@ def dbt_nodes(
             if dep in executable:
                 ups.add(f"dbt.{executable[dep]['name']}")
             else:
-                src = sources[dep]
-                provider = provided.get(f"source:{src['source_name']}.{src['name']}")
+                provider = _provider(sources[dep], provided)
                 if provider:
                     ups.add(provider)
         return ups
@@ -132,6 +131,18 @@ def dbt_nodes(
         for uid, r in executable.items()
     ]
     return nodes + standalone
+
+
+def _provider(source: dict[str, Any], provided: dict[str, str]) -> str | None:
+    """The node that makes a dbt source ready: by name (a dbt source named after millpond's
+    source and table), else by the relation it reads (`raw.<source>__<table>`, or its
+    `__latest` view), so a project with its own source names still waits for its loads."""
+    by_name = provided.get(f"source:{source['source_name']}.{source['name']}")
+    if by_name:
+        return by_name
+    identifier = source.get("identifier") or source["name"]
+    relation = f"relation:{source.get('schema')}.{identifier}"
+    return provided.get(relation) or provided.get(relation.removesuffix("__latest"))
 
 
 def _publishable(resource: dict[str, Any]) -> tuple[str, ...]:

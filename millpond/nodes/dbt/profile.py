@@ -8,6 +8,8 @@ the target's output refers to them with env_var(), and millpond sets those varia
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ def write_profile(profiles_dir: Path, name: str, output: dict[str, Any]) -> Path
     )
     path = profiles_dir / "profiles.yml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        # A temporary file of its own, so parallel `run-node` processes never share one.
+        handle, tmp = tempfile.mkstemp(dir=profiles_dir, prefix=".profiles-", suffix=".yml")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
     return path

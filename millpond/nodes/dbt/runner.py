@@ -94,6 +94,11 @@ class DbtProject:
                 f"{self.project_dir}: no dbt_project.yml (dbt.project_dir in millpond.yml)"
             )
         self.generated_profile = config.dbt.profiles_dir is None
+        if self.generated_profile and config.dbt.target:
+            logger.warning(
+                f"dbt.target {config.dbt.target!r} is ignored: millpond generates the profile "
+                "for warehouse.target (set dbt.profiles_dir to use your own profiles)"
+            )
         if self.generated_profile:
             write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
         self._set_env()

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from millpond.core.config import MillpondConfig, TargetConfigBase
+from millpond.core.config import ConfigError, MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
 from millpond.targets.duckdb import raw
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
@@ -31,6 +31,12 @@ class DuckDBTarget:
     name = "duckdb"
 
     def __init__(self, config: DuckDBConfig, stack: MillpondConfig) -> None:
+        if not stack.lake.url.startswith("file://"):
+            raise ConfigError(
+                "warehouse.target duckdb reads raw partitions in place and needs a local lake "
+                f"(lake.url file://...), not {stack.lake.url!r}; use the postgres target with "
+                "an S3 lake for now"
+            )
         self.config = config
         self.path = stack.resolve(config.path)
         self.raw_schema = config.raw_schema

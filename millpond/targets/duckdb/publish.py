@@ -11,6 +11,7 @@ ids' spelling.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import duckdb
 
 from millpond.core.logs import logger
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
+from millpond.targets.duckdb.raw import literal, quote
 
 CURRENT = "current"
 
@@ -34,8 +36,10 @@ class Published:
         return sum(self.tables.values())
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+def snapshot_name(run_id: str) -> str:
+    """A file name for a run's snapshot: run ids come from orchestrators (Airflow's
+    `manual__2026-11-28T06:00:00+00:00`), so anything but [A-Za-z0-9_.:+-] becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.:+-]", "_", run_id).lstrip(".") or "run"
 
 
 def publish(
@@ -43,8 +47,9 @@ def publish(
 ) -> Published:
     """Snapshot every table and view of `schemas` as tables, then switch readers to it."""
     published_dir.mkdir(parents=True, exist_ok=True)
-    target = published_dir / f"{run_id}.duckdb"
-    staging = published_dir / f".{run_id}.duckdb.tmp"
+    name = snapshot_name(run_id)
+    target = published_dir / f"{name}.duckdb"
+    staging = published_dir / f".{name}.duckdb.tmp"
     staging.unlink(missing_ok=True)
     tables: dict[str, int] = {}
     # Copy and switch under the warehouse lock: no other writer changes the marts in between,
@@ -75,12 +80,12 @@ def _copy_marts(warehouse: Path, staging: Path, schemas: list[str], tables: dict
         ).fetchall()
         if not relations:
             raise RuntimeError(f"nothing to publish: no tables in schemas {schemas}")
-        con.execute(f"attach '{staging}' as snapshot")
+        con.execute(f"attach {literal(str(staging))} as snapshot")
         try:
             for schema in sorted({s for s, _ in relations}):  # `main` exists in every file
-                con.execute(f"create schema if not exists snapshot.{_quote(schema)}")
+                con.execute(f"create schema if not exists snapshot.{quote(schema)}")
             for schema, name in relations:
-                relation = f"{_quote(schema)}.{_quote(name)}"
+                relation = f"{quote(schema)}.{quote(name)}"
                 con.execute(f"create table snapshot.{relation} as select * from {relation}")
                 count = con.execute(f"select count(*) from snapshot.{relation}").fetchone()
                 tables[f"{schema}.{name}"] = int(count[0]) if count else 0

@@ -33,9 +33,11 @@ FILE_COLUMN = "_millpond_file"
 
 
 class LoadError(Exception):
-    """A partition that cannot be registered; the raw relation is left as it was."""
+    """A partition that cannot be registered; the raw relation is left as it was, apart
+    from the partitions before it (`loaded`, when there were any)."""
 
     retryable = False
+    loaded: LoadedTable | None = None
 
 
 def quote(identifier: str) -> str:
@@ -100,10 +102,12 @@ def load_table(
         logger.info(f"{table}: registered {manifest.partition_id} ({manifest.rows:,} rows)")
     if not pending:
         logger.info(f"{table}: nothing new to load")
-    if refused is not None:
-        raise refused
     relation = f"{schema}.{raw_table_name(source, table)}"
-    return LoadedTable.of(relation, good, raw_row_count(con, schema, source, table))
+    loaded = LoadedTable.of(relation, good, raw_row_count(con, schema, source, table))
+    if refused is not None:
+        refused.loaded = loaded  # the partitions before it are registered: the ledger says so
+        raise refused
+    return loaded
 
 
 def _local_files(lake: Lake, manifest: Manifest) -> list[str]:
@@ -174,14 +178,23 @@ def register_partitions(
     name = raw_table_name(source, table)
     ensure_state(con, schema)
     columns = _existing_columns(con, schema, name)
+    # Until a partition with rows is registered, column types are provisional: a header-only
+    # export reads as all text and must not fix the table's types for good.
+    typed = _registered_rows(con, schema, source, table) > 0
     good: list[tuple[Manifest, list[str]]] = []
     changes: list[str] = []
     refused: LoadError | None = None
     for manifest in manifests:
         try:
-            # A whole snapshot starts the table's columns afresh: it replaces what came before.
-            known = {} if manifest.replaces else columns
-            files, columns, changed = _checked_columns(con, lake, manifest, known)
+            if manifest.rows == 0 and columns:
+                # An empty partition (a header-only export) brings no types, only its count.
+                files, _, _ = _checked_columns(con, lake, manifest, {})
+                changed = []
+            else:
+                # A whole snapshot, or the first rows after provisional types, start afresh.
+                known = columns if typed and not manifest.replaces else {}
+                files, columns, changed = _checked_columns(con, lake, manifest, known)
+                typed = typed or manifest.rows > 0
         except LoadError as exc:
             refused = exc
             break
@@ -230,6 +243,15 @@ def register_partition(
     _, refused = register_partitions(con, lake, schema, manifest.source, manifest.table, [manifest])
     if refused is not None:
         raise refused
+
+
+def _registered_rows(con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str) -> int:
+    row = con.execute(
+        f"select coalesce(sum(rows), 0) from {quote(schema)}.{PARTITIONS} "
+        "where source = ? and table_name = ?",
+        [source, table],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> dict[str, str]:

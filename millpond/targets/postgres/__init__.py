@@ -42,18 +42,35 @@ class PostgresConfig(TargetConfigBase):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator("published_prefix")
+    @classmethod
+    def _distinct_prefix(cls, value: str) -> str:
+        # An empty prefix would make the published schemas dbt's own, which the swap drops.
+        if not value or len(value) > 30:
+            raise ValueError("must be 1 to 30 characters (readers read <prefix><schema>)")
+        return value
+
+
+# URL options dbt-postgres understands too (SSL on managed servers, timeouts, role).
+DBT_OPTIONS = ("sslmode", "sslcert", "sslkey", "sslrootcert", "connect_timeout", "role")
+
 
 def connection_parts(url: str) -> dict[str, Any]:
-    """host, port, user, password and dbname of a URL (`?host=/socket/dir` included)."""
+    """host, port, user, password and dbname of a URL (`?host=/socket/dir` included), and
+    the options dbt needs as well."""
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    return {
+    found: dict[str, Any] = {
         "host": query.get("host") or parts.hostname or "127.0.0.1",
         "port": int(query.get("port") or parts.port or 5432),
         "user": unquote(query.get("user") or parts.username or "postgres"),
         "password": unquote(query.get("password") or parts.password or ""),
         "dbname": unquote(query.get("dbname") or parts.path.lstrip("/") or "postgres"),
     }
+    options = {k: query[k] for k in DBT_OPTIONS if k in query}
+    if "connect_timeout" in options:
+        options["connect_timeout"] = int(options["connect_timeout"])
+    return found | options
 
 
 class PostgresTarget:
@@ -101,6 +118,7 @@ class PostgresTarget:
 
     def dbt_output(self) -> dict[str, Any]:
         parts = connection_parts(self.url)
+        options = {k: parts[k] for k in DBT_OPTIONS if k in parts}
         return {
             "type": "postgres",
             "host": parts["host"],
@@ -110,6 +128,7 @@ class PostgresTarget:
             "dbname": parts["dbname"],
             "schema": "public",
             "threads": self.config.threads,
+            **options,
         }
 
     def dbt_env(self) -> dict[str, str]:

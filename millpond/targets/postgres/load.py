@@ -6,7 +6,7 @@ Arrow batches; pyarrow writes each batch as CSV into `COPY ... FROM STDIN`, so P
 the rows in C and memory stays bounded by one batch. Within one transaction the raw table is
 created or widened (ingest.schema decides, losslessly), the partition's old rows (a retry) are
 deleted, the rows are copied and counted against the manifest, and the partition is recorded in
-`raw._millpond_partitions`: a failure anywhere leaves the table as it was.
+`raw._millpond_raw_partitions`: a failure anywhere leaves the table as it was.
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ from ingest.lake import Lake, Manifest, raw_table_name
 from ingest.schema import BOOKKEEPING, SchemaMismatch, reconciled_columns
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
-from millpond.targets.postgres.types import from_postgres, to_postgres
+from millpond.targets.postgres.types import from_postgres, normalized, to_postgres
 
-STATE_TABLE = "_millpond_partitions"
+STATE_TABLE = "_millpond_raw_partitions"
 BATCH_ROWS = 122_880
 
 
 class LoadError(Exception):
-    """A partition that cannot be loaded; the raw table is left as it was."""
+    """A partition that cannot be loaded; the raw table is left as it was, apart from the
+    partitions before it (`loaded`, when there were any)."""
 
     retryable = False
+    loaded: LoadedTable | None = None
 
 
 def ensure_state(conn: psycopg.Connection, schema: str) -> None:
@@ -74,8 +76,15 @@ def load_table(url: str, lake: Lake, schema: str, source: str, table: str) -> Lo
         }
         conn.commit()
         pending = [m for m in lake.manifests(source, table) if m.partition_id not in done]
+        loaded: list[Manifest] = []
         for manifest in pending:
-            load_partition(conn, lake, schema, manifest)
+            try:
+                load_partition(conn, lake, schema, manifest)
+            except LoadError as exc:
+                total = _count(conn, schema, name) if _columns(conn, schema, name) else 0
+                exc.loaded = LoadedTable.of(f"{schema}.{name}", loaded, total)
+                raise
+            loaded.append(manifest)
             logger.info(f"{table}: loaded {manifest.partition_id} ({manifest.rows:,} rows)")
         if not pending:
             logger.info(f"{table}: nothing new to load")
@@ -123,60 +132,79 @@ def _partition_reader(lake: Lake, manifest: Manifest) -> Iterator[duckdb.DuckDBP
 
 
 def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: Manifest) -> None:
-    """Create or widen the raw table, COPY the partition and record it, in one transaction."""
+    """Create or widen the raw table, COPY the partition and record it, in one transaction.
+
+    Rows and bookkeeping commit together, so a partition is never half there and needs no
+    clean-up before a retry. An empty partition (a header-only export) is recorded without
+    touching the table's columns: its types (all text) would say nothing."""
     name = raw_table_name(manifest.source, manifest.table)
     table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
     with _partition_reader(lake, manifest) as duck:
-        incoming = {c: t for c, t, *_ in duck.execute("describe partition_rows").fetchall()}
+        incoming = {
+            c: normalized(t) for c, t, *_ in duck.execute("describe partition_rows").fetchall()
+        }
+        changes: list[str] = []
         try:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"{schema}.{name}"])
                 existing = {
                     c: t for c, t in _columns(conn, schema, name).items() if c not in BOOKKEEPING
                 }
-                if manifest.replaces:
-                    # A whole snapshot: the older rows go, columns it lacks stay (null).
-                    compared = {c: t for c, t in existing.items() if c in incoming}
-                    columns, changes = reconciled_columns(compared, incoming)
-                    columns = {**existing, **columns}
-                else:
-                    columns, changes = reconciled_columns(existing, incoming)
-                _apply_columns(conn, table, existing, columns)
-                if manifest.replaces and existing:
-                    conn.execute(sql.SQL("delete from {}").format(table))
-                else:
-                    conn.execute(
-                        sql.SQL("delete from {} where _partition_id = %s").format(table),
-                        [manifest.partition_id],
-                    )
-                counted = _copy_rows(conn, duck, table, list(incoming), manifest.partition_id)
-                if counted != manifest.rows:
-                    raise LoadError(
-                        f"{manifest.partition_id}: manifest says {manifest.rows} rows, "
-                        f"PostgreSQL received {counted}"
-                    )
-                conn.execute(
-                    sql.SQL(
-                        "insert into {}.{} (partition_id, source, table_name, rows, "
-                        "manifest_sha256) values (%s, %s, %s, %s, %s) on conflict (partition_id) "
-                        "do update set rows = excluded.rows, loaded_at = now()"
-                    ).format(sql.Identifier(schema), sql.Identifier(STATE_TABLE)),
-                    [
-                        manifest.partition_id,
-                        manifest.source,
-                        manifest.table,
-                        manifest.rows,
-                        manifest.sha256,
-                    ],
-                )
+                if manifest.rows or not existing:
+                    changes = _prepare_table(conn, table, existing, incoming, manifest)
+                    counted = _copy_rows(conn, duck, table, incoming, manifest.partition_id)
+                    if counted != manifest.rows:
+                        raise LoadError(
+                            f"{manifest.partition_id}: manifest says {manifest.rows} rows, "
+                            f"PostgreSQL received {counted}"
+                        )
+                _record(conn, schema, manifest)
                 if manifest.primary_key:
                     _latest_view(conn, schema, name, manifest.primary_key, manifest.order_by)
         except SchemaMismatch as exc:
             raise LoadError(f"{manifest.partition_id}: {exc}") from exc
         except psycopg.errors.DataError as exc:
             raise LoadError(f"{manifest.partition_id}: {exc}") from exc
+        except psycopg.errors.FeatureNotSupported as exc:
+            raise LoadError(
+                f"{manifest.partition_id}: a column must be widened but views read it ({exc}); "
+                f"drop the views over {schema}.{name} (dbt recreates its own on the next run) "
+                "and run again"
+            ) from exc
     for change in changes:
         logger.warning(f"{name}: {change}")
+
+
+def _prepare_table(
+    conn: psycopg.Connection,
+    table: sql.Composed,
+    existing: dict[str, str],
+    incoming: dict[str, str],
+    manifest: Manifest,
+) -> list[str]:
+    """Create, widen or (for a whole snapshot) empty the raw table; returns what changed."""
+    if manifest.replaces:
+        # A whole snapshot: the older rows go, columns it lacks stay (null).
+        compared = {c: t for c, t in existing.items() if c in incoming}
+        columns, changes = reconciled_columns(compared, incoming)
+        columns = {**existing, **columns}
+    else:
+        columns, changes = reconciled_columns(existing, incoming)
+    _apply_columns(conn, table, existing, columns)
+    if manifest.replaces and existing:
+        conn.execute(sql.SQL("delete from {}").format(table))
+    return changes
+
+
+def _record(conn: psycopg.Connection, schema: str, manifest: Manifest) -> None:
+    conn.execute(
+        sql.SQL(
+            "insert into {}.{} (partition_id, source, table_name, rows, manifest_sha256) "
+            "values (%s, %s, %s, %s, %s) on conflict (partition_id) "
+            "do update set rows = excluded.rows, loaded_at = now()"
+        ).format(sql.Identifier(schema), sql.Identifier(STATE_TABLE)),
+        [manifest.partition_id, manifest.source, manifest.table, manifest.rows, manifest.sha256],
+    )
 
 
 def _latest_view(
@@ -241,7 +269,7 @@ def _copy_rows(
     conn: psycopg.Connection,
     duck: duckdb.DuckDBPyConnection,
     table: sql.Composed,
-    columns: list[str],
+    columns: dict[str, str],
     partition_id: str,
 ) -> int:
     """Stream the partition as CSV into COPY, one Arrow batch in memory at a time; returns
@@ -249,9 +277,9 @@ def _copy_rows(
     target = sql.SQL(", ").join(
         [*(sql.Identifier(c) for c in columns), sql.Identifier("_partition_id")]
     )
-    quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    selected = ", ".join(_as_copy_text(c, t) for c, t in columns.items())
     reader = duck.execute(
-        f"select {quoted}, ? as _partition_id from partition_rows", [partition_id]
+        f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
     ).fetch_record_batch(BATCH_ROWS)
     cursor = conn.cursor()
     with cursor.copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(table, target)) as copy:
@@ -260,15 +288,32 @@ def _copy_rows(
     return cursor.rowcount
 
 
+def _as_copy_text(column: str, kind: str) -> str:
+    """The column as COPY's CSV expects it: bytea as \\x hex, nested values as JSON, the rest
+    as Arrow writes them."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    if kind == "BLOB":
+        return f"'\\x' || hex({quoted}) as {quoted}"
+    if kind.endswith("]") or kind.startswith(("STRUCT", "MAP", "UNION")):
+        return f"to_json({quoted})::varchar as {quoted}"
+    if kind == "INTERVAL":
+        return f"cast({quoted} as varchar) as {quoted}"
+    return quoted
+
+
 def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
     """CSV blocks of the batches, made one batch ahead in a thread, so DuckDB reading and
     pyarrow formatting overlap with PostgreSQL parsing (both release the GIL)."""
     options = pacsv.WriteOptions(include_header=False)
     blocks: queue.Queue[pa.Buffer | BaseException | None] = queue.Queue(maxsize=2)
 
+    stop = threading.Event()
+
     def produce() -> None:
         try:
             for batch in reader:
+                if stop.is_set():  # the consumer gave up (COPY failed): read no further
+                    return
                 sink = pa.BufferOutputStream()
                 pacsv.write_csv(batch, sink, options)
                 blocks.put(sink.getvalue())
@@ -284,6 +329,7 @@ def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
                 raise item
             yield item
     finally:
+        stop.set()
         while producer.is_alive():  # unblock a producer waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 blocks.get(timeout=0.1)

@@ -23,8 +23,14 @@ SWAP_ERRORS = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 
 
 def publish(url: str, schemas: list[str], prefix: str, reader_role: str | None) -> dict[str, int]:
-    """Copy and swap; returns `<published schema>.<relation>` -> rows."""
-    with psycopg.connect(url) as conn:
+    """Copy and swap; returns `<published schema>.<relation>` -> rows.
+
+    Three transactions on an autocommit connection: the copy (one snapshot of every built
+    relation), the swap, and dropping the old schemas. A crash between them leaves `__next` or
+    `__old` schemas that the next publish clears first. Publishers are serialized by an
+    advisory lock, which holds across machines (Airflow workers) as well."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(hashtext('millpond.publish'))")
         relations = conn.execute(
             "select table_schema, table_name from information_schema.tables "
             "where table_schema = any(%s) order by 1, 2",
@@ -33,15 +39,11 @@ def publish(url: str, schemas: list[str], prefix: str, reader_role: str | None) 
         if not relations:
             raise RuntimeError(f"nothing to publish: no tables in schemas {schemas}")
         built = sorted({s for s, _ in relations})
+        published = [f"{prefix}{s}" for s in built]
+        _drop_schemas(conn, [s + OLD for s in published])  # left by a crash after a swap
         tables = _copy_to_shadow(conn, relations, prefix, reader_role)
-        _swap(conn, [f"{prefix}{s}" for s in built])
-        with conn.transaction():
-            for schema in built:
-                conn.execute(
-                    sql.SQL("drop schema if exists {} cascade").format(
-                        sql.Identifier(f"{prefix}{schema}{OLD}")
-                    )
-                )
+        _swap(conn, published)
+        _drop_schemas(conn, [s + OLD for s in published])
     logger.info(f"published {len(tables)} tables to schemas {', '.join(prefix + s for s in built)}")
     return tables
 
@@ -53,36 +55,50 @@ def _copy_to_shadow(
     reader_role: str | None,
 ) -> dict[str, int]:
     tables: dict[str, int] = {}
-    with conn.transaction():
-        for schema in sorted({s for s, _ in relations}):
-            shadow = sql.Identifier(f"{prefix}{schema}{NEXT}")
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(shadow))
-            conn.execute(sql.SQL("create schema {}").format(shadow))
-            if reader_role:
-                conn.execute(
-                    sql.SQL("grant usage on schema {} to {}").format(
-                        shadow, sql.Identifier(reader_role)
-                    )
-                )
-        for schema, name in relations:
-            shadow = sql.Identifier(f"{prefix}{schema}{NEXT}")
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot for all
+    try:
+        with conn.transaction():
+            _fill_shadow(conn, relations, prefix, reader_role, tables)
+    finally:
+        conn.isolation_level = None
+    return tables
+
+
+def _fill_shadow(
+    conn: psycopg.Connection,
+    relations: list[tuple[str, str]],
+    prefix: str,
+    reader_role: str | None,
+    tables: dict[str, int],
+) -> None:
+    for schema in sorted({s for s, _ in relations}):
+        shadow = sql.Identifier(f"{prefix}{schema}{NEXT}")
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(shadow))
+        conn.execute(sql.SQL("create schema {}").format(shadow))
+        if reader_role:
             conn.execute(
-                sql.SQL("create table {}.{} as table {}.{}").format(
-                    shadow, sql.Identifier(name), sql.Identifier(schema), sql.Identifier(name)
+                sql.SQL("grant usage on schema {} to {}").format(
+                    shadow, sql.Identifier(reader_role)
                 )
             )
-            row = conn.execute(
-                sql.SQL("select count(*) from {}.{}").format(shadow, sql.Identifier(name))
-            ).fetchone()
-            tables[f"{prefix}{schema}.{name}"] = int(row[0]) if row else 0
-        if reader_role:
-            for schema in sorted({s for s, _ in relations}):
-                conn.execute(
-                    sql.SQL("grant select on all tables in schema {} to {}").format(
-                        sql.Identifier(f"{prefix}{schema}{NEXT}"), sql.Identifier(reader_role)
-                    )
+    for schema, name in relations:
+        shadow = sql.Identifier(f"{prefix}{schema}{NEXT}")
+        conn.execute(
+            sql.SQL("create table {}.{} as table {}.{}").format(
+                shadow, sql.Identifier(name), sql.Identifier(schema), sql.Identifier(name)
+            )
+        )
+        row = conn.execute(
+            sql.SQL("select count(*) from {}.{}").format(shadow, sql.Identifier(name))
+        ).fetchone()
+        tables[f"{prefix}{schema}.{name}"] = int(row[0]) if row else 0
+    if reader_role:
+        for schema in sorted({s for s, _ in relations}):
+            conn.execute(
+                sql.SQL("grant select on all tables in schema {} to {}").format(
+                    sql.Identifier(f"{prefix}{schema}{NEXT}"), sql.Identifier(reader_role)
                 )
-    return tables
+            )
 
 
 @retry(
@@ -136,6 +152,22 @@ def _prefer_swap_as_deadlock_victim(conn: psycopg.Connection) -> None:
         logger.debug("deadlock_timeout cannot be lowered by this user")
 
 
+@retry(
+    retry=retry_if_exception_type(SWAP_ERRORS),
+    stop=stop_after_attempt(20),
+    wait=wait_exponential(multiplier=0.05, max=2),
+    reraise=True,
+)
+def _drop_schemas(conn: psycopg.Connection, names: list[str]) -> None:
+    """Drop old published schemas; a query still reading them finishes first (and, as in the
+    swap, this transaction is the one to give up on a deadlock, not the reader)."""
+    with conn.transaction():
+        conn.execute("set local lock_timeout = '2s'")
+        _prefer_swap_as_deadlock_victim(conn)
+        for name in names:
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
+
+
 def _schemas(conn: psycopg.Connection, names: list[str]) -> list[str]:
     rows = conn.execute(
         "select nspname from pg_namespace where nspname = any(%s)", [names]
@@ -152,9 +184,12 @@ def ensure_reader_role(url: str, role: str, password: str | None, database: str)
             if not exists:
                 conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
             if password:
+                # The server's own verifier, computed here: the plain password is never sent
+                # in a statement (statement logs would keep it).
+                verifier = conn.pgconn.encrypt_password(password.encode(), role.encode())
                 conn.execute(
                     sql.SQL("alter role {} password {}").format(
-                        sql.Identifier(role), sql.Literal(password)
+                        sql.Identifier(role), sql.Literal(verifier.decode())
                     )
                 )
             conn.execute(

@@ -67,3 +67,23 @@ def from_postgres(data_type: str, precision: int | None, scale: int | None) -> s
     if data_type == "numeric":
         return f"DECIMAL({precision or 38},{scale or 0})" if precision else "DOUBLE"
     return FROM_POSTGRES.get(data_type, "VARCHAR")
+
+
+# DuckDB types stored as another type here: compared in the stored type's name, so the second
+# partition of a TIMESTAMP_NS or UINTEGER column matches the first.
+_STORED_AS = {
+    "TINYINT": "SMALLINT",
+    "UTINYINT": "SMALLINT",
+    "USMALLINT": "INTEGER",
+    "UINTEGER": "BIGINT",
+    "UBIGINT": "DECIMAL(20,0)",
+    "HUGEINT": "DECIMAL(38,0)",
+    "TIMESTAMP_S": "TIMESTAMP",
+    "TIMESTAMP_MS": "TIMESTAMP",
+    "TIMESTAMP_NS": "TIMESTAMP",
+}
+
+
+def normalized(duckdb_type: str) -> str:
+    """The DuckDB name of the type a column of `duckdb_type` reads back as from PostgreSQL."""
+    return _STORED_AS.get(duckdb_type, duckdb_type)
