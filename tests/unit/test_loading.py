@@ -205,6 +205,22 @@ def test_a_copied_raw_table_from_before_views_is_replaced_by_the_view(con, lake,
     assert raw_rows(con) == [(1, 10.5, pid), (2, 3.25, pid)]
 
 
+def test_a_copied_raw_table_holding_partitions_the_lake_lost_is_kept(con, lake, inbox):
+    land_file(lake, inbox, "orders.csv", "id,amount\n1,10.5\n", "r1")
+    con.execute("create schema raw")
+    con.execute("create table raw.erp__orders as select 9 as id, 1.0 as amount")
+    con.execute(
+        "create table raw._millpond_partitions as select 'erp/orders/gone' as partition_id, "
+        "'erp' as source, 'orders' as table_name"
+    )
+
+    with pytest.raises(LoadError, match=r"partitions the lake no longer has.*erp/orders/gone"):
+        load(con, lake)
+
+    assert relation_kind(con, "raw", "erp__orders") == "BASE TABLE"
+    assert con.execute("select id from raw.erp__orders").fetchall() == [(9,)]
+
+
 # --- refused partitions leave everything as it was ---------------------------------------------
 
 

@@ -28,6 +28,8 @@ from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
 
 PARTITIONS = "_millpond_raw_partitions"
+# Where older millpond versions (raw copied into tables) kept their partitions.
+OLD_STATE = "_millpond_partitions"
 FILES = "_millpond_raw_files"
 FILE_COLUMN = "_millpond_file"
 
@@ -205,8 +207,7 @@ def register_partitions(
     con.execute("begin transaction")
     try:
         if relation_kind(con, schema, name) == "BASE TABLE":
-            logger.info(f"{schema}.{name}: replacing the copied raw table by a view over the lake")
-            con.execute(f"drop table {quote(schema)}.{quote(name)}")
+            _replace_copied_table(con, schema, name, source, table, [m for m, _ in good])
         con.executemany(
             f"insert or replace into {quote(schema)}.{PARTITIONS} (partition_id, source, "
             "table_name, rows, manifest_sha256, loaded_at, landed_at, replaces) "
@@ -243,6 +244,43 @@ def register_partition(
     _, refused = register_partitions(con, lake, schema, manifest.source, manifest.table, [manifest])
     if refused is not None:
         raise refused
+
+
+def _replace_copied_table(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    name: str,
+    source: str,
+    table: str,
+    registering: list[Manifest],
+) -> None:
+    """Drop a raw table copied by an older millpond, once every partition it held is about to
+    be registered from the lake; otherwise refuse, since its rows would be lost."""
+    old_state = relation_kind(con, schema, OLD_STATE)
+    held: set[str] = set()
+    if old_state == "BASE TABLE":
+        held = {
+            r[0]
+            for r in con.execute(
+                f"select partition_id from {quote(schema)}.{OLD_STATE} "
+                "where source = ? and table_name = ?",
+                [source, table],
+            ).fetchall()
+        }
+    missing = sorted(held - {m.partition_id for m in registering})
+    if missing:
+        raise LoadError(
+            f"{schema}.{name} is a copied raw table holding partitions the lake no longer has "
+            f"({', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); restore them to "
+            "the lake, or drop the table to accept losing their rows"
+        )
+    logger.info(f"{schema}.{name}: replacing the copied raw table by a view over the lake")
+    con.execute(f"drop table {quote(schema)}.{quote(name)}")
+    if old_state == "BASE TABLE":
+        con.execute(
+            f"delete from {quote(schema)}.{OLD_STATE} where source = ? and table_name = ?",
+            [source, table],
+        )
 
 
 def _registered_rows(con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str) -> int:
