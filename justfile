@@ -66,9 +66,9 @@ bench *SCALES="0.1": install
 ui: install
     {{bin}}/millpond ui
 
-# the API: run history, nodes, tests
+# the API and dashboard (127.0.0.1 only unless MILLPOND_API_KEYS is set); see docs/serving.md
 serve: install
-    {{bin}}/millpond serve
+    {{bin}}/python -m serve
 
 # write the Airflow DAG to airflow_compat/dags/millpond.py
 dag: install

@@ -109,3 +109,144 @@ def partitions(
         """,
         {"source": source, "table": table, "unloaded": unloaded_only},  # type: ignore[arg-type]
     )
+
+
+# --- serving: filtered history, trends and aggregates (the API, /metrics and the dashboard) --
+
+
+def find_runs(
+    conn: psycopg.Connection,
+    *,
+    status: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of runs (newest first) matching the filters, and how many match in all."""
+    where = """
+        WHERE (%(status)s::text IS NULL OR r.status = %(status)s)
+          AND (%(since)s::timestamptz IS NULL OR r.started_at >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR r.started_at < %(until)s)
+    """
+    params = {"status": status, "since": since, "until": until}
+    rows = _all(
+        conn,
+        f"SELECT {_RUN_COLUMNS} FROM millpond.runs r {where} "
+        "ORDER BY r.started_at DESC, r.run_id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        {**params, "limit": int(limit), "offset": int(offset)},  # type: ignore[arg-type]
+    )
+    total = _all(conn, f"SELECT count(*) AS n FROM millpond.runs r {where}", params)  # type: ignore[arg-type]
+    return rows, int(total[0]["n"])
+
+
+def running_runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Runs the ledger still sees as running, newest first."""
+    return _all(
+        conn,
+        "SELECT run_id, trigger, started_at FROM millpond.runs WHERE status = 'running' "
+        "ORDER BY started_at DESC",
+    )
+
+
+def row_count_history(
+    conn: psycopg.Connection, relation: str | None = None, limit_runs: int = 50
+) -> list[dict[str, Any]]:
+    """Rows per relation over the most recent runs (oldest first), for trends and plots."""
+    return _all(
+        conn,
+        """
+        SELECT c.relation, c.run_id, c.rows, c.recorded_at
+        FROM millpond.row_counts c
+        WHERE c.run_id IN (SELECT run_id FROM millpond.runs ORDER BY started_at DESC LIMIT %s)
+          AND (%s::text IS NULL OR c.relation = %s)
+        ORDER BY c.relation, c.recorded_at
+        """,
+        (int(limit_runs), relation, relation),
+    )
+
+
+def test_history(
+    conn: psycopg.Connection,
+    *,
+    status: str | None = None,
+    test: str | None = None,
+    limit_runs: int = 20,
+) -> list[dict[str, Any]]:
+    """Data test outcomes over the most recent runs, newest first."""
+    return _all(
+        conn,
+        """
+        SELECT t.run_id, t.node_id, t.test, t.status, t.failures, t.message, t.recorded_at
+        FROM millpond.test_results t
+        WHERE t.run_id IN (SELECT run_id FROM millpond.runs ORDER BY started_at DESC LIMIT %s)
+          AND (%s::text IS NULL OR t.status = %s)
+          AND (%s::text IS NULL OR t.test = %s)
+        ORDER BY t.recorded_at DESC, t.test
+        """,
+        (int(limit_runs), status, status, test, test),
+    )
+
+
+def runs_by_status(conn: psycopg.Connection) -> dict[str, int]:
+    """How many runs ended (or are) in each status."""
+    rows = _all(conn, "SELECT status, count(*) AS n FROM millpond.runs GROUP BY status")
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+def node_durations(conn: psycopg.Connection, limit_runs: int = 50) -> list[dict[str, Any]]:
+    """Finished node attempts of the most recent runs (kind, status, duration, rows)."""
+    return _all(
+        conn,
+        """
+        SELECT n.run_id, n.node_id, n.kind, n.status, n.duration_ms, n.rows, n.started_at
+        FROM millpond.node_runs n
+        WHERE n.run_id IN (SELECT run_id FROM millpond.runs ORDER BY started_at DESC LIMIT %s)
+          AND n.status IN ('success', 'failed')
+        ORDER BY n.started_at NULLS LAST, n.node_id
+        """,
+        (int(limit_runs),),
+    )
+
+
+def rows_loaded_by_node(conn: psycopg.Connection) -> dict[str, int]:
+    """Total rows every node reported over all successful attempts."""
+    rows = _all(
+        conn,
+        "SELECT node_id, sum(rows) AS n FROM millpond.node_runs "
+        "WHERE status = 'success' AND rows IS NOT NULL GROUP BY node_id",
+    )
+    return {r["node_id"]: int(r["n"]) for r in rows}
+
+
+def test_failures_by_test(conn: psycopg.Connection) -> dict[str, int]:
+    """How many runs each test failed or errored in."""
+    rows = _all(
+        conn,
+        "SELECT test, count(*) AS n FROM millpond.test_results "
+        "WHERE status IN ('fail', 'error') GROUP BY test",
+    )
+    return {r["test"]: int(r["n"]) for r in rows}
+
+
+def source_freshness(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Per source table: when a partition last landed and when it was last loaded."""
+    return _all(
+        conn,
+        """
+        SELECT source, table_name, max(landed_at) AS last_landed_at,
+               max(loaded_at) AS last_loaded_at, count(*) AS partitions, sum(rows) AS rows
+        FROM millpond.partitions GROUP BY source, table_name ORDER BY source, table_name
+        """,
+    )
+
+
+def last_success_by_node(conn: psycopg.Connection, prefix: str = "load.") -> dict[str, Any]:
+    """When each node (by id prefix) last finished successfully."""
+    rows = _all(
+        conn,
+        "SELECT node_id, max(finished_at) AS at FROM millpond.node_runs "
+        "WHERE status = 'success' AND node_id LIKE %s GROUP BY node_id",
+        (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
+    )
+    return {r["node_id"]: r["at"] for r in rows}

@@ -5,19 +5,38 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from millpond.core.config import MillpondConfig, load_config
 
 
 class ServeSettings(BaseSettings):
-    """Which stack to serve; everything else comes from that stack's millpond.yml."""
+    """Which stack to serve and how to guard it; the rest comes from that stack's millpond.yml.
+
+    Keys live in the environment, never in millpond.yml, so the file can be committed."""
 
     model_config = SettingsConfigDict(env_prefix="MILLPOND_", extra="ignore")
 
     config: Path = Path("millpond.yml")
+    # Comma-separated; empty means no auth, which is why the service then binds 127.0.0.1 only.
+    api_keys: str = Field("", repr=False)
+    # The most rows one /marts request may ask for: protects the one worker from a huge page.
+    max_limit: int = 1_000_000
+    default_limit: int = 100
+    # The dashboard's address in notifications and links; unset: http://<host>:<port>/.
+    public_url: str | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+
+@lru_cache
+def get_settings() -> ServeSettings:
+    return ServeSettings()
 
 
 @lru_cache
 def get_stack_config() -> MillpondConfig:
-    return load_config(ServeSettings().config)
+    return load_config(get_settings().config)

@@ -26,7 +26,8 @@ ALLOWED = {
     "millpond.targets": {"ingest"},
     "flows": set(),
     "airflow_compat": set(),
-    "serve": {"metadata"},
+    "millpond.notify": set(),
+    "serve": {"metadata", "millpond.targets"},
 }
 PACKAGES = [KERNEL, *ROOT, *ALLOWED]
 

@@ -23,6 +23,7 @@ from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS
 from millpond.nodes.extract import warnings as source_warnings
+from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
 
 
@@ -129,6 +130,7 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
         "rows": sum(o.rows or 0 for o in ctx.outcomes.values()),
     }
+    summary.update(notify_run(ctx.config, ctx.run_id, status, error, list(ctx.outcomes.values())))
     ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)
     return status
 

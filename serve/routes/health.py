@@ -1,10 +1,57 @@
-"""Liveness: answers without touching any database."""
+"""Health: is the service usable, i.e. can it read the ledger and the published marts?
 
+Answers 503 with the reason when either is unusable, so a load balancer or a monitor sees what
+clients would see (the ledger down used to give 500s on /runs while /health said ok)."""
+
+from __future__ import annotations
+
+import psycopg
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from metadata.db import connect
+from millpond.core.masking import mask
+from serve import deps
+from serve.marts.readers import open_reader
+from serve.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def _ledger_state() -> str:
+    try:
+        with connect(deps.ledger_url()) as conn:
+            conn.execute("SELECT 1 FROM millpond.runs LIMIT 1")
+        return "ok"
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        return f"unavailable: {type(exc).__name__}"
+    except Exception as exc:
+        return f"unavailable: {mask(str(exc))[:200]}"
+
+
+def _marts_state() -> tuple[str, str | None]:
+    try:
+        reader = open_reader(deps.get_stack_config())
+    except FileNotFoundError:
+        return "unavailable: nothing published yet", None
+    except Exception as exc:
+        return f"unavailable: {mask(str(exc))[:200]}", None
+    try:
+        reader.scalar("SELECT 1", [])
+        return "ok", reader.snapshot
+    except Exception as exc:
+        return f"unavailable: {mask(str(exc))[:200]}", None
+    finally:
+        reader.close()
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health() -> JSONResponse:
+    """Checks the ledger and the published marts; 503 names what is unusable."""
+    ledger = _ledger_state()
+    marts, snapshot = _marts_state()
+    ok = ledger == "ok" and marts == "ok"
+    body = Health(
+        status="ok" if ok else "unavailable", ledger=ledger, marts=marts, snapshot=snapshot
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

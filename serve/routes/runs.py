@@ -1,37 +1,78 @@
-"""Run history: runs, their nodes, tests and row counts, straight from the ledger."""
+"""Run history (filtered, paginated) from the ledger, and triggering a new run."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
 
 from metadata import queries
-from serve.deps import Ledger
+from serve import trigger
+from serve.deps import ApiKey, Ledger, Settings, stack_config
+from serve.schemas import NodeRun, RunDetail, RunningConflict, RunPage, RunStatus, Triggered
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.get("")
-def list_runs(conn: Ledger, limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    """Newest runs first."""
-    return queries.list_runs(conn, limit)
+@router.get("", response_model=RunPage)
+def list_runs(
+    conn: Ledger,
+    status: RunStatus | None = None,
+    since: Annotated[dt.datetime | None, Query(description="runs started at or after")] = None,
+    until: Annotated[dt.datetime | None, Query(description="runs started before")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """Newest runs first, with the total that match the filters (for paging)."""
+    items, total = queries.find_runs(
+        conn, status=status, since=since, until=until, limit=limit, offset=offset
+    )
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", response_model=RunDetail, responses={404: {"description": "no such run"}})
 def get_run(conn: Ledger, run_id: str) -> dict[str, Any]:
     """One run with its tests and row counts."""
     run = queries.get_run(conn, run_id)
     if run is None:
-        raise HTTPException(404, f"no run {run_id!r} in the ledger")
+        raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
     run["tests"] = queries.test_results(conn, run_id)
     run["row_counts"] = queries.row_counts(conn, run_id)
     return run
 
 
-@router.get("/{run_id}/nodes")
+@router.get(
+    "/{run_id}/nodes",
+    response_model=list[NodeRun],
+    responses={404: {"description": "no such run"}},
+)
 def run_nodes(conn: Ledger, run_id: str) -> list[dict[str, Any]]:
     """Every attempt of every node of the run."""
     if queries.get_run(conn, run_id) is None:
-        raise HTTPException(404, f"no run {run_id!r} in the ledger")
+        raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
     return queries.run_nodes(conn, run_id)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Triggered,
+    dependencies=[ApiKey],
+    responses={409: {"model": RunningConflict, "description": "a run is already running"}},
+)
+def trigger_run(conn: Ledger, settings: Settings) -> Any:
+    """Start a run (`millpond run --trigger api`) in the background; returns its run id.
+
+    409 with the running run's id while another run holds the stack's run lock."""
+    config = stack_config()
+    running = queries.running_runs(conn)
+    running_id = running[0]["run_id"] if running else None
+    try:
+        child = trigger.start_run(config, settings.config.resolve(), running_id)
+    except trigger.AlreadyRunning as exc:
+        return JSONResponse({"detail": str(exc), "run_id": exc.run_id}, status_code=409)
+    except trigger.TriggerFailed as exc:
+        raise HTTPException(503, f"could not start a run: {exc}") from None
+    return {"run_id": child.run_id, "status": "started", "pid": child.process.pid}

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from serve_helpers import api_over
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def api_over(
-    ledger_url: str, folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
-    """The app serving a stack whose ledger is at `ledger_url`, with fresh cached settings."""
-    (folder / "millpond.yml").write_text(f"metadata: {{url: '{ledger_url}'}}\n")
-    monkeypatch.setenv("MILLPOND_CONFIG", str(folder / "millpond.yml"))
-    from serve import deps, settings
-    from serve.app import create_app
-
-    settings.get_stack_config.cache_clear()
-    deps.ledger_url.cache_clear()
-    try:
-        with TestClient(create_app()) as test_client:
-            yield test_client
-    finally:
-        settings.get_stack_config.cache_clear()
-        deps.ledger_url.cache_clear()
 
 
 @pytest.fixture
@@ -54,7 +34,7 @@ def client(
 
 
 def test_runs_list_and_detail_come_from_the_ledger(client: TestClient) -> None:
-    runs = client.get("/runs").json()
+    runs = client.get("/runs").json()["items"]
     assert [(r["run_id"], r["status"], r["tests_failed"]) for r in runs] == [("r1", "failed", 1)]
     detail = client.get("/runs/r1").json()
     assert detail["error"] == "failed nodes: dbt.fct_orders"
@@ -67,10 +47,13 @@ def test_a_fresh_ledger_answers_with_no_runs(
     tmp_path: Path, machine_pg: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with api_over(machine_pg, tmp_path, monkeypatch) as fresh:
-        assert fresh.get("/runs").json() == []
+        assert fresh.get("/runs").json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
 
 
-def test_unknown_run_is_404_and_health_needs_no_database(client: TestClient) -> None:
+def test_unknown_run_is_404_and_health_says_what_is_missing(client: TestClient) -> None:
     assert client.get("/runs/nope").status_code == 404
     assert client.get("/runs/nope/nodes").status_code == 404
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health")
+    assert health.status_code == 503  # the ledger is fine, nothing is published
+    assert health.json()["ledger"] == "ok"
+    assert "nothing published" in health.json()["marts"]

@@ -1,0 +1,42 @@
+"""Webhook bodies: millpond's own JSON, a Slack message, a Teams MessageCard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def headline(report: dict[str, Any]) -> str:
+    mark = "succeeded" if report["status"] == "success" else "FAILED"
+    return (
+        f"millpond {report['project']}: run {report['run_id']} {mark} in "
+        f"{report['duration_seconds']} s, {report['rows']} rows"
+    )
+
+
+def details(report: dict[str, Any]) -> list[str]:
+    lines = [f"{n['node']}: {n['error']}" for n in report["failed_nodes"]]
+    lines += [f"test {t['test']} ({t['status']})" for t in report["failed_tests"]]
+    return lines
+
+
+def body(fmt: str, report: dict[str, Any], events: list[str]) -> dict[str, Any]:
+    if fmt == "slack":
+        text = "\n".join([headline(report), *details(report), f"<{report['run_url']}|run details>"])
+        return {"text": text}
+    if fmt == "teams":
+        return {
+            "@type": "MessageCard",
+            "@context": "http://schema.org/extensions",
+            "summary": headline(report),
+            "themeColor": "2EB67D" if report["status"] == "success" else "E01E5A",
+            "title": headline(report),
+            "text": "<br>".join(details(report)) or "all nodes succeeded",
+            "potentialAction": [
+                {
+                    "@type": "OpenUri",
+                    "name": "Run details",
+                    "targets": [{"os": "default", "uri": report["run_url"]}],
+                }
+            ],
+        }
+    return {**report, "events": events}

@@ -1,0 +1,68 @@
+"""What a notification says about a run, independent of the webhook's format."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from millpond.core.config import MillpondConfig
+from millpond.core.masking import mask
+
+MAX_ERROR_CHARS = 500
+
+
+def started_at(run_id: str) -> dt.datetime | None:
+    """Run ids of `millpond run` start with their UTC start time (`20261128T122446Z-...`)."""
+    try:
+        return dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def dashboard_url(config: MillpondConfig) -> str:
+    for target in config.notify:
+        if target.dashboard_url:
+            return target.dashboard_url
+    return f"http://{config.serve.host}:{config.serve.port}/"
+
+
+def build_report(
+    config: MillpondConfig, run_id: str, status: str, error: str | None, outcomes: list[Any]
+) -> dict[str, Any]:
+    """run id, status, failed nodes with their errors, failing tests, rows, duration, link."""
+    start = started_at(run_id)
+    if start is not None:
+        duration = (dt.datetime.now(dt.UTC) - start).total_seconds()
+    else:
+        duration = sum(o.duration_ms or 0 for o in outcomes) / 1000
+    failed_tests = [
+        {"node": o.node_id, "test": t.get("test"), "status": t.get("status")}
+        for o in outcomes
+        for t in (o.detail or {}).get("tests", [])
+        if t.get("status") in ("fail", "error")
+    ]
+    link = dashboard_url(config)
+    return {
+        "project": config.project,
+        "run_id": run_id,
+        "status": status,
+        "error": mask(error)[:MAX_ERROR_CHARS] if error else None,
+        "failed_nodes": [
+            {"node": o.node_id, "error": mask(o.error or "")[:MAX_ERROR_CHARS]}
+            for o in outcomes
+            if o.status == "failed"
+        ],
+        "failed_tests": failed_tests,
+        "rows": sum(o.rows or 0 for o in outcomes),
+        "duration_seconds": round(duration, 1),
+        "dashboard_url": link,
+        "run_url": link.rstrip("/") + f"/runs/{run_id}",
+    }
+
+
+def events_of(report: dict[str, Any]) -> set[str]:
+    """Which `on:` events this run raises."""
+    events = {"success" if report["status"] == "success" else "failure"}
+    if report["failed_tests"]:
+        events.add("test_failure")
+    return events

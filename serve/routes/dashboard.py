@@ -1,0 +1,17 @@
+"""`/`: the dashboard page (server-rendered; plots drawn by vendored uPlot)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+
+from millpond.core.config import MillpondConfig
+from serve.dashboard import render
+from serve.deps import Ledger, stack_config
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def dashboard(conn: Ledger, config: MillpondConfig = Depends(stack_config)) -> HTMLResponse:
+    return HTMLResponse(render(conn, config.project))

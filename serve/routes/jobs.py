@@ -1,0 +1,19 @@
+"""Latest status of every node (the ledger's `job_status` view)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from metadata import queries
+from serve.deps import Ledger
+from serve.schemas import NodeRun
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/jobs", response_model=list[NodeRun])
+def jobs(conn: Ledger) -> list[dict[str, Any]]:
+    """Each node's most recent attempt (its latest run, highest attempt)."""
+    return queries.job_status(conn)

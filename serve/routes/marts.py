@@ -1,0 +1,224 @@
+"""Marts as an API, generated from the dbt manifest: list, describe and query them.
+
+Every mart of the catalog gets its own documented path (typed filter parameters in the OpenAPI
+schema); `/marts/{name}` answers for marts published after the service started."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import duckdb
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from millpond.core.config import MillpondConfig
+from millpond.core.masking import mask
+from serve.deps import ApiKey, MartsCatalog, Settings, stack_config
+from serve.marts import formats
+from serve.marts.catalog import Catalog, Mart, load_catalog
+from serve.marts.query import LIST_OPERATORS, OPERATORS, QueryProblem, build_sql, parse_query
+from serve.marts.readers import MartsReader, open_reader
+from serve.marts.types import json_type
+from serve.schemas import MartInfo, MartList
+
+router = APIRouter(prefix="/marts", tags=["marts"], dependencies=[ApiKey])
+Format = Literal["json", "csv", "parquet", "arrow"]
+BAD_INPUT = (duckdb.ConversionException, duckdb.InvalidInputException, psycopg.DataError)
+
+
+def describe(mart: Mart) -> dict[str, Any]:
+    return {
+        "name": mart.name,
+        "schema_name": mart.schema,
+        "description": mart.description,
+        "columns": [
+            {"name": c.name, "type": c.type, "description": c.description} for c in mart.columns
+        ],
+        "path": f"/marts/{mart.name}",
+    }
+
+
+@router.get("", response_model=MartList)
+def list_marts(catalog: MartsCatalog) -> dict[str, Any]:
+    """Every published mart with its columns, types and descriptions (from the dbt manifest)."""
+    return {"snapshot": catalog.snapshot, "marts": [describe(m) for m in catalog.marts.values()]}
+
+
+@router.get("/{name}/schema", response_model=MartInfo, responses={404: {"description": "no mart"}})
+def mart_schema(name: str, catalog: MartsCatalog) -> dict[str, Any]:
+    """One mart's columns, types and descriptions."""
+    return describe(_mart(catalog, name))
+
+
+def _mart(catalog: Catalog, name: str) -> Mart:
+    mart = catalog.marts.get(name)
+    if mart is None:
+        known = ", ".join(catalog.marts) or "none published"
+        raise HTTPException(404, f"no mart {name[:100]!r} (marts: {known})")
+    return mart
+
+
+def _format(request: Request, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    accept = request.headers.get("accept", "")
+    for name, media in formats.MEDIA_TYPES.items():
+        if media.split(";")[0] in accept:
+            return name
+    return "json"
+
+
+def query_mart(
+    name: str,
+    request: Request,
+    config: MillpondConfig,
+    settings: Any,
+    chosen: str | None,
+) -> StreamingResponse:
+    """The rows a request asks for, from one snapshot, in the chosen format, streamed."""
+    try:
+        catalog = load_catalog(config)
+    except FileNotFoundError as exc:
+        raise HTTPException(503, str(exc)) from None
+    mart = _mart(catalog, name)
+    fmt = _format(request, chosen)
+    try:
+        query = parse_query(
+            mart, request.query_params.multi_items(), settings.default_limit, settings.max_limit
+        )
+    except QueryProblem as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        reader = open_reader(config)
+    except FileNotFoundError as exc:
+        raise HTTPException(503, str(exc)) from None
+    try:
+        page, count, params = build_sql(
+            reader.relation(mart.schema, mart.name), query, reader.placeholder
+        )
+        total = int(reader.scalar(count, params) or 0)
+        batches = reader.batches(page, params)
+    except BAD_INPUT as exc:
+        reader.close()
+        raise HTTPException(400, f"query refused: {mask(str(exc)).splitlines()[0][:300]}") from None
+    except Exception as exc:
+        reader.close()
+        raise HTTPException(503, f"published marts unreadable: {type(exc).__name__}") from None
+    headers = {"X-Total-Count": str(total), "X-Millpond-Snapshot": reader.snapshot or ""}
+    if fmt in ("csv", "parquet", "arrow"):
+        ext = {"csv": "csv", "parquet": "parquet", "arrow": "arrows"}[fmt]
+        headers["Content-Disposition"] = f'attachment; filename="{mart.name}.{ext}"'
+    head = {
+        "mart": mart.name,
+        "snapshot": reader.snapshot,
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "columns": query.columns,
+    }
+    return StreamingResponse(
+        _closing(reader, _write(fmt, batches, head)),
+        media_type=formats.MEDIA_TYPES[fmt],
+        headers=headers,
+    )
+
+
+def _write(fmt: str, batches: Any, head: dict[str, Any]) -> Iterator[bytes]:
+    if fmt == "json":
+        return formats.write_json(batches, head)
+    return {
+        "csv": formats.write_csv,
+        "parquet": formats.write_parquet,
+        "arrow": formats.write_arrow,
+    }[fmt](batches)
+
+
+def _closing(reader: MartsReader, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The reader stays open until the last byte is sent (or the client goes away)."""
+    try:
+        yield from chunks
+    finally:
+        reader.close()
+
+
+FORMAT_DOC = "json (default), csv, parquet or arrow (IPC stream); or send an Accept header"
+
+
+@router.get(
+    "/{name}", responses={400: {"description": "a bad filter"}, 404: {"description": "no mart"}}
+)
+def mart_rows(
+    name: str,
+    request: Request,
+    config: Annotated[MillpondConfig, Depends(stack_config)],
+    settings: Settings,
+    format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
+    columns: Annotated[str | None, Query(description="comma-separated columns")] = None,
+    sort: Annotated[str | None, Query(description="comma-separated, `-col` descending")] = None,
+    limit: Annotated[int | None, Query(ge=0, description="rows per page")] = None,
+    offset: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    """Rows of a mart. Filters: `<column>=v`, `<column>__<op>=v` with op in
+    eq, ne, gt, gte, lt, lte, like, in (comma-separated values)."""
+    return query_mart(name, request, config, settings, format)
+
+
+def mart_parameters(mart: Mart) -> list[dict[str, Any]]:
+    """OpenAPI query parameters of one mart: a typed filter per column and operator."""
+    params: list[dict[str, Any]] = []
+    for column in mart.columns:
+        typed = json_type(column.kind)
+        for op in [*OPERATORS, *LIST_OPERATORS]:
+            schema = {"type": "string"} if op in {"like", "in"} else typed
+            params.append(
+                {
+                    "name": column.name if op == "eq" else f"{column.name}__{op}",
+                    "in": "query",
+                    "required": False,
+                    "schema": schema,
+                    "description": f"{op} filter on {column.name} ({column.type}) "
+                    f"{column.description}".strip(),
+                }
+            )
+    return params
+
+
+def add_mart_routes(router_: APIRouter, config: MillpondConfig) -> None:
+    """One documented GET per mart known at start (typed filters in the OpenAPI schema)."""
+    try:
+        catalog = load_catalog(config)
+    except Exception:  # nothing published yet: /marts/{name} still serves later marts
+        return
+    for mart in catalog.marts.values():
+        router_.add_api_route(
+            f"/marts/{mart.name}",
+            _endpoint_for(mart.name),
+            methods=["GET"],
+            tags=["marts"],
+            summary=f"Rows of {mart.name}",
+            description=mart.description,
+            dependencies=[ApiKey],
+            operation_id=f"mart_{mart.name}",
+            openapi_extra={"parameters": mart_parameters(mart)},
+            responses={400: {"description": "a bad filter"}},
+        )
+
+
+def _endpoint_for(name: str) -> Any:
+    """A GET handler bound to one mart (a closure, so the name is no query parameter)."""
+
+    def endpoint(
+        request: Request,
+        config: Annotated[MillpondConfig, Depends(stack_config)],
+        settings: Settings,
+        format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
+        columns: Annotated[str | None, Query()] = None,
+        sort: Annotated[str | None, Query()] = None,
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int | None, Query(ge=0)] = None,
+    ) -> StreamingResponse:
+        return query_mart(name, request, config, settings, format)
+
+    return endpoint

@@ -1,0 +1,122 @@
+"""Response models: what the OpenAPI schema promises each endpoint returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+RunStatus = Literal["running", "success", "failed"]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    ledger: str
+    marts: str
+    snapshot: str | None = None
+
+
+class Run(BaseModel):
+    run_id: str
+    orchestrator: str | None = None
+    trigger: str | None = None
+    target: str | None = None
+    status: str
+    error: str | None = None
+    flow_run_id: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    duration_ms: int | None = None
+    summary: dict[str, Any] | None = None
+    nodes: int = 0
+    tests_failed: int = 0
+
+
+class RunPage(BaseModel):
+    items: list[Run]
+    total: int
+    limit: int
+    offset: int
+
+
+class TestResult(BaseModel):
+    run_id: str
+    node_id: str | None = None
+    test: str
+    status: str
+    failures: int | None = None
+    message: str | None = None
+    recorded_at: dt.datetime | None = None
+
+
+class RowCount(BaseModel):
+    run_id: str
+    relation: str
+    rows: int
+    recorded_at: dt.datetime | None = None
+
+
+class RunDetail(Run):
+    tests: list[TestResult] = []
+    row_counts: list[RowCount] = []
+
+
+class NodeRun(BaseModel):
+    run_id: str
+    node_id: str
+    kind: str | None = None
+    attempt: int
+    status: str
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    duration_ms: int | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+
+
+class TablePoint(BaseModel):
+    run_id: str
+    rows: int
+    recorded_at: dt.datetime | None = None
+
+
+class TableHistory(BaseModel):
+    relation: str
+    latest_rows: int
+    points: list[TablePoint]
+
+
+class Triggered(BaseModel):
+    run_id: str
+    status: Literal["started"]
+    pid: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class RunningConflict(BaseModel):
+    detail: str
+    run_id: str | None
+
+
+class MartColumn(BaseModel):
+    name: str
+    type: str
+    description: str = ""
+
+
+class MartInfo(BaseModel):
+    name: str
+    schema_name: str
+    description: str = ""
+    columns: list[MartColumn]
+    path: str
+
+
+class MartList(BaseModel):
+    snapshot: str | None
+    marts: list[MartInfo]
