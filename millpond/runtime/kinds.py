@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ingest.files import FILES
 from ingest.odbc import ODBC
+from ingest.rest import REST
 from ingest.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
 from millpond.nodes.dbt import DBT
@@ -23,6 +24,7 @@ def register_builtin_kinds() -> None:
     SOURCES.register("files", FILES)
     SOURCES.register("sql", SQL)
     SOURCES.register("odbc", ODBC)
+    SOURCES.register("rest", REST)
 
     TARGETS.register("duckdb", DUCKDB)
     TARGETS.register("postgres", POSTGRES)
