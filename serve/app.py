@@ -45,6 +45,18 @@ async def local_only_without_keys(
     return await call_next(request)
 
 
+async def refuse_nul_bytes(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """A NUL byte in a path or query value can never match a name or a value millpond
+    stores (PostgreSQL text cannot hold one): 400 here instead of a database error later."""
+    if "\x00" in request.url.path or any(
+        "\x00" in v for _, v in request.query_params.multi_items()
+    ):
+        return JSONResponse({"detail": "NUL bytes are not allowed in paths or parameters"}, 400)
+    return await call_next(request)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="millpond",
@@ -54,6 +66,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.middleware("http")(local_only_without_keys)
+    app.middleware("http")(refuse_nul_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     docs.mount_docs(app)
     for module in (health, runs, jobs, tables, tests, metrics, dashboard):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, free_port, millpond, write_project
+from conftest import REPO, free_port, millpond, require_server, write_project
 from fastapi.testclient import TestClient
 from serve_helpers import api_for
 
@@ -299,8 +299,6 @@ def live_server(stack: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def chromium_driver() -> Any:
     """Debian's chromium under selenium (installed by .ci/run; a laptop without it skips)."""
     import shutil
-
-    from conftest import require_server
 
     require_server(
         bool(shutil.which("chromium") and shutil.which("chromedriver")),
