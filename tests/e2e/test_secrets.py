@@ -2,8 +2,8 @@
 dbt profile, dbt's own logs, the Airflow DAG, the command's output.
 
 A run whose sources use a database password (sql), an ODBC password inside the connection
-string and an API token (a dbt var from the environment), with one failing table per source so
-the errors are written too.
+string and API tokens (a REST source's bearer token, a dbt var from the environment), with one
+failing table per source so the errors are written too.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import psycopg
 import pytest
 import yaml
 from conftest import REPO, millpond, postgres_execute
+from rest_server import TOKEN, serve_api
 
 pytestmark = pytest.mark.e2e
 
 DB_PASSWORD = "db-pw-5e7c1a"
+REST_TOKEN = TOKEN
 ODBC_PASSWORD = "odbc-pw-9b2d44"
 API_TOKEN = "tok-api-71f0c3"
-SECRETS = (DB_PASSWORD, ODBC_PASSWORD, API_TOKEN)
+SECRETS = (DB_PASSWORD, ODBC_PASSWORD, API_TOKEN, REST_TOKEN)
 
 
 def test_no_secret_in_logs_ledger_manifests_errors_profile_or_dag(
@@ -54,6 +56,15 @@ def test_no_secret_in_logs_ledger_manifests_errors_profile_or_dag(
                 "tables": {"customers": {}, "broken": {"query": "select * from nowhere"}},
             },
             "shop": {"kind": "files", "path": "inbox", "tables": ["orders"]},
+            "crm": {
+                "kind": "rest",
+                "base_url": "${CRM_URL}",
+                "auth": {"type": "bearer", "token": "${CRM_TOKEN}"},
+                "tables": {
+                    "customers": {"path": "/secure/pages", "record_path": "data.items"},
+                    "broken": {"path": "/secure/nowhere"},
+                },
+            },
         },
     }
     (root / "millpond.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -65,14 +76,17 @@ def test_no_secret_in_logs_ledger_manifests_errors_profile_or_dag(
         "MILLPOND_METADATA__URL": machine_pg,
     }
     try:
-        run = millpond(root, "run", env=env)
-        dag = millpond(root, "dag", "--output", str(root / "dag.py"), env=env)
-        shown = millpond(root, "config", env=env)
+        with serve_api() as (base, _):
+            env |= {"CRM_URL": base, "CRM_TOKEN": REST_TOKEN}
+            run = millpond(root, "run", env=env)
+            dag = millpond(root, "dag", "--output", str(root / "dag.py"), env=env)
+            shown = millpond(root, "config", env=env)
     finally:
         millpond(root, "down")
 
     assert run.returncode == 1, run.stdout + run.stderr  # the broken tables fail, as meant
     assert "db.broken" in run.stdout and "erp.broken" in run.stdout
+    assert "crm.broken" in run.stdout and "load.crm.customers" in run.stdout
     assert dag.returncode == 0 and shown.returncode == 0
     with psycopg.connect(machine_pg) as conn:
         ledger = [
