@@ -11,21 +11,28 @@ Records become one Arrow table per run: nested objects are flattened to `parent_
 columns, lists kept as JSON text, and a column whose values mix types (numbers and text) is
 kept as text, so a run's types are stable; types across runs are reconciled losslessly at load.
 The records of one run are held in memory: right for the APIs small teams pull from.
+
+Cursors: the largest `cursor_field` value read, compared as instants when the values are ISO
+timestamps (so `...10:00:00.5Z` is later than `...10:00:00Z`, and `+01:00` offsets count) and
+as numbers when they are numbers; the value is committed as the API sent it. A read that finds
+nothing lands nothing (the table keeps its last partition).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urljoin
 
 import httpx
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from tenacity import (
     RetryCallState,
     retry,
@@ -36,10 +43,22 @@ from tenacity import (
 
 from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel, check_names
 from millpond.core.logs import logger
-from millpond.core.masking import mask, mask_inline, register_secrets
+from millpond.core.masking import (
+    SECRET_NAME,
+    mask,
+    mask_inline,
+    mask_url,
+    register_secrets,
+    url_password,
+)
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
 MAX_RETRY_AFTER_SECONDS = 120.0
+# Header and query parameter names whose values are credentials (beyond SECRET_NAME's).
+SECRET_PARAM = re.compile(
+    r"(?i)(key$|^(proxy-)?authorization$|^auth$|signature|^sig$|session|cookie|^pass$)"
+)
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 class RestSourceError(Exception):
@@ -68,6 +87,14 @@ class Auth(StrictModel):
     location: Literal["header", "query"] = Field("header", alias="in")
     username: str | None = None
     password: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        needed = {"bearer": ("token",), "api_key": ("name", "value"), "basic": ("username",)}
+        missing = [f for f in needed[self.type] if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"auth type {self.type} needs {', '.join(missing)}")
+        return self
 
     def secrets(self) -> list[str]:
         return [s for s in (self.token, self.value, self.password) if s]
@@ -135,6 +162,24 @@ class RestSourceConfig(SourceConfigBase):
             raise ValueError("at least one table is required")
         return value
 
+    def secrets(self) -> list[str]:
+        """Credentials wherever they were put: auth, the base URL's password, and headers or
+        query params whose names say they hold one (`access_token`, `X-API-Key`, ...)."""
+        found = list(self.auth.secrets()) if self.auth else []
+        found.append(url_password(self.base_url) or "")
+        named = [self.headers] + [spec.params for spec in self.tables.values()]
+        for values in named:
+            for key, value in values.items():
+                if key.lower() in ("authorization", "proxy-authorization") or _secret_name(key):
+                    text = str(value)
+                    found.append(text)
+                    found.append(text.split(" ", 1)[-1])  # the credential after `Token `
+        return [s for s in found if s]
+
+
+def _secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name) or SECRET_PARAM.search(name))
+
 
 def dig(body: Any, path: str | None) -> Any:
     """The value at a dotted path of a JSON body (None when a step is missing)."""
@@ -190,6 +235,32 @@ def _kind(value: Any) -> str:
     return "str"
 
 
+def cursor_order(value: Any) -> tuple[int, Any]:
+    """How cursor values compare: ISO timestamps as instants (naive ones as UTC), numbers as
+    numbers, other text as text; kinds never compare with each other, so no TypeError."""
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    text = str(value)
+    if ISO_DATE.match(text):
+        try:
+            instant = dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=dt.UTC)
+            return (1, instant.astimezone(dt.UTC))
+    return (2, text)
+
+
+def latest(values: Iterable[Any]) -> Any:
+    """The largest cursor value as it was sent (None for none)."""
+    present = [v for v in values if v is not None and v != ""]
+    return max(present, key=cursor_order) if present else None
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
@@ -218,8 +289,7 @@ class RestSource:
     def __init__(self, name: str, config: RestSourceConfig) -> None:
         self.name = name
         self.config = config
-        if config.auth:
-            register_secrets(config.auth.secrets())
+        register_secrets(config.secrets())
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
         spec = self.config.tables[table]
@@ -238,12 +308,17 @@ class RestSource:
 
         def read() -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
             records = [flatten(r) for r in self._records(table, start)]
-            if spec.incremental is not None:
-                field = spec.incremental.cursor_field
-                values = [r.get(field) for r in records if r.get(field) is not None]
-                if values:
-                    top = max(values)
-                    found["max"] = top if found["max"] is None else max(top, found["max"])
+            if spec.incremental is not None and records:
+                field = spec.incremental.cursor_field.replace(".", "__")  # flattened name
+                top = latest(r.get(field) for r in records)
+                if top is None:
+                    raise RestSourceError(
+                        f"{self.name}.{table}: no record has the cursor field "
+                        f"{spec.incremental.cursor_field!r} (fields: "
+                        f"{', '.join(list(records[0])[:10])}); set "
+                        f"sources.{self.name}.tables.{table}.incremental.cursor_field"
+                    )
+                found["max"] = latest([top, found["max"]])
             data = to_table(records)
             return data.schema, iter(data.to_batches())
 
@@ -254,10 +329,14 @@ class RestSource:
                 size=0,
                 read=read,
                 cursor=(lambda: found["max"]) if spec.incremental else None,
-                land_if_empty=spec.incremental is None,
+                # Nothing read, nothing landed: an empty full read would wipe the columns
+                # the models select; the last snapshot stays.
+                land_if_empty=False,
                 replace=spec.incremental is None,
                 primary_key=tuple(spec.primary_key),
-                order_by=spec.incremental.cursor_field if spec.incremental else None,
+                order_by=(
+                    spec.incremental.cursor_field.replace(".", "__") if spec.incremental else None
+                ),
             )
         ]
 
@@ -313,7 +392,14 @@ class RestSource:
                     raise RestSourceError(f"{where}: the API sent the same next page again")
                 seen_requests.add(request_key)
                 response = self._get(client, url, params, where)
-                body = response.json()
+                try:
+                    body = response.json()
+                except ValueError:
+                    kind = response.headers.get("content-type", "no content type")
+                    raise RestSourceError(
+                        f"{where}: the response is not JSON ({kind}: "
+                        f"{mask(response.text[:80])!r}); check tables.{table}.path"
+                    ) from None
                 records = dig(body, spec.record_path)
                 if records is None and spec.record_path:
                     keys = ", ".join(list(body)[:10]) if isinstance(body, dict) else "none"
@@ -404,8 +490,8 @@ class RestSource:
             ) from None
 
     def _shown(self, url: str, params: dict[str, Any]) -> str:
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        return mask(mask_inline(f"{url}?{query}" if query else url))
+        query = "&".join(f"{k}={'***' if _secret_name(k) else v}" for k, v in params.items())
+        return mask(mask_inline(mask_url(f"{url}?{query}" if query else url)))
 
     def warnings(self) -> list[str]:
         return []
