@@ -47,7 +47,8 @@ class Catalog:
 
 def manifest_path(config: MillpondConfig) -> Path:
     """Where millpond's dbt parse writes the manifest (the runner's target dir)."""
-    return config.state / "dbt" / "target" / "manifest.json"
+    # The copy millpond replaces atomically after each parse (dbt rewrites its own in place).
+    return config.state / "dbt" / "manifest.json"
 
 
 def manifest_models(path: Path) -> list[dict[str, Any]]:

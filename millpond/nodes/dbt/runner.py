@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,20 @@ def _drop_root_stream_handlers() -> None:
     for handler in list(root.handlers):
         if type(handler) is logging.StreamHandler:
             root.removeHandler(handler)
+
+
+# The manifest as readers (the API) get it: replaced atomically after each parse, where dbt
+# rewrites target/manifest.json in place and a reader may catch it half-written.
+PUBLISHED_MANIFEST = "manifest.json"
+
+
+def publish_manifest(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 class DbtError(Exception):
@@ -143,7 +158,9 @@ class DbtProject:
             if not result.success or result.result is None:
                 raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
             self._manifest = result.result
-            return json.loads(self.manifest_path.read_text())
+            text = self.manifest_path.read_text()
+            publish_manifest(self.config.state / "dbt" / PUBLISHED_MANIFEST, text)
+            return json.loads(text)
 
     def build(self, select: list[str]) -> DbtBuild:
         """`dbt build` of exactly these resources (a model and its tests), in dependency order."""
