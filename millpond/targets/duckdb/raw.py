@@ -305,21 +305,34 @@ def _recreate_view(
     con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, columns: dict[str, str]
 ) -> None:
     # The files of the newest whole snapshot (if any) and of every partition landed after it.
-    paths = [
-        r[0]
-        for r in con.execute(
-            f"""select f.path from {quote(schema)}.{FILES} as f
-            join {quote(schema)}.{PARTITIONS} as r on r.partition_id = f.partition_id
-            where f.source = $1 and f.table_name = $2 and coalesce(r.landed_at, '') >= coalesce(
-                (select max(landed_at) from {quote(schema)}.{PARTITIONS}
-                 where source = $1 and table_name = $2 and replaces), '')
-            order by f.path""",
-            [source, table],
-        ).fetchall()
-    ]
+    rows = con.execute(
+        f"""select f.path, r.partition_id, strftime(r.loaded_at, '%Y-%m-%d %H:%M:%S.%f')
+        from {quote(schema)}.{FILES} as f
+        join {quote(schema)}.{PARTITIONS} as r on r.partition_id = f.partition_id
+        where f.source = $1 and f.table_name = $2 and coalesce(r.landed_at, '') >= coalesce(
+            (select max(landed_at) from {quote(schema)}.{PARTITIONS}
+             where source = $1 and table_name = $2 and replaces), '')
+        order by f.path""",
+        [source, table],
+    ).fetchall()
+    paths = [r[0] for r in rows]
     casts = ",\n    ".join(f"cast(p.{quote(c)} as {t}) as {quote(c)}" for c, t in columns.items())
+    name = f"{quote(schema)}.{quote(raw_table_name(source, table))}"
+    if len({r[1] for r in rows}) == 1:
+        # One partition (a demo, a full snapshot): its bookkeeping as constants, no join, so
+        # a scan costs what read_parquet costs (measured: a third of the joined view's time).
+        _, partition_id, loaded_at = rows[0]
+        con.execute(
+            f"""create or replace view {name} as
+select
+    {casts},
+    {literal(partition_id)} as _partition_id,
+    timestamp {literal(loaded_at)} as _loaded_at
+from {_scan(paths)} as p"""
+        )
+        return
     con.execute(
-        f"""create or replace view {quote(schema)}.{quote(raw_table_name(source, table))} as
+        f"""create or replace view {name} as
 select
     {casts},
     f.partition_id as _partition_id,
