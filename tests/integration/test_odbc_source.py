@@ -144,3 +144,35 @@ def test_config_needs_exactly_one_way_to_connect() -> None:
         OdbcSourceConfig(kind="odbc", tables=["t"])
     with pytest.raises(ValueError, match="connection_string` or `dsn`"):
         OdbcSourceConfig(kind="odbc", dsn="ERP", connection_string="Driver=x", tables=["t"])
+
+
+def test_the_documented_odbc_example_lands_both_tables(postgres_odbc, lake, tmp_path) -> None:
+    import yaml
+    from conftest import REPO
+
+    from millpond.core.config import load_config
+    from millpond.core.registry import SOURCES
+
+    url, _ = postgres_odbc
+    postgres_execute(
+        url,
+        "create table items (id integer, name text, changed timestamp)",
+        "insert into items values (1, 'bolt', '2026-03-01 08:00')",
+        "create schema erp",
+        "create table erp.customers (id integer, name text)",
+        "insert into erp.customers values (1, 'Acme')",
+    )
+    text = (REPO / "docs" / "sources.md").read_text().split("\n## odbc\n", 1)[1]
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    (tmp_path / "millpond.yml").write_text(yaml.safe_dump(example))
+    env = {
+        "ERP_HOST": "127.0.0.1",
+        "ERP_DATABASE": urlsplit(url).path.lstrip("/"),
+        "ERP_USER": "postgres",
+        "ERP_PASSWORD": "unused-with-trust-auth",
+    }
+    config = load_config(tmp_path / "millpond.yml", env)
+    erp = SOURCES.get("odbc").create("erp", config.sources["erp"], config)
+
+    assert land_table(lake, "erp", erp, "items", "r1", today=DAY).rows == 1
+    assert land_table(lake, "erp", erp, "customers", "r1", today=DAY).rows == 1
