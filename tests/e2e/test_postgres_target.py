@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from conftest import REPO, millpond
 from psycopg import sql
+from serve_helpers import api_for
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +109,11 @@ def differences(left: dict[str, dict[str, Any]], right: dict[str, dict[str, Any]
 
 
 def test_both_targets_build_equal_marts_and_a_broken_model_is_caught(
-    project: Path, prefect_api: str, machine_pg: str, tmp_path: Path
+    project: Path,
+    prefect_api: str,
+    machine_pg: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = {"MILLPOND_WAREHOUSE__URL": machine_pg}
     on_duckdb = millpond(project, "run", env=env)
@@ -125,6 +130,17 @@ def test_both_targets_build_equal_marts_and_a_broken_model_is_caught(
     with psycopg.connect(machine_pg) as conn:
         raw = conn.execute("select count(*), count(distinct _partition_id) from raw.erp__orders")
         assert raw.fetchone() == (left["marts.fct_orders"]["rows"], 1)
+
+    # The API serves the PostgreSQL target's published marts (the same rows as DuckDB's).
+    monkeypatch.setenv("MILLPOND_WAREHOUSE__TARGET", "postgres")
+    monkeypatch.setenv("MILLPOND_WAREHOUSE__URL", machine_pg)
+    with api_for(project / "millpond.yml", monkeypatch) as api:
+        served = api.get("/marts/agg_pricing_summary", params={"limit": 10})
+        assert served.status_code == 200, served.text
+        assert served.json()["total"] == left["aggregates.agg_pricing_summary"]["rows"] == 4
+        orders = api.get("/marts/fct_orders", params={"limit": 1, "format": "json"}).json()
+        assert orders["total"] == left["marts.fct_orders"]["rows"]
+    monkeypatch.delenv("MILLPOND_WAREHOUSE__TARGET")
 
     # The same project with one model broken on PostgreSQL only: the comparison fails there.
     broken = tmp_path / "broken_dbt"
