@@ -106,12 +106,21 @@ class PostgresReader:
 
     placeholder = "%s"
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(
+        self, url: str, prefix: str, role: str | None = None, password: str | None = None
+    ) -> None:
         self.prefix = prefix
         self.snapshot = None
         self.location = "postgres"
+        # As the read-only role BI tools use (when millpond manages one), so the API can read
+        # exactly what they can: the published schemas, nothing else, never writing.
+        login: dict[str, Any] = {"user": role, "password": password} if role else {}
         self.con = psycopg.connect(
-            url, autocommit=True, connect_timeout=3, options="-c default_transaction_read_only=on"
+            url,
+            autocommit=True,
+            connect_timeout=3,
+            options="-c default_transaction_read_only=on",
+            **{k: v for k, v in login.items() if v is not None},
         )
 
     def relation(self, schema: str, name: str) -> str:
@@ -171,7 +180,9 @@ def open_reader(config: MillpondConfig) -> MartsReader:
     """The reader for the configured target's published marts."""
     if config.target_name == "postgres":
         target = config.target_config
-        return PostgresReader(target.url, target.published_prefix)
+        return PostgresReader(
+            target.url, target.published_prefix, target.reader_role, target.reader_password
+        )
     return DuckDBReader(config.published_dir)
 
 
