@@ -16,6 +16,9 @@ def reset_caches() -> None:
     settings.get_stack_config.cache_clear()
     settings.get_settings.cache_clear()
     deps.ledger_url.cache_clear()
+    if deps.ledger_pool.cache_info().currsize:
+        deps.ledger_pool().close()
+    deps.ledger_pool.cache_clear()
 
 
 @contextmanager
