@@ -1,31 +1,46 @@
-"""`python bench/api_load.py URL N C`: closed-loop load, C clients, N requests; req/s and p50/p99."""
+"""`python bench/api_load.py URL N C`: closed-loop load on one endpoint.
 
-import asyncio, sys, time, statistics
+C concurrent clients send N requests in all; prints req/s, p50 and p99 latency and the number
+of non-200 answers. Run the API with one worker first, e.g.
+`MILLPOND_CONFIG=$PWD/millpond.yml .venv/bin/uvicorn serve.app:app --port 8765`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
 import httpx
 
 
 async def main(url: str, n: int, c: int) -> None:
-    lat: list[float] = []
+    latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(timeout=30) as client:
-        q = iter(range(n))
+        queue = iter(range(n))
 
         async def worker() -> None:
             nonlocal errors
-            for _ in q:
-                t = time.perf_counter()
-                r = await client.get(url)
-                lat.append(time.perf_counter() - t)
-                errors += r.status_code != 200
+            for _ in queue:
+                started = time.perf_counter()
+                response = await client.get(url)
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code != 200
 
-        t0 = time.perf_counter()
+        began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(c)))
-        wall = time.perf_counter() - t0
-    lat.sort()
-    p = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))] * 1000
+        wall = time.perf_counter() - began
+    latencies.sort()
+
+    def percentile(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+
     print(
-        f"{url}: {n / wall:.0f} req/s, p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, errors {errors}"
+        f"{url}: {n / wall:.0f} req/s, p50 {percentile(0.5):.1f} ms, "
+        f"p99 {percentile(0.99):.1f} ms, errors {errors}"
     )
 
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
