@@ -14,12 +14,12 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ingest.formats import CsvOptions, SourceFileError, read_batches
-from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel, check_names
+from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
@@ -42,21 +42,6 @@ class FilesSourceConfig(SourceConfigBase):
     csv: CsvOptions = CsvOptions()
     # Files modified more recently than this are still arriving: left for the next run.
     settle_seconds: float = Field(0.0, ge=0)
-
-    @field_validator("tables", mode="before")
-    @classmethod
-    def _list_of_names(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {str(name): {} for name in value}
-        return value
-
-    @field_validator("tables")
-    @classmethod
-    def _safe_names(cls, value: dict[str, FileTableConfig]) -> dict[str, FileTableConfig]:
-        check_names("table", value)
-        if not value:
-            raise ValueError("at least one table is required")
-        return value
 
 
 def file_format(path: Path, configured: str) -> str:

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ingest.tables import TableReadError, TableSpec, json_value, minus_lookback, tracking_cursor
-from millpond.core.config import MillpondConfig, SourceConfigBase, check_names
+from millpond.core.config import MillpondConfig, SourceConfigBase
 from millpond.core.masking import inline_secrets, mask, register_secrets
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
@@ -50,21 +50,6 @@ class OdbcSourceConfig(SourceConfigBase):
         if bool(self.connection_string) == bool(self.dsn):
             raise ValueError("give `connection_string` or `dsn`, one of them")
         return self
-
-    @field_validator("tables", mode="before")
-    @classmethod
-    def _list_of_names(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {str(name): {} for name in value}
-        return value
-
-    @field_validator("tables")
-    @classmethod
-    def _safe_names(cls, value: dict[str, TableSpec]) -> dict[str, TableSpec]:
-        check_names("table", value)
-        if not value:
-            raise ValueError("at least one table is required")
-        return value
 
     def connection(self) -> str:
         return self.connection_string or f"DSN={self.dsn}"

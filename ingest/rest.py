@@ -41,7 +41,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel, check_names
+from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.masking import (
     SECRET_NAME,
@@ -153,14 +153,6 @@ class RestSourceConfig(SourceConfigBase):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") + "/"
-
-    @field_validator("tables")
-    @classmethod
-    def _safe_names(cls, value: dict[str, Endpoint]) -> dict[str, Endpoint]:
-        check_names("table", value)
-        if not value:
-            raise ValueError("at least one table is required")
-        return value
 
     def secrets(self) -> list[str]:
         """Credentials wherever they were put: auth, the base URL's password, and headers or

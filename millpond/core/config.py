@@ -127,6 +127,23 @@ class SourceConfigBase(StrictModel):
         tables = getattr(self, "tables", {})
         return sorted(tables)
 
+    # Every kind's `tables` (declared by the kind) gets these: a list of names is a mapping
+    # of defaults, names become SQL identifiers and node ids, and one table is the minimum.
+    @field_validator("tables", mode="before", check_fields=False)
+    @classmethod
+    def _list_of_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(name): {} for name in value}
+        return value
+
+    @field_validator("tables", check_fields=False)
+    @classmethod
+    def _safe_table_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_names("table", value)
+        if not value:
+            raise ValueError("at least one table is required")
+        return value
+
 
 class TargetConfigBase(StrictModel):
     """What every warehouse target's config has."""
