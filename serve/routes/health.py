@@ -9,7 +9,6 @@ import psycopg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from metadata.db import connect
 from millpond.core.masking import mask
 from serve import deps
 from serve.marts.readers import open_reader
@@ -20,7 +19,7 @@ router = APIRouter(tags=["health"])
 
 def _ledger_state() -> str:
     try:
-        with connect(deps.ledger_url()) as conn:
+        with deps.ledger_pool().connection() as conn:
             conn.execute("SELECT 1 FROM millpond.runs LIMIT 1")
         return "ok"
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
