@@ -28,7 +28,8 @@ from millpond.core.logs import (
 from millpond.core.masking import env_secrets, mask, register_secrets
 
 app = typer.Typer(
-    help="millpond: files -> lake -> DuckDB -> dbt -> published marts, recorded in a ledger.",
+    help="millpond: sources -> lake -> warehouse (DuckDB or PostgreSQL) -> dbt -> published "
+    "marts, recorded in a ledger.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
