@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -236,6 +237,20 @@ class MillpondConfig(StrictModel):
     # Set by load_config: the folder relative paths are resolved against.
     root: Path = Path(".")
 
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        """A schedule that cannot fire is found here, not inside Airflow or Prefect later."""
+        if value is None:
+            return value
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime.now())
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression ({exc}); e.g. '0 6 * * *'") from None
+        return value
+
     @field_validator("sources")
     @classmethod
     def _safe_source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -446,6 +461,11 @@ def apply_env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, 
             continue
         path = name.removeprefix(ENV_PREFIX).lower().split("__")
         if path[0] not in known:
+            if len(path) > 1:  # meant as an override (KEY__SUBKEY), but of no key: say so
+                raise ConfigError(
+                    f"{name}: {path[0]!r} is not a key of millpond.yml "
+                    f"(keys: {', '.join(sorted(known - {'root'}))})"
+                )
             continue
         target = data
         for key in path[:-1]:

@@ -589,3 +589,19 @@ def test_warehouse_passwords_are_secrets_and_masked(tmp_path):
     assert masked["warehouse"]["postgres"]["url"] == "postgresql://app:***@db/dw"
     assert masked["warehouse"]["postgres"]["reader_password"] == "***"
     assert "hunter22" not in repr(masked) and "r3aderpw" not in repr(masked)
+
+
+def test_a_schedule_that_is_not_cron_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "millpond.yml"
+    path.write_text("schedule: every morning\n")
+    with pytest.raises(ConfigError, match=r"schedule: .*not a cron expression"):
+        load_config(path, env={})
+
+
+def test_an_override_of_no_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "millpond.yml"
+    path.write_text("project: p\n")
+    with pytest.raises(ConfigError, match="MILLPOND_WAREHOUS__TARGET: 'warehous' is not a key"):
+        load_config(path, env={"MILLPOND_WAREHOUS__TARGET": "postgres"})
+    # Variables of other tools with the prefix but no __ stay free to use.
+    assert load_config(path, env={"MILLPOND_API_KEYS": "k"}).project == "p"
