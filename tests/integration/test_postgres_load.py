@@ -25,6 +25,7 @@ class Tables:
     def __init__(self) -> None:
         self.next: pa.Table | None = None
         self.count = 0
+        self.replace = False
 
     def items(self, table: str, state: TableState) -> list[SourceItem]:
         data = self.next
@@ -36,6 +37,7 @@ class Tables:
                 fingerprint=f"item-{self.count}",
                 size=data.nbytes,
                 read=lambda: (data.schema, iter(data.to_batches() or [])),
+                replace=self.replace,
             )
         ]
 
@@ -126,3 +128,16 @@ def test_widening_under_a_view_is_a_clear_error_not_a_retry(machine_pg: str, lak
 
     assert refused.value.retryable is False
     assert rows(machine_pg, "select n from raw.app__things") == [(1,)]
+
+
+def test_an_empty_whole_snapshot_empties_the_table(machine_pg: str, lake: Lake) -> None:
+    source = Tables()
+    source.replace = True
+    land(lake, source, pa.table({"id": pa.array([1, 2], pa.int64())}), "r1")
+    load_table(machine_pg, lake, "raw", "app", "things")
+    land(lake, source, pa.table({"id": pa.array([], pa.int64())}), "r2")
+
+    loaded = load_table(machine_pg, lake, "raw", "app", "things")
+
+    assert loaded.table_rows == 0
+    assert rows(machine_pg, "select count(*) from raw.app__things") == [(0,)]

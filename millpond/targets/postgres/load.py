@@ -150,7 +150,9 @@ def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: 
                 existing = {
                     c: t for c, t in _columns(conn, schema, name).items() if c not in BOOKKEEPING
                 }
-                if manifest.rows or not existing:
+                if not manifest.rows and existing and manifest.replaces:
+                    conn.execute(sql.SQL("delete from {}").format(table))  # an empty snapshot
+                elif manifest.rows or not existing:
                     changes = _prepare_table(conn, table, existing, incoming, manifest)
                     counted = _copy_rows(conn, duck, table, incoming, manifest.partition_id)
                     if counted != manifest.rows:
