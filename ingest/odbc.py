@@ -13,16 +13,20 @@ are declared.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from ingest.tables import TableReadError, TableSpec, json_value, minus_lookback, tracking_cursor
+from ingest.tables import (
+    TableReadError,
+    TableSpec,
+    minus_lookback,
+    starting_point,
+    table_item,
+    tracking_cursor,
+)
 from millpond.core.config import MillpondConfig, SourceConfigBase
 from millpond.core.masking import inline_secrets, mask, register_secrets
 from millpond.core.registry import SourceItem, SourceKind, TableState
@@ -81,13 +85,8 @@ class OdbcSource:
         register_secrets(secrets_of(config))
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
-        spec = self.config.tables[table]
-        if spec.incremental is None:
-            return [self._item(table, None, f"full:{uuid.uuid4().hex}")]
-        start = state.cursor if state and state.cursor is not None else spec.incremental.initial
-        what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
-        fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-        return [self._item(table, start, f"incremental:{fingerprint}")]
+        start, fingerprint = starting_point(table, self.config.tables[table], state)
+        return [self._item(table, start, fingerprint)]
 
     def _query(self, table: str, start: Any) -> tuple[str, list[str]]:
         spec = self.config.tables[table]
@@ -128,17 +127,7 @@ class OdbcSource:
                 )
             return reader.schema, tracking_cursor(reader, column, state, lambda: None)
 
-        return SourceItem(
-            name=f"{self.name}.{table}" + (f" after {start}" if start is not None else ""),
-            fingerprint=fingerprint,
-            size=0,
-            read=read,
-            cursor=(lambda: json_value(state["max"])) if spec.incremental else None,
-            land_if_empty=spec.incremental is None,
-            replace=spec.incremental is None,
-            primary_key=tuple(spec.primary_key),
-            order_by=column,
-        )
+        return table_item(self.name, table, spec, start, fingerprint, read, state)
 
     def warnings(self) -> list[str]:
         return []

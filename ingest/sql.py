@@ -16,10 +16,7 @@ with zones, nulls, text).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,9 +29,10 @@ from ingest.duckdb_extensions import load_extension
 from ingest.tables import (
     TableReadError,
     TableSpec,
-    json_value,
     minus_lookback,
     native,
+    starting_point,
+    table_item,
     tracking_cursor,
 )
 from millpond.core.config import MillpondConfig, SourceConfigBase
@@ -132,17 +130,10 @@ class SqlSource:
         return f"src.{_quoted(spec.table or table)}"
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
-        spec = self.config.tables[table]
-        cursor = state.cursor if state else None
-        if spec.incremental is None:
-            # A whole snapshot per run, never skipped as known: it replaces the older ones.
-            return [self._item(table, None, f"full:{uuid.uuid4().hex}", replace=True)]
-        start = cursor if cursor is not None else spec.incremental.initial
-        what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
-        fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-        return [self._item(table, start, f"incremental:{fingerprint}", replace=False)]
+        start, fingerprint = starting_point(table, self.config.tables[table], state)
+        return [self._item(table, start, fingerprint)]
 
-    def _item(self, table: str, start: Any, fingerprint: str, replace: bool) -> SourceItem:
+    def _item(self, table: str, start: Any, fingerprint: str) -> SourceItem:
         spec = self.config.tables[table]
         column = spec.incremental.column if spec.incremental else None
         state: dict[str, Any] = {"max": start}
@@ -172,17 +163,7 @@ class SqlSource:
                 raise
             return reader.schema, tracking_cursor(reader, column, state, con.close)
 
-        return SourceItem(
-            name=f"{self.name}.{table}" + (f" after {start}" if start is not None else ""),
-            fingerprint=fingerprint,
-            size=0,
-            read=read,
-            cursor=(lambda: json_value(state["max"])) if spec.incremental else None,
-            land_if_empty=spec.incremental is None,
-            replace=replace,
-            primary_key=tuple(spec.primary_key),
-            order_by=column,
-        )
+        return table_item(self.name, table, spec, start, fingerprint, read, state)
 
     def warnings(self) -> list[str]:
         return []

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
+import json
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -18,6 +21,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from millpond.core.config import StrictModel
+from millpond.core.registry import SourceItem, TableState
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
@@ -55,6 +59,43 @@ class TableSpec(StrictModel):
         if self.table and not all(_NAME.fullmatch(p) for p in self.table.split(".")):
             raise ValueError(f"table {self.table!r} must be name or schema.name")
         return self
+
+
+def starting_point(table: str, spec: TableSpec, state: TableState | None) -> tuple[Any, str]:
+    """Where a read of the table starts (the committed cursor, else `initial`) and the
+    fingerprint that names it: an incremental read is known by its table, spec and start, so
+    a rerun of the same read never lands twice; a full read lands a new snapshot every run."""
+    if spec.incremental is None:
+        return None, f"full:{uuid.uuid4().hex}"
+    cursor = state.cursor if state else None
+    start = cursor if cursor is not None else spec.incremental.initial
+    what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    return start, f"incremental:{digest}"
+
+
+def table_item(
+    source: str,
+    table: str,
+    spec: TableSpec,
+    start: Any,
+    fingerprint: str,
+    read: Callable[[], tuple[pa.Schema, Iterator[pa.RecordBatch]]],
+    state: dict[str, Any],
+) -> SourceItem:
+    """The SourceItem of one read: full reads replace the table's older snapshots, incremental
+    ones land only when they found rows and commit the largest cursor value read."""
+    return SourceItem(
+        name=f"{source}.{table}" + (f" after {start}" if start is not None else ""),
+        fingerprint=fingerprint,
+        size=0,
+        read=read,
+        cursor=(lambda: json_value(state["max"])) if spec.incremental else None,
+        land_if_empty=spec.incremental is None,
+        replace=spec.incremental is None,
+        primary_key=tuple(spec.primary_key),
+        order_by=spec.incremental.column if spec.incremental else None,
+    )
 
 
 def native(value: Any, arrow_type: pa.DataType, where: str) -> Any:
