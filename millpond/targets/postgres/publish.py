@@ -20,6 +20,13 @@ from millpond.core.logs import logger
 
 NEXT, OLD = "__next", "__old"
 SWAP_ERRORS = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
+# The swap and the drop of old schemas give up on a lock conflict and try again, briefly.
+retry_lock_conflicts = retry(
+    retry=retry_if_exception_type(SWAP_ERRORS),
+    stop=stop_after_attempt(20),
+    wait=wait_exponential(multiplier=0.05, max=2),
+    reraise=True,
+)
 
 
 def publish(url: str, schemas: list[str], prefix: str, reader_role: str | None) -> dict[str, int]:
@@ -101,12 +108,7 @@ def _fill_shadow(
             )
 
 
-@retry(
-    retry=retry_if_exception_type(SWAP_ERRORS),
-    stop=stop_after_attempt(20),
-    wait=wait_exponential(multiplier=0.05, max=2),
-    reraise=True,
-)
+@retry_lock_conflicts
 def _swap(conn: psycopg.Connection, published: list[str]) -> None:
     with conn.transaction():
         # The swap, not a reader, is the one to give up and try again: it waits briefly, and
@@ -152,12 +154,7 @@ def _prefer_swap_as_deadlock_victim(conn: psycopg.Connection) -> None:
         logger.debug("deadlock_timeout cannot be lowered by this user")
 
 
-@retry(
-    retry=retry_if_exception_type(SWAP_ERRORS),
-    stop=stop_after_attempt(20),
-    wait=wait_exponential(multiplier=0.05, max=2),
-    reraise=True,
-)
+@retry_lock_conflicts
 def _drop_schemas(conn: psycopg.Connection, names: list[str]) -> None:
     """Drop old published schemas; a query still reading them finishes first (and, as in the
     swap, this transaction is the one to give up on a deadlock, not the reader)."""
