@@ -30,8 +30,8 @@ from metadata.buffer import RecordBuffer
 from metadata.db import CONNECT_TIMEOUT_S, normalize_url
 from metadata.records import OPS
 
-RUN_FINAL_STATUSES = frozenset({"success", "failed"})
-NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped"})
+RUN_FINAL_STATUSES = frozenset({"success", "failed", "abandoned"})
+NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped", "unchanged", "abandoned"})
 TEST_STATUSES = frozenset({"pass", "fail", "warn", "error", "skipped"})
 STATEMENT_TIMEOUT_MS = 10_000
 
