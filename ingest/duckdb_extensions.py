@@ -17,6 +17,7 @@ import duckdb
 WHEELS = {
     "postgres_scanner": "duckdb_extension_postgres",
     "mysql_scanner": "duckdb_extension_mysql",
+    "httpfs": "duckdb_extension_httpfs",
 }
 
 

@@ -9,17 +9,17 @@ start, never silently ignored.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ingest.formats import CsvOptions, SourceFileError, read_batches
-from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel
+from ingest.inbox import Inbox, LocalInbox, open_inbox, sha256_of
+from millpond.core.config import MillpondConfig, S3Connection, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
@@ -36,7 +36,10 @@ class FilesSourceConfig(SourceConfigBase):
     """Export files dropped into a folder (an inbox), one or more files per table."""
 
     kind: Literal["files"]
+    # A folder (relative to millpond.yml) or an S3 prefix (`s3://bucket/prefix/`).
     path: str
+    # How to reach the S3 server of an `s3://` path; unset: the lake's settings (ingest.inbox).
+    s3: S3Connection | None = None
     format: Literal["auto", "csv", "xlsx"] = "auto"
     tables: dict[str, FileTableConfig]
     csv: CsvOptions = CsvOptions()
@@ -44,7 +47,7 @@ class FilesSourceConfig(SourceConfigBase):
     settle_seconds: float = Field(0.0, ge=0)
 
 
-def file_format(path: Path, configured: str) -> str:
+def file_format(path: Any, configured: str) -> str:
     if configured != "auto":
         return configured
     try:
@@ -62,13 +65,17 @@ def table_for(file_name: str, tables: Iterable[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _visible_files(inbox: Path) -> list[Path]:
-    return [p for p in inbox.iterdir() if p.is_file() and not p.name.startswith((".", "~$"))]
+def _inbox(inbox: Path | Inbox) -> Inbox:
+    return LocalInbox(inbox) if isinstance(inbox, Path) else inbox
 
 
-def discover(inbox: Path, source: FilesSourceConfig, table: str) -> list[Path]:
-    """Files of the inbox that feed this table, in name order."""
-    if not inbox.is_dir():
+def _visible_files(inbox: Path | Inbox) -> list[Any]:
+    return _inbox(inbox).files()
+
+
+def discover(inbox: Path | Inbox, source: FilesSourceConfig, table: str) -> list[Any]:
+    """Files of the inbox (local paths or S3 objects) that feed this table, in name order."""
+    if not _inbox(inbox).exists():
         return []
     pattern = source.tables[table].pattern
     files = _visible_files(inbox)
@@ -80,42 +87,40 @@ def discover(inbox: Path, source: FilesSourceConfig, table: str) -> list[Path]:
             for p in files
             if p.suffix.lower() in EXTENSIONS and table_for(p.name, source.tables) == table
         ]
-    return sorted(chosen)
+    return sorted(chosen, key=lambda p: p.name)
 
 
-def unclaimed_files(inbox: Path, source: FilesSourceConfig) -> list[Path]:
+def unclaimed_files(inbox: Path | Inbox, source: FilesSourceConfig) -> list[Any]:
     """Inbox files that feed no declared table: reported, never silently ignored."""
-    if not inbox.is_dir():
+    if not _inbox(inbox).exists():
         return []
     claimed = {p for t in source.tables for p in discover(inbox, source, t)}
-    return sorted(p for p in _visible_files(inbox) if p not in claimed)
+    return sorted((p for p in _visible_files(inbox) if p not in claimed), key=lambda p: p.name)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["sha256_of"]  # re-exported: where the hash lived before ingest.inbox
 
 
 class FilesSource:
     """One configured inbox."""
 
-    def __init__(self, name: str, config: FilesSourceConfig, inbox: Path) -> None:
+    # Items are content-addressed: a landed file still in the inbox can be re-landed (backfill).
+    relandable = True
+
+    def __init__(self, name: str, config: FilesSourceConfig, inbox: Path | Inbox) -> None:
         self.name = name
         self.config = config
-        self.inbox = inbox
+        self.inbox = _inbox(inbox)
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
-        if not self.inbox.is_dir():
+        if not self.inbox.exists():
             raise SourceFileError(
-                str(self.inbox), f"inbox folder does not exist (sources.{self.name}.path)"
+                self.inbox.location, f"inbox folder does not exist (sources.{self.name}.path)"
             )
         files = discover(self.inbox, self.config, table)
         if self.config.settle_seconds:
             cutoff = time.time() - self.config.settle_seconds
-            arriving = [p for p in files if p.stat().st_mtime > cutoff]
+            arriving = [p for p in files if self.inbox.mtime(p) > cutoff]
             for path in arriving:
                 logger.info(
                     f"{table}: {path.name} changed in the last "
@@ -124,13 +129,13 @@ class FilesSource:
             files = [p for p in files if p not in arriving]
         return [self._item(path) for path in files]
 
-    def _item(self, path: Path) -> SourceItem:
+    def _item(self, path: Any) -> SourceItem:
         fmt = file_format(path, self.config.format)
         return SourceItem(
             name=path.name,
-            fingerprint=sha256_of(path),
-            size=path.stat().st_size,
-            read=lambda: read_batches(path, fmt, self.config.csv),
+            fingerprint=self.inbox.fingerprint(path),
+            size=self.inbox.size(path),
+            read=lambda: self.inbox.read(path, lambda p: read_batches(p, fmt, self.config.csv)),
         )
 
     def warnings(self) -> list[str]:
@@ -141,7 +146,9 @@ class FilesSource:
 
 
 def _create(name: str, config: FilesSourceConfig, stack: MillpondConfig) -> FilesSource:
-    return FilesSource(name, config, stack.resolve(config.path))
+    conn = config.s3 or (stack.lake if stack.lake.url.startswith("s3://") else None)
+    inbox = open_inbox(config.path, stack.resolve, conn, stack.state, name)
+    return FilesSource(name, config, inbox)
 
 
 FILES = SourceKind(config_model=FilesSourceConfig, create=_create)

@@ -7,7 +7,8 @@ the same code. The layout is
     raw/<source>/<table>/ingest_date=YYYY-MM-DD/run=<run_id>/_manifest.json
 
 The manifest is written last: a partition folder without one is an interrupted landing that
-never happened, and every reader here ignores it.
+never happened, and every reader here ignores it. Parts are written under a hidden, temporary
+name first (ingest.staging), so not even a reader that globs the lake sees a half-landed part.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from millpond.core.config import MillpondConfig
+from ingest import s3
+from millpond.core.config import MillpondConfig, S3Connection
 
 MANIFEST = "_manifest.json"
 
@@ -94,6 +96,8 @@ class Lake:
     def __init__(self, fs: pafs.FileSystem, root: str) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
+        # How to reach the server when the lake is on S3 (None for a local folder).
+        self.connection: S3Connection | None = None
 
     @classmethod
     def from_url(
@@ -111,17 +115,15 @@ class Lake:
             fs.create_dir(root, recursive=True)
             return cls(fs, root)
         if url.startswith("s3://"):
-            options: dict[str, Any] = {"region": region or "us-east-1"}
-            if endpoint_url:
-                scheme, _, host = endpoint_url.partition("://")
-                options |= {
-                    "endpoint_override": host,
-                    "scheme": scheme,
-                    "force_virtual_addressing": False,
-                }
-            if access_key_id and secret_access_key:
-                options |= {"access_key": access_key_id, "secret_key": secret_access_key}
-            return cls(pafs.S3FileSystem(**options), url.removeprefix("s3://"))
+            conn = S3Connection(
+                endpoint_url=endpoint_url,
+                region=region,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+            )
+            lake = cls(s3.filesystem(conn), url.removeprefix("s3://"))
+            lake.connection = conn
+            return lake
         raise ValueError(f"unsupported lake url {url!r}")
 
     @classmethod
@@ -135,6 +137,14 @@ class Lake:
             lake.access_key_id,
             lake.secret_access_key,
         )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.connection is not None
+
+    def uri(self, path: str) -> str:
+        """A lake path as DuckDB reads it: `s3://bucket/key` on S3, the local path otherwise."""
+        return f"s3://{path}" if self.is_s3 else path
 
     def path(self, *parts: str) -> str:
         return str(PurePosixPath(self.root, *parts))

@@ -2,8 +2,8 @@
 
 Every item a source offers carries a fingerprint (a file's sha256, a query's cursor range): one
 already in some partition of the table is skipped, so re-running a run, or a day with nothing
-new, lands nothing. Parts
-are written first and the manifest last; a retry of the same run finds either a complete
+new, lands nothing. Parts are written first, under hidden names (ingest.staging), renamed once
+all are complete, and the manifest last; a retry of the same run finds either a complete
 partition (and returns it) or leftovers without a manifest (and removes them first).
 """
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from ingest.formats import SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
 from ingest.schema import RESERVED_COLUMNS
+from ingest.staging import discard, publish_parts, staged_name
 from millpond.core.logs import logger
 from millpond.core.registry import Source, SourceItem, TableState
 
@@ -73,24 +74,12 @@ def land_table(
         logger.info(f"{table}: no new files ({len(skipped)} already landed)")
         return LandingResult(None, skipped)
     lake.fs.create_dir(folder, recursive=True)
-    sources: list[SourceFile] = []
-    parts: list[PartFile] = []
-    schema: pa.Schema | None = None
-    cursor = None
-    for item in new:
-        part_name = f"part-{len(parts):05d}.parquet"
-        rows, item_schema = _write_part(lake, f"{folder}/{part_name}", item, schema)
-        if item.cursor is not None:
-            cursor = item.cursor()
-        if rows == 0 and not item.land_if_empty:
-            lake.fs.delete_file(f"{folder}/{part_name}")
-            logger.info(f"{table}: nothing new from {item.name}")
-            continue
-        schema = item_schema
-        size = lake.fs.get_file_info(f"{folder}/{part_name}").size or 0
-        parts.append(PartFile(part_name, rows, size))
-        sources.append(SourceFile(item.name, item.fingerprint, item.size, rows))
-        logger.info(f"{table}: landed {item.name} ({rows:,} rows)")
+    try:
+        landed = _write_parts(lake, folder, table, new)
+    except BaseException:
+        discard(lake, folder)  # a failed landing leaves nothing, not even a hidden part
+        raise
+    sources, parts, schema, cursor = landed
     if schema is None:  # every item was an empty incremental read
         lake.fs.delete_dir(folder)
         return LandingResult(None, skipped)
@@ -111,8 +100,39 @@ def land_table(
         primary_key=list(new[0].primary_key),
         order_by=new[0].order_by,
     )
-    lake.write_text_atomic(f"{folder}/{MANIFEST}", manifest.to_json())
+    try:
+        publish_parts(lake, folder, [p.name for p in parts])
+        lake.write_text_atomic(f"{folder}/{MANIFEST}", manifest.to_json())
+    except BaseException:
+        discard(lake, folder)
+        raise
     return LandingResult(manifest, skipped)
+
+
+def _write_parts(
+    lake: Lake, folder: str, table: str, new: list[SourceItem]
+) -> tuple[list[SourceFile], list[PartFile], pa.Schema | None, object]:
+    """Write each new item as one part under its staged (hidden) name."""
+    sources: list[SourceFile] = []
+    parts: list[PartFile] = []
+    schema: pa.Schema | None = None
+    cursor = None
+    for item in new:
+        part_name = f"part-{len(parts):05d}.parquet"
+        staged = f"{folder}/{staged_name(part_name)}"
+        rows, item_schema = _write_part(lake, staged, item, schema)
+        if item.cursor is not None:
+            cursor = item.cursor()
+        if rows == 0 and not item.land_if_empty:
+            lake.fs.delete_file(staged)
+            logger.info(f"{table}: nothing new from {item.name}")
+            continue
+        schema = item_schema
+        size = lake.fs.get_file_info(staged).size or 0
+        parts.append(PartFile(part_name, rows, size))
+        sources.append(SourceFile(item.name, item.fingerprint, item.size, rows))
+        logger.info(f"{table}: landed {item.name} ({rows:,} rows)")
+    return sources, parts, schema, cursor
 
 
 def table_state(manifests: list[Manifest]) -> TableState:

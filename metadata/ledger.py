@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from metadata.records import OPS
 RUN_FINAL_STATUSES = frozenset({"success", "failed", "abandoned"})
 NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped", "unchanged", "abandoned"})
 TEST_STATUSES = frozenset({"pass", "fail", "warn", "error", "skipped"})
+LAKE_ACTIONS = frozenset({"drop", "reland", "replay"})
 STATEMENT_TIMEOUT_MS = 10_000
 
 # Failures that mean "the ledger is not reachable right now": buffer and carry on.
@@ -203,6 +205,29 @@ class Ledger:
         """Record that a landed partition is now in the warehouse."""
         return self._submit(
             "mark_partition_loaded", partition_id=partition_id, loaded_at=loaded_at or _now()
+        )
+
+    def record_lake_action(
+        self,
+        action: str,
+        partition_id: str,
+        source: str,
+        table: str,
+        rows: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a partition taken back (`drop`) or re-landed / replayed by a backfill."""
+        _validate("lake action", action, LAKE_ACTIONS)
+        return self._submit(
+            "record_lake_action",
+            action_id=uuid.uuid4().hex,
+            action=action,
+            partition_id=partition_id,
+            source=source,
+            table=table,
+            rows=rows,
+            detail=detail or {},
+            at=_now(),
         )
 
     def set_source_state(self, source: str, table: str, cursor: Any) -> bool:

@@ -224,6 +224,32 @@ def _op_set_source_state(
     )
 
 
+def _op_record_lake_action(
+    cur: psycopg.Cursor,
+    action_id: str,
+    action: str,
+    partition_id: str,
+    source: str,
+    table: str,
+    rows: int | None,
+    detail: dict[str, Any],
+    at: datetime,
+) -> None:
+    # A dropped partition is no longer in the lake: its `partitions` row goes with it, and a
+    # re-landed one is recorded again by record_partition.
+    cur.execute(
+        """
+        INSERT INTO millpond.lake_actions
+            (action_id, action, partition_id, source, table_name, rows, detail, at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (action_id) DO NOTHING
+        """,
+        (action_id, action, partition_id, source, table, rows, as_jsonb(detail), at),
+    )
+    if action == "drop":
+        cur.execute("DELETE FROM millpond.partitions WHERE partition_id = %s", (partition_id,))
+
+
 OPS: dict[str, Callable[..., None]] = {
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
@@ -234,4 +260,5 @@ OPS: dict[str, Callable[..., None]] = {
     "record_partition": _op_record_partition,
     "mark_partition_loaded": _op_mark_partition_loaded,
     "set_source_state": _op_set_source_state,
+    "record_lake_action": _op_record_lake_action,
 }

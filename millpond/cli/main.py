@@ -191,7 +191,7 @@ def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> No
         raise typer.BadParameter("must be positive", param_hint="--scale")
     lake = Lake.from_config(config)
     for name, source in config.sources.items():
-        if source.kind != "files":
+        if source.kind != "files" or source.path.startswith("s3://"):
             continue
         inbox = config.resolve(source.path)
         if not set(source.tables) <= set(TABLES):
@@ -336,6 +336,8 @@ def serve(config_path: ConfigOption = None) -> None:
     os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
     uvicorn.run("serve.app:app", host=config.serve.host, port=config.serve.port)
 
+
+import millpond.cli.lake  # noqa: E402, F401 - registers `lake ls|drop` and `backfill`
 
 if __name__ == "__main__":
     app()

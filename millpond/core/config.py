@@ -73,14 +73,30 @@ class NodePolicy(StrictModel):
     timeout_seconds: float = Field(3600.0, gt=0)
 
 
-class LakeConfig(StrictModel):
-    """Where raw partitions land: a local folder (`file://`) or S3/MinIO (`s3://`)."""
+class S3Connection(StrictModel):
+    """How to reach an S3-compatible server (AWS, MinIO, ...): shared by the lake and by a
+    `files` source reading an S3 prefix. Unset keys fall back to the AWS defaults (the
+    AWS_* environment variables); credentials belong in `${ENV}` references, not the file.
+    Addressing is path-style (`endpoint/bucket/key`) whenever `endpoint_url` is set, which is
+    what MinIO needs."""
 
-    url: str = "file://.millpond/lake"
     endpoint_url: str | None = None
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (e.g. http://minio:9000)")
+        return value
+
+
+class LakeConfig(S3Connection):
+    """Where raw partitions land: a local folder (`file://`) or S3/MinIO (`s3://`)."""
+
+    url: str = "file://.millpond/lake"
 
     @field_validator("url")
     @classmethod

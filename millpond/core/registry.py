@@ -216,6 +216,15 @@ class Target(Protocol):
 
     def row_count(self, relation: str) -> int: ...
 
+    def loaded_partitions(self, source: str, table: str) -> set[str]:
+        """The ids of the partitions the table's raw relation holds (for `millpond lake ls`)."""
+        ...
+
+    def drop_partition(self, source: str, table: str, partition_id: str) -> bool:
+        """Take one partition out of the raw relation, in one transaction; False when it did
+        not hold it (`millpond lake drop`, backfill)."""
+        ...
+
     def publish(self, run_id: str, schemas: list[str], keep: int) -> PublishedMarts:
         """Expose the marts of `schemas` to readers atomically (old or new, never a mix)."""
         ...

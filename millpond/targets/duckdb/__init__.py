@@ -11,11 +11,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from millpond.core.config import ConfigError, MillpondConfig, TargetConfigBase
+from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
 from millpond.targets.duckdb import raw
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 from millpond.targets.duckdb.publish import publish
+from millpond.targets.duckdb.s3 import LakeAccess
 
 
 class DuckDBConfig(TargetConfigBase):
@@ -31,13 +32,10 @@ class DuckDBTarget:
     name = "duckdb"
 
     def __init__(self, config: DuckDBConfig, stack: MillpondConfig) -> None:
-        if not stack.lake.url.startswith("file://"):
-            raise ConfigError(
-                "warehouse.target duckdb reads raw partitions in place and needs a local lake "
-                f"(lake.url file://...), not {stack.lake.url!r}; use the postgres target with "
-                "an S3 lake for now"
-            )
         self.config = config
+        # An S3 lake: every connection gets httpfs and the lake's secret (targets.duckdb.s3).
+        self.s3 = LakeAccess(stack.lake) if stack.lake.url.startswith("s3://") else None
+        self._setup = self.s3.setup if self.s3 else None
         self.path = stack.resolve(config.path)
         self.raw_schema = config.raw_schema
         self.published_dir = stack.published_dir
@@ -46,30 +44,42 @@ class DuckDBTarget:
         return warehouse_lock(self.path)
 
     def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
-        with open_warehouse(self.path) as con:
+        with open_warehouse(self.path, self._setup) as con:
             return raw.load_table(con, lake, self.raw_schema, source, table)
+
+    def loaded_partitions(self, source: str, table: str) -> set[str]:
+        with open_warehouse(self.path) as con:
+            return raw.registered_partitions(con, self.raw_schema, source, table)
+
+    def drop_partition(self, source: str, table: str, partition_id: str) -> bool:
+        with open_warehouse(self.path, self._setup) as con:
+            return raw.unregister_partition(con, self.raw_schema, source, table, partition_id)
 
     def row_count(self, relation: str) -> int:
         schema, _, name = relation.rpartition(".")
-        with open_warehouse(self.path) as con:
+        with open_warehouse(self.path, self._setup) as con:
             row = con.execute(f"select count(*) from {raw.quote(schema)}.{raw.quote(name)}")
             found = row.fetchone()
         return int(found[0]) if found else 0
 
     def publish(self, run_id: str, schemas: list[str], keep: int) -> PublishedMarts:
-        done = publish(self.path, self.published_dir, run_id, schemas, keep)
+        done = publish(self.path, self.published_dir, run_id, schemas, keep, self._setup)
         return PublishedMarts(str(done.path), done.tables, done.path.stat().st_size)
 
     def dbt_output(self) -> dict[str, Any]:
-        return {
+        output: dict[str, Any] = {
             "type": "duckdb",
             "path": str(self.path),
             "schema": "main",
             "threads": self.config.threads,
         }
+        if self.s3:
+            self.s3.install()
+            output["secrets"] = [self.s3.dbt_secret()]
+        return output
 
     def dbt_env(self) -> dict[str, str]:
-        return {}
+        return self.s3.dbt_env() if self.s3 else {}
 
     def release(self) -> None:
         _release_dbt_duckdb()

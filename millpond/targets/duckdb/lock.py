@@ -9,7 +9,7 @@ the lock is released, so the next writer, in any process, can open the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,11 +26,16 @@ def warehouse_lock(path: Path, wait_seconds: float = 3600.0) -> Iterator[None]:
 
 
 @contextmanager
-def open_warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A writable connection to the warehouse, under the writer lock."""
+def open_warehouse(
+    path: Path, setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A writable connection to the warehouse, under the writer lock; `setup` prepares it
+    (an S3 lake's httpfs and secret) before use."""
     with warehouse_lock(path):
         con = duckdb.connect(str(path))
         try:
+            if setup is not None:
+                setup(con)
             yield con
         finally:
             con.close()

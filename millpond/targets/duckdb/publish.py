@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def snapshot_name(run_id: str) -> str:
 
 
 def publish(
-    warehouse: Path, published_dir: Path, run_id: str, schemas: list[str], keep: int
+    warehouse: Path,
+    published_dir: Path,
+    run_id: str,
+    schemas: list[str],
+    keep: int,
+    setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> Published:
     """Snapshot every table and view of `schemas` as tables, then switch readers to it."""
     published_dir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +62,7 @@ def publish(
     # and two publishers cannot interleave their switches.
     with warehouse_lock(warehouse):
         try:
-            _copy_marts(warehouse, staging, schemas, tables)
+            _copy_marts(warehouse, staging, schemas, tables, setup)
         except BaseException:
             staging.unlink(missing_ok=True)
             raise
@@ -69,9 +75,16 @@ def publish(
     return Published(target, tables)
 
 
-def _copy_marts(warehouse: Path, staging: Path, schemas: list[str], tables: dict[str, int]) -> None:
-    """Copy every relation of `schemas` into a new DuckDB file, counting rows into `tables`."""
-    with open_warehouse(warehouse) as con:
+def _copy_marts(
+    warehouse: Path,
+    staging: Path,
+    schemas: list[str],
+    tables: dict[str, int],
+    setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> None:
+    """Copy every relation of `schemas` into a new DuckDB file, counting rows into `tables`
+    (`setup` lets views over an S3 lake be read)."""
+    with open_warehouse(warehouse, setup) as con:
         relations = con.execute(
             "select table_schema, table_name from information_schema.tables "
             "where table_catalog = current_database() and table_schema in (select unnest($1)) "

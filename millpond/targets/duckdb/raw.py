@@ -112,12 +112,17 @@ def load_table(
     return loaded
 
 
-def _local_files(lake: Lake, manifest: Manifest) -> list[str]:
-    local = [lake.local_path(p) for p in lake.part_paths(manifest)]
+def _lake_files(lake: Lake, manifest: Manifest) -> list[str]:
+    """The partition's parts as DuckDB reads them in place: local paths, or s3:// URLs that
+    httpfs reads with the lake's secret (millpond.targets.duckdb.s3)."""
+    paths = lake.part_paths(manifest)
+    if lake.is_s3:
+        return [lake.uri(p) for p in paths]
+    local = [lake.local_path(p) for p in paths]
     if not all(local):
         raise LoadError(
             f"{manifest.partition_id}: the DuckDB target reads partitions in place and needs a "
-            "local lake (lake.url file://...); an S3 lake needs the PostgreSQL target for now"
+            "local lake (lake.url file://...) or an S3 lake (s3://...)"
         )
     return [str(p) for p in local if p is not None]
 
@@ -150,7 +155,7 @@ def _checked_columns(
 ) -> tuple[list[str], dict[str, str], list[str]]:
     """The partition's files, the columns once it joins, and what changed; LoadError if its
     rows disagree with its manifest or its columns cannot join without loss."""
-    files = _local_files(lake, manifest)
+    files = _lake_files(lake, manifest)
     scan = f"(select * exclude ({quote(FILE_COLUMN)}) from {_scan(files)})"
     try:
         counted = con.execute(f"select count(*) from {scan}").fetchone()
@@ -389,3 +394,32 @@ def lake_files(con: duckdb.DuckDBPyConnection, schema: str) -> list[Path]:
     """Every lake file the raw views read (for checks and maintenance)."""
     ensure_state(con, schema)
     return [Path(r[0]) for r in con.execute(f"select path from {quote(schema)}.{FILES}").fetchall()]
+
+
+def unregister_partition(
+    con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, partition_id: str
+) -> bool:
+    """Take a partition out of the raw view (its files stay in the lake until the caller
+    deletes them), in one transaction; False when it was not registered. The view keeps its
+    columns; with no partition left it is dropped, as before the first load."""
+    if partition_id not in registered_partitions(con, schema, source, table):
+        return False
+    name = raw_table_name(source, table)
+    columns = _existing_columns(con, schema, name)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from {quote(schema)}.{FILES} where partition_id = ?", [partition_id])
+        con.execute(
+            f"delete from {quote(schema)}.{PARTITIONS} where partition_id = ?", [partition_id]
+        )
+        if registered_partitions(con, schema, source, table):
+            _recreate_view(con, schema, source, table, columns)
+        else:
+            con.execute(f"drop view if exists {quote(schema)}.{quote(name + '__latest')}")
+            con.execute(f"drop view if exists {quote(schema)}.{quote(name)}")
+        con.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
+        raise
+    return True

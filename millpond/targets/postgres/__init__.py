@@ -91,6 +91,12 @@ class PostgresTarget:
     def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
         return load.load_table(self.url, lake, self.raw_schema, source, table)
 
+    def loaded_partitions(self, source: str, table: str) -> set[str]:
+        return load.loaded_partitions(self.url, self.raw_schema, source, table)
+
+    def drop_partition(self, source: str, table: str, partition_id: str) -> bool:
+        return load.drop_partition(self.url, self.raw_schema, source, table, partition_id)
+
     def row_count(self, relation: str) -> int:
         schema, _, name = relation.rpartition(".")
         with psycopg.connect(self.url) as conn:

@@ -336,3 +336,39 @@ def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
             with contextlib.suppress(queue.Empty):
                 blocks.get(timeout=0.1)
         producer.join()
+
+
+def loaded_partitions(url: str, schema: str, source: str, table: str) -> set[str]:
+    """The partitions the raw table holds."""
+    with psycopg.connect(url) as conn:
+        ensure_state(conn, schema)
+        rows = conn.execute(
+            sql.SQL("select partition_id from {}.{} where source = %s and table_name = %s").format(
+                sql.Identifier(schema), sql.Identifier(STATE_TABLE)
+            ),
+            [source, table],
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def drop_partition(url: str, schema: str, source: str, table: str, partition_id: str) -> bool:
+    """Delete a partition's rows and its bookkeeping row in one transaction; False when the
+    table did not hold it. (Rows an older whole snapshot replaced do not come back.)"""
+    name = raw_table_name(source, table)
+    with psycopg.connect(url) as conn:
+        ensure_state(conn, schema)
+        with conn.transaction():
+            gone = conn.execute(
+                sql.SQL("delete from {}.{} where partition_id = %s").format(
+                    sql.Identifier(schema), sql.Identifier(STATE_TABLE)
+                ),
+                [partition_id],
+            ).rowcount
+            if gone and _columns(conn, schema, name):
+                conn.execute(
+                    sql.SQL("delete from {}.{} where _partition_id = %s").format(
+                        sql.Identifier(schema), sql.Identifier(name)
+                    ),
+                    [partition_id],
+                )
+    return bool(gone)
