@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -26,18 +27,18 @@ CHILD = (
         """
     import json, resource, sys, time
     mode, csv_path, work, endpoint = sys.argv[1:5]
-    started = time.perf_counter()
+    import duckdb
+    from pathlib import Path
+    from ingest.files import FilesSource, FilesSourceConfig
+    from ingest.lake import Lake
+    from ingest.landing import land_table
+    started = time.perf_counter()  # imports excluded
     if mode == "duckdb":
-        import duckdb
         con = duckdb.connect()
         rows = con.execute(
             f"copy (from read_csv('{csv_path}')) to '{work}/x.parquet' (compression zstd)"
         ).fetchone()[0]
     else:
-        from pathlib import Path
-        from ingest.files import FilesSource, FilesSourceConfig
-        from ingest.lake import Lake
-        from ingest.landing import land_table
         inbox = Path(csv_path).parent
         if mode == "local":
             lake = Lake.from_url(f"file://{work}/lake")
@@ -52,7 +53,8 @@ CHILD = (
         rows = result.rows
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"mode": mode, "rows": rows, "seconds": seconds, "peak_rss_mib": peak_mib}))
+    result = {"mode": mode, "rows": rows, "seconds": seconds, "peak_rss_mib": peak_mib}
+    print("RESULT " + json.dumps(result))
     """
     )
     .replace("KEY", KEY)
@@ -84,7 +86,12 @@ def measure(mode: str, csv_path: Path, endpoint: str) -> dict[str, float]:
             capture_output=True,
             text=True,
         )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # DuckDB's progress bar may share the line (it ends with \r, not \n).
+    found = [x.split("RESULT ", 1)[1] for x in done.stdout.splitlines() if "RESULT " in x]
+    if not found:
+        raise RuntimeError(f"{mode}: no result\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    line = found[-1]
+    return json.loads(line)
 
 
 def main() -> None:
@@ -92,6 +99,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.7)
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

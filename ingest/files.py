@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ingest.formats import CsvOptions, SourceFileError, read_batches
-from ingest.inbox import Inbox, LocalInbox, open_inbox, sha256_of
+from ingest.inbox import Inbox, LocalInbox, open_inbox
+from ingest.inbox import sha256_of as sha256_of  # re-exported: where it lived before inbox.py
 from millpond.core.config import MillpondConfig, S3Connection, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.registry import SourceItem, SourceKind, TableState
@@ -96,9 +97,6 @@ def unclaimed_files(inbox: Path | Inbox, source: FilesSourceConfig) -> list[Any]
         return []
     claimed = {p for t in source.tables for p in discover(inbox, source, t)}
     return sorted((p for p in _visible_files(inbox) if p not in claimed), key=lambda p: p.name)
-
-
-__all__ = ["sha256_of"]  # re-exported: where the hash lived before ingest.inbox
 
 
 class FilesSource:

@@ -237,3 +237,13 @@ def test_a_missing_s3_inbox_fails_naming_it(s3_server, s3_bucket, lake, tmp_path
     url = f"s3://{s3_bucket}/nothing-here/"
     with pytest.raises(SourceFileError, match="nothing-here"):
         land_table(lake, "erp", s3_files_source(s3_server, url, tmp_path), "orders", "r1")
+
+
+def test_an_endpoint_without_a_scheme_is_a_config_error_naming_the_key(tmp_path):
+    from millpond.core.config import ConfigError, load_config
+
+    (tmp_path / "millpond.yml").write_text(
+        "lake:\n  url: s3://b/lake\n  endpoint_url: minio:9000\nsources: {}\n"
+    )
+    with pytest.raises(ConfigError, match=r"lake.endpoint_url.*http://"):
+        load_config(tmp_path / "millpond.yml", {})
