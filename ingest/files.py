@@ -3,7 +3,9 @@
 Files are identified by content (sha256), not name, so a re-sent export lands once and a renamed
 one is still recognised. Which table a file feeds comes from its name (`orders.csv`,
 `orders_2024-01-31.csv`) or a declared glob; a file that no table claims is reported at run
-start, never silently ignored.
+start, never silently ignored. How a file is read (format, sheet, encoding, delimiter, date
+formats, declared types) and what its table accepts (schema changes, bad rows) are set for the
+source and overridden per table.
 """
 
 from __future__ import annotations
@@ -17,20 +19,51 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ingest.formats import CsvOptions, SourceFileError, read_batches
+from ingest.contract import BadRows, SchemaChange, TablePolicy
+from ingest.formats import (
+    Batches,
+    CsvOptions,
+    FileRead,
+    Format,
+    ReadOptions,
+    SourceFileError,
+    open_file,
+)
 from ingest.inbox import Inbox, LocalInbox, open_inbox
 from ingest.inbox import sha256_of as sha256_of  # re-exported: where it lived before inbox.py
 from millpond.core.config import MillpondConfig, S3Connection, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.registry import SourceItem, SourceKind, TableState
 
-EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx"}
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "csv",  # delimiter detected from the header line, tab included
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
 
 
 class FileTableConfig(StrictModel):
-    """Which inbox files feed one raw table."""
+    """Which inbox files feed one raw table, and the settings that differ from the source's."""
 
     pattern: str | None = None  # glob relative to the source path; default: <table>[_-]*.<ext>
+    format: Format | None = None
+    # Workbooks: the sheet by name or index (from 0), and the header's row (from 1). Two
+    # tables may read two sheets of one workbook (same pattern, different sheet).
+    sheet: str | int | None = None
+    header_row: int | None = Field(None, ge=1)
+    # Fields set here override the source's `csv:` (types are merged).
+    csv: CsvOptions | None = None
+    types: dict[str, str] = Field(default_factory=dict)
+    on_schema_change: SchemaChange | None = None
+    on_bad_rows: BadRows | None = None
+    max_bad_rows: int | None = Field(None, ge=0)
+    max_bad_fraction: float | None = Field(None, ge=0, le=1)
 
 
 class FilesSourceConfig(SourceConfigBase):
@@ -41,11 +74,51 @@ class FilesSourceConfig(SourceConfigBase):
     path: str
     # How to reach the S3 server of an `s3://` path; unset: the lake's settings (ingest.inbox).
     s3: S3Connection | None = None
-    format: Literal["auto", "csv", "xlsx"] = "auto"
+    format: Format = "auto"
     tables: dict[str, FileTableConfig]
     csv: CsvOptions = CsvOptions()
+    types: dict[str, str] = Field(default_factory=dict)
+    # What a new file may change in its table's columns (see docs/sources.md#files).
+    on_schema_change: SchemaChange = "add_columns"
+    # Rows that do not parse: fail the file, or keep them aside up to a threshold.
+    on_bad_rows: BadRows = "fail"
+    max_bad_rows: int | None = Field(None, ge=0)
+    max_bad_fraction: float | None = Field(None, ge=0, le=1)
     # Files modified more recently than this are still arriving: left for the next run.
     settle_seconds: float = Field(0.0, ge=0)
+
+    def read_options(self, table: str) -> ReadOptions:
+        """How this table's files are read: the source's settings, the table's win."""
+        spec = self.tables[table]
+        csv = self.csv
+        if spec.csv is not None:
+            overrides = spec.csv.model_dump(exclude_unset=True)
+            overrides["types"] = {**self.csv.types, **spec.csv.types}
+            csv = self.csv.model_copy(update=overrides)
+        return ReadOptions(
+            format=spec.format or self.format,
+            csv=csv,
+            sheet=spec.sheet if spec.sheet is not None else 0,
+            header_row=spec.header_row or 1,
+            types={**self.types, **spec.types},
+            quarantine=(spec.on_bad_rows or self.on_bad_rows) == "quarantine",
+        )
+
+    def policy(self, name: str, table: str) -> TablePolicy:
+        spec = self.tables[table]
+        read = self.read_options(table)
+        return TablePolicy(
+            on_schema_change=spec.on_schema_change or self.on_schema_change,
+            declared=read.declared,
+            on_bad_rows=spec.on_bad_rows or self.on_bad_rows,
+            max_bad_rows=spec.max_bad_rows if spec.max_bad_rows is not None else self.max_bad_rows,
+            max_bad_fraction=(
+                spec.max_bad_fraction
+                if spec.max_bad_fraction is not None
+                else self.max_bad_fraction
+            ),
+            where=f"sources.{name}.tables.{table}",
+        )
 
 
 def file_format(path: Any, configured: str) -> str:
@@ -125,16 +198,42 @@ class FilesSource:
                     f"{self.config.settle_seconds:g} s; next run"
                 )
             files = [p for p in files if p not in arriving]
-        return [self._item(path) for path in files]
+        return [self._item(path, table) for path in files]
 
-    def _item(self, path: Any) -> SourceItem:
-        fmt = file_format(path, self.config.format)
+    def _item(self, path: Any, table: str) -> SourceItem:
+        read = self.config.read_options(table)
+        fmt = file_format(path, read.format)
+
+        def opened() -> FileRead:
+            if isinstance(self.inbox, LocalInbox):
+                return open_file(path, fmt, read)
+            # A downloaded copy (S3 inbox), removed once its batches are read: stream it.
+            files: list[FileRead] = []
+
+            def reader(local: Path) -> Batches:
+                files.append(open_file(local, fmt, read))
+                return files[0].schema, files[0].batches()
+
+            _, rows = self.inbox.read(path, reader)
+            file = files[0]
+            file.batches, file.copy_to = (lambda: rows), None
+            return file
+
+        def batches() -> Batches:
+            file = opened()
+            return file.schema, file.batches()
+
         return SourceItem(
             name=path.name,
             fingerprint=self.inbox.fingerprint(path),
             size=self.inbox.size(path),
-            read=lambda: self.inbox.read(path, lambda p: read_batches(p, fmt, self.config.csv)),
+            read=batches,
+            open=opened,
         )
+
+    def policy(self, table: str) -> TablePolicy:
+        """What the table accepts (landing checks each new file against it)."""
+        return self.config.policy(self.name, table)
 
     def warnings(self) -> list[str]:
         return [

@@ -35,6 +35,9 @@ class SourceFile:
     sha256: str
     bytes: int
     rows: int
+    # Rows of the file kept out of the part (on_bad_rows: quarantine), in the lake's
+    # quarantine/ folder.
+    bad_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,23 @@ class Manifest:
     # Each key once (latest wins by `order_by`, then landing order) in <raw>__latest.
     primary_key: list[str] = field(default_factory=list)
     order_by: str | None = None
+    # Column types the table declared (`types:`) when this partition landed: loaders let a
+    # declared text column take over a numeric one.
+    declared_types: dict[str, str] = field(default_factory=dict)
+    # Files of bad rows kept out of this partition, relative to the lake root.
+    quarantine: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        data = asdict(self)
+        # Fields added later are written only when set, so an older manifest read back
+        # serialises (and hashes) exactly as it was written.
+        for key in ("declared_types", "quarantine"):
+            if not data[key]:
+                del data[key]
+        for source_file in data["files"]:
+            if not source_file["bad_rows"]:
+                del source_file["bad_rows"]
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @property
     def sha256(self) -> str:

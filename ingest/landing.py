@@ -9,14 +9,27 @@ partition (and returns it) or leftovers without a manifest (and removes them fir
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.formats import SourceFileError
+from ingest.contract import (
+    Rejected,
+    TablePolicy,
+    check_names,
+    check_types,
+    columns_of,
+    contract_columns,
+)
+from ingest.formats import BadRow, FileRead, SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
+from ingest.parts import write_part
+from ingest.quarantine import quarantine_path, write_quarantine
+from ingest.rejections import Rejection
 from ingest.schema import RESERVED_COLUMNS
 from ingest.staging import discard, publish_parts, staged_name
 from millpond.core.logs import logger
@@ -25,10 +38,14 @@ from millpond.core.registry import Source, SourceItem, TableState
 
 @dataclass(frozen=True)
 class LandingResult:
-    """What one extract did: the new partition (if any) and which files it skipped."""
+    """What one extract did: the new partition (if any), which files it skipped, which it
+    rejected (nothing of them landed), which wait for the next run, and bad rows kept aside."""
 
     manifest: Manifest | None
     skipped: list[str]
+    rejected: list[Rejection] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -37,6 +54,33 @@ class LandingResult:
     @property
     def bytes(self) -> int:
         return self.manifest.bytes if self.manifest else 0
+
+    @property
+    def bad_rows(self) -> int:
+        return sum(f.bad_rows for f in self.manifest.files) if self.manifest else 0
+
+
+@dataclass
+class _Partition:
+    """The parts written so far by one landing, and the table's columns once they join."""
+
+    contract: dict[str, str]
+    columns: dict[str, str] | None = None
+    schema: pa.Schema | None = None
+    parts: list[PartFile] = field(default_factory=list)
+    files: list[SourceFile] = field(default_factory=list)
+    quarantine: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """One item's part, written: its rows, bad rows, columns and the contract after it."""
+
+    rows: int
+    bad: list[BadRow]
+    columns: dict[str, str]
+    contract: dict[str, str]
+    target: str
 
 
 def land_table(
@@ -50,8 +94,11 @@ def land_table(
     """Land every new item (file, query result) of `table` as one partition of this run.
 
     Kind-agnostic: the source says what it offers, with fingerprints; what is already in a
-    partition of the table is skipped. Not safe to run twice at once for one table: callers
-    hold the table's extract lock (the extract node does)."""
+    partition of the table is skipped. Each new item is checked against the table's contract
+    (ingest.contract) before the manifest is written: one that breaks it is rejected, by name,
+    and the others still land. Not safe to run twice at once for one table: callers hold the
+    table's extract lock (the extract node does)."""
+    started = time.monotonic()
     ingest_date = (today or dt.date.today()).isoformat()
     folder = lake.partition_dir(source_name, table, ingest_date, run_id)
     existing = lake.manifests(source_name, table)
@@ -73,16 +120,33 @@ def land_table(
     if not new:
         logger.info(f"{table}: no new files ({len(skipped)} already landed)")
         return LandingResult(None, skipped)
+    policy = _policy(source, table)
     lake.fs.create_dir(folder, recursive=True)
+    partition = _Partition(contract_columns(existing))
+    rejected: list[Rejection] = []
+    deferred: list[str] = []
     try:
-        landed = _write_parts(lake, folder, table, new)
+        cursor = _land_items(
+            lake,
+            folder,
+            source_name,
+            table,
+            run_id,
+            ingest_date,
+            new,
+            policy,
+            partition,
+            rejected,
+            deferred,
+        )
     except BaseException:
         discard(lake, folder)  # a failed landing leaves nothing, not even a hidden part
         raise
-    sources, parts, schema, cursor = landed
-    if schema is None:  # every item was an empty incremental read
+    seconds = time.monotonic() - started
+    if partition.schema is None:  # nothing landed: every item rejected, deferred or empty
         lake.fs.delete_dir(folder)
-        return LandingResult(None, skipped)
+        return LandingResult(None, skipped, rejected, deferred, seconds)
+    parts = partition.parts
     manifest = Manifest(
         partition_id=lake.partition_id(source_name, table, ingest_date, run_id),
         source=source_name,
@@ -92,13 +156,15 @@ def land_table(
         landed_at=dt.datetime.now(dt.UTC).isoformat(),
         rows=sum(p.rows for p in parts),
         bytes=sum(p.bytes for p in parts),
-        schema=[{"name": f.name, "type": str(f.type)} for f in schema],
-        files=sources,
+        schema=[{"name": f.name, "type": str(f.type)} for f in partition.schema],
+        files=partition.files,
         parts=parts,
         cursor=cursor,
         replaces=any(item.replace for item in new),
         primary_key=list(new[0].primary_key),
         order_by=new[0].order_by,
+        declared_types=dict(policy.declared),
+        quarantine=partition.quarantine,
     )
     try:
         publish_parts(lake, folder, [p.name for p in parts])
@@ -106,33 +172,131 @@ def land_table(
     except BaseException:
         discard(lake, folder)
         raise
-    return LandingResult(manifest, skipped)
+    if manifest.rows and seconds > 0:
+        logger.info(f"{table}: {manifest.rows:,} rows in {seconds:.1f} s")
+    return LandingResult(manifest, skipped, rejected, deferred, seconds)
 
 
-def _write_parts(
-    lake: Lake, folder: str, table: str, new: list[SourceItem]
-) -> tuple[list[SourceFile], list[PartFile], pa.Schema | None, object]:
-    """Write each new item as one part under its staged (hidden) name."""
-    sources: list[SourceFile] = []
-    parts: list[PartFile] = []
-    schema: pa.Schema | None = None
+def _land_items(
+    lake: Lake,
+    folder: str,
+    source_name: str,
+    table: str,
+    run_id: str,
+    ingest_date: str,
+    new: list[SourceItem],
+    policy: TablePolicy,
+    partition: _Partition,
+    rejected: list[Rejection],
+    deferred: list[str],
+) -> object:
+    """Land each new item as one part under its staged (hidden) name; returns the cursor."""
     cursor = None
     for item in new:
-        part_name = f"part-{len(parts):05d}.parquet"
-        staged = f"{folder}/{staged_name(part_name)}"
-        rows, item_schema = _write_part(lake, staged, item, schema)
+        part_name = f"part-{len(partition.parts):05d}.parquet"
+        target = f"{folder}/{staged_name(part_name)}"
+        try:
+            outcome = _land_item(lake, target, item, partition, policy)
+        except (SourceFileError, Rejected) as exc:
+            _discard(lake, target)
+            reason = _reason(item.name, exc)
+            rejected.append(Rejection(item.name, item.fingerprint, reason))
+            logger.warning(f"{table}: rejected {reason}")
+            continue
+        if outcome is None:
+            deferred.append(item.name)
+            logger.info(
+                f"{table}: {item.name} has other columns than this run's other new files; "
+                "it lands in the next run (a partition holds files of one schema)"
+            )
+            continue
+        rows, bad = outcome.rows, outcome.bad
         if item.cursor is not None:
             cursor = item.cursor()
         if rows == 0 and not item.land_if_empty:
-            lake.fs.delete_file(staged)
+            lake.fs.delete_file(target)
             logger.info(f"{table}: nothing new from {item.name}")
             continue
-        schema = item_schema
-        size = lake.fs.get_file_info(staged).size or 0
-        parts.append(PartFile(part_name, rows, size))
-        sources.append(SourceFile(item.name, item.fingerprint, item.size, rows))
+        partition.contract, partition.columns = outcome.contract, outcome.columns
+        partition.schema = pq.read_schema(target, filesystem=lake.fs)
+        if bad:
+            relative = quarantine_path(source_name, table, ingest_date, run_id, part_name)
+            write_quarantine(lake, relative, item.name, bad)
+            partition.quarantine.append(relative)
+            logger.warning(
+                f"{table}: {len(bad)} bad rows of {item.name} quarantined in {relative} "
+                f"(first: line {bad[0].line}: {bad[0].reason})"
+            )
+        size = lake.fs.get_file_info(target).size or 0
+        partition.parts.append(PartFile(part_name, rows, size))
+        partition.files.append(SourceFile(item.name, item.fingerprint, item.size, rows, len(bad)))
         logger.info(f"{table}: landed {item.name} ({rows:,} rows)")
-    return sources, parts, schema, cursor
+    return cursor
+
+
+def _policy(source: Source, table: str) -> TablePolicy:
+    """The table's contract settings (sources without any get the defaults)."""
+    policy = getattr(source, "policy", None)
+    return policy(table) if callable(policy) else TablePolicy()
+
+
+def _reason(name: str, exc: Exception) -> str:
+    """The rejection's reason, naming the file by its name (paths are long in summaries)."""
+    if isinstance(exc, SourceFileError):
+        where = f"{name}, line {exc.line}" if exc.line is not None else name
+        return f"{where}: {exc.reason}"
+    return str(exc)
+
+
+def _discard(lake: Lake, target: str) -> None:
+    with contextlib.suppress(OSError):
+        if lake.exists(target):
+            lake.fs.delete_file(target)
+
+
+def _opened(item: SourceItem) -> FileRead:
+    if item.open is not None:
+        opened: FileRead = item.open()
+        return opened
+    schema, batches = item.read()
+    return FileRead(item.name, schema, lambda: batches)
+
+
+def _land_item(
+    lake: Lake, target: str, item: SourceItem, partition: _Partition, policy: TablePolicy
+) -> _Landed | None:
+    """Check one item against the contract, write its part, check its types once its rows
+    are known; the rows written and the bad rows kept aside, None when it must wait for the
+    next run, Rejected (or SourceFileError) when it cannot join its table."""
+    file = _opened(item)
+    try:
+        reserved = sorted(set(file.schema.names) & RESERVED_COLUMNS)
+        if reserved:
+            raise SourceFileError(
+                item.name,
+                f"column {', '.join(reserved)} is reserved for millpond's bookkeeping in raw "
+                "relations; rename it in the export (or the query)",
+            )
+        incoming = columns_of(file.schema)
+        fill = check_names(item.name, partition.contract, incoming, policy)
+        columns = {**incoming, **fill}
+        if partition.columns is not None and columns != partition.columns:
+            return None
+        rows = write_part(lake, target, file, fill)
+    finally:
+        file.close()
+    bad = file.bad_rows
+    if bad and policy.too_many_bad_rows(len(bad), file.rows_seen):
+        first = bad[0]
+        raise Rejected(
+            f"{item.name}: {len(bad)} bad rows of {file.rows_seen} (line {first.line}: "
+            f"{first.reason}), above the threshold (max_bad_rows / max_bad_fraction in "
+            f"{policy.where or 'the table'})"
+        )
+    joined = partition.contract
+    if rows > 0 or not partition.contract:
+        joined = check_types(item.name, partition.contract, incoming, policy, policy.declared)
+    return _Landed(rows, bad, columns, joined if rows > 0 else partition.contract, target)
 
 
 def table_state(manifests: list[Manifest]) -> TableState:
@@ -140,34 +304,3 @@ def table_state(manifests: list[Manifest]) -> TableState:
     after its data, so a cursor read here never runs ahead of the data landed."""
     with_cursor = [m for m in manifests if m.cursor is not None]
     return TableState(cursor=with_cursor[-1].cursor if with_cursor else None)
-
-
-def _write_part(
-    lake: Lake, target: str, item: SourceItem, schema: pa.Schema | None
-) -> tuple[int, pa.Schema]:
-    """Stream one file into one Parquet part; all files of a partition share one schema.
-
-    Batches go through pyarrow's writer straight to the lake's filesystem. (DuckDB's own
-    parallel COPY ... TO parquet was tried: faster for one file alone, but 4 extracts at once
-    each taking every core made a whole scale-1 run ~30% slower here.)
-    """
-    file_schema, batches = item.read()
-    reserved = sorted(set(file_schema.names) & RESERVED_COLUMNS)
-    if reserved:
-        raise SourceFileError(
-            item.name,
-            f"column {', '.join(reserved)} is reserved for millpond's bookkeeping in raw "
-            "relations; rename it in the export (or the query)",
-        )
-    if schema is not None and not file_schema.equals(schema):
-        raise SourceFileError(
-            item.name,
-            "columns or types differ from the other new files of this table: "
-            f"{file_schema} vs {schema}",
-        )
-    rows = 0
-    with pq.ParquetWriter(target, file_schema, filesystem=lake.fs, compression="zstd") as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    return rows, file_schema

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from ingest.contract import TablePolicy
 from ingest.lake import MANIFEST, Lake, Manifest
 from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
@@ -80,10 +81,15 @@ def delete_partition(lake: Lake, manifest: Manifest) -> None:
 
 
 class _Offered:
-    """A source that offers exactly the given items (the re-landed partition's files)."""
+    """A source that offers exactly the given items (the re-landed partition's files), under
+    the contract they were accepted with (its declared types; columns as they were)."""
 
-    def __init__(self, items: list[SourceItem]) -> None:
+    def __init__(self, items: list[SourceItem], declared: dict[str, str] | None = None) -> None:
         self._items = items
+        self._declared = declared or {}
+
+    def policy(self, table: str) -> TablePolicy:
+        return TablePolicy(on_schema_change="allow", declared=self._declared)
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
         return list(self._items)
@@ -107,13 +113,17 @@ def reland_partition(lake: Lake, manifest: Manifest, items: list[SourceItem]) ->
         result = land_table(
             lake,
             manifest.source,
-            _Offered(items),
+            _Offered(items, manifest.declared_types),
             manifest.table,
             manifest.run_id,
             dt.date.fromisoformat(manifest.ingest_date),
         )
         if result.manifest is None:
-            raise RuntimeError(f"{manifest.partition_id}: re-landing its files landed nothing")
+            why = "; ".join(r.reason for r in result.rejected)
+            raise RuntimeError(
+                f"{manifest.partition_id}: re-landing its files landed nothing"
+                + (f" ({why})" if why else "")
+            )
         again = dataclasses.replace(result.manifest, landed_at=manifest.landed_at)
         lake.write_text_atomic(f"{folder}/{MANIFEST}", again.to_json())
     except BaseException:

@@ -11,6 +11,8 @@ as nullable; a column missing from the partition fails the load.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
 FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}
 TEMPORAL_RANK = {"DATE": 1, "TIMESTAMP": 2, "TIMESTAMP WITH TIME ZONE": 3}
@@ -44,11 +46,12 @@ def common_type(raw: str, incoming: str) -> str | None:
 
 
 def reconciled_columns(
-    raw: dict[str, str], incoming: dict[str, str]
+    raw: dict[str, str], incoming: dict[str, str], declared: Collection[str] = ()
 ) -> tuple[dict[str, str], list[str]]:
     """The raw relation's columns (name -> DuckDB type) once `incoming` joins it, and what
     changed. An empty `raw` is a new relation. Raises SchemaMismatch for a column missing from
-    the partition or a type with no lossless common type."""
+    the partition or a type with no lossless common type. A column the partition declared as
+    text (`types: {id: VARCHAR}`) turns the raw column into text: every value casts to it."""
     if not raw:
         return dict(incoming), []
     missing = [c for c in raw if c not in incoming and c not in BOOKKEEPING]
@@ -62,6 +65,8 @@ def reconciled_columns(
             changes.append(f"added column {column} {kind}")
             continue
         wider = common_type(raw[column], kind)
+        if wider is None and column in declared and kind == "VARCHAR":
+            wider = "VARCHAR"
         if wider is None:
             raise SchemaMismatch(
                 f"column {column}: the raw table has {raw[column]}, this partition has {kind}"

@@ -236,6 +236,33 @@ class Ledger:
             "set_source_state", source=source, table=table, cursor=cursor, at=_now()
         )
 
+    def record_rejection(
+        self,
+        run_id: str,
+        source: str,
+        table: str,
+        file: str,
+        fingerprint: str,
+        reason: str,
+        outcome: str = "rejected",
+        bad_rows: int = 0,
+    ) -> bool:
+        """Record a file kept out of its table at landing (`rejected`), or landed with bad
+        rows set aside (`quarantined`)."""
+        _validate("outcome", outcome, frozenset({"rejected", "quarantined"}))
+        return self._submit(
+            "record_rejection",
+            run_id=run_id,
+            source=source,
+            table=table,
+            file=file,
+            fingerprint=fingerprint,
+            reason=reason,
+            outcome=outcome,
+            bad_rows=bad_rows,
+            at=_now(),
+        )
+
     # --- public reads -----------------------------------------------------------------------
 
     def get_source_state(self, source: str, table: str) -> Any | None:

@@ -250,6 +250,34 @@ def _op_record_lake_action(
         cur.execute("DELETE FROM millpond.partitions WHERE partition_id = %s", (partition_id,))
 
 
+def _op_record_rejection(
+    cur: psycopg.Cursor,
+    run_id: str,
+    source: str,
+    table: str,
+    file: str,
+    fingerprint: str,
+    reason: str,
+    outcome: str,
+    bad_rows: int,
+    at: datetime,
+) -> None:
+    cur.execute(
+        """
+        INSERT INTO millpond.rejected_files (run_id, source, table_name, file, fingerprint,
+                                             outcome, bad_rows, reason, at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (run_id, source, table_name, fingerprint) DO UPDATE SET
+            file = EXCLUDED.file,
+            outcome = EXCLUDED.outcome,
+            bad_rows = EXCLUDED.bad_rows,
+            reason = EXCLUDED.reason,
+            at = EXCLUDED.at
+        """,
+        (run_id, source, table, file, fingerprint, outcome, bad_rows, reason, at),
+    )
+
+
 OPS: dict[str, Callable[..., None]] = {
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
@@ -261,4 +289,5 @@ OPS: dict[str, Callable[..., None]] = {
     "mark_partition_loaded": _op_mark_partition_loaded,
     "set_source_state": _op_set_source_state,
     "record_lake_action": _op_record_lake_action,
+    "record_rejection": _op_record_rejection,
 }

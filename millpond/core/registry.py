@@ -127,6 +127,10 @@ class SourceItem:
     # cursor column, then by landing order) as raw.<source>__<table>__latest.
     primary_key: tuple[str, ...] = ()
     order_by: str | None = None
+    # A richer read for landing (files): () -> an object with `schema`, `batches()` and
+    # optionally `copy_to(destination, extra, threads)` and `bad_rows` (ingest.formats.FileRead),
+    # so the schema is checked before anything is written and DuckDB can write the part.
+    open: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)

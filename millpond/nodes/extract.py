@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingest.landing import land_table
+from ingest.landing import LandingResult, land_table
+from ingest.rejections import record_rejections
 from millpond.core.graph import Node, policy
 from millpond.core.locks import file_lock
 from millpond.core.registry import SOURCES, BuildScope, NodeKind, NodeReport, NodeScope, Source
@@ -48,6 +49,9 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         result = land_table(scope.lake, params.source, source, params.table, scope.run_id)
     report.rows, report.bytes = result.rows, result.bytes
     report.detail = {"skipped_files": result.skipped}
+    if result.rows and result.seconds > 0:
+        report.detail["rows_per_second"] = round(result.rows / result.seconds)
+    _report_rejections(scope, params, result, report)
     if result.manifest is not None:
         m = result.manifest
         scope.ledger.record_partition(
@@ -63,6 +67,50 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         report.detail["partition"] = m.partition_id
         if m.cursor is not None:  # mirrored in the ledger once the partition is durable
             scope.ledger.set_source_state(params.source, params.table, m.cursor)
+
+
+def _report_rejections(
+    scope: NodeScope, params: SourceTable, result: LandingResult, report: NodeReport
+) -> None:
+    """Rejected files and quarantined rows, in the node's detail, the ledger and the lake.
+
+    The extract itself succeeds: the table's good files are landed and its load loads them;
+    the load node then fails naming the rejected files, so the run is red (and notifies)
+    while the good data is in raw, and stays red on every run until the file is corrected
+    or the table's settings let it in."""
+    record_rejections(scope.lake, params.source, params.table, scope.run_id, result.rejected)
+    for rejection in result.rejected:
+        scope.ledger.record_rejection(
+            scope.run_id,
+            params.source,
+            params.table,
+            rejection.file,
+            rejection.fingerprint,
+            rejection.reason,
+            "rejected",
+            rejection.bad_rows,
+        )
+    if result.rejected:
+        report.detail["rejected_files"] = [
+            {"file": r.file, "reason": r.reason} for r in result.rejected
+        ]
+    if result.deferred:
+        report.detail["deferred_files"] = result.deferred
+    if result.manifest is not None and result.bad_rows:
+        report.detail["bad_rows"] = result.bad_rows
+        report.detail["quarantine"] = result.manifest.quarantine
+        for landed in result.manifest.files:
+            if landed.bad_rows:
+                scope.ledger.record_rejection(
+                    scope.run_id,
+                    params.source,
+                    params.table,
+                    landed.name,
+                    landed.sha256,
+                    f"{landed.bad_rows} bad rows quarantined",
+                    "quarantined",
+                    landed.bad_rows,
+                )
 
 
 def warnings(scope: Any) -> list[str]:

@@ -7,6 +7,7 @@ COPY on PostgreSQL); the node only asks the configured target and records the ou
 from __future__ import annotations
 
 from ingest.lake import raw_table_name
+from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
 from millpond.nodes.source_table import SourceTable
@@ -53,6 +54,19 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
     report.rows, report.bytes = loaded.rows, loaded.bytes
     report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
+    rejected = rejections_of_run(scope.lake, params.source, params.table, scope.run_id)
+    if rejected:
+        # The good files are in raw now; the run goes red naming what was kept out.
+        raise FilesRejected(
+            f"{params.source}.{params.table}: {len(rejected)} file(s) rejected at landing, "
+            f"the table's other files are loaded: " + "; ".join(r.reason for r in rejected)
+        )
+
+
+class FilesRejected(Exception):
+    """Files kept out of a table at landing: fixing them is the user's job, not a retry's."""
+
+    retryable = False
 
 
 LOAD = NodeKind(build=build, run=run)

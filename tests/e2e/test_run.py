@@ -247,6 +247,38 @@ def test_malformed_csv_fails_run_naming_file_and_line(project: Path, prefect_api
     assert len(list(lake.rglob("_manifest.json"))) == 1  # the broken file never became a partition
 
 
+def test_a_file_with_a_changed_type_is_rejected_and_the_good_files_still_load(
+    project: Path, prefect_api: str, machine_pg: str
+) -> None:
+    env = {"MILLPOND_METADATA__URL": machine_pg}
+    assert millpond(project, "run", env=env).returncode == 0
+    before = raw_counts(project)
+    inbox = project / "inbox" / "erp"
+    header, *rows = (inbox / "orders.csv").read_text().splitlines()[:4]
+    bad = [f"A{row}" if i == 1 else row for i, row in enumerate(rows)]  # o_orderkey A2,...
+    (inbox / "orders_2026-11-27.csv").write_text("\n".join([header, *bad]) + "\n")
+    good = [f"{9_000_000 + i}," + row.split(",", 1)[1] for i, row in enumerate(rows)]
+    (inbox / "orders_2026-11-28.csv").write_text("\n".join([header, *good]) + "\n")
+
+    result = millpond(project, "run", env=env)
+
+    assert result.returncode == 1
+    assert "orders_2026-11-27.csv: column o_orderkey is VARCHAR" in " ".join(result.stdout.split())
+    after = raw_counts(project)
+    assert after["orders"] == before["orders"] + 3  # the good file landed and loaded
+    rejected = ledger_rows(machine_pg, "select * from millpond.rejected_files")
+    assert [(r["file"], r["outcome"], r["table_name"]) for r in rejected] == [
+        ("orders_2026-11-27.csv", "rejected", "orders")
+    ]
+    assert "BIGINT" in rejected[0]["reason"]
+
+    (inbox / "orders_2026-11-27.csv").unlink()  # the user takes the bad export back
+    again = millpond(project, "run", env=env)
+
+    assert again.returncode == 0, again.stdout + again.stderr  # nothing left that blocks
+    assert raw_counts(project)["orders"] == before["orders"] + 3
+
+
 def test_run_completes_when_the_ledger_is_down_and_flushes_later(
     project: Path, prefect_api: str, machine_pg: str
 ) -> None:

@@ -233,12 +233,12 @@ def test_duplicate_header_names_are_an_error(tmp_path):
 
 
 def test_unknown_format_is_an_error_naming_the_file(tmp_path):
-    path = write(tmp_path / "x.json", "{}")
+    path = write(tmp_path / "x.avro", "{}")
 
-    error = read_error(path, fmt="json")
+    error = read_error(path, fmt="avro")
 
     assert str(path) in str(error)
-    assert "json" in str(error)
+    assert "avro" in str(error)
 
 
 # --- Excel -----------------------------------------------------------------------------------

@@ -119,13 +119,20 @@ def test_several_new_files_land_together_as_parts_of_one_partition(lake, source,
     assert result.rows == 4
 
 
-def test_new_files_of_one_table_with_different_columns_fail_the_landing(lake, source, inbox):
+def test_a_new_file_with_a_new_column_waits_for_the_next_run_of_its_own(lake, source, inbox):
+    # A partition holds files of one schema: the file with the new column lands next run.
     (inbox / "orders_2024-01-01.csv").write_text(ORDERS)
-    (inbox / "orders_2024-01-02.csv").write_text("id,total\n4,1.5\n")
+    (inbox / "orders_2024-01-02.csv").write_text(
+        "id,amount,order_date,note\n4,1.5,2024-01-04,late\n"
+    )
 
-    with pytest.raises(SourceFileError, match=r"orders_2024-01-02\.csv"):
-        land(lake, source, inbox, "r1")
-    assert lake.manifests("erp", "orders") == []
+    first = land(lake, source, inbox, "r1")
+    second = land(lake, source, inbox, "r2")
+
+    assert first.deferred == ["orders_2024-01-02.csv"] and first.rejected == []
+    assert [f.name for f in first.manifest.files] == ["orders_2024-01-01.csv"]
+    assert [f.name for f in second.manifest.files] == ["orders_2024-01-02.csv"]
+    assert [c["name"] for c in second.manifest.schema][-1] == "note"
 
 
 def test_an_xlsx_file_lands_like_a_csv(lake, source, inbox):
@@ -216,20 +223,20 @@ def test_a_malformed_file_fails_and_leaves_no_partition(lake, source, inbox):
     bad = inbox / "orders.csv"
     bad.write_text("id,amount\n1,2\n3,4,5\n")
 
-    with pytest.raises(SourceFileError) as info:
-        land(lake, source, inbox, "r1")
+    result = land(lake, source, inbox, "r1")
 
-    assert str(bad) in str(info.value)
-    assert info.value.line == 3
+    (rejection,) = result.rejected
+    assert rejection.file == "orders.csv"
+    assert rejection.reason.startswith("orders.csv, line 3: ")
+    assert result.manifest is None
     assert lake.manifests("erp", "orders") == []
-    assert not (partition_folder(lake, "r1") / MANIFEST).exists()
+    assert not partition_folder(lake, "r1").exists()
 
 
 def test_a_corrected_file_lands_after_a_failed_attempt(lake, source, inbox):
     bad = inbox / "orders.csv"
     bad.write_text("id,amount\n1,2\n3,4,5\n")
-    with pytest.raises(SourceFileError):
-        land(lake, source, inbox, "r1")
+    assert land(lake, source, inbox, "r1").rejected
     bad.write_text("id,amount\n1,2\n3,4\n")
 
     retry = land(lake, source, inbox, "r1")
@@ -284,7 +291,12 @@ def test_discover_picks_the_table_files_in_name_order(source, inbox):
 
     found = [p.name for p in discover(inbox, source, "orders")]
 
-    assert found == ["orders.xlsx", "orders_2024-01-01.csv", "orders_2024-01-02.csv"]
+    assert found == [
+        "orders.txt",
+        "orders.xlsx",
+        "orders_2024-01-01.csv",
+        "orders_2024-01-02.csv",
+    ]
 
 
 def test_discover_uses_the_configured_pattern(inbox):
@@ -476,7 +488,7 @@ def test_an_incremental_read_with_nothing_new_lands_nothing(lake):
 def test_a_column_named_like_millpond_bookkeeping_is_refused_naming_it(lake, column):
     source = MemorySource({"k1": pa.table({"id": [1], column: ["x"]})})
 
-    with pytest.raises(SourceFileError, match=f"column {column} is reserved"):
-        land_table(lake, "api", source, "events", "r1", today=DAY)
+    result = land_table(lake, "api", source, "events", "r1", today=DAY)
 
+    assert f"column {column} is reserved" in result.rejected[0].reason
     assert lake.manifests("api", "events") == []

@@ -164,7 +164,8 @@ def _checked_columns(
                 f"{manifest.partition_id}: manifest says {manifest.rows} rows, "
                 f"its Parquet files hold {counted[0] if counted else 0}"
             )
-        joined, changes = reconciled_columns(columns, _columns(con, scan))
+        incoming = _columns(con, scan)
+        joined, changes = reconciled_columns(columns, incoming, manifest.declared_types)
     except (SchemaMismatch, *DATA_ERRORS) as exc:
         raise LoadError(f"{manifest.partition_id}: {exc}") from exc
     return files, joined, changes

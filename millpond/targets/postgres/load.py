@@ -188,10 +188,10 @@ def _prepare_table(
     if manifest.replaces:
         # A whole snapshot: the older rows go, columns it lacks stay (null).
         compared = {c: t for c, t in existing.items() if c in incoming}
-        columns, changes = reconciled_columns(compared, incoming)
+        columns, changes = reconciled_columns(compared, incoming, manifest.declared_types)
         columns = {**existing, **columns}
     else:
-        columns, changes = reconciled_columns(existing, incoming)
+        columns, changes = reconciled_columns(existing, incoming, manifest.declared_types)
     _apply_columns(conn, table, existing, columns)
     if manifest.replaces and existing:
         conn.execute(sql.SQL("delete from {}").format(table))

@@ -1,0 +1,38 @@
+"""JSON exports: JSON lines (.jsonl, one object a line) or one array of objects (.json).
+
+Read by DuckDB's JSON reader (types inferred, nested objects as STRUCT); a line that is not
+JSON fails the file with its line number.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from ingest.formats.base import FileRead, arrow_read, with_declared_types
+from ingest.formats.errors import SourceFileError, clip
+from ingest.formats.options import ReadOptions
+
+_LINE = re.compile(r"line (\d+)", re.IGNORECASE)
+
+
+def open_json(path: Path, read: ReadOptions, lines: bool) -> FileRead:
+    con = duckdb.connect()
+    try:
+        fmt = "newline_delimited" if lines else "auto"
+        table = con.execute(
+            "select * from read_json($path, format = $fmt, sample_size = -1)",
+            {"path": str(path), "fmt": fmt},
+        ).fetch_arrow_table()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        message = re.sub(r"^[\w ]*Error: ", "", first).replace(f'in file "{path}", ', "")
+        match = _LINE.search(str(exc))
+        raise SourceFileError(
+            str(path), clip(message, 200), int(match.group(1)) if match else None
+        ) from None
+    finally:
+        con.close()
+    return arrow_read(path.name, with_declared_types(str(path), table, read.declared))
