@@ -19,19 +19,27 @@ def files_examples() -> list[dict[str, Any]]:
     return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
 
 
+def example(source: str) -> dict[str, Any]:
+    """The first example declaring this source."""
+    return next(e for e in files_examples() if source in e["sources"])
+
+
 def test_the_files_section_has_its_examples():
-    assert len(files_examples()) == 3
+    assert len(files_examples()) >= 3
+    assert all(example(s) for s in ("erp", "finance", "shop"))
 
 
 def test_every_files_example_is_a_valid_configuration(tmp_path):
-    for example in files_examples():
-        config = config_model()(root=tmp_path, **example)
+    for found in files_examples():
+        if "${" in str(found):
+            continue  # needs its environment (the S3 inbox example is run by its own test)
+        config = config_model()(root=tmp_path, **found)
         for source in config.sources.values():
             assert isinstance(source, FilesSourceConfig)
 
 
 def test_table_settings_override_the_source_settings_as_documented(tmp_path):
-    erp = config_model()(root=tmp_path, **files_examples()[0]).sources["erp"]
+    erp = config_model()(root=tmp_path, **example("erp")).sources["erp"]
 
     orders = erp.read_options("orders")
     web = erp.read_options("web_orders")
@@ -48,7 +56,7 @@ def test_table_settings_override_the_source_settings_as_documented(tmp_path):
 
 
 def test_the_workbook_and_bad_row_examples_mean_what_they_say(tmp_path):
-    _, finance, shop = (config_model()(root=tmp_path, **e) for e in files_examples())
+    finance, shop = (config_model()(root=tmp_path, **example(s)) for s in ("finance", "shop"))
     budget = finance.sources["finance"].read_options("budget")
     assert (budget.sheet, budget.header_row) == ("Budget", 3)
     assert finance.sources["finance"].read_options("actuals").sheet == 1
