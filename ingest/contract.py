@@ -92,7 +92,8 @@ def duck_type(arrow: str) -> str:
     match = _DECIMAL.fullmatch(arrow)
     if match:
         return f"DECIMAL({match.group(1)},{match.group(2)})"
-    return arrow.upper()
+    # Nested types compare by shape: Parquet names a list's items `element`, Arrow `item`.
+    return re.sub(r"(?:large_)?list<[^:<>]+: ", "list<", arrow).upper()
 
 
 def columns_of(schema: pa.Schema) -> dict[str, str]:

@@ -102,17 +102,21 @@ def test_an_empty_partition_is_recorded_without_changing_the_columns(
     assert types == [("bigint",)]
 
 
-def test_a_refused_partition_keeps_the_ones_before_and_says_so(machine_pg: str, lake: Lake) -> None:
+def test_text_in_a_numeric_column_is_rejected_at_landing_and_the_rest_loads(
+    machine_pg: str, lake: Lake
+) -> None:
     source = Tables()
     land(lake, source, pa.table({"id": pa.array([1], pa.int64())}), "r1")
-    land(lake, source, pa.table({"id": pa.array(["A-7"], pa.string())}), "r2")
+    source.next = pa.table({"id": pa.array(["A-7"], pa.string())})
+    refused = land_table(lake, "app", source, "things", "r2", today=DAY)
     land(lake, source, pa.table({"id": pa.array([3], pa.int64())}), "r3")
 
-    with pytest.raises(LoadError, match="column id: the raw table has BIGINT") as refused:
-        load_table(machine_pg, lake, "raw", "app", "things")
+    loaded = load_table(machine_pg, lake, "raw", "app", "things")
 
-    assert refused.value.loaded is not None and len(refused.value.loaded.partitions) == 1
-    assert rows(machine_pg, "select id from raw.app__things") == [(1,)]
+    assert refused.manifest is None
+    assert "column id is VARCHAR in this file, the table has BIGINT" in refused.rejected[0].reason
+    assert len(loaded.partitions) == 2
+    assert rows(machine_pg, "select id from raw.app__things order by id") == [(1,), (3,)]
 
 
 def test_widening_under_a_view_is_a_clear_error_not_a_retry(machine_pg: str, lake: Lake) -> None:
