@@ -72,6 +72,9 @@ def print_summary(
     for o in outcomes:
         if o.status == "failed":
             console.print(f"  [red]{o.node_id}[/]: {o.error}")
+        if (o.detail or {}).get("bad_rows"):  # landed, with bad rows kept aside
+            where = ", ".join(o.detail.get("quarantine", []))
+            console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")
     if snapshot:
         console.print(f"published snapshot: {snapshot}")
     elif status != "success":
