@@ -263,7 +263,67 @@ class Ledger:
             at=_now(),
         )
 
+    def claim_lease(self, run_id: str, host: str, pid: int | None) -> bool:
+        """Record who keeps the run alive (see millpond.runtime.lifecycle); beats it once."""
+        return self._submit("claim_lease", run_id=run_id, host=host, pid=pid, at=_now())
+
+    def heartbeat(self, run_id: str) -> bool | None:
+        """Refresh the run's lease: True if it did, False if the run is no longer `running`,
+        None if the database is unreachable or behind. Never buffered: a replayed heartbeat
+        would say that a dead run was alive."""
+        with self._lock:
+            if self._buffer.has_records() or time.monotonic() < self._retry_at:
+                return None
+            try:
+                beat = self._execute("heartbeat", {"run_id": run_id, "at": _now()})
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                return None
+            return bool(beat)
+
+    def abandon_run(self, run_id: str, reason: str) -> bool:
+        """Close a run whose process died, and its running node attempts, as ``abandoned``."""
+        return self._submit("abandon_run", run_id=run_id, reason=reason, at=_now())
+
     # --- public reads -----------------------------------------------------------------------
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        """The runs still `running`, with their lease, so a new start can tell dead ones.
+
+        Raises :class:`LedgerUnavailableError` when the database cannot be reached."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                cur = conn.execute(
+                    "SELECT run_id, orchestrator, flow_run_id, host, pid, heartbeat_at, "
+                    "started_at FROM millpond.runs WHERE status = 'running' ORDER BY started_at"
+                )
+                names = [c.name for c in cur.description or []]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
+
+    def latest_attempts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Each node's latest attempt in a run (status, rows, bytes, duration, error), for an
+        orchestrator whose nodes ran in other processes (the Airflow close task).
+
+        Raises :class:`LedgerUnavailableError` when the database cannot be reached."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                cur = conn.execute(
+                    "SELECT DISTINCT ON (node_id) node_id, attempt, status, duration_ms, rows, "
+                    "bytes, error FROM millpond.node_runs WHERE run_id = %s "
+                    "ORDER BY node_id, attempt DESC",
+                    (run_id,),
+                )
+                names = [c.name for c in cur.description or []]
+                rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
+        return {row["node_id"]: row for row in rows}
 
     def get_source_state(self, source: str, table: str) -> Any | None:
         """Return the stored cursor of a source table, or None if it has none yet.
@@ -350,10 +410,10 @@ class Ledger:
             self._conn = conn
         return self._conn
 
-    def _execute(self, op: str, args: dict[str, Any]) -> None:
+    def _execute(self, op: str, args: dict[str, Any]) -> Any:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
-            OPS[op](cur, **args)
+            return OPS[op](cur, **args)
 
     def _went_down(self, exc: BaseException) -> None:
         self._drop_connection()

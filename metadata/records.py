@@ -278,6 +278,45 @@ def _op_record_rejection(
     )
 
 
+def _op_claim_lease(
+    cur: psycopg.Cursor, run_id: str, host: str, pid: int | None, at: datetime
+) -> None:
+    # The lease says who keeps the run alive: a process (pid) on a host, or, with no pid (an
+    # Airflow run, whose tasks are short processes), only the heartbeat.
+    ensure_run(cur, run_id, at)
+    cur.execute(
+        "UPDATE millpond.runs SET host = %s, pid = %s, heartbeat_at = %s WHERE run_id = %s",
+        (host, pid, at, run_id),
+    )
+
+
+def _op_heartbeat(cur: psycopg.Cursor, run_id: str, at: datetime) -> bool:
+    # A closed run stays closed: a late heartbeat (a task of an abandoned Airflow run) is moot.
+    cur.execute(
+        "UPDATE millpond.runs SET heartbeat_at = GREATEST(heartbeat_at, %s) "
+        "WHERE run_id = %s AND status = 'running'",
+        (at, run_id),
+    )
+    return cur.rowcount > 0
+
+
+def _op_abandon_run(cur: psycopg.Cursor, run_id: str, reason: str, at: datetime) -> None:
+    # Only a run still `running` is abandoned: one that closed meanwhile keeps its real status.
+    cur.execute(
+        "UPDATE millpond.runs SET status = 'abandoned', finished_at = %s, error = %s "
+        "WHERE run_id = %s AND status = 'running'",
+        (at, reason, run_id),
+    )
+    cur.execute(
+        """
+        UPDATE millpond.node_runs SET status = 'abandoned', finished_at = %s, error = %s,
+            duration_ms = (EXTRACT(EPOCH FROM (%s - started_at)) * 1000)::bigint
+        WHERE run_id = %s AND status = 'running'
+        """,
+        (at, reason, at, run_id),
+    )
+
+
 OPS: dict[str, Callable[..., None]] = {
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
@@ -290,4 +329,7 @@ OPS: dict[str, Callable[..., None]] = {
     "set_source_state": _op_set_source_state,
     "record_lake_action": _op_record_lake_action,
     "record_rejection": _op_record_rejection,
+    "claim_lease": _op_claim_lease,
+    "heartbeat": _op_heartbeat,
+    "abandon_run": _op_abandon_run,
 }

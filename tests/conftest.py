@@ -300,3 +300,54 @@ def s3_lake(s3_server: str, s3_bucket: str) -> Any:
     from ingest.lake import Lake
 
     return Lake.from_url(f"s3://{s3_bucket}/lake", s3_server, "us-east-1", S3_KEY_ID, S3_SECRET)
+
+
+AIRFLOW_VERSION = "3.3.2"
+
+
+@pytest.fixture(scope="session")
+def airflow_venv() -> Path:
+    """A venv with apache-airflow, kept between test runs (keyed by version): Airflow must
+    never be a dependency of millpond itself. Created on first use (~30 s from the mirror)."""
+    from millpond.core.locks import file_lock
+
+    cache = Path(os.environ.get("MILLPOND_AIRFLOW_CACHE", Path.home() / ".cache" / "millpond"))
+    venv = cache / f"airflow-{AIRFLOW_VERSION}"
+    stamp = venv / ".installed"
+    cache.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache / f"airflow-{AIRFLOW_VERSION}.lock", "airflow venv"):
+        if not stamp.is_file():
+            shutil.rmtree(venv, ignore_errors=True)
+            python = getattr(sys, "_base_executable", None) or sys.executable
+            subprocess.run([python, "-m", "venv", str(venv)], check=True)
+            pip = subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", f"apache-airflow=={AIRFLOW_VERSION}"],
+                capture_output=True,
+                text=True,
+            )
+            assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-2000:]
+            stamp.touch()
+    return venv
+
+
+@pytest.fixture(scope="session")
+def airflow_home(airflow_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An AIRFLOW_HOME with a migrated SQLite database, once per session; the environment to
+    run the venv's `airflow` with (point AIRFLOW__CORE__DAGS_FOLDER at a test's DAGs)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "PATH": f"{airflow_venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    migrated = subprocess.run(
+        [str(airflow_venv / "bin" / "airflow"), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
+    return env

@@ -111,6 +111,7 @@ def run(
     from millpond.cli.summary import print_summary
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import new_run_id
+    from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
 
     run_id = new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
@@ -118,12 +119,18 @@ def run(
     ctx = RunContext(config, run_id, orchestrator="prefect")
     try:
         with node_context(run_id):
+            # The run's ledger row (and lease) comes before the slow parts of the start, so a
+            # run that dies while starting is still seen, and closed by the next start.
             try:
+                abandoned = open_run(ctx, trigger)
                 api = ensure_server(config)
                 os.environ["PREFECT_API_URL"] = api
-                ctx.ledger  # noqa: B018 - connect and migrate before the flow starts
+                crash_flow_runs(abandoned)
                 graph = ctx.graph
-            except Exception as exc:
+            except BaseException as exc:
+                fail_start(ctx, f"cannot start the run: {exc or type(exc).__name__}")
+                if not isinstance(exc, Exception):
+                    raise
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
             status = _run_with_progress(ctx, trigger)
@@ -230,12 +237,16 @@ def run_node_command(
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import NodeFailed, run_node
+    from millpond.runtime.lifecycle import keep_alive
 
     open_run_log(config.logs_dir, run_id)
     sources_only = node_id.startswith(("extract.", "load."))
     ctx = RunContext(config, run_id, orchestrator=orchestrator, sources_only=sources_only)
     try:
-        ctx.ledger.start_run(run_id, orchestrator, "schedule", config.target_name)
+        # The trigger is the open task's to record (`millpond run-start`); every node task
+        # keeps the run's lease alive while it works (millpond.runtime.lifecycle).
+        ctx.ledger.start_run(run_id, orchestrator, None, config.target_name)
+        keep_alive(ctx)
         outcome = run_node(ctx, node_id, attempt)
     except (GraphError, DbtError) as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
@@ -268,14 +279,26 @@ def dag(
     output: Annotated[Path, typer.Option(help="where to write the DAG file")] = Path(
         "airflow_compat/dags/millpond.py"
     ),
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="write nothing; exit 1 if the file differs (stale DAG)"),
+    ] = False,
 ) -> None:
-    """Write the graph as an Airflow DAG file (each task runs `millpond run-node`)."""
+    """Write the graph as an Airflow DAG file (each task runs `millpond run-node`).
+
+    Example: millpond dag --output ~/airflow/dags/millpond.py (see docs/deploy-airflow.md)"""
     config = _load(config_path)
     from airflow_compat.render import render_dag
 
     built = _build_graph(config)
     millpond_bin = str(Path(sys.executable).with_name("millpond"))
-    source = render_dag(built, config, millpond_bin, find_config(config_path))
+    source = render_dag(built, config, millpond_bin, find_config(config_path), output)
+    if check:
+        if output.is_file() and output.read_text() == source:
+            out.print(f"{output} is up to date")
+            return
+        console.print(f"[red]{output} is stale[/]: regenerate it with `just dag`", highlight=False)
+        raise typer.Exit(1)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(source)
     out.print(f"wrote {output}: {len(built.nodes)} tasks, {len(built.edges())} edges")
@@ -338,6 +361,10 @@ def serve(config_path: ConfigOption = None) -> None:
 
 
 import millpond.cli.lake  # noqa: E402, F401 - registers `lake ls|drop` and `backfill`
+from millpond.cli.tasks import run_finish, run_start  # noqa: E402 - after the helpers they use
+
+app.command("run-start")(run_start)
+app.command("run-finish")(run_finish)
 
 if __name__ == "__main__":
     app()

@@ -25,6 +25,7 @@ from millpond.core.registry import NODE_KINDS
 from millpond.nodes.extract import warnings as source_warnings
 from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
+from millpond.runtime.lifecycle import crash_flow_runs, open_run
 
 
 class NodeFailed(Exception):
@@ -111,8 +112,9 @@ def skip_node(ctx: RunContext, node_id: str, reason: str) -> None:
 
 
 def start_run(ctx: RunContext, trigger: str) -> None:
-    """Open the run in the ledger and pass on what the sources want the user to hear."""
-    ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name)
+    """Open the run in the ledger with its lease (closing runs that died first) and pass on
+    what the sources want the user to hear."""
+    crash_flow_runs(open_run(ctx, trigger))
     for warning in source_warnings(ctx):
         logger.warning(warning)
 

@@ -23,6 +23,7 @@ from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.core.registry import Target
+from millpond.nodes.dbt import manifest_cache
 from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
 
 _DBT_LOCK = threading.Lock()
@@ -146,21 +147,37 @@ class DbtProject:
         return self.target_dir / "manifest.json"
 
     def parse(self) -> dict[str, Any]:
-        """Parse the project (partial parsing makes repeats fast); returns manifest.json."""
-        from dbt.cli.main import dbtRunner
-
+        """Parse the project, or reuse the last parse while the project is unchanged
+        (manifest_cache: no dbt parse per Airflow task); returns manifest.json."""
         # dbt rewrites manifest.json in place: parallel `run-node` processes (Airflow) must not
         # read it half-written, so parsing and reading are exclusive across processes too.
         lock = self.config.locks_dir / "dbt-parse.lock"
         with _DBT_LOCK, file_lock(lock, "dbt parse"):
-            result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
-            _drop_root_stream_handlers()
-            if not result.success or result.result is None:
-                raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
-            self._manifest = result.result
-            text = self.manifest_path.read_text()
+            key = manifest_cache.fingerprint(
+                self.project_dir,
+                self.profiles_dir,
+                self._common_args(),
+                self.target.dbt_env(),
+                skip=[self.config.state],
+            )
+            cached = manifest_cache.load(self.target_dir, key)
+            if cached is not None:
+                self._manifest, text = cached
+            else:
+                self._manifest, text = self._parse_with_dbt(), self.manifest_path.read_text()
+                manifest_cache.save(self.target_dir, key)
             publish_manifest(self.config.state / "dbt" / PUBLISHED_MANIFEST, text)
             return json.loads(text)
+
+    def _parse_with_dbt(self) -> Any:
+        from dbt.cli.main import dbtRunner
+
+        manifest_cache.forget(self.target_dir)
+        result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
+        _drop_root_stream_handlers()
+        if not result.success or result.result is None:
+            raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
+        return result.result
 
     def build(self, select: list[str]) -> DbtBuild:
         """`dbt build` of exactly these resources (a model and its tests), in dependency order."""

@@ -1,0 +1,93 @@
+"""`millpond run-start` and `millpond run-finish`: the first and last task of the Airflow DAG.
+
+They open and close the run in the ledger around the `millpond run-node` tasks (see
+millpond.runtime.task_run); `run-finish` exits 1 when the run failed, so the DAG run fails too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+RunIdOption = Annotated[str, typer.Option("--run-id", help="the orchestrator's run id")]
+OrchestratorOption = Annotated[str, typer.Option(help="recorded in the ledger")]
+
+
+def run_start(
+    run_id: RunIdOption,
+    trigger: Annotated[
+        str,
+        typer.Option(
+            help="the orchestrator's run type, recorded as the trigger (Airflow's "
+            "dag_run.run_type: manual, scheduled -> schedule, backfill, asset_triggered)"
+        ),
+    ] = "",
+    orchestrator: OrchestratorOption = "airflow",
+    config_path: Annotated[
+        str | None, typer.Option("--config", "-c", help="millpond.yml to use")
+    ] = None,
+) -> None:
+    """Open a run in the ledger (the first task of the Airflow DAG).
+
+    Example: millpond run-start --run-id manual__2026-01-01 --trigger manual
+
+    Closes runs that died (their lease is gone) as abandoned first."""
+    from millpond.cli.main import _load, out
+    from millpond.core.logs import close_run_log, node_context, open_run_log
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.task_run import open_task_run
+
+    config = _load(_path(config_path))
+    open_run_log(config.logs_dir, run_id)
+    try:
+        with node_context(run_id):
+            open_task_run(RunContext(config, run_id, orchestrator=orchestrator), trigger)
+    finally:
+        close_run_log(run_id)
+    out.print(f"run {run_id}: opened")
+
+
+def run_finish(
+    run_id: RunIdOption,
+    orchestrator: OrchestratorOption = "airflow",
+    config_path: Annotated[
+        str | None, typer.Option("--config", "-c", help="millpond.yml to use")
+    ] = None,
+) -> None:
+    """Close a run with its real status from its nodes' records (the last task of the
+    Airflow DAG, trigger rule all_done); exits 1 if the run failed.
+
+    Example: millpond run-finish --run-id manual__2026-01-01"""
+    from millpond.cli.main import _load, console, out
+    from millpond.core.logs import close_run_log, node_context, open_run_log
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.lifecycle import fail_start
+    from millpond.runtime.task_run import close_task_run
+
+    config = _load(_path(config_path))
+    open_run_log(config.logs_dir, run_id)
+    ctx = RunContext(config, run_id, orchestrator=orchestrator)
+    try:
+        with node_context(run_id):
+            try:
+                ctx.graph  # noqa: B018 - the nodes the run should have run
+            except Exception as exc:  # the run is closed even without a graph
+                fail_start(ctx, f"cannot build the graph: {exc}")
+                console.print(f"[red]run {run_id}: failed[/]: {exc}", highlight=False)
+                raise typer.Exit(1) from None
+            status = close_task_run(ctx)
+    finally:
+        close_run_log(run_id)
+    failed = [o.node_id for o in ctx.outcomes.values() if o.status in ("failed", "skipped")]
+    out.print(
+        f"run {run_id}: {status}"
+        + (f" ({len(failed)} nodes failed or did not run)" if failed else "")
+    )
+    raise typer.Exit(0 if status == "success" else 1)
+
+
+def _path(value: str | None) -> object:
+    from pathlib import Path
+
+    return Path(value) if value else None
