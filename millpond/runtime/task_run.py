@@ -20,7 +20,9 @@ KILLED = "its task process ended without closing the node (killed, timed out or 
 
 def open_task_run(ctx: RunContext, run_type: str) -> None:
     """Open the run for its first task; `run_type` is the orchestrator's (Airflow's)."""
-    open_run(ctx, AIRFLOW_TRIGGERS.get(run_type, run_type or None), process=False)
+    # Airflow 3.3 renders `{{ dag_run.run_type }}` as the enum's name (`DagRunType.MANUAL`).
+    value = run_type.rsplit(".", 1)[-1].lower()
+    open_run(ctx, AIRFLOW_TRIGGERS.get(value, value or None), process=False)
 
 
 def close_task_run(ctx: RunContext) -> str:
