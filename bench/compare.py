@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
+    # A stopped session still writes what it measured (the session's `finally`).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     from flows.server import ensure_server
     from millpond.core.config import load_config

@@ -89,6 +89,7 @@ def run_session(
                         samples[name].append(result)
                         entry["cases"][name] = _summarise(samples[name])
                         log(f"  {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+                    save()
                     if (
                         name == "millpond_cold"
                         and scale == largest
@@ -102,12 +103,12 @@ def run_session(
                         memory.update(scale=scale, unlimited_peak_rss_mb=result["peak_rss_mb"])
                         results["memory"] = memory
                         log(f"  {memory['status']}, peak RSS {memory.get('peak_rss_mb', '-')} MB")
-                    save()
+                        save()
         results["complete"] = True
     finally:
         from metadata.embedded import stop_embedded
 
         for project in projects.values():
             stop_embedded(project / ".millpond" / "pg")
-    save()
+        save()  # stopped early (a failing case, Ctrl-C, SIGTERM): the report says partial
     return results
