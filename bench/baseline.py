@@ -5,8 +5,11 @@ python-calamine), then runs the dbt project's compiled SQL directly, models in d
 (views and tables as dbt materializes them) and every data test, and finally copies the marts
 into a snapshot file. No lake, no manifest, no ledger, no orchestrator, no retries.
 
-Usage: python bench/baseline.py <project dir with millpond.yml> <work dir>
+Usage: python bench/baseline.py <project dir with millpond.yml> <work dir> [--manifest FILE]
 Prints one JSON line: {"seconds": ..., "load_s": ..., "sql_s": ..., "tests": N, "failed": N}.
+`--compile-only` writes <work dir>/target/manifest.json and stops; `--manifest FILE` reuses one,
+so the timed process never imports dbt and its peak RSS is DuckDB's alone (what `just bench`
+does).
 """
 
 from __future__ import annotations
@@ -76,11 +79,17 @@ def ordered(manifest: dict, kind: str) -> list[dict]:
 
 
 def main() -> None:
-    project, work = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    project, work = Path(args[0]).resolve(), Path(args[1]).resolve()
     work.mkdir(parents=True, exist_ok=True)
     warehouse = work / "baseline.duckdb"
     warehouse.unlink(missing_ok=True)
-    manifest = compile_project(project, warehouse, work / "target")
+    if "--manifest" in sys.argv:
+        manifest = json.loads(Path(sys.argv[sys.argv.index("--manifest") + 1]).read_text())
+    else:
+        manifest = compile_project(project, warehouse, work / "target")
+    if "--compile-only" in sys.argv:
+        return
 
     started = time.perf_counter()
     con = duckdb.connect(str(warehouse))

@@ -1,106 +1,90 @@
-"""`just bench`: `millpond run` against bare DuckDB on the same files, in the same session.
+"""`just bench`: millpond against bare DuckDB, one `dbt build`, DuckDB's COPY and dlt.
 
-For each scale: a fresh project under .millpond/bench/sf<scale>/ (demo data generated once and
-reused), then a cold `millpond run` (empty lake, warehouse and ledger; the Prefect server already
-up), a warm rerun (nothing new to land or load) and `bench/baseline.py` (bare DuckDB: load +
-the same compiled dbt SQL + the same tests + snapshot). Reports wall times and the ratio;
-absolute seconds vary with the machine, the ratio is the figure to watch.
+    just bench                         # scale 0.1, once
+    just bench --scale 0.1 1 --repeat 3
+    just bench 0.1 1                   # the same as --scale 0.1 1
+    just bench --scale 0.01 --json     # machine-readable results on stdout
+
+For each TPC-H scale, in one session on the same generated files (under .millpond/bench/): a
+cold and a warm `millpond run` with the stage breakdown from the ledger, bare DuckDB
+(bench/baseline.py), one `dbt build` on the warehouse millpond loaded, dlt's Arrow/Parquet route
+(when the `bench` extra is installed), DuckDB's CSV-to-Parquet COPY, the peak RSS of each, and a
+cold run under a DuckDB memory limit smaller than the lineitem file. Writes the generated section
+of docs/benchmarks.md and docs/benchmarks.png (see bench/harness/). Absolute seconds vary with
+the machine; the ratios are the figures to watch.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import shutil
-import subprocess
+import signal
 import sys
-import time
 from pathlib import Path
 
+from harness import report
+from harness.session import run_session
+
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
-def prepare(scale: str) -> Path:
-    project = REPO / ".millpond" / "bench" / f"sf{scale}"
-    inbox = project / "inbox" / "erp"
-    project.mkdir(parents=True, exist_ok=True)
-    text = (REPO / "millpond.yml").read_text()
-    text = text.replace("project_dir: transform", f"project_dir: {REPO / 'transform'}")
-    (project / "millpond.yml").write_text(text)
-    if not inbox.is_dir():
-        subprocess.run(
-            [str(BIN / "millpond"), "demo-data", "--scale", scale],
-            check=True,
-            cwd=project,
-        )
-    (project / "transform").unlink(missing_ok=True)
-    (project / "transform").symlink_to(REPO / "transform")
-    return project
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="just bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("scales", nargs="*", help="TPC-H scale factors (same as --scale)")
+    parser.add_argument("--scale", nargs="+", default=[], help="TPC-H scale factors")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case (medians)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--memory-limit",
+        default="256MB",
+        help="warehouse.memory_limit of the memory case ('' skips it); default 256MB",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=REPO / ".millpond" / "bench", help="scratch folder"
+    )
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where the report goes")
+    args = parser.parse_args(argv)
+    args.scales = [str(float(s)).rstrip("0").rstrip(".") for s in args.scale + args.scales]
+    args.scales = list(dict.fromkeys(args.scales)) or ["0.1"]
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return elapsed, result.stdout
-
-
-def stage_seconds(summary: str) -> dict[str, float]:
-    """Node time per node kind, summed from the summary table `millpond run` prints."""
-    stages: dict[str, float] = {}
-    for line in summary.splitlines():
-        cells = [c.strip() for c in line.split("│")]
-        if len(cells) < 8 or not cells[6].replace(",", "").isdigit():
-            continue
-        kind = cells[1].split(".", 1)[0]
-        stages[kind] = stages.get(kind, 0.0) + int(cells[6].replace(",", "")) / 1000
-    return stages
-
-
-def main(scales: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    # A stopped session still writes what it measured (the session's `finally`).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     from flows.server import ensure_server
     from millpond.core.config import load_config
 
-    # The repo's own local Prefect server (started if needed): bench projects are deleted and
-    # recreated, so a server started under one of them would lose its home mid-run.
+    # The repo's own local Prefect server (started if needed; PREFECT_API_URL if set): bench
+    # projects are deleted and recreated, so a server started under one would lose its home.
     os.environ["PREFECT_API_URL"] = ensure_server(load_config(REPO / "millpond.yml"))
-    rows = []
-    for scale in scales:
-        project = prepare(scale)
-        shutil.rmtree(project / ".millpond", ignore_errors=True)
-        cold, summary = timed([str(BIN / "millpond"), "run"], project)
-        stages = stage_seconds(summary)
-        warm, _ = timed([str(BIN / "millpond"), "run"], project)
-        base_wall, out = timed(
-            [
-                str(BIN / "python"),
-                str(REPO / "bench" / "baseline.py"),
-                str(project),
-                str(project / ".baseline"),
-            ],
-            project,
-        )
-        base = json.loads(out.strip().splitlines()[-1])
-        rows.append((scale, cold, warm, base["seconds"], base_wall, stages))
-    header = ["scale", "millpond cold", "millpond rerun", "bare duckdb", "ratio"]
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, [6, 14, 15, 12, 6], strict=True)))
-    for scale, cold, warm, base, _, _ in rows:
-        print(f"{scale:>6} {cold:>13.1f}s {warm:>14.1f}s {base:>11.1f}s {cold / base:>5.1f}x")
-    print(
-        "\nnode time per stage in the cold run (seconds, summed over nodes running concurrently):"
-    )
-    for scale, *_, stages in rows:
-        print(f"{scale:>6} " + "  ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
-    print("bare duckdb = load + compiled dbt SQL + tests + snapshot, timed inside one process;")
-    print(
-        "millpond = the whole `millpond run` command (process start, dbt parse, Prefect, ledger)."
-    )
+    command = "just bench --scale " + " ".join(args.scales) + f" --repeat {args.repeat}"
+    note = f"Load average at the start: {load_at_start}."
+    work = args.work.resolve()
+
+    def write(results: dict) -> None:
+        """The report as far as the session got (rewritten after every case)."""
+        results["meta"] = report.meta(command, args.repeat, results["total_s"], note)
+        picture = report.chart(results, args.docs / "benchmarks.png")
+        results["chart"] = picture or "matplotlib not installed"
+        report.write_docs(args.docs / "benchmarks.md", report.markdown(results, picture))
+        (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+    results = run_session(args.scales, args.repeat, work, args.memory_limit or None, write)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for goal in results["goals"]:
+            value = "n/a" if goal["value"] is None else f"{goal['value']:.2f}"
+            met = {True: "met", False: "missed", None: "n/a"}[goal["met"]]
+            print(f"{goal['goal']:<58} {goal['target']:>8} {value:>8}  {met}")
+        print(f"report: {args.docs / 'benchmarks.md'}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["0.1"])
+    main(sys.argv[1:])

@@ -7,9 +7,13 @@ a snapshot file that `current` points at (millpond.targets.duckdb.publish).
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+import duckdb
+from pydantic import field_validator
 
 from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
@@ -24,6 +28,37 @@ class DuckDBConfig(TargetConfigBase):
 
     path: Path = Path(".millpond/warehouse.duckdb")
     threads: int = 1
+    # DuckDB's own caps for every connection to the warehouse (millpond's and dbt's). Unset:
+    # DuckDB's defaults (80% of RAM, one thread per core). A limit makes DuckDB spill to
+    # `<path>.tmp` instead of growing, so a box shared with other services keeps its memory.
+    memory_limit: str | None = None
+    duckdb_threads: int | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a size like 512MB or 2GB")
+        return value.strip() if value else value
+
+    @field_validator("duckdb_threads")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def settings(self) -> dict[str, str | int]:
+        """The DuckDB settings every warehouse connection gets (empty: DuckDB's defaults)."""
+        found: dict[str, str | int] = {}
+        if self.memory_limit:
+            found["memory_limit"] = self.memory_limit
+        if self.duckdb_threads:
+            found["threads"] = self.duckdb_threads
+        return found
+
+
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 class DuckDBTarget:
@@ -35,10 +70,19 @@ class DuckDBTarget:
         self.config = config
         # An S3 lake: every connection gets httpfs and the lake's secret (targets.duckdb.s3).
         self.s3 = LakeAccess(stack.lake) if stack.lake.url.startswith("s3://") else None
-        self._setup = self.s3.setup if self.s3 else None
+        self.settings = config.settings()
+        self._setup = self._prepare if (self.s3 or self.settings) else None
         self.path = stack.resolve(config.path)
         self.raw_schema = config.raw_schema
         self.published_dir = stack.published_dir
+
+    def _prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """What every warehouse connection gets first: the DuckDB settings (memory_limit,
+        threads; validated, so safe to inline) and an S3 lake's httpfs and secret."""
+        for name, value in self.settings.items():
+            con.execute(f"set {name} = '{value}'")
+        if self.s3:
+            self.s3.setup(con)
 
     def writer_lock(self) -> AbstractContextManager[None]:
         return warehouse_lock(self.path)
@@ -48,7 +92,7 @@ class DuckDBTarget:
             return raw.load_table(con, lake, self.raw_schema, source, table)
 
     def loaded_partitions(self, source: str, table: str) -> set[str]:
-        with open_warehouse(self.path) as con:
+        with open_warehouse(self.path, self._setup) as con:
             return raw.registered_partitions(con, self.raw_schema, source, table)
 
     def drop_partition(self, source: str, table: str, partition_id: str) -> bool:
@@ -76,6 +120,8 @@ class DuckDBTarget:
         if self.s3:
             self.s3.install()
             output["secrets"] = [self.s3.dbt_secret()]
+        if self.settings:  # only when set: an unchanged profile keeps dbt's partial parse
+            output["settings"] = dict(self.settings)
         return output
 
     def dbt_env(self) -> dict[str, str]:
