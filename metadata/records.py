@@ -250,6 +250,23 @@ def _op_record_lake_action(
         cur.execute("DELETE FROM millpond.partitions WHERE partition_id = %s", (partition_id,))
 
 
+def _op_record_fingerprints(
+    cur: psycopg.Cursor, run_id: str, fingerprints: dict[str, Any], at: datetime
+) -> None:
+    """node_id -> [fingerprint or None, rows or None] of the dbt nodes this run settled."""
+    ensure_run(cur, run_id, at)
+    cur.executemany(
+        """
+        INSERT INTO millpond.model_fingerprints (run_id, node_id, fingerprint, rows, recorded_at)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (run_id, node_id) DO UPDATE SET
+            fingerprint = EXCLUDED.fingerprint, rows = EXCLUDED.rows,
+            recorded_at = EXCLUDED.recorded_at
+        """,
+        [(run_id, node, fp, rows, at) for node, (fp, rows) in fingerprints.items()],
+    )
+
+
 OPS: dict[str, Callable[..., None]] = {
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
@@ -261,4 +278,5 @@ OPS: dict[str, Callable[..., None]] = {
     "mark_partition_loaded": _op_mark_partition_loaded,
     "set_source_state": _op_set_source_state,
     "record_lake_action": _op_record_lake_action,
+    "record_fingerprints": _op_record_fingerprints,
 }
