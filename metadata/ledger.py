@@ -285,6 +285,15 @@ class Ledger:
         """Close a run whose process died, and its running node attempts, as ``abandoned``."""
         return self._submit("abandon_run", run_id=run_id, reason=reason, at=_now())
 
+    def record_fingerprints(
+        self, run_id: str, fingerprints: dict[str, tuple[str | None, int | None]]
+    ) -> bool:
+        """Record what each dbt node's relation was built from (None: rebuild it next time)."""
+        if not fingerprints:
+            return True
+        clean = {node: [fp, rows] for node, (fp, rows) in fingerprints.items()}
+        return self._submit("record_fingerprints", run_id=run_id, fingerprints=clean, at=_now())
+
     # --- public reads -----------------------------------------------------------------------
 
     def running_runs(self) -> list[dict[str, Any]]:
@@ -324,6 +333,57 @@ class Ledger:
                 self._went_down(exc)
                 raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
         return {row["node_id"]: row for row in rows}
+
+    def loaded_partitions(self, source: str, table: str) -> list[tuple[str, str | None]]:
+        """(partition_id, manifest_sha256) of every partition of a table in the warehouse.
+
+        Raises :class:`LedgerUnavailableError` when the database is down or records are still
+        buffered: a stale answer would make changed data look unchanged."""
+        rows = self._read(
+            "SELECT partition_id, manifest_sha256 FROM millpond.partitions "
+            "WHERE source = %s AND table_name = %s AND loaded_at IS NOT NULL "
+            "ORDER BY partition_id",
+            (source, table),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def fingerprints(self, publish_kind: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """The fingerprints of the currently published run (the latest where a node of
+        `publish_kind` succeeded), and each node's latest record ([fingerprint, rows]): what
+        the warehouse holds now. Raises :class:`LedgerUnavailableError` as
+        :meth:`loaded_partitions` does."""
+        published = self._read(
+            """
+            SELECT f.node_id, f.fingerprint FROM millpond.model_fingerprints f
+            WHERE f.run_id = (
+                SELECT run_id FROM millpond.node_runs
+                WHERE kind = %s AND status = 'success'
+                ORDER BY finished_at DESC LIMIT 1)
+            """,
+            (publish_kind,),
+        )
+        latest = self._read(
+            """
+            SELECT DISTINCT ON (node_id) node_id, fingerprint, rows
+            FROM millpond.model_fingerprints ORDER BY node_id, recorded_at DESC
+            """,
+            (),
+        )
+        return (
+            {r[0]: r[1] for r in published if r[1] is not None},
+            {r[0]: [r[1], r[2]] for r in latest},
+        )
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows of a read that must see every record written so far (nothing buffered)."""
+        with self._lock:
+            if self._buffer.has_records() and self._flush_locked() is None:
+                raise LedgerUnavailableError("ledger records are still buffered")
+            try:
+                return list(self._connection().execute(sql, params).fetchall())
+            except _UNREACHABLE as exc:
+                self._went_down(exc)
+                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
 
     def get_source_state(self, source: str, table: str) -> Any | None:
         """Return the stored cursor of a source table, or None if it has none yet.

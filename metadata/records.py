@@ -317,6 +317,23 @@ def _op_abandon_run(cur: psycopg.Cursor, run_id: str, reason: str, at: datetime)
     )
 
 
+def _op_record_fingerprints(
+    cur: psycopg.Cursor, run_id: str, fingerprints: dict[str, Any], at: datetime
+) -> None:
+    """node_id -> [fingerprint or None, rows or None] of the dbt nodes this run settled."""
+    ensure_run(cur, run_id, at)
+    cur.executemany(
+        """
+        INSERT INTO millpond.model_fingerprints (run_id, node_id, fingerprint, rows, recorded_at)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (run_id, node_id) DO UPDATE SET
+            fingerprint = EXCLUDED.fingerprint, rows = EXCLUDED.rows,
+            recorded_at = EXCLUDED.recorded_at
+        """,
+        [(run_id, node, fp, rows, at) for node, (fp, rows) in fingerprints.items()],
+    )
+
+
 OPS: dict[str, Callable[..., None]] = {
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
@@ -332,4 +349,5 @@ OPS: dict[str, Callable[..., None]] = {
     "claim_lease": _op_claim_lease,
     "heartbeat": _op_heartbeat,
     "abandon_run": _op_abandon_run,
+    "record_fingerprints": _op_record_fingerprints,
 }

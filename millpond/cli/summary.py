@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STATUS_STYLE = {"success": "green", "failed": "bold red", "skipped": "yellow"}
+STATUS_STYLE = {"success": "green", "failed": "bold red", "skipped": "yellow", "unchanged": "cyan"}
 
 
 def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
@@ -59,11 +59,13 @@ def print_summary(
     tests = [t for o in outcomes for t in (o.detail or {}).get("tests", [])]
     failed_tests = [t for t in tests if t["status"] in ("fail", "error")]
     rows = sum(o.rows or 0 for o in outcomes if o.node_id.startswith("load."))
+    unchanged = [o for o in outcomes if o.status == "unchanged"]
     color = "green" if status == "success" else "red"
     console.print(
         f"[bold {color}]run {run_id}: {status}[/] in {elapsed_s:.1f} s; "
         f"{len(outcomes)} nodes, {rows:,} raw rows loaded, "
         f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
+        + (f", {len(unchanged)} unchanged (not rebuilt)" if unchanged else "")
     )
     for t in failed_tests:
         console.print(
@@ -77,6 +79,8 @@ def print_summary(
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")
     if snapshot:
         console.print(f"published snapshot: {snapshot}")
+    elif any(o.node_id == "publish" and o.status == "unchanged" for o in outcomes):
+        console.print("nothing new to publish: readers keep the current snapshot")
     elif status != "success":
         console.print("nothing published: readers keep the previous snapshot")
     for name, url in links.items():

@@ -283,8 +283,11 @@ class NodeScope(BuildScope, Protocol):
 
 
 class NodeReport(Protocol):
-    """What a handler fills in for the ledger and the summary."""
+    """What a handler fills in for the ledger and the summary; a handler that found nothing
+    to do sets `status = "unchanged"` (else a handler that returns succeeded)."""
 
+    status: str
+    attempt: int
     rows: int | None
     bytes: int | None
     detail: dict[str, Any]

@@ -3,6 +3,10 @@
 It waits for every sink of the graph, so any failure anywhere keeps the published marts as
 they were. Which schemas are published: `publish.schemas`, or else every schema that a node
 marked publishable (dbt's table and incremental models).
+
+When every node with a fingerprint was found unchanged (millpond.nodes.fingerprints) and the
+schemas are those of the published run, readers already have this run's marts: publish is
+`unchanged` and `current` keeps pointing at the same snapshot.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from millpond.core.graph import Node, sinks
+from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+from millpond.nodes.fingerprints import digest, run_fingerprints
 
 PUBLISH = "publish"
 PUBLISHABLE = "publishable:"
@@ -37,10 +43,23 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         raise RuntimeError(
             "nothing to publish: no table or incremental models, and publish.schemas is not set"
         )
+    fingerprints = run_fingerprints(scope)
+    graph = getattr(scope, "graph", None)
+    members = [n.id for n in graph.nodes if n.kind in fingerprints.kinds] if graph else []
+    fingerprint = digest({"schemas": params.schemas})
+    if fingerprints.all_unchanged(members):
+        unchanged, _ = fingerprints.check(node.id, node.kind, fingerprint)
+        if unchanged:
+            scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
+            report.status = "unchanged"
+            report.detail = {"unchanged": True}
+            logger.info("nothing new to publish: readers keep the current snapshot")
+            return
     published = scope.target.publish(scope.run_id, list(params.schemas), scope.config.publish.keep)
     report.rows = published.rows
     report.bytes = published.bytes
     report.detail = {"snapshot": published.location, "tables": published.tables}
+    scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
 
 
 PUBLISH_KIND = NodeKind(build=build, run=run, needs_project=True)

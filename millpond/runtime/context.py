@@ -32,7 +32,12 @@ class RunContext:
     flow_run_id: str | None = None
     # A single extract or load node (Airflow) builds the graph without parsing dbt.
     sources_only: bool = False
+    # Rebuild every dbt model even if its fingerprint is unchanged (dbt's --full-refresh).
+    full_refresh: bool = False
+    # Nodes run as threads of this process (the Prefect flow): ready dbt nodes share a build.
+    batch: bool = False
     outcomes: dict[str, Any] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)  # node ids being run now
     on_node_done: Callable[[Any], None] | None = None
     _resources: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

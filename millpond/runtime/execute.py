@@ -67,9 +67,11 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
         started = time.perf_counter()
         outcome = NodeOutcome(node_id, "running", attempt)
         retryable = True
+        ctx.running.add(node_id)
         try:
             NODE_KINDS.get(node.kind).run(ctx, node, outcome)
-            outcome.status = "success"
+            if outcome.status == "running":  # a kind may say "unchanged" instead
+                outcome.status = "success"
         except Exception as exc:
             # Kinds mark errors in the data itself (`retryable = False`): the same input
             # fails the same way on every attempt.
@@ -78,6 +80,8 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
             plain = hasattr(exc, "retryable")  # kinds' own errors say what and where already
             outcome.error = mask(str(exc) if plain else f"{type(exc).__name__}: {exc}")
             logger.error(f"failed (attempt {attempt}): {outcome.error}")
+        finally:
+            ctx.running.discard(node_id)
         outcome.duration_ms = int((time.perf_counter() - started) * 1000)
         ctx.ledger.node_finished(
             ctx.run_id,
@@ -94,7 +98,7 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
             ctx.on_node_done(outcome)
         if outcome.status == "failed":
             raise NodeFailed(outcome.error or "failed", retryable=retryable)
-        logger.info(f"done in {outcome.duration_ms} ms, rows={outcome.rows}")
+        logger.info(f"{outcome.status} in {outcome.duration_ms} ms, rows={outcome.rows}")
         return outcome
 
 
@@ -172,6 +176,7 @@ def run_with_prefect(
     """
     from flows.pipeline import build_flow
 
+    ctx.batch = True  # threads of one process: ready dbt nodes share one dbt build
     with file_lock(ctx.config.locks_dir / "run.lock", "run"):
         start_run(ctx, trigger)
         flow = build_flow(

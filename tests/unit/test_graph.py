@@ -33,7 +33,7 @@ class ParsedProject:
     def __init__(self, manifest: dict[str, Any]) -> None:
         self.manifest = manifest
 
-    def parse(self) -> dict[str, Any]:
+    def graph_manifest(self) -> dict[str, Any]:
         return self.manifest
 
 

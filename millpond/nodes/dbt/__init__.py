@@ -1,16 +1,26 @@
 """The dbt node kind: one node per model, seed or snapshot, its tests run right after it.
 
-The graph part reads the parsed manifest (millpond.nodes.dbt.graph); the run part builds the
-node's selection through dbtRunner in-process (millpond.nodes.dbt.runner) under the target's
-writer lock, then counts the rows of the relation it built.
+The graph part reads the manifest (millpond.nodes.dbt.graph; reused without a parse while the
+project is unchanged). A node whose fingerprint (millpond.nodes.dbt.fingerprint) equals the
+published run's is `unchanged` and not built. Under the Prefect flow (`scope.batch`) the ready
+nodes share one dbt build (millpond.nodes.dbt.wave) and each node records its own outcome from
+dbt's events; alone (a `run-node` under Airflow, a retry, a node dbt skipped in a wave) a node
+is built by its own `dbt build` of the model and its tests. Either way the node records the
+same things: rows of the relation it built, its tests, its fingerprint.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from millpond.core.graph import Node, providers
+from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+from millpond.nodes.dbt.fingerprint import DbtFingerprints
 from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
-from millpond.nodes.dbt.runner import DbtProject
+from millpond.nodes.dbt.runner import DbtBuild, DbtProject
+from millpond.nodes.dbt.wave import Waves
+from millpond.nodes.fingerprints import run_fingerprints
 
 
 class DbtNodeFailed(Exception):
@@ -28,18 +38,101 @@ def project(scope: BuildScope) -> DbtProject:
 
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
-    manifest = project(scope).parse()
+    manifest = project(scope).graph_manifest()
     return dbt_nodes(scope.config, manifest, providers(nodes))
+
+
+def _fingerprints(scope: NodeScope) -> DbtFingerprints:
+    # Resources are created under the scope's lock: everything the factory needs from other
+    # resources is fetched before, never inside it.
+    dbt, graph = project(scope), scope.graph  # type: ignore[attr-defined]
+
+    def create() -> DbtFingerprints:
+        manifest = dbt.manifest_json or dbt.graph_manifest()
+        seen: dict[tuple[str, str], Any] = {}
+
+        def partitions(source: str, table: str) -> Any:
+            if (source, table) not in seen:
+                seen[(source, table)] = scope.ledger.loaded_partitions(source, table)
+            return seen[(source, table)]
+
+        context = {
+            "vars": scope.config.dbt.vars,
+            "target": scope.config.target_name,
+            "output": scope.target.dbt_output(),
+        }
+        return DbtFingerprints(manifest, graph, partitions, context)
+
+    return scope.resource("dbt.fingerprints", create)
+
+
+def decide(scope: NodeScope, node: Node) -> tuple[str | None, bool, int | None]:
+    """The node's fingerprint, whether it is unchanged, and the rows it had then."""
+    fingerprint = _fingerprints(scope).of(node)
+    unchanged, rows = run_fingerprints(scope).check(node.id, "dbt", fingerprint)
+    return fingerprint, unchanged, rows
+
+
+def _waves(scope: NodeScope) -> Waves:
+    dbt, _ = project(scope), scope.graph  # type: ignore[attr-defined]
+
+    def create() -> Waves:
+        return Waves(scope, dbt, lambda node: decide(scope, node))
+
+    return scope.resource("dbt.waves", create)
 
 
 def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     params: DbtParams = node.params
+    full_refresh = bool(getattr(scope, "full_refresh", False))
+    if getattr(scope, "batch", False) and report.attempt == 1:
+        settled = _waves(scope).settle(node)
+        fingerprint = settled.fingerprint
+        if settled.unchanged:
+            return _unchanged(scope, node, report, fingerprint, settled.rows)
+        if settled.build is not None:
+            return _record(scope, node, report, settled.build, settled.rows, fingerprint)
+        logger.info("dbt skipped it in the shared build; building it alone")
+    else:
+        fingerprint, unchanged, rows = decide(scope, node)
+        if unchanged:
+            return _unchanged(scope, node, report, fingerprint, rows)
     target = scope.target
+    rows = None
     with target.writer_lock():
-        result = project(scope).build(list(params.select))
+        result = project(scope).build(list(params.select), full_refresh)
         if result.success and params.relation and params.resource_type != "test":
-            report.rows = target.row_count(params.relation)
-            scope.ledger.record_row_counts(scope.run_id, {params.relation: report.rows})
+            rows = target.row_count(params.relation)
+    _record(scope, node, report, result, rows, fingerprint)
+
+
+def _unchanged(
+    scope: NodeScope, node: Node, report: NodeReport, fingerprint: str | None, rows: int | None
+) -> None:
+    params: DbtParams = node.params
+    report.status = "unchanged"
+    report.rows = rows
+    if rows is not None and params.relation and params.resource_type != "test":
+        scope.ledger.record_row_counts(scope.run_id, {params.relation: rows})
+    scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, rows)})
+    report.detail = {"unchanged": True}
+    logger.info("unchanged since the published run: not rebuilt, tests not rerun")
+
+
+def _record(
+    scope: NodeScope,
+    node: Node,
+    report: NodeReport,
+    result: DbtBuild,
+    rows: int | None,
+    fingerprint: str | None,
+) -> None:
+    """The ledger records of a built node, the same whether it was built alone or in a wave."""
+    params: DbtParams = node.params
+    if result.success and params.relation and params.resource_type != "test":
+        report.rows = rows
+        if rows is not None:
+            scope.ledger.record_row_counts(scope.run_id, {params.relation: rows})
     tests = [
         {"test": t.name, "status": t.status, "failures": t.failures, "message": t.message}
         for t in result.tests
@@ -47,6 +140,9 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     if tests:
         scope.ledger.record_test_results(scope.run_id, node.id, tests)
     report.detail = {"tests": tests}
+    # A failed node leaves its relation in a state no fingerprint describes: rebuild it next.
+    kept = (fingerprint, report.rows) if result.success else (None, None)
+    scope.ledger.record_fingerprints(scope.run_id, {node.id: kept})
     if not result.success:
         raise DbtNodeFailed(result.failure_message(), retryable=result.error is not None)
 

@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ def _drop_root_stream_handlers() -> None:
 # The manifest as readers (the API) get it: replaced atomically after each parse, where dbt
 # rewrites target/manifest.json in place and a reader may catch it half-written.
 PUBLISHED_MANIFEST = "manifest.json"
+# The fingerprint of the project files, profile and vars the published manifest was parsed
+# from: while it matches, the graph is built from manifest.json without importing dbt.
+MANIFEST_KEY = "manifest.key"
+# Folders of a dbt project that dbt writes itself, or that hold no project input.
 
 
 def publish_manifest(path: Path, text: str) -> None:
@@ -105,6 +110,7 @@ class DbtProject:
         self.profiles_dir = config.dbt_profiles_dir
         self.target_dir = config.state / "dbt" / "target"
         self._manifest: Any = None
+        self.manifest_json: dict[str, Any] | None = None
         if not (self.project_dir / "dbt_project.yml").is_file():
             raise DbtError(
                 f"{self.project_dir}: no dbt_project.yml (dbt.project_dir in millpond.yml)"
@@ -146,6 +152,41 @@ class DbtProject:
     def manifest_path(self) -> Path:
         return self.target_dir / "manifest.json"
 
+    def project_key(self) -> str:
+        """A digest of everything a parse reads (manifest_cache.fingerprint): the project's
+        files, the profile, the vars, the `env_var()`s it names, the target's env, dbt's version."""
+        return manifest_cache.fingerprint(
+            self.project_dir,
+            self.profiles_dir,
+            self._common_args(),
+            self.target.dbt_env(),
+            skip=[self.config.state],
+        )
+
+    def graph_manifest(self) -> dict[str, Any]:
+        """manifest.json for building the graph: the published one while the project is
+        unchanged since it was parsed (no dbt import, no parse), else a fresh parse."""
+        state = self.config.state / "dbt"
+        key = self.project_key()
+        key_file, published = state / MANIFEST_KEY, state / PUBLISHED_MANIFEST
+        try:
+            if key_file.read_text() == key:
+                self.manifest_json = json.loads(published.read_text())
+                return self.manifest_json
+        except (OSError, ValueError):
+            pass
+        manifest = self.parse()
+        handle, tmp = tempfile.mkstemp(dir=state, prefix=".key-")
+        with os.fdopen(handle, "w") as out:
+            out.write(key)
+        os.replace(tmp, key_file)
+        return manifest
+
+    def manifest_tests(self) -> dict[str, str]:
+        """Test name -> unique_id, from the manifest the graph was built from."""
+        nodes = (self.manifest_json or {}).get("nodes", {})
+        return {r["name"]: uid for uid, r in nodes.items() if r["resource_type"] == "test"}
+
     def parse(self) -> dict[str, Any]:
         """Parse the project, or reuse the last parse while the project is unchanged
         (manifest_cache: no dbt parse per Airflow task); returns manifest.json."""
@@ -153,13 +194,7 @@ class DbtProject:
         # read it half-written, so parsing and reading are exclusive across processes too.
         lock = self.config.locks_dir / "dbt-parse.lock"
         with _DBT_LOCK, file_lock(lock, "dbt parse"):
-            key = manifest_cache.fingerprint(
-                self.project_dir,
-                self.profiles_dir,
-                self._common_args(),
-                self.target.dbt_env(),
-                skip=[self.config.state],
-            )
+            key = self.project_key()
             cached = manifest_cache.load(self.target_dir, key)
             if cached is not None:
                 self._manifest, text = cached
@@ -167,7 +202,8 @@ class DbtProject:
                 self._manifest, text = self._parse_with_dbt(), self.manifest_path.read_text()
                 manifest_cache.save(self.target_dir, key)
             publish_manifest(self.config.state / "dbt" / PUBLISHED_MANIFEST, text)
-            return json.loads(text)
+            self.manifest_json = json.loads(text)
+            return self.manifest_json
 
     def _parse_with_dbt(self) -> Any:
         from dbt.cli.main import dbtRunner
@@ -179,8 +215,14 @@ class DbtProject:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
         return result.result
 
-    def build(self, select: list[str]) -> DbtBuild:
-        """`dbt build` of exactly these resources (a model and its tests), in dependency order."""
+    def build(
+        self,
+        select: list[str],
+        full_refresh: bool = False,
+        on_result: Callable[[DbtResult], None] | None = None,
+    ) -> DbtBuild:
+        """`dbt build` of exactly these resources (one node's model and tests, or a wave of
+        nodes), in dependency order; `on_result` hears of each resource as dbt finishes it."""
         from dbt.cli.main import dbtRunner
 
         if self._manifest is None:
@@ -194,10 +236,12 @@ class DbtProject:
             "--indirect-selection",
             "empty",
             "--no-write-json",
+            *(["--full-refresh"] if full_refresh else []),
         ]
+        callbacks = [_finished_listener(on_result)] if on_result else []
         with _DBT_LOCK:
             try:
-                outcome = dbtRunner(manifest=self._manifest).invoke(args)
+                outcome = dbtRunner(manifest=self._manifest, callbacks=callbacks).invoke(args)
             finally:
                 self.target.release()
                 _drop_root_stream_handlers()
@@ -223,3 +267,39 @@ class DbtProject:
         for r in build.results:
             logger.debug(f"dbt {r.resource_type} {r.name}: {r.status} {r.message or ''}")
         return build
+
+
+def _finished_listener(on_result: Callable[[DbtResult], None]) -> Callable[[Any], None]:
+    """A dbt event callback passing on each NodeFinished as a DbtResult.
+
+    It never raises: dbt turns an exception from a callback into an error of the node."""
+
+    def listen(event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        try:
+            on_result(result_of_event(event.data))
+        except Exception as exc:  # pragma: no cover - a bug here must not fail dbt's node
+            logger.error(f"dbt event not handled: {type(exc).__name__}: {exc}")
+
+    return listen
+
+
+def result_of_event(data: Any) -> DbtResult:
+    """A NodeFinished event's node and run result, as the final RunResult would give them:
+    failures only for tests that ran, no message for a plain pass."""
+    info, result = data.node_info, data.run_result
+    resource_type = str(info.resource_type)
+    status = str(result.status)
+    ran_test = resource_type == "test" and status not in ("skipped", "error")
+    response = dict(result.adapter_response) if result.adapter_response else {}
+    rows = response.get("rows_affected")
+    return DbtResult(
+        unique_id=info.unique_id,
+        name=info.node_name,
+        resource_type=resource_type,
+        status=status,
+        failures=int(result.num_failures) if ran_test else None,
+        message=result.message or None,
+        rows_affected=int(rows) if isinstance(rows, int | float) else None,
+    )
