@@ -300,3 +300,27 @@ def s3_lake(s3_server: str, s3_bucket: str) -> Any:
     from ingest.lake import Lake
 
     return Lake.from_url(f"s3://{s3_bucket}/lake", s3_server, "us-east-1", S3_KEY_ID, S3_SECRET)
+
+
+def chromium_driver() -> Any:
+    """Debian's chromium under selenium (installed by .ci/run; a laptop without it skips)."""
+    require_server(
+        bool(shutil.which("chromium") and shutil.which("chromedriver")),
+        "chromium and chromedriver not installed (apt-get install -y chromium chromium-driver)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1400,1200",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

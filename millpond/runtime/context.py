@@ -32,6 +32,11 @@ class RunContext:
     flow_run_id: str | None = None
     # A single extract or load node (Airflow) builds the graph without parsing dbt.
     sources_only: bool = False
+    # Which part of the graph runs and whether dbt rebuilds from scratch (the commands lane
+    # implements them; the deployment passes its parameters here).
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full_refresh: bool = False
     outcomes: dict[str, Any] = field(default_factory=dict)
     on_node_done: Callable[[Any], None] | None = None
     _resources: dict[str, Any] = field(default_factory=dict, repr=False)
