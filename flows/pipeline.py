@@ -101,8 +101,30 @@ def run_graph(graph: Graph, hooks: GraphHooks) -> dict[str, str]:
     return status
 
 
+def run_in_flow(run_id: str, graph: Graph, hooks: GraphHooks) -> Any:
+    """The body of a millpond flow, inside a running flow run: the graph's nodes become its
+    task runs; returns the flow run's final state.
+
+    Shared by the flow `millpond run` builds and the deployment's flow, so both are one flow run
+    whose tasks are the nodes (never a flow run starting another one).
+    """
+    from prefect.runtime import flow_run
+
+    hooks.flow_started(str(flow_run.id))
+    sink = logger.add(_forward_to_prefect, level="INFO", format="{message}")
+    try:
+        status = run_graph(graph, hooks)
+    finally:
+        logger.remove(sink)
+    bad = sorted(n for n, s in status.items() if s != "success")
+    if bad:
+        return Failed(message=f"run {run_id}: {len(bad)} nodes did not succeed: {', '.join(bad)}")
+    return Completed(message=f"run {run_id}: {len(status)} nodes succeeded")
+
+
 def build_flow(name: str, graph: Graph, hooks: GraphHooks, concurrency: int) -> Callable[..., Any]:
-    """The Prefect flow (named after the project) that runs this graph through these hooks.
+    """The Prefect flow (named after the project) that runs this graph through these hooks;
+    its flow runs are named after the millpond run id.
 
     Graph and hooks are closed over rather than passed as parameters: Prefect stores flow
     parameters as JSON in its API, and these are live objects.
@@ -110,25 +132,13 @@ def build_flow(name: str, graph: Graph, hooks: GraphHooks, concurrency: int) -> 
 
     @flow(
         name=name,
+        flow_run_name="{run_id}",
         task_runner=ThreadPoolTaskRunner(max_workers=concurrency),
         persist_result=False,
         log_prints=False,
         validate_parameters=False,
     )
     def millpond_flow(run_id: str) -> Any:
-        from prefect.runtime import flow_run
-
-        hooks.flow_started(str(flow_run.id))
-        sink = logger.add(_forward_to_prefect, level="INFO", format="{message}")
-        try:
-            status = run_graph(graph, hooks)
-        finally:
-            logger.remove(sink)
-        bad = sorted(n for n, s in status.items() if s != "success")
-        if bad:
-            return Failed(
-                message=f"run {run_id}: {len(bad)} nodes did not succeed: {', '.join(bad)}"
-            )
-        return Completed(message=f"run {run_id}: {len(status)} nodes succeeded")
+        return run_in_flow(run_id, graph, hooks)
 
     return millpond_flow

@@ -4,6 +4,10 @@ Without a server, every Prefect flow run starts a temporary one (6-14 s each tim
 is gone from any UI afterwards. So millpond starts `prefect server start` in the background on
 first use (state under `<state>/prefect`, its log under `<state>/logs/prefect-server.log`),
 reuses it while it answers, and `millpond down` stops it.
+
+The Prefect UI asks its API at the URL the server was started with, which defaults to port 4200
+whatever `--port` says: on another port the UI stays blank ("Can't connect to Server API"). So
+the server is started with its API host, port and UI API URL all set to the configured address.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from millpond.core import prefect_api
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
@@ -24,15 +29,11 @@ from millpond.core.logs import logger
 
 def api_url(config: MillpondConfig) -> str:
     """The Prefect API millpond talks to: configured, from the environment, or the local one."""
-    return (
-        config.prefect.api_url
-        or os.environ.get("PREFECT_API_URL")
-        or f"http://{config.prefect.host}:{config.prefect.port}/api"
-    )
+    return prefect_api.api_url(config)
 
 
 def ui_url(api: str) -> str:
-    return api.removesuffix("/").removesuffix("/api")
+    return prefect_api.ui_url(api)
 
 
 def healthy(api: str, timeout: float = 2.0) -> bool:
@@ -46,10 +47,11 @@ def _pid_file(config: MillpondConfig) -> Path:
     return config.state / "prefect" / "server.pid"
 
 
-def ensure_server(config: MillpondConfig, wait_seconds: float = 120.0) -> str:
+def ensure_server(config: MillpondConfig, wait_seconds: float = 300.0) -> str:
     """Return a healthy Prefect API URL, starting the local server if nothing answers."""
     api = api_url(config)
     if healthy(api):
+        _warn_if_ui_elsewhere(api)
         return api
     if config.prefect.api_url or os.environ.get("PREFECT_API_URL"):
         raise RuntimeError(f"Prefect API at {api} does not answer")
@@ -67,8 +69,16 @@ def _start_server(config: MillpondConfig, api: str, wait_seconds: float) -> str:
     config.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = config.logs_dir / "prefect-server.log"
     log = log_path.open("ab")
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_API_HOST=config.prefect.host,
+        PREFECT_SERVER_API_PORT=str(config.prefect.port),
+        PREFECT_UI_API_URL=api,
+    )
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_SERVER_UI_API_URL", None)  # would win over PREFECT_UI_API_URL
     prefect = Path(sys.executable).with_name("prefect")
     command = [
         str(prefect),
@@ -101,6 +111,25 @@ def _start_server(config: MillpondConfig, api: str, wait_seconds: float) -> str:
         time.sleep(0.5)
     process.terminate()
     raise RuntimeError(f"the Prefect server did not answer within {wait_seconds:.0f} s")
+
+
+def ui_api_url(api: str) -> str | None:
+    """The API URL the server's UI calls (its `/ui-settings`); None if it does not say."""
+    try:
+        response = httpx.get(f"{ui_url(api)}/ui-settings", timeout=2.0)
+        return str(response.json().get("api_url") or "") or None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
+def _warn_if_ui_elsewhere(api: str) -> None:
+    """A reused server started by something else may have a UI that looks at another port."""
+    seen = ui_api_url(api)
+    if seen and seen.rstrip("/") != api.rstrip("/"):
+        logger.warning(
+            f"the Prefect server at {ui_url(api)} was started with its UI calling {seen}: the UI "
+            "stays blank; stop it (`just down` if millpond started it) and let millpond start it"
+        )
 
 
 def _is_prefect_server(pid: int) -> bool:

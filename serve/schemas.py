@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["running", "success", "failed"]
 
@@ -88,10 +88,29 @@ class TableHistory(BaseModel):
     points: list[TablePoint]
 
 
+class RunRequest(BaseModel):
+    """What `POST /runs` may ask for (the deployment's parameters; all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    select: list[str] = Field(default_factory=list, description="dbt-style selectors to run")
+    exclude: list[str] = Field(default_factory=list, description="dbt-style selectors to skip")
+    full_refresh: bool = Field(False, description="rebuild incremental models from scratch")
+    target: str | None = Field(None, description="warehouse target (overrides warehouse.target)")
+
+    def args(self) -> list[str]:
+        """The same request as `millpond run` options (the fallback without a deployment)."""
+        args = [f"--select={s}" for s in self.select] + [f"--exclude={s}" for s in self.exclude]
+        args += ["--full-refresh"] if self.full_refresh else []
+        return args + ([f"--target={self.target}"] if self.target else [])
+
+
 class Triggered(BaseModel):
     run_id: str
-    status: Literal["started"]
-    pid: int
+    # started: a `millpond run` process; scheduled: a flow run of the Prefect deployment.
+    status: Literal["started", "scheduled"]
+    pid: int | None = None
+    flow_run_id: str | None = None
 
 
 class Problem(BaseModel):

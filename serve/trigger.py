@@ -1,4 +1,5 @@
-"""Triggering a run from the API: `millpond run --trigger api` in a background process.
+"""Triggering a run from the API without a served deployment: `millpond run --trigger api` in a
+background process (with one, serve/prefect_trigger.py creates a flow run of it instead).
 
 One run at a time per stack: a run holds `<state>/locks/run.lock` while it runs, and a child
 this service started is "running" from its spawn until it exits (before it takes the lock).
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +75,9 @@ def millpond_command() -> str:
     return str(beside) if beside.exists() else (shutil.which("millpond") or "millpond")
 
 
-def start_run(config: MillpondConfig, config_file: Path, running_id: str | None) -> Child:
+def start_run(
+    config: MillpondConfig, config_file: Path, running_id: str | None, args: Sequence[str] = ()
+) -> Child:
     """Spawn the run, or raise AlreadyRunning (with the ledger's idea of the running run)."""
     global _child
     with _lock:
@@ -87,7 +91,7 @@ def start_run(config: MillpondConfig, config_file: Path, running_id: str | None)
         before = {p.name for p in logs.glob("*.jsonl")}
         out = open(logs / "api-trigger.log", "ab")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
-            [millpond_command(), "run", "--trigger", "api", "--config", str(config_file)],
+            [millpond_command(), "run", "--trigger", "api", "--config", str(config_file), *args],
             cwd=str(config.root),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -351,3 +351,27 @@ def airflow_home(airflow_venv: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
     assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
     return env
+
+
+def chromium_driver() -> Any:
+    """Debian's chromium under selenium (installed by .ci/run; a laptop without it skips)."""
+    require_server(
+        bool(shutil.which("chromium") and shutil.which("chromedriver")),
+        "chromium and chromedriver not installed (apt-get install -y chromium chromium-driver)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1400,1200",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

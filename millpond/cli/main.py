@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from millpond.cli import deployment
 from millpond.core.config import ConfigError, MillpondConfig, find_config, load_config
 from millpond.core.logs import (
     close_run_log,
@@ -328,21 +329,15 @@ def demo_data(
 
 
 @app.command()
-def ui(config_path: ConfigOption = None) -> None:
-    """Start (or reuse) the local Prefect server and print the UI address."""
-    config = _load(config_path)
-    from flows.server import ensure_server, ui_url
-
-    out.print(f"Prefect UI: {ui_url(ensure_server(config))}")
-
-
-@app.command()
 def down(config_path: ConfigOption = None) -> None:
-    """Stop what `millpond run` started: the local Prefect server and embedded PostgreSQL."""
+    """Stop what `millpond run` and `millpond ui` started: the process serving the deployment,
+    the local Prefect server and embedded PostgreSQL."""
     config = _load(config_path)
+    from flows.deployment import stop_served
     from flows.server import stop_server
     from metadata.embedded import stop_embedded
 
+    out.print("deployment: " + ("stopped" if stop_served(config) else "not served"))
     out.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
     out.print(
         "embedded PostgreSQL: "
@@ -365,6 +360,9 @@ from millpond.cli.tasks import run_finish, run_start  # noqa: E402 - after the h
 
 app.command("run-start")(run_start)
 app.command("run-finish")(run_finish)
+
+app.command()(deployment.ui)
+app.command("serve-deployment", hidden=True)(deployment.serve_deployment)
 
 if __name__ == "__main__":
     app()

@@ -36,6 +36,9 @@ class RunContext:
     full_refresh: bool = False
     # Nodes run as threads of this process (the Prefect flow): ready dbt nodes share a build.
     batch: bool = False
+    # Which part of the graph runs (dbt selector syntax; the deployment passes its parameters).
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
     outcomes: dict[str, Any] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)  # node ids being run now
     on_node_done: Callable[[Any], None] | None = None

@@ -11,8 +11,6 @@ the kernel, the kinds and the orchestrators together.
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from millpond.core.locks import file_lock
 from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS
+from millpond.core.runid import new_run_id as new_run_id  # where the CLI gets it
 from millpond.nodes.extract import warnings as source_warnings
 from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
@@ -52,11 +51,6 @@ class NodeOutcome:
     bytes: int | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def new_run_id() -> str:
-    """Sortable and unique: UTC time plus a random suffix."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:

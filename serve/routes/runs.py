@@ -9,9 +9,17 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from metadata import queries
-from serve import trigger
+from serve import prefect_trigger, trigger
 from serve.deps import ApiKey, Ledger, Settings, stack_config
-from serve.schemas import NodeRun, RunDetail, RunningConflict, RunPage, RunStatus, Triggered
+from serve.schemas import (
+    NodeRun,
+    RunDetail,
+    RunningConflict,
+    RunPage,
+    RunRequest,
+    RunStatus,
+    Triggered,
+)
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -62,15 +70,25 @@ def run_nodes(conn: Ledger, run_id: str) -> list[dict[str, Any]]:
     dependencies=[ApiKey],
     responses={409: {"model": RunningConflict, "description": "a run is already running"}},
 )
-def trigger_run(conn: Ledger, settings: Settings) -> Any:
-    """Start a run (`millpond run --trigger api`) in the background; returns its run id.
+def trigger_run(conn: Ledger, settings: Settings, request: RunRequest | None = None) -> Any:
+    """Start a run; returns its run id at once (poll `GET /runs/{run_id}`).
 
+    Through the Prefect deployment when `millpond ui` serves it (a flow run of the deployment,
+    with the body as its parameters), else `millpond run --trigger api` in the background.
     409 with the running run's id while another run holds the stack's run lock."""
     config = stack_config()
+    request = request or RunRequest()
     running = queries.running_runs(conn)
     running_id = running[0]["run_id"] if running else None
     try:
-        child = trigger.start_run(config, settings.config.resolve(), running_id)
+        deployment = prefect_trigger.served_deployment(config)
+        if deployment is not None:
+            parameters = request.model_dump(exclude_defaults=True)
+            run_id, flow_run_id = prefect_trigger.start_run(
+                config, deployment, running_id, parameters
+            )
+            return {"run_id": run_id, "status": "scheduled", "flow_run_id": flow_run_id}
+        child = trigger.start_run(config, settings.config.resolve(), running_id, request.args())
     except trigger.AlreadyRunning as exc:
         return JSONResponse({"detail": str(exc), "run_id": exc.run_id}, status_code=409)
     except trigger.TriggerFailed as exc:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, free_port, millpond, require_server, write_project
+from conftest import REPO, chromium_driver, free_port, millpond, write_project
 from fastapi.testclient import TestClient
 from serve_helpers import api_for
 
@@ -294,32 +294,6 @@ def live_server(stack: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.should_exit = True
     thread.join(10)
     reset_caches()
-
-
-def chromium_driver() -> Any:
-    """Debian's chromium under selenium (installed by .ci/run; a laptop without it skips)."""
-    import shutil
-
-    require_server(
-        bool(shutil.which("chromium") and shutil.which("chromedriver")),
-        "chromium and chromedriver not installed (apt-get install -y chromium chromium-driver)",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1400,1200",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
 def test_dashboard_and_docs_render_in_chromium(live_server: str) -> None:

@@ -59,7 +59,9 @@ def diamond(retries: int = 0) -> Graph:
 def run(graph: Graph, hooks: RecordingHooks) -> Any:
     from flows.pipeline import build_flow
 
-    return build_flow("millpond-test", graph, hooks, concurrency=4)(run_id="t", return_state=True)
+    return build_flow("millpond-test", graph, hooks, concurrency=4)(
+        run_id="20261202T040000Z-abc123", return_state=True
+    )
 
 
 def test_failure_stops_only_dependants_and_fails_the_flow(prefect_api: str) -> None:
@@ -78,6 +80,15 @@ def test_independent_nodes_run_concurrently(prefect_api: str) -> None:
     assert state.is_completed()
     assert hooks.max_parallel >= 2
     assert list(hooks.attempts)[-1] == "publish"
+
+
+def test_the_flow_run_is_named_after_the_run_id(prefect_api: str) -> None:
+    import httpx
+
+    hooks = RecordingHooks(failing={})
+    assert run(diamond(), hooks).is_completed()
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{hooks.flow_run_id}", timeout=10).json()
+    assert flow_run["name"] == "20261202T040000Z-abc123"
 
 
 def test_retries_rerun_a_node_with_the_next_attempt_number(prefect_api: str) -> None:

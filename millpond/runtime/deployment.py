@@ -1,0 +1,141 @@
+"""The flow Prefect's runner runs for the deployment `millpond ui` serves: a whole millpond run.
+
+A flow run of the deployment (on the schedule, or started from the UI or the API) is one full
+millpond run, the same as `millpond run`: the run lock, a ledger row opened and closed whatever
+happens, the graph's nodes as the flow run's tasks (no second flow run), the run log. The run id
+is made as the flow run starts (or adopted: `POST /runs` creates the flow run already named
+with one) and becomes the flow run's name. The trigger recorded is `schedule` for runs
+Prefect's scheduler made, `api` for runs of millpond's API, `ui` for any other (the Prefect UI
+or Prefect's own API).
+
+It lives in the composition root because it wires config, ledger and graph together; flows/
+serves it (`flows.deployment.serve_forever`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect import flow
+from prefect.states import Completed, Failed
+
+from millpond.core.config import MillpondConfig, load_config
+from millpond.core.locks import file_lock
+from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
+from millpond.core.masking import env_secrets, mask, register_secrets
+from millpond.core.prefect_api import API_TAG
+from millpond.core.runid import is_run_id, new_run_id
+from millpond.runtime.context import RunContext
+
+
+def trigger_of(flow_run: Any) -> str:
+    """What started this flow run, as the ledger records it."""
+    if getattr(flow_run, "auto_scheduled", False):
+        return "schedule"
+    return "api" if API_TAG in (getattr(flow_run, "tags", None) or []) else "ui"
+
+
+def _config(target: str | None) -> MillpondConfig:
+    """The stack's config, as `millpond ui` pointed the serving process at it."""
+    env = dict(os.environ)
+    if target:
+        env["MILLPOND_WAREHOUSE__TARGET"] = target
+    config = load_config(env.get("MILLPOND_CONFIG"), env)
+    register_secrets(config.secrets() + env_secrets())
+    return config
+
+
+def flow_run_name() -> str:
+    """The run id, as the flow run's name: Prefect calls this as the flow run starts (before it
+    is Running), so the run never shows under a random name. A name that is a run id already
+    (`POST /runs` made it) is kept."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    name = context.flow_run.name if context and context.flow_run else None
+    return str(name) if is_run_id(name) else new_run_id()
+
+
+def run_current_flow(ctx: RunContext, trigger: str) -> Any:
+    """A whole run inside the flow run that is running now; returns its final Prefect state."""
+    from flows.pipeline import run_in_flow
+    from millpond.runtime.execute import _FlowHooks, finish_run, start_run
+
+    with file_lock(ctx.config.locks_dir / "run.lock", "run"):
+        try:
+            graph = ctx.graph
+        except Exception as exc:  # a broken dbt project: the run is recorded as failed
+            message = f"cannot build the graph: {mask(str(exc))}"
+            ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name)
+            ctx.ledger.finish_run(ctx.run_id, "failed", error=message)
+            return Failed(message=f"run {ctx.run_id}: {message}")
+        start_run(ctx, trigger)
+        try:
+            run_in_flow(ctx.run_id, graph, _FlowHooks(ctx, None))
+        except BaseException as exc:
+            finish_run(ctx, f"orchestrator error: {mask(str(exc)) or type(exc).__name__}")
+            raise
+        status = finish_run(ctx)
+    if status != "success":
+        return Failed(message=f"run {ctx.run_id}: {status}")
+    return Completed(message=f"run {ctx.run_id}: {len(ctx.outcomes)} nodes succeeded")
+
+
+def run_deployment(
+    select: list[str] | None,
+    exclude: list[str] | None,
+    full_refresh: bool,
+    target: str | None,
+) -> Any:
+    """What a flow run of the deployment does (see `millpond_deployment`)."""
+    from prefect.context import FlowRunContext
+
+    setup_console()
+    flow_run = FlowRunContext.get().flow_run  # type: ignore[union-attr]
+    config = _config(target)
+    run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
+    ctx = RunContext(
+        config,
+        run_id,
+        orchestrator="prefect",
+        select=tuple(select or ()),
+        exclude=tuple(exclude or ()),
+        full_refresh=full_refresh,
+    )
+    open_run_log(config.logs_dir, run_id)
+    try:
+        with node_context(run_id):
+            logger.info(f"run {run_id} ({trigger_of(flow_run)}) of {config.project}")
+            return run_current_flow(ctx, trigger_of(flow_run))
+    finally:
+        close_run_log(run_id)
+
+
+@flow(name="millpond", flow_run_name=flow_run_name, persist_result=False, log_prints=False)
+def millpond_deployment(
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
+    full_refresh: bool = False,
+    target: str | None = None,
+) -> Any:
+    """A whole millpond run: extract, load, dbt, publish, recorded in the ledger.
+
+    Args:
+        select: dbt-style selectors of the nodes to run (with what they need); empty: all.
+        exclude: dbt-style selectors of nodes to leave out.
+        full_refresh: rebuild incremental models from scratch (dbt --full-refresh).
+        target: warehouse target for this run (overrides warehouse.target).
+    """
+    # The runner pickles this function by value into the run's subprocess: it must reference
+    # no module globals (loguru's logger, for one, holds locks that cannot be pickled).
+    from millpond.runtime.deployment import run_deployment
+
+    return run_deployment(select, exclude, full_refresh, target)
+
+
+def serve_deployment(config: MillpondConfig) -> None:
+    """Serve the deployment until SIGTERM (what `millpond ui` runs in the background)."""
+    from flows.deployment import serve_forever
+
+    serve_forever(millpond_deployment, config)

@@ -1,0 +1,97 @@
+"""Triggering a run through the Prefect deployment `millpond ui` serves.
+
+When the deployment is served (Prefect says `READY`: a runner polled for its runs within the
+last minute), `POST /runs` creates a flow run of it through the Prefect API, already named with
+a new run id and tagged `millpond:api`; the deployment's flow adopts that name as its run id and
+records the trigger `api`. So the caller gets the run id at once, the run shows in the Prefect UI
+like any other, and it runs where scheduled runs run. Otherwise serve/trigger.py starts a
+background `millpond run` as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from millpond.core.config import MillpondConfig
+from millpond.core.prefect_api import API_TAG, api_url, deployment_name
+from millpond.core.runid import new_run_id
+from serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
+
+TIMEOUT_S = 5.0
+_ACTIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
+
+_lock = threading.Lock()
+_last: tuple[str, str] | None = None  # (flow run id, run id) of the run this service created
+
+
+def served_deployment(config: MillpondConfig) -> dict[str, Any] | None:
+    """The deployment if a runner serves it now; None (use the fallback) otherwise."""
+    flow_name, name = deployment_name(config)
+    url = f"{api_url(config)}/deployments/name/{quote(flow_name, safe='')}/{quote(name, safe='')}"
+    try:
+        response = httpx.get(url, timeout=TIMEOUT_S)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    deployment = response.json()
+    return deployment if deployment.get("status") == "READY" else None
+
+
+def _still_active(api: str) -> str | None:
+    """The run id of the flow run this service created last, while it has not finished."""
+    if _last is None:
+        return None
+    flow_run_id, run_id = _last
+    try:
+        response = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=TIMEOUT_S)
+    except httpx.HTTPError:
+        return None
+    state = (response.json().get("state") or {}) if response.status_code == 200 else {}
+    return run_id if state.get("type") in _ACTIVE else None
+
+
+def start_run(
+    config: MillpondConfig,
+    deployment: dict[str, Any],
+    running_id: str | None,
+    parameters: dict[str, Any],
+) -> tuple[str, str]:
+    """Create a flow run of the deployment; returns (run id, flow run id).
+
+    AlreadyRunning while a run holds the run lock or the flow run created last is not done
+    (a new one would only queue behind it)."""
+    global _last
+    api = api_url(config)
+    with _lock:
+        active = _still_active(api)
+        if active is not None:
+            raise AlreadyRunning(active)
+        if run_lock_held(config):
+            raise AlreadyRunning(running_id)
+        run_id = new_run_id()
+        body = {
+            "name": run_id,
+            "parameters": parameters,
+            "tags": ["millpond", API_TAG],
+        }
+        try:
+            response = httpx.post(
+                f"{api}/deployments/{deployment['id']}/create_flow_run",
+                json=body,
+                timeout=TIMEOUT_S,
+            )
+        except httpx.HTTPError as exc:
+            raise TriggerFailed(f"the Prefect API did not answer: {exc}") from None
+        if response.status_code >= 300:
+            raise TriggerFailed(
+                f"the Prefect API refused the flow run ({response.status_code}): "
+                f"{response.text[:300]}"
+            )
+        flow_run_id = str(response.json()["id"])
+        _last = (flow_run_id, run_id)
+        return run_id, flow_run_id
