@@ -36,7 +36,8 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     params: DbtParams = node.params
     target = scope.target
     with target.writer_lock():
-        result = project(scope).build(list(params.select))
+        full_refresh = bool(getattr(scope, "full_refresh", False))
+        result = project(scope).build(list(params.select), full_refresh=full_refresh)
         if result.success and params.relation and params.resource_type != "test":
             report.rows = target.row_count(params.relation)
             scope.ledger.record_row_counts(scope.run_id, {params.relation: report.rows})

@@ -179,8 +179,9 @@ class DbtProject:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
         return result.result
 
-    def build(self, select: list[str]) -> DbtBuild:
-        """`dbt build` of exactly these resources (a model and its tests), in dependency order."""
+    def build(self, select: list[str], full_refresh: bool = False) -> DbtBuild:
+        """`dbt build` of exactly these resources (a model and its tests), in dependency order;
+        `full_refresh` is dbt's `--full-refresh` (incremental models and seeds rebuilt)."""
         from dbt.cli.main import dbtRunner
 
         if self._manifest is None:
@@ -195,6 +196,8 @@ class DbtProject:
             "empty",
             "--no-write-json",
         ]
+        if full_refresh:
+            args.append("--full-refresh")
         with _DBT_LOCK:
             try:
                 outcome = dbtRunner(manifest=self._manifest).invoke(args)
