@@ -57,4 +57,10 @@ def print_table(console: Console, table: Table) -> None:
         console.print(table)
         return
     wide = console.options.update(width=10_000)
-    console.print(table, width=max(console.measure(table, options=wide).maximum, 20))
+    needed = console.measure(table, options=wide).maximum
+    width = console.width  # print(width=...) never goes beyond the console's own width
+    console.width = max(needed, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = width

@@ -80,9 +80,8 @@ def _build_graph(
 def _quiet_prefect() -> None:
     """Prefect's own console chatter (task created/finished) would drown the progress bar."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    # Node logs reach the console through loguru already; Prefect's copies go to its UI only.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "ERROR")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
+    # Node logs reach the console through loguru already; Prefect's copies of them go to its
+    # UI only (flows.pipeline keeps its run loggers off the console while the graph runs).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
