@@ -315,8 +315,8 @@ def graph(
 ) -> None:
     """Print the task graph (built from millpond.yml and the dbt manifest).
 
-    With --select/--exclude, the part `millpond run` would run with them, e.g.
-    `millpond graph --select +fct_orders`."""
+    With --select/--exclude, the part `millpond run` would run with them (and whether it
+    publishes). Examples: `millpond graph --mermaid`; `millpond graph --select +fct_orders`."""
     built = _build_graph(_load(config_path, target), select, exclude)
     text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
     sys.stdout.write(text + "\n")
