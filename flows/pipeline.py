@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prefect import flow, task
@@ -56,6 +56,26 @@ def _forward_to_prefect(message: Any) -> None:
     record = message.record
     with contextlib.suppress(MissingContextError):
         get_run_logger().log(logging.getLevelName(record["level"].name), record["message"])
+
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+@contextlib.contextmanager
+def _run_logs_to_ui_only() -> Iterator[None]:
+    """While the graph runs, flow- and task-run log records go to the Prefect API (the UI)
+    only. Node logs reach the console through loguru already; Prefect's run loggers also
+    propagate to its root console handler, which printed every warning and error twice (and
+    a failed node a third time as "Finished in state Failed"). Prefect 3.8's logging config
+    has no console handler of their own whose level an environment variable could set."""
+    saved = {name: logging.getLogger(name).propagate for name in RUN_LOGGERS}
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).propagate = False
+    try:
+        yield
+    finally:
+        for name, propagate in saved.items():
+            logging.getLogger(name).propagate = propagate
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -113,7 +133,8 @@ def run_in_flow(run_id: str, graph: Graph, hooks: GraphHooks) -> Any:
     hooks.flow_started(str(flow_run.id))
     sink = logger.add(_forward_to_prefect, level="INFO", format="{message}")
     try:
-        status = run_graph(graph, hooks)
+        with _run_logs_to_ui_only():
+            status = run_graph(graph, hooks)
     finally:
         logger.remove(sink)
     bad = sorted(n for n, s in status.items() if s != "success")

@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from millpond.cli import deployment
-from millpond.core.config import ConfigError, MillpondConfig, find_config, load_config
-from millpond.core.logs import (
-    close_run_log,
-    logger,
-    node_context,
-    open_run_log,
-    setup_console,
-)
-from millpond.core.masking import env_secrets, mask, register_secrets
+from millpond.cli.common import ConfigOption, console, load, out
+from millpond.cli.docs import docs
+from millpond.cli.logs import logs
+from millpond.cli.status import status
+from millpond.core.config import MillpondConfig, find_config
+from millpond.core.logs import close_run_log, logger, node_context, open_run_log
+from millpond.core.masking import mask
 
 app = typer.Typer(
     help="millpond: sources -> lake -> warehouse (DuckDB or PostgreSQL) -> dbt -> published "
@@ -34,56 +31,58 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)  # logs, progress, errors
-out = Console(soft_wrap=True)  # results
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="millpond.yml to use (default: ./millpond.yml)"),
-]
 
 
 TargetOption = Annotated[
     str | None,
     typer.Option("--target", help="warehouse target for this command (overrides warehouse.target)"),
 ]
+SelectOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        "-s",
+        help="run only these dbt resources (dbt's syntax: fct_orders, +fct_orders, "
+        "fct_orders+, tag:x, path:models/marts, a,b) or node ids; repeatable; their source "
+        "tables are extracted and loaded first",
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="leave these out (same syntax as --select); repeatable"),
+]
 
 
-def _load(config_path: Path | None, target: str | None = None) -> MillpondConfig:
-    setup_console(
-        sink=lambda message: console.print(message, end="", markup=False, highlight=False)
-    )
-    env = dict(os.environ)
-    if target:
-        env["MILLPOND_WAREHOUSE__TARGET"] = target
-    try:
-        config = load_config(config_path, env)
-    except ConfigError as exc:
-        console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    register_secrets(config.secrets() + env_secrets())
-    return config
+_load = load
 
 
-def _build_graph(config: MillpondConfig) -> Any:
-    """The graph from the config and a fresh dbt parse; a broken project exits with 2."""
+def _build_graph(
+    config: MillpondConfig, select: list[str] | None = None, exclude: list[str] | None = None
+) -> Any:
+    """The graph (or its selected part) from the config and a fresh dbt parse; a broken
+    project or a selection of nothing exits with 2."""
     from millpond.core.graph import GraphError
     from millpond.core.registry import RegistryError
     from millpond.nodes.dbt.runner import DbtError
+    from millpond.nodes.dbt.select import SelectionError
     from millpond.runtime.context import RunContext
 
+    ctx = RunContext(config, "graph", select=tuple(select or ()), exclude=tuple(exclude or ()))
     try:
-        return RunContext(config, "graph").graph
-    except (DbtError, GraphError, RegistryError) as exc:
+        built = ctx.graph
+    except (DbtError, GraphError, RegistryError, SelectionError) as exc:
         console.print(f"[red]cannot build the graph[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
+    if ctx.selection.publish_note:
+        console.print(ctx.selection.publish_note, highlight=False)
+    return built
 
 
 def _quiet_prefect() -> None:
     """Prefect's own console chatter (task created/finished) would drown the progress bar."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    # Node logs reach the console through loguru already; Prefect's copies go to its UI only.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "ERROR")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
+    # Node logs reach the console through loguru already; Prefect's copies of them go to its
+    # UI only (flows.pipeline keeps its run loggers off the console while the graph runs).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -101,8 +100,23 @@ def run(
         str, typer.Option(help="recorded in the ledger: cli, schedule, api")
     ] = "cli",
     target: TargetOption = None,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="dbt's --full-refresh: incremental models and seeds rebuilt from scratch "
+            "(raw is the lake: nothing is re-landed)",
+        ),
+    ] = False,
 ) -> None:
-    """Run the whole graph as a Prefect flow: extract, load, dbt, publish; print a summary."""
+    """Run the graph as a Prefect flow: extract, load, dbt, publish; print a summary.
+
+    Examples: `millpond run`; `millpond run --select +fct_orders` (fct_orders, the models it
+    reads and their source tables); `millpond run -s tag:finance --exclude agg_monthly_revenue`;
+    `millpond run --full-refresh`. Preview a selection with `millpond graph --select ...`.
+    """
     config = _load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
@@ -113,11 +127,18 @@ def run(
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import new_run_id
     from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
+    from millpond.runtime.totals import rows_loaded
 
     run_id = new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
-    started = time.perf_counter()
-    ctx = RunContext(config, run_id, orchestrator="prefect")
+    ctx = RunContext(
+        config,
+        run_id,
+        orchestrator="prefect",
+        select=tuple(select or ()),
+        exclude=tuple(exclude or ()),
+        full_refresh=full_refresh,
+    )
     try:
         with node_context(run_id):
             # The run's ledger row (and lease) comes before the slow parts of the start, so a
@@ -134,6 +155,7 @@ def run(
                     raise
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
+            started = time.perf_counter()
             status = _run_with_progress(ctx, trigger)
     finally:
         close_run_log(run_id)
@@ -145,15 +167,37 @@ def run(
         "log": str(log_path),
     }
     snapshot = publish.detail.get("snapshot") if publish and publish.status == "success" else None
-    elapsed = time.perf_counter() - started
+    elapsed = _ledger_duration(ctx) or time.perf_counter() - started
     order = [n.id for n in graph.nodes]
-    print_summary(out, list(ctx.outcomes.values()), order, status, run_id, elapsed, links, snapshot)
+    outcomes = list(ctx.outcomes.values())
+    rows = rows_loaded(graph, outcomes)
+    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows)
+    if ctx.selection.publish_note:
+        out.print(ctx.selection.publish_note, highlight=False)
     if ctx.ledger.buffered:
         out.print(
             f"[yellow]metadata database unreachable: {ctx.ledger.buffered} ledger records "
             f"buffered in {config.state / 'ledger-buffer.jsonl'}, flushed on the next run[/]"
         )
     raise typer.Exit(0 if status == "success" else 1)
+
+
+def _ledger_duration(ctx: Any) -> float | None:
+    """The run's duration as the ledger (and so the API) has it, in seconds; None when the
+    ledger was unreachable (then the local clock around the run stands in)."""
+    from metadata import queries
+    from metadata.db import connect
+
+    if ctx.ledger.buffered:
+        return None
+    try:
+        with connect(ctx.ledger.url) as conn:
+            run = queries.get_run(conn, ctx.run_id)
+    except Exception:
+        return None
+    if run is None or run["duration_ms"] is None:
+        return None
+    return float(run["duration_ms"]) / 1000
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -267,9 +311,14 @@ def graph(
     ] = False,
     mermaid: Annotated[bool, typer.Option("--mermaid", help="a Mermaid flowchart")] = False,
     target: TargetOption = None,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
 ) -> None:
-    """Print the task graph (built from millpond.yml and the dbt manifest)."""
-    built = _build_graph(_load(config_path, target))
+    """Print the task graph (built from millpond.yml and the dbt manifest).
+
+    With --select/--exclude, the part `millpond run` would run with them (and whether it
+    publishes). Examples: `millpond graph --mermaid`; `millpond graph --select +fct_orders`."""
+    built = _build_graph(_load(config_path, target), select, exclude)
     text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
     sys.stdout.write(text + "\n")
 
@@ -355,6 +404,10 @@ def serve(config_path: ConfigOption = None) -> None:
     uvicorn.run("serve.app:app", host=config.serve.host, port=config.serve.port)
 
 
+# Commands with a module of their own, one line each.
+app.command()(status)
+app.command()(logs)
+app.command()(docs)
 import millpond.cli.lake  # noqa: E402, F401 - registers `lake ls|drop` and `backfill`
 from millpond.cli.tasks import run_finish, run_start  # noqa: E402 - after the helpers they use
 

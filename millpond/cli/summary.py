@@ -8,7 +8,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STATUS_STYLE = {"success": "green", "failed": "bold red", "skipped": "yellow", "unchanged": "cyan"}
+from millpond.cli.common import print_table
+
+STATUS_STYLE = {
+    "success": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+    "abandoned": "yellow",
+    "unchanged": "cyan",
+    "running": "cyan",
+}
 
 
 def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
@@ -23,7 +32,8 @@ def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
         ("ms", "right"),
         ("tests", "right"),
     ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # Node ids wrap rather than end in "...": a cut id cannot be looked up.
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     by_id = {o.node_id: o for o in outcomes}
     for node_id in order:
         o = by_id.get(node_id)
@@ -45,6 +55,14 @@ def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
     return table
 
 
+def run_rows(run: dict[str, Any]) -> tuple[int | None, float | None]:
+    """A ledger run's rows and duration in seconds, as the API serves them (the definitions
+    are in millpond.runtime.totals); None where the ledger has none."""
+    rows = (run.get("summary") or {}).get("rows")
+    duration_ms = run.get("duration_ms")
+    return rows, (duration_ms / 1000 if duration_ms is not None else None)
+
+
 def print_summary(
     console: Console,
     outcomes: list[Any],
@@ -54,11 +72,15 @@ def print_summary(
     elapsed_s: float,
     links: dict[str, str],
     snapshot: str | None,
+    rows: int,
 ) -> None:
-    console.print(summary_table(outcomes, order))
+    """The summary table, then one line: status, duration, nodes, rows loaded, tests.
+
+    `elapsed_s` and `rows` are the run's duration and rows as the ledger and the API have
+    them (millpond.runtime.totals)."""
+    print_table(console, summary_table(outcomes, order))
     tests = [t for o in outcomes for t in (o.detail or {}).get("tests", [])]
     failed_tests = [t for t in tests if t["status"] in ("fail", "error")]
-    rows = sum(o.rows or 0 for o in outcomes if o.node_id.startswith("load."))
     unchanged = [o for o in outcomes if o.status == "unchanged"]
     color = "green" if status == "success" else "red"
     console.print(

@@ -14,6 +14,7 @@ any working directory (Airflow's, a notebook's) touches the same files.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterable
@@ -470,19 +471,26 @@ def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
 
 
 def apply_env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Apply MILLPOND_<KEY>__<SUBKEY>=value overrides to known top-level keys."""
-    known = set(MillpondConfig.model_fields)
+    """Apply MILLPOND_<KEY>__<SUBKEY>=value overrides; one naming no key is an error that
+    says the nearest key (a typo must not be ignored while the run goes on without it)."""
+    known = set(MillpondConfig.model_fields) - {"root"}
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
         path = name.removeprefix(ENV_PREFIX).lower().split("__")
-        if path[0] not in known:
-            if len(path) > 1:  # meant as an override (KEY__SUBKEY), but of no key: say so
+        if len(path) == 1 and path[0] not in known:
+            # Without __ it may be any variable of the team's (a ${MILLPOND_X} of the file,
+            # a setting of the API); only a near miss of a key is taken for a typo.
+            near = difflib.get_close_matches(path[0], sorted(known), n=1, cutoff=0.85)
+            if near:
                 raise ConfigError(
-                    f"{name}: {path[0]!r} is not a key of millpond.yml "
-                    f"(keys: {', '.join(sorted(known - {'root'}))})"
+                    f"{name}: {path[0]!r} is not a key of millpond.yml; did you mean "
+                    f"{ENV_PREFIX}{near[0].upper()}?"
                 )
             continue
+        problem = unknown_override_key(path)
+        if problem:
+            raise ConfigError(f"{name}: {problem}")
         target = data
         for key in path[:-1]:
             child = target.get(key)
@@ -492,6 +500,69 @@ def apply_env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, 
             target = child
         target[path[-1]] = _override_value(name, raw)
     return data
+
+
+def unknown_override_key(path: list[str]) -> str | None:
+    """What is wrong with an override's key path (`["lake", "endpoint"]`), with the nearest
+    valid key; None when every part names a key of millpond.yml (kinds' keys included)."""
+    fields = _keys_of(config_model())
+    for depth, key in enumerate(path):
+        if fields is None:  # a free-form mapping (dbt.vars, a source's name): anything goes
+            return None
+        where = ".".join(path[:depth]) or "millpond.yml"
+        if key not in fields:
+            names = sorted(fields)
+            near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            prefix = ENV_PREFIX + "__".join(p.upper() for p in path[:depth])
+            hint = (
+                f"; did you mean {prefix}{'__' if depth else ''}{near[0].upper()}?"
+                if near
+                else f" (keys: {', '.join(names)})"
+            )
+            return f"{key!r} is not a key of {where}{hint}"
+        fields = _keys_of(fields[key])
+    return None
+
+
+def _keys_of(annotation: Any) -> dict[str, Any] | None:
+    """The keys an annotation's mapping may hold, each with its own annotation; None for a
+    free-form one. A dict of models (`sources`) takes any name, then that model's keys."""
+    from typing import get_args, get_origin
+
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _keys_of(get_args(annotation)[0])
+    if origin is Union or type(annotation).__name__ == "UnionType":
+        keys: dict[str, Any] = {}
+        for arg in get_args(annotation):
+            keys = {**(_keys_of(arg) or {}), **keys}
+        return keys or None
+    if origin is dict:
+        value = get_args(annotation)[1] if get_args(annotation) else Any
+        inner = _keys_of(value)
+        return None if inner is None else _AnyName(value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        keys = {n: f.annotation for n, f in annotation.model_fields.items() if n != "root"}
+        if issubclass(annotation, _WarehouseBase):  # the short form: a section's keys
+            for section in [k for k in keys if k != "target"]:
+                keys = {**(_keys_of(keys[section]) or {}), **keys}
+        return keys
+    return None
+
+
+class _AnyName(dict):  # type: ignore[type-arg]
+    """Any key is valid at this level (a dict of models, e.g. `sources.<name>`); the level
+    below has the model's keys."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.value
 
 
 def _override_value(name: str, raw: str) -> Any:
@@ -560,9 +631,17 @@ def load_config(
     config_file = find_config(path)
     env = dict(os.environ if env is None else env)
     try:
-        data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
+    if data is None or data == {}:
+        # Every key has a default, so an empty file would run (and publish) a stack nobody
+        # described: say so instead.
+        raise ConfigError(
+            f"{config_file}: {'is empty' if data is None else 'has no keys'}; a millpond.yml "
+            "says at least what to run, e.g. `sources:` and `dbt: {project_dir: transform}` "
+            "(see docs/configuration.md, or copy the repository's millpond.yml)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{config_file}: expected a mapping of keys at the top level")
     data = interpolate(data, env)

@@ -89,6 +89,48 @@ class Graph:
                     stack.append(child)
         return seen
 
+    def ancestors(self, node_ids: Iterable[str]) -> set[str]:
+        """Every node these (transitively) wait for, not counting themselves."""
+        by_id = self.by_id
+        seen: set[str] = set()
+        stack = [self.node(i).id for i in node_ids]
+        while stack:
+            for up in by_id[stack.pop()].upstream:
+                if up not in seen:
+                    seen.add(up)
+                    stack.append(up)
+        return seen
+
+    def subgraph(self, node_ids: Iterable[str]) -> Graph:
+        """Only these nodes, in the same order, with the edges among them.
+
+        A path through a dropped node becomes a direct edge (a -> dropped -> b keeps a -> b),
+        so a part of the graph still runs in the order the whole graph would: a dbt model two
+        levels below another never starts first because the model between them was left out.
+        """
+        keep = {self.node(i).id for i in node_ids}
+        by_id = self.by_id
+        nearest: dict[str, frozenset[str]] = {}  # per node: the kept nodes it waits for
+
+        def kept_upstream(node_id: str) -> frozenset[str]:
+            if node_id not in nearest:
+                found: set[str] = set()
+                for up in by_id[node_id].upstream:
+                    found |= {up} if up in keep else kept_upstream(up)
+                nearest[node_id] = frozenset(found)
+            return nearest[node_id]
+
+        # Topological order: every node's upstream is resolved before it, so no deep recursion.
+        for n in self.nodes:
+            kept_upstream(n.id)
+        return Graph(
+            tuple(
+                dataclasses.replace(n, upstream=tuple(sorted(nearest[n.id])))
+                for n in self.nodes
+                if n.id in keep
+            )
+        )
+
     def to_json(self) -> str:
         return json.dumps({"nodes": [n.to_dict() for n in self.nodes]}, indent=2)
 

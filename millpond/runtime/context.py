@@ -32,13 +32,14 @@ class RunContext:
     flow_run_id: str | None = None
     # A single extract or load node (Airflow) builds the graph without parsing dbt.
     sources_only: bool = False
-    # Rebuild every dbt model even if its fingerprint is unchanged (dbt's --full-refresh).
+    # The part of the graph to run, in dbt's selector syntax (millpond.runtime.selection).
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # dbt's --full-refresh for the dbt nodes, and every model rebuilt whatever its fingerprint;
+    # raw is the lake and is never re-landed or dropped.
     full_refresh: bool = False
     # Nodes run as threads of this process (the Prefect flow): ready dbt nodes share a build.
     batch: bool = False
-    # Which part of the graph runs (dbt selector syntax; the deployment passes its parameters).
-    select: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
     outcomes: dict[str, Any] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)  # node ids being run now
     on_node_done: Callable[[Any], None] | None = None
@@ -75,6 +76,18 @@ class RunContext:
 
     @cached_property
     def graph(self) -> Graph:
-        """The whole graph; for a single extract or load node (`sources_only`), the part that
-        needs no dbt parse, which is what makes those Airflow tasks start fast."""
-        return build_graph(self, with_project=not self.sources_only)
+        """The graph this run runs: the whole graph, or the part `select`/`exclude` keep;
+        for a single extract or load node (`sources_only`), the part that needs no dbt
+        parse, which is what makes those Airflow tasks start fast."""
+        return self.selection.graph
+
+    @cached_property
+    def selection(self) -> Any:
+        """The selected part of the graph and why publish is left out of it, if it is
+        (a `millpond.runtime.selection.Selection`); raises SelectionError for a bad one."""
+        from millpond.runtime.selection import Selection, select_graph
+
+        whole = build_graph(self, with_project=not self.sources_only)
+        if not (self.select or self.exclude):
+            return Selection(whole)
+        return select_graph(self, whole, self.select, self.exclude)

@@ -25,6 +25,7 @@ from millpond.nodes.extract import warnings as source_warnings
 from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import crash_flow_runs, open_run
+from millpond.runtime.totals import rows_loaded
 
 
 class NodeFailed(Exception):
@@ -128,7 +129,7 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         error = f"failed nodes: {', '.join(failed) or '-'}; {skipped} nodes did not run"
     summary = {
         "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
-        "rows": sum(o.rows or 0 for o in ctx.outcomes.values()),
+        "rows": rows_loaded(ctx.graph, ctx.outcomes.values()),  # millpond.runtime.totals
     }
     summary.update(notify_run(ctx.config, ctx.run_id, status, error, list(ctx.outcomes.values())))
     ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)

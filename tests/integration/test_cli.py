@@ -54,3 +54,32 @@ def test_ui_starts_a_local_prefect_server_once_and_down_stops_it(project: Path) 
     assert "Prefect server: stopped" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+
+
+@pytest.mark.parametrize(("text", "says"), [("", "is empty"), ("# nothing yet\n{}\n", "no keys")])
+def test_an_empty_or_keyless_config_is_refused_before_anything_runs(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    (tmp_path / "millpond.yml").write_text(text)
+    result = millpond(tmp_path, "run")
+    assert result.returncode == 2
+    assert "millpond.yml" in result.stderr and says in result.stderr
+    assert not (tmp_path / ".millpond").exists()  # nothing started, landed or published
+
+
+def test_an_unknown_override_is_refused_with_the_nearest_key(project: Path) -> None:
+    result = millpond(project, "graph", env={"MILLPOND_LAKE__ENDPOINT": "http://127.0.0.1:9"})
+    assert result.returncode == 2
+    assert (
+        "MILLPOND_LAKE__ENDPOINT: 'endpoint' is not a key of lake; did you mean "
+        "MILLPOND_LAKE__ENDPOINT_URL?" in result.stderr
+    )
+
+
+def test_every_command_has_help_with_an_example(project: Path) -> None:
+    for command in ["run", "graph", "status", "logs", "docs"]:
+        result = millpond(project, command, "--help", env={"COLUMNS": "200"})
+        assert result.returncode == 0, result.stderr
+        assert "Example" in result.stdout, command
+    run_help = millpond(project, "run", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--select" in run_help and "--exclude" in run_help and "--full-refresh" in run_help

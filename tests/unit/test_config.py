@@ -317,13 +317,27 @@ def test_missing_config_file_is_a_config_error(tmp_path):
         load_config(tmp_path / "nope.yml", {})
 
 
-def test_empty_file_gives_the_defaults(tmp_path):
-    path = write_config(tmp_path, "")
+def test_one_key_gives_the_defaults_for_the_rest(tmp_path):
+    path = write_config(tmp_path, "project: demo\n")
 
     config = load_config(path, {})
 
     assert config.metadata.url == "embedded"
     assert config.sources == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("", "is empty"), ("# only a comment\n", "is empty"), ("{}\n", "has no keys")],
+)
+def test_an_empty_or_keyless_file_is_refused_not_run_on_defaults(tmp_path, text, says):
+    path = write_config(tmp_path, text)
+
+    with pytest.raises(ConfigError) as error:
+        load_config(path, {"MILLPOND_PROJECT": "x"})
+
+    assert str(path) in str(error.value) and says in str(error.value)
+    assert "docs/configuration.md" in str(error.value)
 
 
 # --- paths ---------------------------------------------------------------------------------
@@ -495,7 +509,7 @@ def test_unknown_key_of_a_source_is_rejected_by_its_path(tmp_path):
 
 
 def test_the_default_warehouse_is_a_duckdb_file_in_the_state_dir(tmp_path):
-    config = load_config(write_config(tmp_path, ""), {})
+    config = load_config(write_config(tmp_path, "project: p\n"), {})
 
     assert config.target_name == "duckdb"
     assert config.resolve(config.target_config.path) == tmp_path / ".millpond" / "warehouse.duckdb"
@@ -503,7 +517,7 @@ def test_the_default_warehouse_is_a_duckdb_file_in_the_state_dir(tmp_path):
 
 
 def test_publish_schemas_are_unset_by_default(tmp_path):
-    config = load_config(write_config(tmp_path, ""), {})
+    config = load_config(write_config(tmp_path, "project: p\n"), {})
 
     assert config.publish.schemas is None
     assert config.publish.keep == 5
@@ -605,3 +619,49 @@ def test_an_override_of_no_key_is_an_error_not_ignored(tmp_path: Path) -> None:
         load_config(path, env={"MILLPOND_WAREHOUS__TARGET": "postgres"})
     # Variables of other tools with the prefix but no __ stay free to use.
     assert load_config(path, env={"MILLPOND_API_KEYS": "k"}).project == "p"
+
+
+@pytest.mark.parametrize(
+    ("variable", "says"),
+    [
+        (
+            "MILLPOND_LAKE__ENDPOINT",
+            "'endpoint' is not a key of lake; did you mean MILLPOND_LAKE__ENDPOINT_URL?",
+        ),
+        ("MILLPOND_PREFECT__PROT", "did you mean MILLPOND_PREFECT__PORT?"),
+        ("MILLPOND_WAREHOUSE__PAHT", "did you mean MILLPOND_WAREHOUSE__PATH?"),
+        ("MILLPOND_WAREHOUSE__DUCKDB__PAHT", "did you mean MILLPOND_WAREHOUSE__DUCKDB__PATH?"),
+        (
+            "MILLPOND_SOURCES__ERP__PAT",
+            "'pat' is not a key of sources.erp; did you mean MILLPOND_SOURCES__ERP__PATH?",
+        ),
+        ("MILLPOND_METADAT__URL", "did you mean MILLPOND_METADATA?"),
+        ("MILLPOND_SHEDULE", "did you mean MILLPOND_SCHEDULE?"),
+    ],
+)
+def test_an_override_of_an_unknown_key_names_the_nearest_key(tmp_path, variable, says):
+    path = write_config(tmp_path, "sources:\n  erp: {kind: files, path: inbox, tables: [orders]}\n")
+
+    with pytest.raises(ConfigError) as error:
+        load_config(path, {variable: "x"})
+
+    assert str(error.value).startswith(f"{variable}: ") and says in str(error.value)
+
+
+def test_overrides_of_nested_keys_that_exist_still_apply(tmp_path):
+    path = write_config(tmp_path, "sources:\n  erp: {kind: files, path: inbox, tables: [orders]}\n")
+
+    config = load_config(
+        path,
+        {
+            "MILLPOND_SOURCES__ERP__PATH": "elsewhere",
+            "MILLPOND_WAREHOUSE__DUCKDB__PATH": "w2.duckdb",
+            "MILLPOND_DBT__VARS__ANY_NAME": "1",  # dbt vars are free-form
+            "MILLPOND_LAKE__ENDPOINT_URL": "http://127.0.0.1:9000",
+        },
+    )
+
+    assert config.sources["erp"].path == "elsewhere"
+    assert config.target_config.path.name == "w2.duckdb"
+    assert config.dbt.vars == {"any_name": "1"}
+    assert config.lake.endpoint_url == "http://127.0.0.1:9000"

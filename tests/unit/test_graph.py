@@ -553,3 +553,26 @@ def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_re
     (node,) = dbt_nodes(make_config(), manifest, provided)
 
     assert node.upstream == ("load.erp.orders",)
+
+
+def test_a_subgraph_keeps_the_order_through_the_nodes_it_leaves_out() -> None:
+    whole = Graph(
+        topological(
+            [
+                Node("a", "extract"),
+                Node("b", "load", ("a",)),
+                Node("c", "dbt", ("b",)),
+                Node("d", "dbt", ("c",)),
+                Node("e", "dbt", ("b", "d")),
+            ]
+        )
+    )
+
+    part = whole.subgraph(["a", "c", "e"])
+
+    assert [n.id for n in part.nodes] == ["a", "c", "e"]
+    assert part.node("c").upstream == ("a",)  # through the dropped b
+    assert part.node("e").upstream == ("a", "c")  # through b, and through d to c
+    assert whole.ancestors(["e"]) == {"a", "b", "c", "d"}
+    with pytest.raises(GraphError, match="unknown node 'x'"):
+        whole.subgraph(["x"])
