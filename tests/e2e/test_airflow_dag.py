@@ -183,11 +183,13 @@ def test_a_failing_node_fails_the_dag_run_and_closes_the_run_as_failed(
     assert "run_finish" in output
     run = ledger(machine_pg, "select * from millpond.runs")
     assert [(r["orchestrator"], r["status"]) for r in run] == [("airflow", "failed")]
-    assert "failed nodes: extract.shop.orders" in run[0]["error"]
+    # The malformed file is rejected at landing (nothing of it lands) and the table's load
+    # fails naming it, after loading the table's good files (docs/sources.md).
+    assert "failed nodes: load.shop.orders" in run[0]["error"]
     nodes = {
         r["node_id"]: r["status"]
         for r in ledger(machine_pg, "select node_id, status from millpond.node_runs")
     }
-    assert nodes["extract.shop.orders"] == "failed"
+    assert nodes["load.shop.orders"] == "failed"
     assert nodes["publish"] == "skipped"  # upstream_failed in Airflow, recorded as skipped
     assert nodes["dbt.country_codes"] == "success"  # the seed does not need the orders

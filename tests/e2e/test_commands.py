@@ -93,18 +93,19 @@ def test_select_status_logs_and_what_a_run_prints(
     status = millpond(project, "status", env=env)
     assert status.returncode == 0, status.stderr
     row = next(x for x in status.stdout.splitlines() if failed_id in x)
-    assert "failed" in row and "extract.erp.orders" in row
+    # The malformed file is rejected at landing; the table's load fails naming it.
+    assert "failed" in row and "load.erp.orders" in row
     assert run_id in status.stdout and first in status.stdout
     one = millpond(project, "status", failed_id, env=env)
     assert one.returncode == 0, one.stderr
-    assert "orders_2026-12-01.csv" in one.stdout and "skipped" in one.stdout
+    assert "orders_2026-12-01.csv" in one.stdout and "failed" in one.stdout
     assert millpond(project, "status", "no-such-run", env=env).returncode == 2
 
-    logs = millpond(project, "logs", failed_id, "extract.erp.orders", env=env)
+    logs = millpond(project, "logs", failed_id, "load.erp.orders", env=env)
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
-    assert lines and all(" extract.erp.orders " in x for x in lines)
-    assert any("ERROR" in x and "orders_2026-12-01.csv, line" in x for x in lines)
+    assert lines and all(" load.erp.orders " in x for x in lines)
+    assert any("ERROR" in x and "orders_2026-12-01.csv" in x for x in lines)
     unknown_node = millpond(project, "logs", failed_id, "extract.erp.ordrs", env=env)
     assert unknown_node.returncode == 2
     assert "did you mean 'extract.erp.orders'" in unknown_node.stderr
