@@ -74,6 +74,16 @@ class RunContext:
                 self._resources[key] = factory()
             return self._resources[key]
 
+    def close(self) -> None:
+        """Let the run's resources finish what they still do in the background (a shared
+        dbt build) before the run is closed and the process exits."""
+        with self._lock:
+            resources = list(self._resources.values())
+        for resource in reversed(resources):
+            closer = getattr(resource, "close", None)
+            if callable(closer):
+                closer()
+
     @cached_property
     def graph(self) -> Graph:
         """The graph this run runs: the whole graph, or the part `select`/`exclude` keep;

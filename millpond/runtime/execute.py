@@ -189,5 +189,6 @@ def run_with_prefect(
             message = f"orchestrator error: {mask(str(exc))}"
             finish_run(ctx, message)
             raise OrchestratorError(message) from exc
+        ctx.close()
         crashed = not (state.is_completed() or state.is_failed())
         return finish_run(ctx, "the flow crashed" if crashed else None)

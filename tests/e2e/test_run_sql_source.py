@@ -121,12 +121,14 @@ def test_a_run_killed_during_an_extract_then_rerun_lands_every_row_once(
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
-    while not list(lake.rglob("part-*.parquet")) and time.monotonic() < deadline:
+    # Parts are written under a hidden name until the partition is complete (ingest.staging).
+    while not list(lake.rglob(".part-*.parquet.tmp")) and time.monotonic() < deadline:
         assert run.poll() is None, "the run ended before its extract could be killed"
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert not list(lake.rglob("_manifest.json")), "killed mid-extract: no partition may exist"
+    assert not list(lake.rglob("part-*.parquet")), "killed mid-extract: no part may be readable"
 
     rerun = millpond(billing, "run", env={"BILLING_URL": machine_pg})
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

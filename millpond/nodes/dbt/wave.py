@@ -104,6 +104,16 @@ class Waves:
                 return slot.settled
             time.sleep(0.01)
 
+    def close(self) -> None:
+        """Wait for the build in flight. A node's task returns as soon as its own model and
+        tests are done, so the flow can end while dbt is still finishing (other models, its
+        run results, closing its DuckDB connection); a process that exits then is aborted by
+        DuckDB's threads ("terminate called without an active exception")."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None:
+            worker.join()
+
     # --- the worker ---------------------------------------------------------------------
 
     def _work_logged(self) -> None:
