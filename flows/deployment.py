@@ -16,14 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-
-import httpx
 
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
-from millpond.core.prefect_api import deployment_name
+from millpond.core.prefect_api import deployment_name, read_deployment
 
 # What identifies the serving process in /proc/<pid>/cmdline (a stale pid file is ignored).
 SERVE_COMMAND = "serve-deployment"
@@ -55,19 +52,6 @@ def serve_forever(flow: Any, config: MillpondConfig) -> None:
         entrypoint_type=EntrypointType.MODULE_PATH,
         print_starting_message=True,
     )
-
-
-def read_deployment(
-    api: str, config: MillpondConfig, timeout: float = 5.0
-) -> dict[str, Any] | None:
-    """The deployment as the Prefect API has it, or None if there is none (or no API)."""
-    flow_name, name = deployment_name(config)
-    url = f"{api}/deployments/name/{quote(flow_name, safe='')}/{quote(name, safe='')}"
-    try:
-        response = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
 
 
 def _pid_file(config: MillpondConfig) -> Path:
@@ -115,7 +99,7 @@ def ensure_served(
                 raise RuntimeError(
                     f"serving the deployment failed (exit {process.returncode}); see {log_path}"
                 )
-            if _ready(read_deployment(api, config, timeout=2.0), started_at):
+            if _ready(read_deployment(config, api, timeout=2.0), started_at):
                 return process.pid, True
             time.sleep(0.5)
         stop_served(config)

@@ -297,41 +297,27 @@ class Ledger:
     # --- public reads -----------------------------------------------------------------------
 
     def running_runs(self) -> list[dict[str, Any]]:
-        """The runs still `running`, with their lease, so a new start can tell dead ones.
+        """The runs still `running`, with their lease, so a new start can tell dead ones
+        (after buffered records are flushed: a run whose close is buffered is not running).
 
-        Raises :class:`LedgerUnavailableError` when the database cannot be reached."""
-        with self._lock:
-            try:
-                conn = self._connection()
-                cur = conn.execute(
-                    "SELECT run_id, orchestrator, flow_run_id, host, pid, heartbeat_at, "
-                    "started_at FROM millpond.runs WHERE status = 'running' ORDER BY started_at"
-                )
-                names = [c.name for c in cur.description or []]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-            except _UNREACHABLE as exc:
-                self._went_down(exc)
-                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
+        Raises :class:`LedgerUnavailableError` as :meth:`loaded_partitions` does."""
+        return self._read_dicts(
+            "SELECT run_id, orchestrator, flow_run_id, host, pid, heartbeat_at, "
+            "started_at FROM millpond.runs WHERE status = 'running' ORDER BY started_at",
+            (),
+        )
 
     def latest_attempts(self, run_id: str) -> dict[str, dict[str, Any]]:
         """Each node's latest attempt in a run (status, rows, bytes, duration, error), for an
         orchestrator whose nodes ran in other processes (the Airflow close task).
 
-        Raises :class:`LedgerUnavailableError` when the database cannot be reached."""
-        with self._lock:
-            try:
-                conn = self._connection()
-                cur = conn.execute(
-                    "SELECT DISTINCT ON (node_id) node_id, attempt, status, duration_ms, rows, "
-                    "bytes, error FROM millpond.node_runs WHERE run_id = %s "
-                    "ORDER BY node_id, attempt DESC",
-                    (run_id,),
-                )
-                names = [c.name for c in cur.description or []]
-                rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-            except _UNREACHABLE as exc:
-                self._went_down(exc)
-                raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc
+        Raises :class:`LedgerUnavailableError` as :meth:`loaded_partitions` does."""
+        rows = self._read_dicts(
+            "SELECT DISTINCT ON (node_id) node_id, attempt, status, duration_ms, rows, "
+            "bytes, error FROM millpond.node_runs WHERE run_id = %s "
+            "ORDER BY node_id, attempt DESC",
+            (run_id,),
+        )
         return {row["node_id"]: row for row in rows}
 
     def loaded_partitions(self, source: str, table: str) -> list[tuple[str, str | None]]:
@@ -376,11 +362,20 @@ class Ledger:
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Rows of a read that must see every record written so far (nothing buffered)."""
+        return self._query(sql, params)[1]
+
+    def _read_dicts(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """As :meth:`_read`, each row a dict by column name."""
+        names, rows = self._query(sql, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._lock:
             if self._buffer.has_records() and self._flush_locked() is None:
                 raise LedgerUnavailableError("ledger records are still buffered")
             try:
-                return list(self._connection().execute(sql, params).fetchall())
+                cur = self._connection().execute(sql, params)
+                return [c.name for c in cur.description or []], list(cur.fetchall())
             except _UNREACHABLE as exc:
                 self._went_down(exc)
                 raise LedgerUnavailableError(f"ledger unreachable: {exc}") from exc

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from millpond.core.config import MillpondConfig
-from millpond.core.prefect_api import API_TAG, api_url, deployment_name
+from millpond.core.prefect_api import API_TAG, api_url, read_deployment
 from millpond.core.runid import new_run_id
 from serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
 
@@ -30,16 +29,8 @@ _last: tuple[str, str] | None = None  # (flow run id, run id) of the run this se
 
 def served_deployment(config: MillpondConfig) -> dict[str, Any] | None:
     """The deployment if a runner serves it now; None (use the fallback) otherwise."""
-    flow_name, name = deployment_name(config)
-    url = f"{api_url(config)}/deployments/name/{quote(flow_name, safe='')}/{quote(name, safe='')}"
-    try:
-        response = httpx.get(url, timeout=TIMEOUT_S)
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    deployment = response.json()
-    return deployment if deployment.get("status") == "READY" else None
+    deployment = read_deployment(config, timeout=TIMEOUT_S)
+    return deployment if deployment and deployment.get("status") == "READY" else None
 
 
 def _still_active(api: str) -> str | None:

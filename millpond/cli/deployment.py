@@ -28,9 +28,10 @@ def ui(config_path: ConfigOption = None) -> None:
     Example: `millpond ui`, then start a run from the UI's Deployments page, or
     `prefect deployment run millpond/millpond -p full_refresh=true`.
     """
-    from millpond.cli.main import _load, _quiet_prefect, console, out
+    from millpond.cli.common import console, load, out
+    from millpond.cli.main import _quiet_prefect
 
-    config = _load(config_path)
+    config = load(config_path)
     _quiet_prefect()
     from flows.deployment import SERVE_COMMAND, ensure_served
     from flows.server import ensure_server, ui_url
@@ -58,9 +59,10 @@ def ui(config_path: ConfigOption = None) -> None:
 
 def serve_deployment(config_path: ConfigOption = None) -> None:
     """Serve the deployment in the foreground until SIGTERM (what `millpond ui` starts)."""
-    from millpond.cli.main import _load, _quiet_prefect
+    from millpond.cli.common import load
+    from millpond.cli.main import _quiet_prefect
 
-    config = _load(config_path)
+    config = load(config_path)
     _quiet_prefect()
     os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
     from millpond.runtime.deployment import serve_deployment as serve

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from millpond.cli.main import ConfigOption, TargetOption, _load, app, console, out
+from millpond.cli.common import ConfigOption, console, load, out
+from millpond.cli.main import TargetOption, app
 
 lake_app = typer.Typer(
     help="The lake's partitions: list them, take one back.",
@@ -21,7 +22,7 @@ lake_app = typer.Typer(
 def _context(config_path: ConfigOption, target: TargetOption, name: str) -> Any:
     from millpond.runtime.context import RunContext
 
-    return RunContext(_load(config_path, target), name, orchestrator="cli", sources_only=True)
+    return RunContext(load(config_path, target), name, orchestrator="cli", sources_only=True)
 
 
 @lake_app.command("ls")

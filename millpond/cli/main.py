@@ -53,9 +53,6 @@ ExcludeOption = Annotated[
 ]
 
 
-_load = load
-
-
 def _build_graph(
     config: MillpondConfig, select: list[str] | None = None, exclude: list[str] | None = None
 ) -> Any:
@@ -117,7 +114,7 @@ def run(
     reads and their source tables); `millpond run -s tag:finance --exclude agg_monthly_revenue`;
     `millpond run --full-refresh`. Preview a selection with `millpond graph --select ...`.
     """
-    config = _load(config_path, target)
+    config = load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True)
@@ -131,14 +128,7 @@ def run(
 
     run_id = new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
-    ctx = RunContext(
-        config,
-        run_id,
-        orchestrator="prefect",
-        select=tuple(select or ()),
-        exclude=tuple(exclude or ()),
-        full_refresh=full_refresh,
-    )
+    ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
     try:
         with node_context(run_id):
             # The run's ledger row (and lease) comes before the slow parts of the start, so a
@@ -277,7 +267,7 @@ def run_node_command(
     target: TargetOption = None,
 ) -> None:
     """Run one node of one run (what each task of the generated Airflow DAG calls)."""
-    config = _load(config_path, target)
+    config = load(config_path, target)
     from millpond.core.graph import GraphError
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
@@ -318,7 +308,7 @@ def graph(
 
     With --select/--exclude, the part `millpond run` would run with them (and whether it
     publishes). Examples: `millpond graph --mermaid`; `millpond graph --select +fct_orders`."""
-    built = _build_graph(_load(config_path, target), select, exclude)
+    built = _build_graph(load(config_path, target), select, exclude)
     text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
     sys.stdout.write(text + "\n")
 
@@ -337,7 +327,7 @@ def dag(
     """Write the graph as an Airflow DAG file (each task runs `millpond run-node`).
 
     Example: millpond dag --output ~/airflow/dags/millpond.py (see docs/deploy-airflow.md)"""
-    config = _load(config_path)
+    config = load(config_path)
     from airflow_compat.render import render_dag
 
     built = _build_graph(config)
@@ -359,7 +349,7 @@ def show_config(config_path: ConfigOption = None, target: TargetOption = None) -
     """Print the effective config (file + ${VAR}s + MILLPOND_* overrides), secrets masked."""
     import yaml
 
-    config = _load(config_path, target)
+    config = load(config_path, target)
     sys.stdout.write(mask(yaml.safe_dump(config.masked(), sort_keys=False)))
 
 
@@ -374,14 +364,14 @@ def demo_data(
     """Write TPC-H tables as ERP export files (CSV, nation/region as .xlsx) into each inbox.
 
     Refused for a source that already has landed data (run `just clean` first)."""
-    _write_demo(_load(config_path), scale, only_if_empty=if_empty)
+    _write_demo(load(config_path), scale, only_if_empty=if_empty)
 
 
 @app.command()
 def down(config_path: ConfigOption = None) -> None:
     """Stop what `millpond run` and `millpond ui` started: the process serving the deployment,
     the local Prefect server and embedded PostgreSQL."""
-    config = _load(config_path)
+    config = load(config_path)
     from flows.deployment import stop_served
     from flows.server import stop_server
     from metadata.embedded import stop_embedded
@@ -397,7 +387,7 @@ def down(config_path: ConfigOption = None) -> None:
 @app.command()
 def serve(config_path: ConfigOption = None) -> None:
     """Serve the API (run history, nodes, tests) with uvicorn."""
-    config = _load(config_path)
+    config = load(config_path)
     import uvicorn
 
     os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))

@@ -33,12 +33,12 @@ def run_start(
     Example: millpond run-start --run-id manual__2026-01-01 --trigger manual
 
     Closes runs that died (their lease is gone) as abandoned first."""
-    from millpond.cli.main import _load, out
+    from millpond.cli.common import load, out
     from millpond.core.logs import close_run_log, node_context, open_run_log
     from millpond.runtime.context import RunContext
     from millpond.runtime.task_run import open_task_run
 
-    config = _load(_path(config_path))
+    config = load(_path(config_path))
     open_run_log(config.logs_dir, run_id)
     try:
         with node_context(run_id):
@@ -59,13 +59,13 @@ def run_finish(
     Airflow DAG, trigger rule all_done); exits 1 if the run failed.
 
     Example: millpond run-finish --run-id manual__2026-01-01"""
-    from millpond.cli.main import _load, console, out
+    from millpond.cli.common import console, load, out
     from millpond.core.logs import close_run_log, node_context, open_run_log
     from millpond.runtime.context import RunContext
     from millpond.runtime.lifecycle import fail_start
     from millpond.runtime.task_run import close_task_run
 
-    config = _load(_path(config_path))
+    config = load(_path(config_path))
     open_run_log(config.logs_dir, run_id)
     ctx = RunContext(config, run_id, orchestrator=orchestrator)
     try:

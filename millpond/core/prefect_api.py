@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
 
 from millpond.core.config import MillpondConfig
 
@@ -30,6 +32,23 @@ def deployment_name(config: MillpondConfig) -> tuple[str, str]:
     """(flow name, deployment name): both the project's name, so the UI shows `millpond/millpond`
     for the default project and runs from `millpond run` land under the same flow."""
     return config.project, config.project
+
+
+def read_deployment(
+    config: MillpondConfig, api: str | None = None, timeout: float = 5.0
+) -> dict[str, Any] | None:
+    """The project's deployment as the Prefect API has it; None when there is none or the API
+    cannot be reached (callers fall back to running without it)."""
+    import httpx  # lazily: most commands never ask for the deployment
+
+    flow_name, name = deployment_name(config)
+    base = api or api_url(config)
+    url = f"{base}/deployments/name/{quote(flow_name, safe='')}/{quote(name, safe='')}"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
 
 
 # On flow runs of the deployment created by millpond's own API (`POST /runs`): the flow records

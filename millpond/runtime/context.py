@@ -46,6 +46,25 @@ class RunContext:
     _resources: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @classmethod
+    def for_run(
+        cls,
+        config: MillpondConfig,
+        run_id: str,
+        select: list[str] | None = None,
+        exclude: list[str] | None = None,
+        full_refresh: bool = False,
+    ) -> RunContext:
+        """The context of a whole run under Prefect, from `millpond run` or the deployment."""
+        return cls(
+            config,
+            run_id,
+            orchestrator="prefect",
+            select=tuple(select or ()),
+            exclude=tuple(exclude or ()),
+            full_refresh=full_refresh,
+        )
+
     @cached_property
     def ledger(self) -> Ledger:
         # An embedded server stays up between runs (like the Prefect server) until `just down`:

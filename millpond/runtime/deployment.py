@@ -95,14 +95,7 @@ def run_deployment(
     flow_run = FlowRunContext.get().flow_run  # type: ignore[union-attr]
     config = _config(target)
     run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
-    ctx = RunContext(
-        config,
-        run_id,
-        orchestrator="prefect",
-        select=tuple(select or ()),
-        exclude=tuple(exclude or ()),
-        full_refresh=full_refresh,
-    )
+    ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
     open_run_log(config.logs_dir, run_id)
     try:
         with node_context(run_id):

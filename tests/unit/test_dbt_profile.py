@@ -86,7 +86,7 @@ def test_dbt_runs_with_the_generated_target_and_the_configured_vars(tmp_path):
 
     project = DbtProject(config, DuckDBTarget(config.target_config, config))
 
-    args = project._common_args()
+    args = project.common_args()
     assert args[args.index("--profiles-dir") + 1] == str(config.dbt_profiles_dir)
     assert args[args.index("--target") + 1] == GENERATED_TARGET
     assert args[args.index("--vars") + 1] == '{"start": "2024-01-01"}'
@@ -102,7 +102,7 @@ def test_a_users_own_profiles_dir_is_used_and_not_written(tmp_path):
 
     assert not (own / "profiles.yml").exists()
     assert not (tmp_path / ".millpond" / "dbt" / "profile").exists()
-    args = project._common_args()
+    args = project.common_args()
     assert args[args.index("--profiles-dir") + 1] == str(own)
     assert args[args.index("--target") + 1] == "ci"
 

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from millpond.nodes.dbt.runner import _DBT_LOCK, DbtError, DbtProject, _drop_root_stream_handlers
+from millpond.nodes.dbt.runner import DbtError, DbtProject
 
 SITE_FILES = ("index.html", "manifest.json", "catalog.json")
 
 
 def generate_docs(project: DbtProject, site: Path) -> Path:
     """Write dbt's docs site into `site`; returns its index.html."""
-    from dbt.cli.main import dbtRunner
-
-    if project._manifest is None:
-        project.parse()
     site.mkdir(parents=True, exist_ok=True)
-    args = ["--quiet", "docs", "generate", *project._common_args(), "--target-path", str(site)]
-    with project.target.writer_lock(), _DBT_LOCK:
-        try:
-            result = dbtRunner(manifest=project._manifest).invoke(args)
-        finally:
-            project.target.release()
-            _drop_root_stream_handlers()
+    with project.target.writer_lock():
+        result = project.invoke(["docs", "generate"], ["--target-path", str(site)])
     missing = [name for name in SITE_FILES if not (site / name).is_file()]
     if not result.success or missing:
         raise DbtError(

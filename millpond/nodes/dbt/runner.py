@@ -138,7 +138,8 @@ class DbtProject:
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("DBT_PARTIAL_PARSE", "true")
 
-    def _common_args(self) -> list[str]:
+    def common_args(self) -> list[str]:
+        """What every dbt command of this project is given: project, profile, target, vars."""
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]
         if self.generated_profile:
             args += ["--target", GENERATED_TARGET]
@@ -158,7 +159,7 @@ class DbtProject:
         return manifest_cache.fingerprint(
             self.project_dir,
             self.profiles_dir,
-            self._common_args(),
+            self.common_args(),
             self.target.dbt_env(),
             skip=[self.config.state],
         )
@@ -209,11 +210,40 @@ class DbtProject:
         from dbt.cli.main import dbtRunner
 
         manifest_cache.forget(self.target_dir)
-        result = dbtRunner().invoke(["--quiet", "parse", *self._common_args()])
+        result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
         _drop_root_stream_handlers()
         if not result.success or result.result is None:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
         return result.result
+
+    @property
+    def manifest(self) -> Any:
+        """dbt's parsed Manifest object, parsed (or taken from the cache) on first use."""
+        if self._manifest is None:
+            self.parse()
+        return self._manifest
+
+    def invoke(
+        self,
+        command: list[str],
+        args: list[str],
+        callbacks: list[Callable[[Any], None]] | None = None,
+        global_flags: tuple[str, ...] = ("--quiet",),
+    ) -> Any:
+        """One dbt command in this process over the parsed manifest, with the project's own
+        arguments (project, profile, target, vars), so `build`, `ls` and `docs generate` all
+        see the project exactly as the graph was built from it. One at a time: dbt keeps
+        process-wide state. The target's connection dbt opened is released after it."""
+        from dbt.cli.main import dbtRunner
+
+        manifest = self.manifest
+        argv = [*global_flags, *command, *self.common_args(), *args]
+        with _DBT_LOCK:
+            try:
+                return dbtRunner(manifest=manifest, callbacks=callbacks or []).invoke(argv)
+            finally:
+                self.target.release()
+                _drop_root_stream_handlers()
 
     def build(
         self,
@@ -223,28 +253,10 @@ class DbtProject:
     ) -> DbtBuild:
         """`dbt build` of exactly these resources (one node's model and tests, or a wave of
         nodes), in dependency order; `on_result` hears of each resource as dbt finishes it."""
-        from dbt.cli.main import dbtRunner
-
-        if self._manifest is None:
-            self.parse()
-        args = [
-            "--quiet",
-            "build",
-            *self._common_args(),
-            "--select",
-            *select,
-            "--indirect-selection",
-            "empty",
-            "--no-write-json",
-            *(["--full-refresh"] if full_refresh else []),
-        ]
+        args = ["--select", *select, "--indirect-selection", "empty", "--no-write-json"]
+        args += ["--full-refresh"] if full_refresh else []
         callbacks = [_finished_listener(on_result)] if on_result else []
-        with _DBT_LOCK:
-            try:
-                outcome = dbtRunner(manifest=self._manifest, callbacks=callbacks).invoke(args)
-            finally:
-                self.target.release()
-                _drop_root_stream_handlers()
+        outcome = self.invoke(["build"], args, callbacks=callbacks)
         build = DbtBuild()
         run = outcome.result
         for item in getattr(run, "results", None) or []:

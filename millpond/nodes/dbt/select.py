@@ -13,7 +13,7 @@ from typing import Any
 
 from millpond.core.graph import Graph, providers
 from millpond.nodes.dbt.graph import DbtParams, _provider
-from millpond.nodes.dbt.runner import _DBT_LOCK, DbtProject, _drop_root_stream_handlers
+from millpond.nodes.dbt.runner import DbtProject
 
 
 class SelectionError(Exception):
@@ -25,27 +25,17 @@ def dbt_list(project: DbtProject, select: list[str]) -> set[str]:
     `dbt ls --select ...` lists (tests only when selected themselves: a test of a selected
     model is not a reason to run the model its other parent is). A value that matches nothing is
     an error, so a typo never silently runs something else (dbt itself only warns)."""
-    from dbt.cli.main import dbtRunner
-
-    # The runner's parsed manifest and its common arguments (project, profile, target,
-    # vars): `ls` must see the project exactly as the build will.
-    if project._manifest is None:
-        project.parse()
-    manifest = project._manifest
     unmatched: list[str] = []
 
     def on_event(event: Any) -> None:
         if event.info.name == "NoNodesForSelectionCriteria":
             unmatched.append(str(getattr(event.data, "spec_raw", "") or "?"))
 
-    args = ["--quiet", "--log-level", "none", "ls", *project._common_args()]
-    args += ["--output", "json", "--output-keys", "unique_id"]
+    args = ["--output", "json", "--output-keys", "unique_id"]
     args += ["--indirect-selection", "empty", "--select", *select]
-    with _DBT_LOCK:
-        try:
-            result = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(args)
-        finally:
-            _drop_root_stream_handlers()
+    result = project.invoke(
+        ["ls"], args, callbacks=[on_event], global_flags=("--quiet", "--log-level", "none")
+    )
     if not result.success:
         raise SelectionError(f"dbt cannot resolve the selection: {result.exception}")
     if unmatched:
@@ -65,7 +55,7 @@ def selected_nodes(
     a selected test runs in. For `--exclude` tests are left out: a test runs inside its
     model's node, and excluding the test must not drop the model."""
     unique_ids = dbt_list(project, values)
-    manifest = project._manifest
+    manifest = project.manifest
     by_uid: dict[str, str] = {}
     by_test: dict[str, str] = {}
     for node in graph.nodes:
