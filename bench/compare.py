@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     from flows.server import ensure_server
-    from millpond.core.config import load_config
+    from millpond.core.config_loading import load_config
 
     # The repo's own local Prefect server (started if needed; PREFECT_API_URL if set): bench
     # projects are deleted and recreated, so a server started under one would lose its home.

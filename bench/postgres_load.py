@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ingest.lake import Lake
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.targets.postgres.load import load_table
 from millpond.targets.postgres.types import to_postgres
 

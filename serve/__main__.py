@@ -7,7 +7,7 @@ import os
 
 import uvicorn
 
-from millpond.core.config import find_config
+from millpond.core.config_loading import find_config
 from serve.settings import get_settings, get_stack_config
 
 

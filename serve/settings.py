@@ -8,7 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from millpond.core.config import MillpondConfig, load_config
+from millpond.core.config import MillpondConfig
+from millpond.core.config_loading import load_config
 
 
 class ServeSettings(BaseSettings):

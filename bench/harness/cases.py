@@ -67,7 +67,7 @@ def millpond_run(project: Path, cold: bool, env: dict[str, str] | None = None) -
 def dbt_build(project: Path) -> dict[str, Any]:
     """One `dbt build` of the same project, on the warehouse millpond loaded, with the profile
     millpond generated; wall time of the command (dbt start-up and a full parse included)."""
-    from millpond.core.config import load_config
+    from millpond.core.config_loading import load_config
     from millpond.nodes.dbt.profile import GENERATED_TARGET
 
     config = load_config(project / "millpond.yml")
@@ -104,6 +104,25 @@ def _json_line(stdout: str) -> dict[str, Any]:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def _measured_script(
+    args: list[str],
+    project: Path,
+    keys: tuple[str, ...],
+    python: Path = BIN / "python",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a bench script that prints its own timing as a last JSON line: its inner seconds
+    and `keys`, next to the process's wall time and peak RSS."""
+    measured = run_measured([str(python), *args], project, env)
+    inner = _json_line(measured.stdout)
+    return {
+        "seconds": inner["seconds"],
+        "wall_s": measured.seconds,
+        "peak_rss_mb": measured.peak_rss_mb,
+        **{k: inner[k] for k in keys},
+    }
+
+
 def baseline(project: Path) -> dict[str, Any]:
     """bench/baseline.py on the same inbox; the dbt compile it needs runs first, untimed, in a
     process of its own, so the measured process's RSS is DuckDB's alone."""
@@ -114,39 +133,19 @@ def baseline(project: Path) -> dict[str, Any]:
         run_measured(
             [str(BIN / "python"), script, str(project), str(work), "--compile-only"], project
         )
-    measured = run_measured(
-        [str(BIN / "python"), script, str(project), str(work), "--manifest", str(manifest)],
+    return _measured_script(
+        [script, str(project), str(work), "--manifest", str(manifest)],
         project,
+        ("load_s", "sql_s", "tests", "failed"),
     )
-    inner = _json_line(measured.stdout)
-    return {
-        "seconds": inner["seconds"],
-        "wall_s": measured.seconds,
-        "peak_rss_mb": measured.peak_rss_mb,
-        **{k: inner[k] for k in ("load_s", "sql_s", "tests", "failed")},
-    }
 
 
 def duckdb_copy(project: Path) -> dict[str, Any]:
     """DuckDB's CSV-to-Parquet COPY of the same files (the landing anchor)."""
     out = project / ".copy"
     shutil.rmtree(out, ignore_errors=True)
-    measured = run_measured(
-        [
-            str(BIN / "python"),
-            str(HERE / "duckdb_copy.py"),
-            str(project / "inbox" / "erp"),
-            str(out),
-        ],
-        project,
-    )
-    inner = _json_line(measured.stdout)
-    return {
-        "seconds": inner["seconds"],
-        "wall_s": measured.seconds,
-        "peak_rss_mb": measured.peak_rss_mb,
-        "rows": inner["rows"],
-    }
+    args = [str(HERE / "duckdb_copy.py"), str(project / "inbox" / "erp"), str(out)]
+    return _measured_script(args, project, ("rows",))
 
 
 def dlt_python() -> Path | None:
@@ -164,19 +163,9 @@ def dlt_load(project: Path) -> dict[str, Any] | None:
         return None
     work = project / ".dlt"
     shutil.rmtree(work, ignore_errors=True)
-    measured = run_measured(
-        [str(python), str(HERE / "dlt_load.py"), str(project / "inbox" / "erp"), str(work)],
-        project,
-        {"RUNTIME__DLTHUB_TELEMETRY": "false"},
-    )
-    inner = _json_line(measured.stdout)
-    return {
-        "seconds": inner["seconds"],
-        "wall_s": measured.seconds,
-        "peak_rss_mb": measured.peak_rss_mb,
-        "rows": inner["rows"],
-        "dlt": inner["dlt"],
-    }
+    args = [str(HERE / "dlt_load.py"), str(project / "inbox" / "erp"), str(work)]
+    env = {"RUNTIME__DLTHUB_TELEMETRY": "false"}
+    return _measured_script(args, project, ("rows", "dlt"), python, env)
 
 
 def memory_case(project: Path, limit: str) -> dict[str, Any]:

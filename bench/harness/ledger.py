@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from metadata.db import connect, resolve_url
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 
 STAGES = ("extract", "load", "dbt", "publish")
 # `ingest` is extract and load together, from the first extract start to the last load end.

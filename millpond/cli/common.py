@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from millpond.core.config import ConfigError, MillpondConfig, load_config
+from millpond.core.config import ConfigError, MillpondConfig
+from millpond.core.config_loading import load_config
 from millpond.core.logs import setup_console
 from millpond.core.masking import env_secrets, register_secrets
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from millpond.core.config import find_config
+from millpond.core.config_loading import find_config
 
 ConfigOption = Annotated[
     Path | None,

@@ -21,7 +21,8 @@ from millpond.cli.common import ConfigOption, console, load, out
 from millpond.cli.docs import docs
 from millpond.cli.logs import logs
 from millpond.cli.status import status
-from millpond.core.config import MillpondConfig, find_config
+from millpond.core.config import MillpondConfig
+from millpond.core.config_loading import find_config
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log
 from millpond.core.masking import mask
 

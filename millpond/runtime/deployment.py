@@ -20,7 +20,8 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, Failed
 
-from millpond.core.config import MillpondConfig, load_config
+from millpond.core.config import MillpondConfig
+from millpond.core.config_loading import load_config
 from millpond.core.locks import file_lock
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
 from millpond.core.masking import env_secrets, mask, register_secrets

@@ -75,7 +75,7 @@ def descendants(graph: Any, node_id: str) -> set[str]:
 
 
 def context(root: Path, env: dict[str, str], run_id: str, **fields: Any) -> Any:
-    from millpond.core.config import load_config
+    from millpond.core.config_loading import load_config
     from millpond.runtime.context import RunContext
 
     config = load_config(root / "millpond.yml", {**os.environ, **env})

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.runtime.execute import RunContext, run_node
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from conftest import millpond
 
 from ingest.landing import land_table
 from ingest.replay import PartitionNotFound, reland_partition
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.core.registry import SourceItem
 from millpond.nodes.extract import source_of
 from millpond.runtime import lake_actions

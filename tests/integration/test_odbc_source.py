@@ -150,7 +150,7 @@ def test_the_documented_odbc_example_lands_both_tables(postgres_odbc, lake, tmp_
     import yaml
     from conftest import REPO
 
-    from millpond.core.config import load_config
+    from millpond.core.config_loading import load_config
     from millpond.core.registry import SOURCES
 
     url, _ = postgres_odbc

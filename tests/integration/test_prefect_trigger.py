@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from serve.prefect_trigger import served_deployment
 from serve.schemas import RunRequest
 

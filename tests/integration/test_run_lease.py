@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import (
     PROCESS_EXPIRY_SECONDS,

@@ -75,7 +75,7 @@ def test_an_s3_lake_removes_orphans_and_its_manifest_is_whole(s3_server, s3_buck
 
 
 def test_lake_from_config_reads_credentials_from_the_environment(s3_server, s3_bucket, tmp_path):
-    from millpond.core.config import load_config
+    from millpond.core.config_loading import load_config
 
     (tmp_path / "millpond.yml").write_text(
         f"lake:\n  url: s3://{s3_bucket}/lake\n  endpoint_url: ${{S3_ENDPOINT}}\n"
@@ -240,7 +240,8 @@ def test_a_missing_s3_inbox_fails_naming_it(s3_server, s3_bucket, lake, tmp_path
 
 
 def test_an_endpoint_without_a_scheme_is_a_config_error_naming_the_key(tmp_path):
-    from millpond.core.config import ConfigError, load_config
+    from millpond.core.config import ConfigError
+    from millpond.core.config_loading import load_config
 
     (tmp_path / "millpond.yml").write_text(
         "lake:\n  url: s3://b/lake\n  endpoint_url: minio:9000\nsources: {}\n"

@@ -14,7 +14,7 @@ from conftest import S3_KEY_ID, S3_SECRET
 from ingest.files import FilesSource, FilesSourceConfig
 from ingest.lake import Lake
 from ingest.landing import land_table
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.core.registry import TARGETS
 
 DAY = dt.date(2024, 3, 1)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import write_project
 
-from millpond.core.config import load_config
+from millpond.core.config_loading import load_config
 from millpond.core.graph import Graph
 from millpond.nodes.dbt.select import SelectionError
 from millpond.runtime.context import RunContext

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from ingest.files import FilesSourceConfig
-from millpond.core.config import (
-    ConfigError,
-    MillpondConfig,
-    apply_env_overrides,
-    interpolate,
-    load_config,
-)
+from millpond.core.config import ConfigError, MillpondConfig
+from millpond.core.config_loading import apply_env_overrides, interpolate, load_config
 
 
 def write_config(folder: Path, text: str) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from millpond.core.config import ConfigError, config_model, load_config
+from millpond.core.config import ConfigError, config_model
+from millpond.core.config_loading import load_config
 from millpond.targets.duckdb import DuckDBConfig, DuckDBTarget
 from millpond.targets.duckdb.lock import open_warehouse
 
