@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
+    # dbt parses shared by the session's projects (millpond.nodes.dbt.manifest_cache), in a
+    # cache of the session's own: the first project parses for real, nothing reaches ~/.cache.
+    os.environ["MILLPOND_CACHE_DIR"] = tempfile.mkdtemp(prefix="millpond-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("MILLPOND_CACHE_DIR", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -333,24 +341,38 @@ def airflow_venv() -> Path:
 @pytest.fixture(scope="session")
 def airflow_home(airflow_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An AIRFLOW_HOME with a migrated SQLite database, once per session; the environment to
-    run the venv's `airflow` with (point AIRFLOW__CORE__DAGS_FOLDER at a test's DAGs)."""
+    run the venv's `airflow` with (point AIRFLOW__CORE__DAGS_FOLDER at a test's DAGs). The
+    migrated database is made once beside the cached venv and copied: `airflow db migrate`
+    takes a minute or more here."""
+    from millpond.core.locks import file_lock
+
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {
+    template = airflow_venv.parent / f"airflow-{AIRFLOW_VERSION}-db"
+    with file_lock(airflow_venv.parent / f"airflow-{AIRFLOW_VERSION}-db.lock", "airflow db"):
+        if not (template / ".migrated").is_file():
+            shutil.rmtree(template, ignore_errors=True)
+            template.mkdir()
+            migrated = subprocess.run(
+                [str(airflow_venv / "bin" / "airflow"), "db", "migrate"],
+                env=_airflow_env(airflow_venv, template),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
+            (template / ".migrated").touch()
+    shutil.copy2(template / "airflow.db", home / "airflow.db")
+    return _airflow_env(airflow_venv, home)
+
+
+def _airflow_env(airflow_venv: Path, home: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "PATH": f"{airflow_venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    migrated = subprocess.run(
-        [str(airflow_venv / "bin" / "airflow"), "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
-    return env
 
 
 def chromium_driver() -> Any:

@@ -45,10 +45,15 @@ def test_run_node_rejects_an_unknown_node(project: Path, machine_pg: str) -> Non
 
 
 def test_parallel_run_nodes_parse_dbt_without_tripping_over_each_other(
-    project: Path, machine_pg: str
+    project: Path, machine_pg: str, tmp_path: Path
 ) -> None:
-    """Airflow starts many tasks at once; each parses the dbt project into the same target."""
-    env = {**os.environ, "MILLPOND_METADATA__URL": machine_pg}
+    """Airflow starts many tasks at once; each parses the dbt project into the same target
+    (an empty parse cache: no earlier parse to start from)."""
+    env = {
+        **os.environ,
+        "MILLPOND_METADATA__URL": machine_pg,
+        "MILLPOND_CACHE_DIR": str(tmp_path / "cache"),
+    }
     command = [str(BIN / "millpond"), "graph", "--json"]
     runs = [
         subprocess.Popen(

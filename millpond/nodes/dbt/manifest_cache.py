@@ -5,24 +5,36 @@ partially) costs seconds per task. dbt already saves its fully processed manifes
 (`partial_parse.msgpack`) in the target folder; while a fingerprint of everything a parse reads
 is the same as at that parse, the saved manifest is loaded as it is and dbt is not asked.
 
-The fingerprint covers the project's files (models, macros, seeds, installed packages; not its
-target or log folders), the profile, the command-line arguments (`--vars`, target), the values
-of the environment variables the project reads with `env_var()` and of the target's dbt env,
-and the dbt version. Only digests are stored: vars and env values may be secrets.
+The fingerprint covers the project's files and where they are (models, macros, seeds, installed
+packages; not its target or log folders), the profile, the command-line arguments (`--vars`,
+target), the values of the environment variables the project reads with `env_var()` and of the
+target's dbt env, and the dbt version. Only digests are stored: vars and env values may be
+secrets.
+
+Where millpond's state dir is does not change a parse (the profile names the warehouse file in
+it, but a parse reads only the database name, the file's stem), so the fingerprint leaves that
+location out, and a parse is also kept in a machine-wide cache (`$MILLPOND_CACHE_DIR`, else
+`~/.cache/millpond`, under `dbt-parse/<fingerprint>`): another clone or state dir of the same
+dbt project (a second checkout, CI, every test project) starts from it instead of parsing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 FINGERPRINT_FILE = "millpond-parse.fingerprint"
 SAVED_MANIFEST = "partial_parse.msgpack"
+SHARED_FILES = (SAVED_MANIFEST, "manifest.json")
+SHARED_KEPT = 20  # parses kept in the machine-wide cache, most recently used first
 _SKIP_DIRS = {"target", "logs", "__pycache__"}
 _ENV_VAR = re.compile(rb"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 
@@ -48,16 +60,22 @@ def fingerprint(
     args: list[str],
     env: Mapping[str, str],
     skip: Iterable[Path] = (),
+    location: Path | None = None,
 ) -> str:
-    """A digest of everything a dbt parse of this project reads."""
+    """A digest of everything a dbt parse of this project reads; paths under `location`
+    (millpond's state dir) count relative to it."""
     from importlib.metadata import version
 
+    def relative(data: bytes) -> bytes:
+        return data.replace(str(location).encode(), b"<state>") if location else data
+
     digest = hashlib.sha256()
-    digest.update(json.dumps([version("dbt-core"), args]).encode())
+    header = json.dumps([version("dbt-core"), str(project_dir.resolve()), args]).encode()
+    digest.update(relative(header))
     names: set[str] = set()
     for folder in (project_dir, profiles_dir):
         for path in _files(folder, skip):
-            data = path.read_bytes()
+            data = relative(path.read_bytes())
             names.update(m.decode() for m in _ENV_VAR.findall(data))
             digest.update(f"{path.relative_to(folder)}\0{len(data)}\0".encode())
             digest.update(data)
@@ -75,7 +93,7 @@ def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
         target_dir / "manifest.json",
     )
     try:
-        if marker.read_text() != key:
+        if _read(marker) != key and not _take_shared(target_dir, key):
             return None
         from dbt.contracts.graph.manifest import Manifest
         from dbt.parser.manifest import extended_mashumuro_decoder
@@ -89,11 +107,78 @@ def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
 
 
 def save(target_dir: Path, key: str) -> None:
-    """Remember the fingerprint of the parse that just wrote the target folder."""
+    """Remember the fingerprint of the parse that just wrote the target folder, and keep that
+    parse in the machine-wide cache."""
+    _mark(target_dir, key)
+    with contextlib.suppress(OSError):  # a read-only or full cache costs a clone a parse
+        _share(target_dir, key)
+
+
+def shared_root() -> Path:
+    base = os.environ.get("MILLPOND_CACHE_DIR") or Path.home() / ".cache" / "millpond"
+    return Path(base) / "dbt-parse"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _mark(target_dir: Path, key: str) -> None:
     marker = target_dir / FINGERPRINT_FILE
-    tmp = marker.with_suffix(".tmp")
+    tmp = marker.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(key)
     os.replace(tmp, marker)
+
+
+def _share(target_dir: Path, key: str) -> None:
+    """Copy the parse into the cache as a whole folder renamed into place, so a reader sees
+    all of its files or none."""
+    root = shared_root()
+    entry = root / key
+    if entry.is_dir():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".new-"))
+    try:
+        for name in SHARED_FILES:
+            shutil.copyfile(target_dir / name, tmp / name)
+        os.replace(tmp, entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not entry.is_dir():
+            raise
+    _prune(root)
+
+
+def _take_shared(target_dir: Path, key: str) -> bool:
+    """Copy a cached parse with this fingerprint into the target folder; False if none."""
+    entry = shared_root() / key
+    if not all((entry / name).is_file() for name in SHARED_FILES):
+        return False
+    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in SHARED_FILES:
+            tmp = target_dir / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(entry / name, tmp)
+            os.replace(tmp, target_dir / name)
+        os.utime(entry)  # recently used: kept by _prune
+    except OSError:
+        return False
+    _mark(target_dir, key)
+    return True
+
+
+def _prune(root: Path) -> None:
+    entries = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in entries[SHARED_KEPT:]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def forget(target_dir: Path) -> None:

@@ -162,6 +162,7 @@ class DbtProject:
             self.common_args(),
             self.target.dbt_env(),
             skip=[self.config.state],
+            location=self.config.state,
         )
 
     def graph_manifest(self) -> dict[str, Any]:
