@@ -31,13 +31,14 @@ install:
 run *ARGS: install
     {{bin}}/millpond run --demo-if-empty 0.1 {{ARGS}}
 
-# every test: unit, integration (real PostgreSQL, dbt, Prefect) and end-to-end
+# every test: unit, integration (real PostgreSQL, dbt, Prefect) and end-to-end, a file per
+# worker at a time on every core (up to 4; `just test -n 0` runs them in one process)
 test *ARGS: install
-    {{bin}}/pytest -q {{ARGS}}
+    {{bin}}/pytest -q -n auto --maxprocesses 4 --dist loadfile {{ARGS}}
 
 # the fast tier for your own loop: unit tests only
 test-fast *ARGS: install
-    {{bin}}/pytest -q tests/unit {{ARGS}}
+    {{bin}}/pytest -q -n auto --maxprocesses 4 tests/unit {{ARGS}}
 
 # ruff lint + format check, and the dbt project parses
 lint: install

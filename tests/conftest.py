@@ -3,12 +3,20 @@
 The Prefect API URL is put in the environment before anything imports prefect (Prefect reads
 it at import), and the server behind it is started only when a test asks for `prefect_api`,
 so the fast unit tier never pays for it.
+
+`just test` runs the tests in pytest-xdist workers (a file per worker at a time). The servers
+millpond's tests start (the Prefect server, an embedded PostgreSQL on a laptop) are still one
+per `pytest` command: the first worker to ask starts it under a file lock in a folder all
+workers share (`MILLPOND_TEST_SHARED`, made by the main process), the others reuse it, and the
+main process stops it when every worker is done (`pytest_unconfigure`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +65,8 @@ def free_port() -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a worker inherits the main process's settings, the Prefect port included
     port = free_port()
     os.environ["MILLPOND_TEST_PREFECT_PORT"] = str(port)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
@@ -66,51 +76,71 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
+    os.environ["MILLPOND_TEST_SHARED"] = tempfile.mkdtemp(prefix="millpond-test-")
     # dbt parses shared by the session's projects (millpond.nodes.dbt.manifest_cache), in a
     # cache of the session's own: the first project parses for real, nothing reaches ~/.cache.
-    os.environ["MILLPOND_CACHE_DIR"] = tempfile.mkdtemp(prefix="millpond-test-cache-")
+    os.environ["MILLPOND_CACHE_DIR"] = str(Path(os.environ["MILLPOND_TEST_SHARED"]) / "cache")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(os.environ.pop("MILLPOND_CACHE_DIR", ""), ignore_errors=True)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    shared = Path(os.environ.pop("MILLPOND_TEST_SHARED", "") or "/nonexistent")
+    prefect = shared / "prefect.pid"
+    if prefect.is_file():
+        if "prefect" in sys.modules:  # send buffered task logs before the server goes away
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=10)
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(prefect.read_text()), signal.SIGTERM)
+    embedded = shared / "embedded-pg"
+    if (embedded / "started").is_file():
+        from metadata.embedded import stop_embedded
+
+        stop_embedded(embedded / "pg")
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def shared_dir() -> Path:
+    return Path(os.environ["MILLPOND_TEST_SHARED"])
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server for the whole session (its own home and SQLite database)."""
-    api = os.environ["PREFECT_API_URL"]
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = dict(os.environ, PREFECT_HOME=str(home))
-    env.pop("PREFECT_API_URL")
-    log = (home / "server.log").open("wb")
-    port = os.environ["MILLPOND_TEST_PREFECT_PORT"]
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", port],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    # Generous: on a loaded shared machine the server has taken more than two minutes.
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{api}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, (home / "server.log").read_text()[-2000:]
-        time.sleep(0.5)
-    else:
-        process.terminate()  # not left running after the session
-        raise RuntimeError("the Prefect test server did not start")
-    yield api
-    if "prefect" in sys.modules:  # send buffered task logs before the server goes away
-        from prefect.logging.handlers import APILogWorker
+def prefect_api() -> str:
+    """A real Prefect server for the whole `pytest` command (its own home and SQLite database),
+    shared by the workers; stopped by pytest_unconfigure."""
+    from millpond.core.locks import file_lock
 
-        APILogWorker.drain_all(timeout=10)
-    process.terminate()
-    process.wait(timeout=30)
+    api = os.environ["PREFECT_API_URL"]
+    home = shared_dir() / "prefect-home"
+    with file_lock(shared_dir() / "prefect.lock", "test Prefect server"):
+        if (shared_dir() / "prefect.pid").is_file():
+            return api
+        home.mkdir()
+        env = dict(os.environ, PREFECT_HOME=str(home))
+        env.pop("PREFECT_API_URL")
+        port = os.environ["MILLPOND_TEST_PREFECT_PORT"]
+        with (home / "server.log").open("wb") as log:
+            process = subprocess.Popen(
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", port],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (shared_dir() / "prefect.pid").write_text(str(process.pid))
+        # Generous: on a loaded shared machine the server has taken more than two minutes.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                    return api
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        raise RuntimeError("the Prefect test server did not start")
 
 
 @pytest.fixture(scope="session")
@@ -147,19 +177,23 @@ def project(tmp_path: Path, demo_files: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> str:
     """A PostgreSQL server for the session: the machine's at 127.0.0.1:5432, or (on a laptop
-    without one) one embedded PostgreSQL, started once. CI requires the machine's."""
+    without one) one embedded PostgreSQL shared by the workers, started once and stopped by
+    pytest_unconfigure. CI requires the machine's."""
     if machine_pg_available():
-        yield MACHINE_PG
-        return
+        return MACHINE_PG
     if REQUIRE_SERVERS:
         pytest.fail("no PostgreSQL at 127.0.0.1:5432 (MILLPOND_REQUIRE_SERVERS=1)")
-    from metadata.embedded import start_embedded, stop_embedded
+    from metadata.embedded import start_embedded
+    from millpond.core.locks import file_lock
 
-    data = tmp_path_factory.mktemp("embedded-pg") / "pg"
-    yield start_embedded(data, keep_running=True, database="postgres")
-    stop_embedded(data)
+    folder = shared_dir() / "embedded-pg"
+    folder.mkdir(exist_ok=True)
+    with file_lock(shared_dir() / "embedded-pg.lock", "test PostgreSQL"):
+        url = start_embedded(folder / "pg", keep_running=True, database="postgres")
+        (folder / "started").touch()
+    return url
 
 
 def database_url(server: str, name: str) -> str:
