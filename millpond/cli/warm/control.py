@@ -25,7 +25,12 @@ def start_worker(config: MillpondConfig) -> str:
     log = config.state / "run" / "node-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     command = [sys.executable, "-m", "millpond.cli.warm.server", str(path)]
-    command += ["--idle", str(config.airflow.warm_worker_idle_seconds)]
+    command += [
+        "--idle",
+        str(config.airflow.warm_worker_idle_seconds),
+        "--state",
+        str(config.state),
+    ]
     started = time.perf_counter()
     with open(log, "ab") as sink:
         process = subprocess.Popen(

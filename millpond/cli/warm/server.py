@@ -1,7 +1,8 @@
 """The warm node worker: a fork server for `millpond run-node` (see millpond.cli.warm).
 
-`python -m millpond.cli.warm.server SOCKET --idle SECONDS` (started by `millpond run-start`,
-millpond.cli.warm.control) imports what nodes need, then serves one loop in one thread:
+`python -m millpond.cli.warm.server SOCKET --idle SECONDS --state DIR` (started by
+`millpond run-start`, millpond.cli.warm.control) imports what nodes need (and decodes the
+stack's saved dbt manifest once), then serves one loop in one thread:
 accept a request, fork, send the child's pid, and send its exit status when it ends. The
 child takes over the client's stdin/stdout/stderr, working folder and environment and runs
 the `millpond` command line it was sent, exactly as the inline command would (it builds the
@@ -416,11 +417,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="millpond's warm node worker")
     parser.add_argument("socket", type=Path)
     parser.add_argument("--idle", type=float, default=600.0, help="exit after so long idle")
+    parser.add_argument("--state", type=Path, help="the stack's state folder")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, format="{time:YYYY-MM-DD HH:mm:ss} {level: <7} {message}")
     started = time.perf_counter()
     preload()
+    if args.state:
+        from millpond.nodes.dbt import manifest_cache
+
+        manifest_cache.warm(args.state / "dbt" / "target")
     worker = Worker(args.socket, args.idle)
     logger.info(f"preloaded in {time.perf_counter() - started:.1f} s")
     worker.serve()
