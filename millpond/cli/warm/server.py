@@ -18,6 +18,7 @@ import argparse
 import atexit
 import contextlib
 import importlib
+import inspect
 import os
 import selectors
 import signal
@@ -98,6 +99,9 @@ def preload() -> None:
     from millpond.core.registry import load_plugins
 
     load_plugins()
+    # dbt's behavior flags call inspect.stack(), whose first call maps every loaded module to
+    # its file (thousands of realpath calls): done here, each child maps only its new ones.
+    inspect.getmodule(inspect.currentframe())
     if threading.active_count() != 1:
         names = [t.name for t in threading.enumerate()]
         logger.warning(f"threads running before fork (children may deadlock): {names}")
@@ -200,7 +204,7 @@ class Worker:
             conn.settimeout(REQUEST_TIMEOUT_SECONDS)
             _check_peer(conn)
             message, fds = recv_request(conn)
-        except (OSError, ValueError, PermissionError) as exc:
+        except (OSError, ValueError) as exc:
             logger.warning(f"bad request: {exc}")
             conn.close()
             return
@@ -245,6 +249,8 @@ class Worker:
             return "the worker is stopping"
         if len(fds) != 3 or not isinstance(message.get("argv"), list):
             return "malformed request"
+        if not os.path.isdir(str(message.get("cwd"))):
+            return f"no folder {message.get('cwd')} here"
         if message.get("python") != [sys.prefix, sys.version]:
             return f"another Python ({message.get('python')}, not {[sys.prefix, sys.version]})"
         if code_key() != self.key:
