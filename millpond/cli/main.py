@@ -267,8 +267,12 @@ def run_node_command(
     config_path: ConfigOption = None,
     target: TargetOption = None,
 ) -> None:
-    """Run one node of one run (what each task of the generated Airflow DAG calls)."""
+    """Run one node of one run (what each task of the generated Airflow DAG calls).
+
+    Served by the stack's warm node worker when `millpond run-start` started one on this
+    machine (millpond.cli.warm), else run in this process."""
     config = load(config_path, target)
+    from millpond.cli.warm import client
     from millpond.core.graph import GraphError
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
@@ -276,6 +280,9 @@ def run_node_command(
     from millpond.runtime.lifecycle import keep_alive
 
     open_run_log(config.logs_dir, run_id)
+    if client.NOTE:
+        with node_context(run_id, node_id):
+            logger.debug(client.NOTE)
     sources_only = node_id.startswith(("extract.", "load."))
     ctx = RunContext(config, run_id, orchestrator=orchestrator, sources_only=sources_only)
     try:
@@ -370,15 +377,18 @@ def demo_data(
 
 @app.command()
 def down(config_path: ConfigOption = None) -> None:
-    """Stop what `millpond run` and `millpond ui` started: the process serving the deployment,
-    the local Prefect server and embedded PostgreSQL."""
+    """Stop what `millpond run`, `millpond ui` and `millpond run-start` started: the process
+    serving the deployment, the local Prefect server, the warm node worker and embedded
+    PostgreSQL."""
     config = load(config_path)
     from flows.deployment import stop_served
     from flows.server import stop_server
     from metadata.embedded import stop_embedded
+    from millpond.cli.warm.control import stop_worker
 
     out.print("deployment: " + ("stopped" if stop_served(config) else "not served"))
     out.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
+    out.print("warm node worker: " + ("stopped" if stop_worker(config) else "not running"))
     out.print(
         "embedded PostgreSQL: "
         + ("stopped" if stop_embedded(config.state / "pg") else "not running")

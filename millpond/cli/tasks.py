@@ -2,6 +2,8 @@
 
 They open and close the run in the ledger around the `millpond run-node` tasks (see
 millpond.runtime.task_run); `run-finish` exits 1 when the run failed, so the DAG run fails too.
+`run-start` also starts the stack's warm node worker on its machine and `run-finish` stops it
+(millpond.cli.warm; `airflow.warm_worker: false` turns it off).
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ def run_start(
 
     Example: millpond run-start --run-id manual__2026-01-01 --trigger manual
 
-    Closes runs that died (their lease is gone) as abandoned first."""
+    Closes runs that died (their lease is gone) as abandoned first, and starts the warm node
+    worker the run's `run-node` tasks on this machine use (unless `airflow.warm_worker` is
+    false)."""
     from millpond.cli.common import load, out
-    from millpond.core.logs import close_run_log, node_context, open_run_log
+    from millpond.cli.warm.control import start_worker
+    from millpond.core.logs import close_run_log, logger, node_context, open_run_log
     from millpond.runtime.context import RunContext
     from millpond.runtime.task_run import open_task_run
 
@@ -43,6 +48,7 @@ def run_start(
     try:
         with node_context(run_id):
             open_task_run(RunContext(config, run_id, orchestrator=orchestrator), trigger)
+            logger.info(start_worker(config))
     finally:
         close_run_log(run_id)
     out.print(f"run {run_id}: opened")
@@ -56,16 +62,19 @@ def run_finish(
     ] = None,
 ) -> None:
     """Close a run with its real status from its nodes' records (the last task of the
-    Airflow DAG, trigger rule all_done); exits 1 if the run failed.
+    Airflow DAG, trigger rule all_done); exits 1 if the run failed. Stops the warm node
+    worker `run-start` started.
 
     Example: millpond run-finish --run-id manual__2026-01-01"""
     from millpond.cli.common import console, load, out
+    from millpond.cli.warm.control import stop_worker
     from millpond.core.logs import close_run_log, node_context, open_run_log
     from millpond.runtime.context import RunContext
     from millpond.runtime.lifecycle import fail_start
     from millpond.runtime.task_run import close_task_run
 
     config = load(_path(config_path))
+    stop_worker(config)  # every node task has ended: all_done
     open_run_log(config.logs_dir, run_id)
     ctx = RunContext(config, run_id, orchestrator=orchestrator)
     try:

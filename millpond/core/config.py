@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
     SECRET_NAME,
     inline_secrets,
@@ -36,10 +37,6 @@ from millpond.core.masking import (
     mask_url,
     url_password,
 )
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message says where and why."""
 
 
 def check_names(kind: str, names: Iterable[str]) -> None:
@@ -173,6 +170,17 @@ class PrefectConfig(StrictModel):
     concurrency: int = Field(4, ge=1, le=64)
 
 
+class AirflowConfig(StrictModel):
+    """How the generated Airflow DAG's tasks run (docs/deploy-airflow.md).
+
+    `warm_worker`: `millpond run-start` starts a warm node worker on its machine, which forks
+    each `run-node` task with millpond and dbt already imported (millpond.cli.warm);
+    `run-finish` stops it, and it exits by itself after `warm_worker_idle_seconds` idle."""
+
+    warm_worker: bool = True
+    warm_worker_idle_seconds: float = Field(600.0, gt=0)
+
+
 class ServeConfig(StrictModel):
     """Where the FastAPI service listens, and a team's own routers mounted beside millpond's
     (`"package.module:router"`, imported at start, with the same API-key auth)."""
@@ -235,6 +243,7 @@ class MillpondConfig(StrictModel):
     sources: dict[str, Any] = Field(default_factory=dict)
     publish: PublishConfig = PublishConfig()
     prefect: PrefectConfig = PrefectConfig()
+    airflow: AirflowConfig = AirflowConfig()
     serve: ServeConfig = ServeConfig()
     notify: list[NotifyConfig] = Field(default_factory=list)
     schedule: str | None = "0 6 * * *"

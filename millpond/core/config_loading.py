@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -19,41 +18,17 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from millpond.core.config import (
-    ConfigError,
     MillpondConfig,
     WarehouseBase,
     config_model,
     mask_urls,
 )
+from millpond.core.config_file import ConfigError, find_config, interpolate
 from millpond.core.masking import MASK, SECRET_NAME, mask_secret_keys
 
-DEFAULT_CONFIG_FILE = "millpond.yml"
 ENV_PREFIX = "MILLPOND_"
 # Environment variables with the prefix that are not config overrides.
 RESERVED_ENV = {"MILLPOND_CONFIG", "MILLPOND_RUN_ID", "MILLPOND_ATTEMPT", "MILLPOND_BIN"}
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML document."""
-    if isinstance(value, dict):
-        return {
-            k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
-
-    return _VAR.sub(substitute, value)
 
 
 def apply_env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -200,14 +175,6 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
         else:
             return None
     return data
-
-
-def find_config(path: Path | str | None = None) -> Path:
-    """The config file to use: an explicit path, $MILLPOND_CONFIG, or ./millpond.yml."""
-    chosen = Path(path or os.environ.get("MILLPOND_CONFIG") or DEFAULT_CONFIG_FILE)
-    if not chosen.is_file():
-        raise ConfigError(f"{chosen}: config file not found (set --config or MILLPOND_CONFIG)")
-    return chosen.resolve()
 
 
 def load_config(

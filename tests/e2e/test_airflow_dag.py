@@ -8,6 +8,7 @@ project with a malformed export (the run closes as failed, and so does the DAG r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -149,6 +150,12 @@ def test_an_airflow_run_builds_the_same_marts_and_closes_the_run(
     )
     assert {n["status"] for n in nodes} == {"success"}
     assert len(nodes) == len(expected_edges(project)) - 2
+    # run_start started the warm node worker, every node's task went through it, run_finish
+    # stopped it (docs/deploy-airflow.md).
+    worker_log = (project / ".millpond" / "run" / "node-worker.log").read_text()
+    exits = re.findall(r"run-node (\S+): pid \d+ exit (-?\d+)", worker_log)
+    assert sorted(exits) == sorted((n["node_id"], "0") for n in nodes)
+    assert "stopping: asked to stop" in worker_log
 
 
 @pytest.fixture

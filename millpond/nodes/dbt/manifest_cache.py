@@ -106,6 +106,21 @@ def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
     return manifest, text
 
 
+def warm(target_dir: Path) -> bool:
+    """Decode the saved manifest once and drop it: dbt's deserializers compile their code on
+    first use (~0.2 s), so a process that forks node processes (millpond.cli.warm) pays that
+    once for all of them. False when there is no saved manifest to decode."""
+    try:
+        from dbt.contracts.graph.manifest import Manifest
+        from dbt.parser.manifest import extended_mashumuro_decoder
+
+        data = (target_dir / SAVED_MANIFEST).read_bytes()
+        Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
+    except Exception:  # missing, or of another dbt version: children decode on their own
+        return False
+    return True
+
+
 def save(target_dir: Path, key: str) -> None:
     """Remember the fingerprint of the parse that just wrote the target folder, and keep that
     parse in the machine-wide cache."""
