@@ -66,3 +66,17 @@ def test_a_limit_from_millpond_yml_and_a_bad_one(tmp_path):
     with pytest.raises(ConfigError, match="memory_limit") as error:
         load_config(tmp_path / "millpond.yml")
     assert "512MB" in str(error.value)
+
+
+def test_memory_limit_and_threads_do_not_change_what_a_model_fingerprint_covers(
+    tmp_path: Path,
+) -> None:
+    """A run with another memory limit rebuilds nothing (the bench's memory case at scale 1
+    made the next nothing-new run rebuild every model)."""
+    from millpond.nodes.dbt import what_a_build_reads
+
+    plain = what_a_build_reads(_target(tmp_path).dbt_output())
+    limited = _target(tmp_path, memory_limit="256MB", duckdb_threads=2, threads=4)
+    assert limited.dbt_output()["settings"] == {"memory_limit": "256MB", "threads": 2}
+    assert what_a_build_reads(limited.dbt_output()) == plain
+    assert plain["type"] == "duckdb" and plain["path"].endswith("w.duckdb")

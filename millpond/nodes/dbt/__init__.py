@@ -59,11 +59,21 @@ def _fingerprints(scope: NodeScope) -> DbtFingerprints:
         context = {
             "vars": scope.config.dbt.vars,
             "target": scope.config.target_name,
-            "output": scope.target.dbt_output(),
+            "output": what_a_build_reads(scope.target.dbt_output()),
         }
         return DbtFingerprints(manifest, graph, partitions, context)
 
     return scope.resource("dbt.fingerprints", create)
+
+
+# Keys of a target's dbt output that say how a build runs, not what it builds: a run with
+# another memory limit or thread count must not rebuild every model.
+HOW_A_BUILD_RUNS = ("threads", "settings")
+
+
+def what_a_build_reads(output: dict[str, Any]) -> dict[str, Any]:
+    """The part of the target's dbt output that a model's fingerprint covers."""
+    return {k: v for k, v in output.items() if k not in HOW_A_BUILD_RUNS}
 
 
 def decide(scope: NodeScope, node: Node) -> tuple[str | None, bool, int | None]:
