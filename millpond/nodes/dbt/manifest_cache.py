@@ -95,10 +95,7 @@ def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
     try:
         if _read(marker) != key and not _take_shared(target_dir, key):
             return None
-        from dbt.contracts.graph.manifest import Manifest
-        from dbt.parser.manifest import extended_mashumuro_decoder
-
-        manifest = Manifest.from_msgpack(saved.read_bytes(), decoder=extended_mashumuro_decoder)
+        manifest = _decode(saved.read_bytes())
         text = manifest_json.read_text()
     except Exception:  # missing, half-written by an older millpond, another dbt version
         return None
@@ -111,14 +108,18 @@ def warm(target_dir: Path) -> bool:
     first use (~0.2 s), so a process that forks node processes (millpond.cli.warm) pays that
     once for all of them. False when there is no saved manifest to decode."""
     try:
-        from dbt.contracts.graph.manifest import Manifest
-        from dbt.parser.manifest import extended_mashumuro_decoder
-
-        data = (target_dir / SAVED_MANIFEST).read_bytes()
-        Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
+        _decode((target_dir / SAVED_MANIFEST).read_bytes())
     except Exception:  # missing, or of another dbt version: children decode on their own
         return False
     return True
+
+
+def _decode(data: bytes) -> Any:
+    """dbt's Manifest from the bytes of partial_parse.msgpack."""
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.parser.manifest import extended_mashumuro_decoder
+
+    return Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
 
 
 def save(target_dir: Path, key: str) -> None:
