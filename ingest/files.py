@@ -184,21 +184,37 @@ class FilesSource:
         self.inbox = _inbox(inbox)
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
+        return [self._item(path, table) for path in self._settled_files(table, quiet=False)]
+
+    def offers_new(self, table: str, state: TableState, landed: set[str]) -> bool | None:
+        """Whether any settled file of the table has content not landed yet; a file whose
+        hash is not remembered (an S3 object never downloaded) counts as new."""
+        if not self.inbox.exists():
+            return None  # the extract says what is wrong
+        for path in self._settled_files(table, quiet=True):
+            known = self.inbox.known_fingerprint(path)
+            if known is None or known not in landed:
+                return True
+        return False
+
+    def _settled_files(self, table: str, quiet: bool) -> list[Any]:
+        """The table's files, less those changed in the last `settle_seconds` (an export
+        still being written waits for the next run)."""
         if not self.inbox.exists():
             raise SourceFileError(
                 self.inbox.location, f"inbox folder does not exist (sources.{self.name}.path)"
             )
         files = discover(self.inbox, self.config, table)
-        if self.config.settle_seconds:
-            cutoff = time.time() - self.config.settle_seconds
-            arriving = [p for p in files if self.inbox.mtime(p) > cutoff]
-            for path in arriving:
-                logger.info(
-                    f"{table}: {path.name} changed in the last "
-                    f"{self.config.settle_seconds:g} s; next run"
-                )
-            files = [p for p in files if p not in arriving]
-        return [self._item(path, table) for path in files]
+        if not self.config.settle_seconds:
+            return files
+        cutoff = time.time() - self.config.settle_seconds
+        arriving = [p for p in files if self.inbox.mtime(p) > cutoff]
+        for path in arriving if not quiet else []:
+            logger.info(
+                f"{table}: {path.name} changed in the last "
+                f"{self.config.settle_seconds:g} s; next run"
+            )
+        return [p for p in files if p not in arriving]
 
     def _item(self, path: Any, table: str) -> SourceItem:
         read = self.config.read_options(table)

@@ -4,12 +4,16 @@ Both give the same three things to `ingest.files`: the visible files (name, size
 file's content hash (the fingerprint a landed file is recognised by), and a local path for the
 readers (ingest.formats), which read local files only.
 
-An S3 object is downloaded once into a temporary file while it is hashed (one read of the
-object), and that file is what the reader gets; it is deleted once read. So an object already
-landed is not pulled again, each object's hash is remembered by key, size and modification
-time in the state dir (`<state>/inbox/<source>.json`): an unchanged object is never downloaded
-twice; one re-uploaded (new mtime) is downloaded once to hash it, and if its content is the
-same it is recognised as landed and skipped like a re-sent local file.
+Hashing every file on every run would make a run with nothing new cost a read of the whole
+inbox (a second or more per GB), so each file's hash is remembered in the state dir
+(`<state>/inbox/<source>.json`, HashCache) under what changes whenever its bytes do:
+- a local file by path, size, inode, and modification and change times in nanoseconds (the
+  change time cannot be set back by `touch`, and copying or rewriting a file renews it);
+- an S3 object by key, size and modification time. An object is downloaded once into a
+  temporary file while it is hashed (one read of the object), and that file is what the
+  reader gets; it is deleted once read. So an unchanged object is never downloaded twice; one
+  re-uploaded (new mtime) is downloaded once to hash it, and if its content is the same it is
+  recognised as landed and skipped like a re-sent local file.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class Inbox(Protocol):
 
     def fingerprint(self, file: Any) -> str: ...
 
+    def known_fingerprint(self, file: Any) -> str | None:
+        """The hash if it comes without downloading the file, else None."""
+        ...
+
     def size(self, file: Any) -> int: ...
 
     def mtime(self, file: Any) -> float: ...
@@ -82,12 +90,45 @@ class Inbox(Protocol):
     def read(self, file: Any, reader: Callable[[Path], Any]) -> Any: ...
 
 
+class HashCache:
+    """Content hashes remembered by a key that changes whenever the content does.
+
+    The file is replaced whole (a crash leaves the old one); two processes writing at once
+    (Airflow tasks of one source) can lose an entry, which costs one more hash, never a
+    wrong one."""
+
+    def __init__(self, state_file: Path | None) -> None:
+        self.state_file = state_file
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        return self._read().get(key)
+
+    def put(self, key: str, digest: str) -> None:
+        if self.state_file is None:
+            return
+        with self._lock:
+            hashes = self._read()
+            hashes[key] = digest
+            _write_json(self.state_file, hashes)
+
+    def _read(self) -> dict[str, str]:
+        if self.state_file is None:
+            return {}
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
 class LocalInbox:
     """A folder on this machine; files are `Path`s and readers read them in place."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, state_file: Path | None = None) -> None:
         self.folder = folder
         self.location = str(folder)
+        self.hashes = HashCache(state_file)
 
     def exists(self) -> bool:
         return self.folder.is_dir()
@@ -98,7 +139,17 @@ class LocalInbox:
         return [p for p in self.folder.iterdir() if p.is_file() and not is_hidden(p.name)]
 
     def fingerprint(self, file: Path) -> str:
-        return sha256_of(file)
+        st = file.stat()
+        key = f"{file.resolve()}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        known = self.hashes.get(key)
+        if known:
+            return known
+        digest = sha256_of(file)
+        self.hashes.put(key, digest)
+        return digest
+
+    def known_fingerprint(self, file: Path) -> str:
+        return self.fingerprint(file)  # a local read is what the run would do anyway
 
     def size(self, file: Path) -> int:
         return file.stat().st_size
@@ -119,7 +170,7 @@ class S3Inbox:
         self.location = url
         self.base = f"{bucket}/{prefix}".rstrip("/")
         self.fs = s3.filesystem(conn)
-        self.state_file = state_file
+        self.hashes = HashCache(state_file)
         self._lock = threading.Lock()
         self._fetched: dict[str, Path] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="millpond-inbox-"))
@@ -137,15 +188,15 @@ class S3Inbox:
         ]
 
     def fingerprint(self, file: RemoteFile) -> str:
-        known = self._hashes().get(_cache_key(file))
+        known = self.known_fingerprint(file)
         if known:
             return known
         digest = self._fetch(file)
-        with self._lock:
-            hashes = self._hashes()
-            hashes[_cache_key(file)] = digest
-            _write_json(self.state_file, hashes)
+        self.hashes.put(_key(file), digest)
         return digest
+
+    def known_fingerprint(self, file: RemoteFile) -> str | None:
+        return self.hashes.get(_key(file))
 
     def size(self, file: RemoteFile) -> int:
         return file.size
@@ -182,13 +233,6 @@ class S3Inbox:
             self._fetched[file.key] = local
         return digest.hexdigest()
 
-    def _hashes(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -196,7 +240,7 @@ class S3Inbox:
         self.close()
 
 
-def _cache_key(file: RemoteFile) -> str:
+def _key(file: RemoteFile) -> str:
     return f"{file.key}|{file.size}|{file.mtime_ns}"
 
 
@@ -224,6 +268,7 @@ def open_inbox(
     path: str, resolve: Callable[[str], Path], conn: S3Connection | None, state_dir: Path, name: str
 ) -> Inbox:
     """The inbox of a `files` source: `s3://...` on an S3 server, else a local folder."""
+    state_file = state_dir / "inbox" / f"{name}.json"
     if path.startswith("s3://"):
-        return S3Inbox(path, conn or S3Connection(), state_dir / "inbox" / f"{name}.json")
-    return LocalInbox(resolve(path))
+        return S3Inbox(path, conn or S3Connection(), state_file)
+    return LocalInbox(resolve(path), state_file)

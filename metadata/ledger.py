@@ -333,6 +333,16 @@ class Ledger:
         )
         return [(r[0], r[1]) for r in rows]
 
+    def latest_row_count(self, relation: str) -> int | None:
+        """The relation's row count as the last run that recorded one counted it; raises
+        :class:`LedgerUnavailableError` as :meth:`loaded_partitions` does."""
+        rows = self._read(
+            "SELECT rows FROM millpond.row_counts WHERE relation = %s "
+            "ORDER BY recorded_at DESC LIMIT 1",
+            (relation,),
+        )
+        return rows[0][0] if rows else None
+
     def fingerprints(self, publish_kind: str) -> tuple[dict[str, str], dict[str, Any]]:
         """The fingerprints of the currently published run (the latest where a node of
         `publish_kind` succeeded), and each node's latest record ([fingerprint, rows]): what

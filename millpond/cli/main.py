@@ -120,11 +120,12 @@ def run(
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True)
     _quiet_prefect()
-    from flows.server import ensure_server, ui_url
+    from flows.server import api_url, ensure_server, ui_url
     from millpond.cli.summary import print_summary
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import new_run_id
     from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
+    from millpond.runtime.nothing_new import settle_if_nothing_new
     from millpond.runtime.totals import rows_loaded
 
     run_id = new_run_id()
@@ -136,10 +137,13 @@ def run(
             # run that dies while starting is still seen, and closed by the next start.
             try:
                 abandoned = open_run(ctx, trigger)
-                api = ensure_server(config)
-                os.environ["PREFECT_API_URL"] = api
-                crash_flow_runs(abandoned)
                 graph = ctx.graph
+                # Abandoned runs' flow runs are closed through the Prefect API: not settled.
+                settled = None if abandoned else settle_if_nothing_new(ctx)
+                if settled is None:
+                    api = ensure_server(config)
+                    os.environ["PREFECT_API_URL"] = api
+                    crash_flow_runs(abandoned)
             except BaseException as exc:
                 fail_start(ctx, f"cannot start the run: {exc or type(exc).__name__}")
                 if not isinstance(exc, Exception):
@@ -147,13 +151,15 @@ def run(
                 logger.error(f"cannot start the run: {exc}")
                 raise typer.Exit(2) from None
             started = time.perf_counter()
-            status = _run_with_progress(ctx, trigger)
+            status = settled or _run_with_progress(ctx, trigger)
     finally:
         close_run_log(run_id)
     publish = ctx.outcomes.get("publish")
     flow_link = f"/runs/flow-run/{ctx.flow_run_id}" if ctx.flow_run_id else ""
     links = {
-        "Prefect UI": ui_url(api) + flow_link,
+        "Prefect UI": (ui_url(api_url(config)) + " (no flow run: nothing new)")
+        if settled
+        else ui_url(api) + flow_link,
         "API": f"http://{config.serve.host}:{config.serve.port}/runs/{run_id} (just serve)",
         "log": str(log_path),
     }

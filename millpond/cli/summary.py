@@ -87,7 +87,7 @@ def print_summary(
         f"[bold {color}]run {run_id}: {status}[/] in {elapsed_s:.1f} s; "
         f"{len(outcomes)} nodes, {rows:,} raw rows loaded, "
         f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
-        + (f", {len(unchanged)} unchanged (not rebuilt)" if unchanged else "")
+        + (f", {len(unchanged)} unchanged" if unchanged else "")
     )
     for t in failed_tests:
         console.print(
@@ -101,6 +101,8 @@ def print_summary(
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")
     if snapshot:
         console.print(f"published snapshot: {snapshot}")
+    elif outcomes and all(o.status == "unchanged" for o in outcomes):
+        console.print("nothing new: nothing landed, loaded, rebuilt or published")
     elif any(o.node_id == "publish" and o.status == "unchanged" for o in outcomes):
         console.print("nothing new to publish: readers keep the current snapshot")
     elif status != "success":

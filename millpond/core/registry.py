@@ -153,6 +153,11 @@ class Source(Protocol):
         """Things a user should hear about at run start (e.g. files no table claims)."""
         ...
 
+    # Optional: `offers_new(table, state, landed) -> bool | None`, whether the table offers
+    # anything whose fingerprint is not in `landed`, told from a listing and remembered
+    # hashes without reading data; None (or no such method) when a query would have to run.
+    # It lets a run with nothing new be settled before any orchestrator starts.
+
 
 @dataclass(frozen=True)
 class SourceKind:
@@ -293,6 +298,10 @@ class NodeReport(Protocol):
     detail: dict[str, Any]
 
 
+# Records a node that had nothing to do (the second half of `NodeKind.up_to_date`).
+Settle = Callable[[NodeReport], None]
+
+
 @dataclass(frozen=True)
 class NodeKind:
     """A node kind: how its nodes enter the graph and how one runs.
@@ -300,11 +309,18 @@ class NodeKind:
     `build(scope, nodes_so_far)` returns this kind's nodes; kinds build in registration
     order, so a kind sees the nodes of the kinds before it (publish waits for every sink).
     `needs_project` says whether building parses the dbt project, so a single extract node
-    under Airflow starts without it."""
+    under Airflow starts without it.
+
+    `up_to_date(scope, node)` tells, without side effects, that running the node now would
+    change nothing (no new data, nothing to rebuild) and returns what records it as such
+    (called with the node's report); None when it would do something or cannot tell. When
+    every node of a run is up to date, `millpond run` settles the run with these before the
+    orchestrator starts (millpond.runtime.nothing_new)."""
 
     build: Callable[[BuildScope, list[Node]], list[Node]]
     run: Callable[[NodeScope, Node, NodeReport], None]
     needs_project: bool = False
+    up_to_date: Callable[[NodeScope, Node], Settle | None] | None = None
 
 
 SOURCES: Registry[SourceKind] = Registry("source")

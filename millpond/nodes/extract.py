@@ -9,12 +9,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingest.landing import LandingResult, land_table
+from ingest.landing import LandingResult, land_table, table_state
 from ingest.rejections import record_rejections
 from millpond.core.graph import Node, policy
 from millpond.core.locks import file_lock
-from millpond.core.registry import SOURCES, BuildScope, NodeKind, NodeReport, NodeScope, Source
-from millpond.nodes.source_table import SourceTable
+from millpond.core.registry import (
+    SOURCES,
+    BuildScope,
+    NodeKind,
+    NodeReport,
+    NodeScope,
+    Settle,
+    Source,
+)
+from millpond.nodes.source_table import SourceTable, nothing_to_do
 
 
 def source_of(scope: NodeScope, name: str) -> Source:
@@ -118,4 +126,18 @@ def warnings(scope: Any) -> list[str]:
     return [w for name in sorted(scope.config.sources) for w in source_of(scope, name).warnings()]
 
 
-EXTRACT = NodeKind(build=build, run=run)
+def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
+    """Nothing to land: the source can tell from a listing that every item it offers is
+    already in a partition of the table."""
+    params: SourceTable = node.params
+    offers_new = getattr(source_of(scope, params.source), "offers_new", None)
+    if offers_new is None:
+        return None
+    existing = scope.lake.manifests(params.source, params.table)
+    landed = {f.sha256 for m in existing for f in m.files}
+    if offers_new(params.table, table_state(existing), landed) is not False:
+        return None
+    return nothing_to_do
+
+
+EXTRACT = NodeKind(build=build, run=run, up_to_date=up_to_date)

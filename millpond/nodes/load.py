@@ -9,8 +9,10 @@ from __future__ import annotations
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
-from millpond.nodes.source_table import SourceTable
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
+from millpond.nodes.source_table import SourceTable, nothing_to_do
+
+RELATION = "relation:"  # what a load node provides: the raw relation it fills
 
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
@@ -29,7 +31,7 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
                 params=params,
                 provides=(
                     params.provides,
-                    f"relation:{config.target_config.raw_schema}."
+                    f"{RELATION}{config.target_config.raw_schema}."
                     f"{raw_table_name(params.source, params.table)}",
                 ),
                 **policy(source.load),
@@ -69,4 +71,23 @@ class FilesRejected(Exception):
     retryable = False
 
 
-LOAD = NodeKind(build=build, run=run)
+def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
+    """Nothing to load: the ledger has exactly the table's landed partitions (ids and
+    manifests) in the warehouse."""
+    params: SourceTable = node.params
+    landed = {(m.partition_id, m.sha256) for m in scope.lake.manifests(params.source, params.table)}
+    loaded = set(scope.ledger.loaded_partitions(params.source, params.table))
+    relation = next(p.removeprefix(RELATION) for p in node.provides if p.startswith(RELATION))
+    table_rows = scope.ledger.latest_row_count(relation)
+    if landed != loaded or table_rows is None:
+        return None
+
+    def settle(report: NodeReport) -> None:
+        nothing_to_do(report)  # the raw relation's rows are recorded every run, as run() does
+        scope.ledger.record_row_counts(scope.run_id, {relation: table_rows})
+        report.detail["table_rows"] = table_rows
+
+    return settle
+
+
+LOAD = NodeKind(build=build, run=run, up_to_date=up_to_date)

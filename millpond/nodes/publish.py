@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
 from millpond.nodes.fingerprints import digest, run_fingerprints
 
 PUBLISH = "publish"
@@ -43,23 +43,40 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         raise RuntimeError(
             "nothing to publish: no table or incremental models, and publish.schemas is not set"
         )
-    fingerprints = run_fingerprints(scope)
-    graph = getattr(scope, "graph", None)
-    members = [n.id for n in graph.nodes if n.kind in fingerprints.kinds] if graph else []
-    fingerprint = digest({"schemas": params.schemas})
-    if fingerprints.all_unchanged(members):
-        unchanged, _ = fingerprints.check(node.id, node.kind, fingerprint)
-        if unchanged:
-            scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
-            report.status = "unchanged"
-            report.detail = {"unchanged": True}
-            logger.info("nothing new to publish: readers keep the current snapshot")
-            return
+    settle = up_to_date(scope, node)
+    if settle is not None:
+        return settle(report)
     published = scope.target.publish(scope.run_id, list(params.schemas), scope.config.publish.keep)
     report.rows = published.rows
     report.bytes = published.bytes
     report.detail = {"snapshot": published.location, "tables": published.tables}
-    scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
+    scope.ledger.record_fingerprints(scope.run_id, {node.id: (_fingerprint(params), None)})
 
 
-PUBLISH_KIND = NodeKind(build=build, run=run, needs_project=True)
+def _fingerprint(params: PublishParams) -> str:
+    return digest({"schemas": params.schemas})
+
+
+def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
+    """Readers have this run's marts already: every node with a fingerprint was found
+    unchanged in this run, and the schemas are those of the published run."""
+    params: PublishParams = node.params
+    fingerprints = run_fingerprints(scope)
+    graph = getattr(scope, "graph", None)
+    members = [n.id for n in graph.nodes if n.kind in fingerprints.kinds] if graph else []
+    fingerprint = _fingerprint(params)
+    if not fingerprints.all_unchanged(members):
+        return None
+    if not fingerprints.check(node.id, node.kind, fingerprint)[0]:
+        return None
+
+    def settle(report: NodeReport) -> None:
+        scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
+        report.status = "unchanged"
+        report.detail = {"unchanged": True}
+        logger.info("nothing new to publish: readers keep the current snapshot")
+
+    return settle
+
+
+PUBLISH_KIND = NodeKind(build=build, run=run, needs_project=True, up_to_date=up_to_date)

@@ -93,15 +93,23 @@ class RunContext:
                 self._resources[key] = factory()
             return self._resources[key]
 
+    def resource_keys(self) -> set[str]:
+        with self._lock:
+            return set(self._resources)
+
+    def drop_resources(self, keep: set[str]) -> None:
+        """Forget (and close) the resources not in `keep`: what a look ahead computed from
+        data that the run is about to change."""
+        with self._lock:
+            dropped = [self._resources.pop(k) for k in list(self._resources) if k not in keep]
+        _close_all(dropped)
+
     def close(self) -> None:
         """Let the run's resources finish what they still do in the background (a shared
         dbt build) before the run is closed and the process exits."""
         with self._lock:
             resources = list(self._resources.values())
-        for resource in reversed(resources):
-            closer = getattr(resource, "close", None)
-            if callable(closer):
-                closer()
+        _close_all(resources)
 
     @cached_property
     def graph(self) -> Graph:
@@ -120,3 +128,11 @@ class RunContext:
         if not (self.select or self.exclude):
             return Selection(whole)
         return select_graph(self, whole, self.select, self.exclude)
+
+
+def _close_all(resources: list[Any]) -> None:
+    """Close what has a `close`, the latest first."""
+    for resource in reversed(resources):
+        closer = getattr(resource, "close", None)
+        if callable(closer):
+            closer()

@@ -19,7 +19,7 @@ from typing import Any
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
-from millpond.core.registry import NODE_KINDS
+from millpond.core.registry import NODE_KINDS, Settle
 from millpond.core.runid import new_run_id as new_run_id  # where the CLI gets it
 from millpond.nodes.extract import warnings as source_warnings
 from millpond.notify import notify_run
@@ -54,8 +54,13 @@ class NodeOutcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
-    """Run one node of the graph and record it; raises NodeFailed when it fails."""
+def run_node(
+    ctx: RunContext, node_id: str, attempt: int = 1, work: Settle | None = None
+) -> NodeOutcome:
+    """Run one node of the graph and record it; raises NodeFailed when it fails.
+
+    `work` stands in for the kind's run: what settles a node found up to date beforehand
+    (millpond.runtime.nothing_new)."""
     node = ctx.graph.node(node_id)
     with node_context(ctx.run_id, node_id):
         ctx.ledger.node_started(ctx.run_id, node_id, node.kind, attempt)
@@ -64,7 +69,10 @@ def run_node(ctx: RunContext, node_id: str, attempt: int = 1) -> NodeOutcome:
         retryable = True
         ctx.running.add(node_id)
         try:
-            NODE_KINDS.get(node.kind).run(ctx, node, outcome)
+            if work is not None:
+                work(outcome)
+            else:
+                NODE_KINDS.get(node.kind).run(ctx, node, outcome)
             if outcome.status == "running":  # a kind may say "unchanged" instead
                 outcome.status = "success"
         except Exception as exc:

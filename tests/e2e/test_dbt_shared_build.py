@@ -100,6 +100,13 @@ def run_node_by_node(root: Path, url: str, run_id: str, **fields: Any) -> Any:
     return ctx
 
 
+def looks_up_to_date(root: Path, env: dict[str, str]) -> bool:
+    """Whether `millpond run` would settle a run now without starting Prefect."""
+    from millpond.runtime.nothing_new import _all_up_to_date
+
+    return _all_up_to_date(context(root, env, "look-ahead")) is not None
+
+
 @pytest.fixture
 def ledger(pg_server: str) -> Iterator[Any]:
     """Fresh ledger databases, made on demand, dropped afterwards."""
@@ -195,17 +202,29 @@ def test_nothing_new_rebuilds_nothing_and_publishes_nothing(
 
     again = millpond(project, "run", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "nothing new to publish" in again.stdout
+    assert "nothing new: nothing landed, loaded, rebuilt or published" in again.stdout
+    assert "no flow run: nothing new" in again.stdout
     assert current.resolve() == snapshot
     second = last_run_id(url)
     status = node_status(url, second)
     dbt_nodes = {n for n in status if n.startswith("dbt.")}
-    assert len(dbt_nodes) == 16
-    assert {status[n] for n in dbt_nodes} == {"unchanged"} and status["publish"] == "unchanged"
+    assert len(dbt_nodes) == 16 and len(status) == 33
+    assert set(status.values()) == {"unchanged"}  # settled before Prefect started
+    (run,) = rows(url, "select status, flow_run_id from millpond.runs where run_id = %s", second)
+    assert run == {"status": "success", "flow_run_id": None}
     assert rows(url, "select * from millpond.test_results where run_id = %s", second) == []
     # An unchanged model still reports its rows, as the run that built it counted them.
     built, kept = records(url, first), records(url, second)
     assert kept["row_counts"] == built["row_counts"]
+
+    # What makes a run go ahead: a re-sent copy of a landed export does not, a new one does.
+    inbox = project / "inbox" / "erp"
+    shutil.copy(inbox / "supplier.csv", inbox / "supplier_2.csv")
+    assert looks_up_to_date(project, env)
+    first_rows = (inbox / "supplier.csv").read_text().splitlines()[:2]
+    (inbox / "supplier_3.csv").write_text("\n".join(first_rows) + "\n")
+    assert not looks_up_to_date(project, env)
+    (inbox / "supplier_3.csv").unlink()
 
     # Asked for a full refresh, everything is rebuilt and tested again, and published.
     run_node_by_node(project, url, "full-refresh-1", full_refresh=True)

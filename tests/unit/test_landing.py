@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingest import inbox as inbox_module
 from ingest.files import (
     FilesSource,
     FilesSourceConfig,
@@ -24,6 +25,7 @@ from ingest.files import (
     unclaimed_files,
 )
 from ingest.formats import SourceFileError
+from ingest.inbox import LocalInbox
 from ingest.lake import MANIFEST, Lake, Manifest
 from ingest.landing import land_table, table_state
 from millpond.core.registry import SourceItem, TableState
@@ -381,6 +383,29 @@ def test_files_source_offers_each_file_with_its_content_hash(source, inbox):
     schema, batches = item.read()
     assert schema.names == ["id", "amount", "order_date"]
     assert sum(b.num_rows for b in batches) == 3
+
+
+def test_a_local_file_is_hashed_once_until_its_bytes_change(tmp_path, monkeypatch):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    export = folder / "orders.csv"
+    export.write_text(ORDERS)
+    state = tmp_path / "state" / "erp.json"
+    reads: list[Path] = []
+    real_sha = inbox_module.sha256_of
+    monkeypatch.setattr(inbox_module, "sha256_of", lambda p: reads.append(p) or real_sha(p))
+
+    first = LocalInbox(folder, state).fingerprint(export)
+    again = LocalInbox(folder, state).fingerprint(export)  # the next run: from the state file
+    assert first == again == hashlib.sha256(ORDERS.encode()).hexdigest()
+    assert reads == [export]
+
+    stat = export.stat()
+    export.write_text(ORDERS.replace("10.5", "99.9"))  # same size, mtime set back
+    os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = LocalInbox(folder, state).fingerprint(export)
+    assert changed == hashlib.sha256(export.read_bytes()).hexdigest() != first
+    assert len(reads) == 2
 
 
 def test_file_format_comes_from_the_extension_unless_configured(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 
 from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
 from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject
@@ -157,4 +157,12 @@ def _record(
         raise DbtNodeFailed(result.failure_message(), retryable=result.error is not None)
 
 
-DBT = NodeKind(build=build, run=run, needs_project=True)
+def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
+    """Nothing to rebuild: the node's fingerprint is the published run's."""
+    fingerprint, unchanged, rows = decide(scope, node)
+    if not unchanged:
+        return None
+    return lambda report: _unchanged(scope, node, report, fingerprint, rows)
+
+
+DBT = NodeKind(build=build, run=run, needs_project=True, up_to_date=up_to_date)
