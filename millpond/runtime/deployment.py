@@ -62,6 +62,7 @@ def run_current_flow(ctx: RunContext, trigger: str) -> Any:
     """A whole run inside the flow run that is running now; returns its final Prefect state."""
     from flows.pipeline import run_in_flow
     from millpond.runtime.execute import _FlowHooks, finish_run, start_run
+    from millpond.runtime.nothing_new import settle_locked
 
     with file_lock(ctx.config.locks_dir / "run.lock", "run"):
         try:
@@ -72,14 +73,20 @@ def run_current_flow(ctx: RunContext, trigger: str) -> Any:
             ctx.ledger.finish_run(ctx.run_id, "failed", error=message)
             return Failed(message=f"run {ctx.run_id}: {message}")
         start_run(ctx, trigger)
-        try:
-            run_in_flow(ctx.run_id, graph, _FlowHooks(ctx, None))
-        except BaseException as exc:
-            finish_run(ctx, f"orchestrator error: {mask(str(exc)) or type(exc).__name__}")
-            raise
-        status = finish_run(ctx)
+        settled = settle_locked(ctx)  # nothing new: the flow run has no tasks
+        if settled is None:
+            try:
+                run_in_flow(ctx.run_id, graph, _FlowHooks(ctx, None))
+            except BaseException as exc:
+                finish_run(ctx, f"orchestrator error: {mask(str(exc)) or type(exc).__name__}")
+                raise
+        status = settled or finish_run(ctx)
     if status != "success":
         return Failed(message=f"run {ctx.run_id}: {status}")
+    if settled:
+        return Completed(
+            message=f"run {ctx.run_id}: nothing new, {len(ctx.outcomes)} nodes up to date"
+        )
     return Completed(message=f"run {ctx.run_id}: {len(ctx.outcomes)} nodes succeeded")
 
 

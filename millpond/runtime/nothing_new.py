@@ -26,22 +26,33 @@ from millpond.runtime.execute import finish_run, run_node
 def settle_if_nothing_new(ctx: RunContext) -> str | None:
     """The run's status if it had nothing to do and is closed now; None when it must run.
 
-    Called once the run is open in the ledger. Holds the run lock, as a run does: a run
-    going on now may be landing the very data this one would find missing."""
+    `millpond run` calls it once the run is open in the ledger, before Prefect starts. It
+    holds the run lock, as a run does: a run going on now may be landing the very data this
+    one would find missing."""
     if ctx.full_refresh:
         return None
     with file_lock(ctx.config.locks_dir / "run.lock", "run"):
-        before = ctx.resource_keys()
-        settles = _all_up_to_date(ctx)
-        if settles is None:
-            ctx.drop_resources(keep=before)
-            return None
-        for warning in source_warnings(ctx):
-            logger.warning(warning)
-        for node_id, settle in settles.items():
-            run_node(ctx, node_id, work=settle)
-        logger.info("nothing new: settled without starting the orchestrator")
-        return finish_run(ctx)
+        status = settle_locked(ctx)
+        if status is not None:
+            for warning in source_warnings(ctx):
+                logger.warning(warning)
+        return status
+
+
+def settle_locked(ctx: RunContext) -> str | None:
+    """`settle_if_nothing_new` for a caller that holds the run lock and has started the run
+    (a flow run of the deployment: it then has no tasks)."""
+    if ctx.full_refresh:
+        return None
+    before = ctx.resource_keys()
+    settles = _all_up_to_date(ctx)
+    if settles is None:
+        ctx.drop_resources(keep=before)
+        return None
+    for node_id, settle in settles.items():
+        run_node(ctx, node_id, work=settle)
+    logger.info(f"nothing new: {len(settles)} nodes up to date, settled without running them")
+    return finish_run(ctx)
 
 
 def _all_up_to_date(ctx: RunContext) -> dict[str, Settle] | None:

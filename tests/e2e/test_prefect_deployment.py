@@ -193,6 +193,14 @@ def test_post_runs_goes_through_the_deployment(
     assert flow_run["deployment_id"] == stack.deployment()["id"]
     run = ledger_run(stack, body["run_id"], monkeypatch)
     assert run["status"] == "success" and run["trigger"] == "api", run
+    # Nothing new since the UI's run: every node is settled as up to date, with no task runs.
+    assert "nothing new" in flow_run["state"]["message"]
+    assert set(run["summary"]["nodes"].values()) == {"unchanged"}
+    tasks = stack.post(
+        "/task_runs/filter",
+        {"task_runs": {"flow_run_id": {"any_": [body["flow_run_id"]]}}, "limit": 10},
+    )
+    assert tasks == []
 
 
 def test_the_ui_on_a_non_default_port_shows_the_flow_run_graph(
