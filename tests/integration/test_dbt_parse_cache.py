@@ -4,7 +4,10 @@ changed model, or a copy of the project elsewhere, parses for itself."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,24 @@ def test_a_changed_model_or_a_moved_project_parses_for_itself(tmp_path: Path, ca
     changed.parse()
     assert ran_dbt(changed)
     assert len(list(cache.iterdir())) == 2
+
+
+def test_a_graph_from_a_cached_parse_does_not_import_dbt(tmp_path: Path, cache: Path) -> None:
+    """A new clone's first `millpond run` or `graph` builds its graph from the cached parse's
+    manifest.json; decoding dbt's own manifest (seconds) waits for the first dbt build."""
+    dbt_project(tmp_path / "one").parse()
+    root = tmp_path / "two"
+    write_project(root, None)
+    probe = (
+        "import sys, json\n"
+        "from millpond.core.config_loading import load_config\n"
+        "from millpond.runtime.context import RunContext\n"
+        f"ctx = RunContext(load_config({str(root / 'millpond.yml')!r}, {{}}), 'probe')\n"
+        "nodes = [n.id for n in ctx.graph.nodes if n.kind == 'dbt']\n"
+        "print(json.dumps([len(nodes), 'dbt.contracts.graph.manifest' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root
+    )
+    dbt_nodes, imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert dbt_nodes == 16 and imported is False

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,11 @@ def fingerprint(
     return digest.hexdigest()
 
 
-def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
-    """The saved manifest (ready for `dbtRunner(manifest=...)`) and manifest.json's text, if
-    the last parse had this fingerprint; None otherwise (dbt must parse)."""
+def load(target_dir: Path, key: str) -> tuple[Callable[[], Any], str] | None:
+    """What decodes the saved manifest (ready for `dbtRunner(manifest=...)`) and
+    manifest.json's text, if the last parse had this fingerprint; None otherwise (dbt must
+    parse). Decoding imports dbt and takes seconds, and building the graph needs only the
+    text, so it is left to the first build (or a warm-up thread) to call."""
     marker, saved, manifest_json = (
         target_dir / FINGERPRINT_FILE,
         target_dir / SAVED_MANIFEST,
@@ -95,12 +97,16 @@ def load(target_dir: Path, key: str) -> tuple[Any, str] | None:
     try:
         if _read(marker) != key and not _take_shared(target_dir, key):
             return None
-        manifest = _decode(saved.read_bytes())
-        text = manifest_json.read_text()
-    except Exception:  # missing, half-written by an older millpond, another dbt version
+        data, text = saved.read_bytes(), manifest_json.read_text()
+    except OSError:  # missing or half-written
         return None
-    manifest.build_flat_graph()
-    return manifest, text
+
+    def decoded() -> Any:
+        manifest = _decode(data)
+        manifest.build_flat_graph()
+        return manifest
+
+    return decoded, text
 
 
 def warm(target_dir: Path) -> bool:

@@ -110,6 +110,8 @@ class DbtProject:
         self.profiles_dir = config.dbt_profiles_dir
         self.target_dir = config.state / "dbt" / "target"
         self._manifest: Any = None
+        self._decode_saved: Callable[[], Any] | None = None  # the cached parse, not decoded yet
+        self._manifest_lock = threading.Lock()
         self.manifest_json: dict[str, Any] | None = None
         if not (self.project_dir / "dbt_project.yml").is_file():
             raise DbtError(
@@ -199,7 +201,7 @@ class DbtProject:
             key = self.project_key()
             cached = manifest_cache.load(self.target_dir, key)
             if cached is not None:
-                self._manifest, text = cached
+                self._decode_saved, text = cached
             else:
                 self._manifest, text = self._parse_with_dbt(), self.manifest_path.read_text()
                 manifest_cache.save(self.target_dir, key)
@@ -219,10 +221,25 @@ class DbtProject:
 
     @property
     def manifest(self) -> Any:
-        """dbt's parsed Manifest object, parsed (or taken from the cache) on first use."""
-        if self._manifest is None:
-            self.parse()
-        return self._manifest
+        """dbt's parsed Manifest object, parsed (or decoded from the cache) on first use; a
+        build waits for a warm-up thread that is decoding it."""
+        with self._manifest_lock:
+            if self._manifest is None and self._decode_saved is None:
+                self.parse()
+            if self._manifest is None and self._decode_saved is not None:
+                try:
+                    self._manifest = self._decode_saved()
+                except Exception as exc:  # half-written by an older millpond: parse afresh
+                    logger.debug(f"saved dbt manifest not usable ({exc}): parsing")
+                    self._decode_saved = None
+                    self._manifest = self._parse_fresh()
+            return self._manifest
+
+    def _parse_fresh(self) -> Any:
+        with _DBT_LOCK, file_lock(self.config.locks_dir / "dbt-parse.lock", "dbt parse"):
+            manifest = self._parse_with_dbt()
+            manifest_cache.save(self.target_dir, self.project_key())
+            return manifest
 
     def invoke(
         self,
