@@ -517,3 +517,30 @@ def test_a_column_named_like_millpond_bookkeeping_is_refused_naming_it(lake, col
 
     assert f"column {column} is reserved" in result.rejected[0].reason
     assert lake.manifests("api", "events") == []
+
+
+def test_extracts_running_at_once_copy_in_turns_each_with_every_thread(lake, monkeypatch):
+    """A copy's threads are fixed when it starts: split among four copies at once, the big
+    file kept one thread long after the small ones were done. So copies take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest.formats import FileRead
+    from ingest.parts import write_part
+
+    monkeypatch.setenv("MILLPOND_LANDING_THREADS", "3")
+    running, seen = [], []
+
+    def copy_to(target: str, extra: list[str], threads: int) -> int:
+        running.append(target)
+        seen.append((len(running), threads))
+        time.sleep(0.05)
+        running.remove(target)
+        return 1
+
+    def part(i: int) -> int:
+        file = FileRead(f"f{i}.csv", pa.schema([]), lambda: iter([]), copy_to=copy_to)
+        return write_part(lake, str(Path(lake.root) / f"p{i}.parquet"), file, {})
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(part, range(4))) == [1, 1, 1, 1]
+    assert seen == [(1, 3)] * 4
