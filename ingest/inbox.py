@@ -100,17 +100,22 @@ class HashCache:
     def __init__(self, state_file: Path | None) -> None:
         self.state_file = state_file
         self._lock = threading.Lock()
+        self._known: dict[str, str] | None = None  # read once: an inbox of n files, n lookups
 
     def get(self, key: str) -> str | None:
-        return self._read().get(key)
+        with self._lock:
+            if self._known is None:
+                self._known = self._read()
+            return self._known.get(key)
 
     def put(self, key: str, digest: str) -> None:
         if self.state_file is None:
             return
         with self._lock:
-            hashes = self._read()
+            hashes = self._read()  # what another process added since is kept
             hashes[key] = digest
             _write_json(self.state_file, hashes)
+            self._known = hashes
 
     def _read(self) -> dict[str, str]:
         if self.state_file is None:

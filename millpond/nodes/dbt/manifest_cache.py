@@ -88,7 +88,7 @@ def load(target_dir: Path, key: str) -> tuple[Callable[[], Any], str] | None:
     """What decodes the saved manifest (ready for `dbtRunner(manifest=...)`) and
     manifest.json's text, if the last parse had this fingerprint; None otherwise (dbt must
     parse). Decoding imports dbt and takes seconds, and building the graph needs only the
-    text, so it is left to the first build (or a warm-up thread) to call."""
+    text, so it is left to the first dbt command to call."""
     marker, saved, manifest_json = (
         target_dir / FINGERPRINT_FILE,
         target_dir / SAVED_MANIFEST,

@@ -221,8 +221,8 @@ class DbtProject:
 
     @property
     def manifest(self) -> Any:
-        """dbt's parsed Manifest object, parsed (or decoded from the cache) on first use; a
-        build waits for a warm-up thread that is decoding it."""
+        """dbt's parsed Manifest object, parsed (or decoded from the cache) on first use, once
+        for all the threads that ask at the same time."""
         with self._manifest_lock:
             if self._manifest is None and self._decode_saved is None:
                 self.parse()
