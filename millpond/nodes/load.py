@@ -76,10 +76,11 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     manifests) in the warehouse."""
     params: SourceTable = node.params
     landed = {(m.partition_id, m.sha256) for m in scope.lake.manifests(params.source, params.table)}
-    loaded = set(scope.ledger.loaded_partitions(params.source, params.table))
+    if landed != set(scope.ledger.loaded_partitions(params.source, params.table)):
+        return None
     relation = next(p.removeprefix(RELATION) for p in node.provides if p.startswith(RELATION))
     table_rows = scope.ledger.latest_row_count(relation)
-    if landed != loaded or table_rows is None:
+    if table_rows is None:
         return None
 
     def settle(report: NodeReport) -> None:

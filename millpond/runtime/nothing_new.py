@@ -29,8 +29,6 @@ def settle_if_nothing_new(ctx: RunContext) -> str | None:
     `millpond run` calls it once the run is open in the ledger, before Prefect starts. It
     holds the run lock, as a run does: a run going on now may be landing the very data this
     one would find missing."""
-    if ctx.full_refresh:
-        return None
     with file_lock(ctx.config.locks_dir / "run.lock", "run"):
         status = settle_locked(ctx)
         if status is not None:
