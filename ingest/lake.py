@@ -76,12 +76,15 @@ class Manifest:
     declared_types: dict[str, str] = field(default_factory=dict)
     # Files of bad rows kept out of this partition, relative to the lake root.
     quarantine: list[str] = field(default_factory=list)
+    # Hashes of the records landed at the cursor value (an incremental source's
+    # ReadReport.boundary): an inclusive API sends them again and they are not landed twice.
+    boundary: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         data = asdict(self)
         # Fields added later are written only when set, so an older manifest read back
         # serialises (and hashes) exactly as it was written.
-        for key in ("declared_types", "quarantine"):
+        for key in ("declared_types", "quarantine", "boundary"):
             if not data[key]:
                 del data[key]
         for source_file in data["files"]:

@@ -1,10 +1,14 @@
 """Extract: land what a source offers for one table as one immutable raw partition.
 
-Every item a source offers carries a fingerprint (a file's sha256, a query's cursor range): one
-already in some partition of the table is skipped, so re-running a run, or a day with nothing
-new, lands nothing. Parts are written first, under hidden names (ingest.staging), renamed once
-all are complete, and the manifest last; a retry of the same run finds either a complete
-partition (and returns it) or leftovers without a manifest (and removes them first).
+Every item a source offers carries a fingerprint (a file's sha256): one already in some
+partition of the table is skipped, so re-running a run, or a day with nothing new, lands
+nothing. An incremental read (a query, an API) is asked on every run and known by what it
+returned (`SourceItem.report`): a read identical to a landed one is not landed again, and a
+cursor that stays put while its source keeps sending records is a warning (or an error) that
+names the table, counted across runs in the lake (ingest.reads). Parts are written first,
+under hidden names (ingest.staging), renamed once all are complete, and the manifest last; a
+retry of the same run finds either a complete partition (and returns it) or leftovers without a
+manifest (and removes them first).
 """
 
 from __future__ import annotations
@@ -29,11 +33,19 @@ from ingest.formats import BadRow, FileRead, SourceFileError
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
 from ingest.parts import write_part
 from ingest.quarantine import quarantine_path, write_quarantine
+from ingest.reads import Read, now, record_read, stalled_runs
 from ingest.rejections import Rejection
 from ingest.schema import RESERVED_COLUMNS
 from ingest.staging import discard, publish_parts, staged_name
 from millpond.core.logs import logger
-from millpond.core.registry import Source, SourceItem, TableState
+from millpond.core.registry import ReadReport, Source, SourceItem, TableState
+
+
+class CursorStalled(Exception):
+    """An incremental table's cursor has not moved for the configured number of runs while
+    its source kept sending records, and its settings say to fail (`on_stall: fail`)."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,11 @@ class LandingResult:
     rejected: list[Rejection] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Things the user must hear (a stalled cursor), also kept in the node's detail.
+    warnings: list[str] = field(default_factory=list)
+    # An incremental read: records sent, dropped as landed already, landed, the cursor
+    # before and after, and how many runs in a row it has stalled.
+    read: dict[str, object] | None = None
 
     @property
     def rows(self) -> int:
@@ -70,6 +87,9 @@ class _Partition:
     parts: list[PartFile] = field(default_factory=list)
     files: list[SourceFile] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
+    # The incremental reads of this landing: the item, its report and the rows it landed.
+    reads: list[tuple[SourceItem, ReadReport, int]] = field(default_factory=list)
+    boundary: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +128,8 @@ def land_table(
     known = {f.sha256 for m in existing for f in m.files}
     new: list[SourceItem] = []
     skipped: list[str] = []
-    for item in source.items(table, table_state(existing)):
+    state = table_state(existing)
+    for item in source.items(table, state):
         if item.fingerprint in known:
             skipped.append(item.name)
         else:
@@ -138,14 +159,16 @@ def land_table(
             partition,
             rejected,
             deferred,
+            known,
         )
+        warnings, read = _check_stall(lake, source_name, table, run_id, state, partition)
     except BaseException:
         discard(lake, folder)  # a failed landing leaves nothing, not even a hidden part
         raise
     seconds = time.monotonic() - started
     if partition.schema is None:  # nothing landed: every item rejected, deferred or empty
         lake.fs.delete_dir(folder)
-        return LandingResult(None, skipped, rejected, deferred, seconds)
+        return LandingResult(None, skipped, rejected, deferred, seconds, warnings, read)
     parts = partition.parts
     manifest = Manifest(
         partition_id=lake.partition_id(source_name, table, ingest_date, run_id),
@@ -165,6 +188,7 @@ def land_table(
         order_by=new[0].order_by,
         declared_types=dict(policy.declared),
         quarantine=partition.quarantine,
+        boundary=partition.boundary,
     )
     try:
         publish_parts(lake, folder, [p.name for p in parts])
@@ -174,7 +198,65 @@ def land_table(
         raise
     if manifest.rows and seconds > 0:
         logger.info(f"{table}: {manifest.rows:,} rows in {seconds:.1f} s")
-    return LandingResult(manifest, skipped, rejected, deferred, seconds)
+    return LandingResult(manifest, skipped, rejected, deferred, seconds, warnings, read)
+
+
+def _check_stall(
+    lake: Lake,
+    source_name: str,
+    table: str,
+    run_id: str,
+    state: TableState,
+    partition: _Partition,
+) -> tuple[list[str], dict[str, object] | None]:
+    """Record each incremental read with a stall check (ingest.reads) and say when the
+    cursor has not moved for `stall.runs` runs in a row while the source kept sending
+    records: a warning, or CursorStalled (nothing lands) when the source's settings say so."""
+    warnings: list[str] = []
+    shown: dict[str, object] | None = None
+    for item, report, landed in partition.reads:
+        cursor_to = item.cursor() if item.cursor is not None else None
+        shown = {
+            "returned": report.returned,
+            "dropped": report.dropped,
+            "landed": landed,
+            "cursor_from": state.cursor,
+            "cursor_to": cursor_to,
+        }
+        if item.stall is None:
+            continue
+        stalled = report.fresh > 0 and not report.moved
+        history = record_read(
+            lake,
+            source_name,
+            table,
+            Read(
+                run_id,
+                now(),
+                state.cursor,
+                cursor_to,
+                report.returned,
+                report.fresh,
+                report.dropped,
+                landed,
+                stalled,
+            ),
+        )
+        count = stalled_runs(history)
+        shown["stalled_runs"] = count
+        if count < item.stall.runs:
+            continue
+        message = (
+            f"{source_name}.{table}: cursor stalled: it has stayed at {state.cursor!r} for "
+            f"{count} runs in a row while the source kept sending records ({report.returned} "
+            f"this run, {report.dropped} dropped as landed already, {landed} landed). "
+            f"{item.stall.hint}"
+        ).strip()
+        if item.stall.fail:
+            raise CursorStalled(message)
+        logger.warning(message)
+        warnings.append(message)
+    return warnings, shown
 
 
 def _land_items(
@@ -189,8 +271,12 @@ def _land_items(
     partition: _Partition,
     rejected: list[Rejection],
     deferred: list[str],
+    known: set[str],
 ) -> object:
-    """Land each new item as one part under its staged (hidden) name; returns the cursor."""
+    """Land each new item as one part under its staged (hidden) name; returns the cursor.
+
+    An incremental read is recorded under its report's identity (what it returned): one that
+    returned what a partition already holds is not landed again."""
     cursor = None
     for item in new:
         part_name = f"part-{len(partition.parts):05d}.parquet"
@@ -213,10 +299,23 @@ def _land_items(
         rows, bad = outcome.rows, outcome.bad
         if item.cursor is not None:
             cursor = item.cursor()
+        fingerprint = item.fingerprint
+        report = item.report() if item.report is not None else None
+        if report is not None:
+            fingerprint = report.identity
+            if rows and fingerprint in known:
+                lake.fs.delete_file(target)
+                partition.reads.append((item, report, 0))
+                logger.info(f"{table}: {item.name} returned what is landed already")
+                continue
+            known.add(fingerprint)
+            partition.reads.append((item, report, rows))
         if rows == 0 and not item.land_if_empty:
-            lake.fs.delete_file(target)
+            _discard(lake, target)
             logger.info(f"{table}: nothing new from {item.name}")
             continue
+        if report is not None:
+            partition.boundary = list(report.boundary)
         partition.contract, partition.columns = outcome.contract, outcome.columns
         partition.schema = pq.read_schema(target, filesystem=lake.fs)
         if bad:
@@ -229,7 +328,7 @@ def _land_items(
             )
         size = lake.fs.get_file_info(target).size or 0
         partition.parts.append(PartFile(part_name, rows, size))
-        partition.files.append(SourceFile(item.name, item.fingerprint, item.size, rows, len(bad)))
+        partition.files.append(SourceFile(item.name, fingerprint, item.size, rows, len(bad)))
         logger.info(f"{table}: landed {item.name} ({rows:,} rows)")
     return cursor
 
@@ -269,6 +368,11 @@ def _land_item(
     are known; the rows written and the bad rows kept aside, None when it must wait for the
     next run, Rejected (or SourceFileError) when it cannot join its table."""
     file = _opened(item)
+    if not file.schema.names and not item.land_if_empty:
+        # An incremental read that found nothing has no columns either: nothing to check
+        # against the table's (its columns are not missing, there are no rows).
+        file.close()
+        return _Landed(0, [], {}, partition.contract, target)
     try:
         reserved = sorted(set(file.schema.names) & RESERVED_COLUMNS)
         if reserved:
@@ -300,7 +404,10 @@ def _land_item(
 
 
 def table_state(manifests: list[Manifest]) -> TableState:
-    """The cursor of the newest partition that has one: a partition's manifest is written
-    after its data, so a cursor read here never runs ahead of the data landed."""
+    """The cursor of the newest partition that has one, and the records it landed at that
+    cursor value: a partition's manifest is written after its data, so a cursor read here
+    never runs ahead of the data landed."""
     with_cursor = [m for m in manifests if m.cursor is not None]
-    return TableState(cursor=with_cursor[-1].cursor if with_cursor else None)
+    if not with_cursor:
+        return TableState()
+    return TableState(cursor=with_cursor[-1].cursor, boundary=tuple(with_cursor[-1].boundary))

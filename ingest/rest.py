@@ -4,8 +4,10 @@ httpx for the requests and tenacity for the retries, both already millpond depen
 dlt's RESTClient does this well too, but dlt cannot share millpond's environment cheaply (its
 pins) and brings its own state and normalizer, which millpond already has (the lake, manifests,
 cursors). Retries: exponential backoff on 5xx, timeouts and connection errors; a 429 waits what
-its Retry-After says (bounded). A guard stops pagination that repeats a page (the same request
-or the same content twice) or passes `max_pages`.
+its Retry-After says (bounded); each retry is logged at info with the status and the wait. A
+guard stops pagination that repeats a page (the same request or the same content twice) or
+passes `max_pages`. Redirects are followed by hand: one to another origin (scheme, host, port)
+carries no credential, whatever header or query parameter held it.
 
 Records become one Arrow table per run: nested objects are flattened to `parent__child`
 columns, lists kept as JSON text, and a column whose values mix types (numbers and text) is
@@ -16,6 +18,13 @@ Cursors: the largest `cursor_field` value read, compared as instants when the va
 timestamps (so `...10:00:00.5Z` is later than `...10:00:00Z`, and `+01:00` offsets count) and
 as numbers when they are numbers; the value is committed as the API sent it. A read that finds
 nothing lands nothing (the table keeps its last partition).
+
+Every run asks the API (a read is known by what it returned, not by where it started). What
+comes back is filtered as dlt's incremental does: records older than the cursor are dropped (an
+API that ignores the parameter, or filters by day), and so are records at the cursor value
+identical to ones already landed (an API that filters inclusively, `>= cursor`, sends them
+again); their hashes are kept in the manifest (`boundary`). When the cursor stays put for
+`stall_runs` runs while the API keeps sending records, landing warns (or fails: `on_stall`).
 """
 
 from __future__ import annotations
@@ -51,9 +60,15 @@ from millpond.core.masking import (
     register_secrets,
     url_password,
 )
-from millpond.core.registry import SourceItem, SourceKind, TableState
+from millpond.core.registry import ReadReport, SourceItem, SourceKind, StallCheck, TableState
 
 MAX_RETRY_AFTER_SECONDS = 120.0
+MAX_REDIRECTS = 20
+# Headers a user may set that never carry a credential: the only configured headers still
+# sent after a redirect to another origin.
+HARMLESS_HEADERS = frozenset(
+    {"accept", "accept-encoding", "accept-language", "user-agent", "cache-control"}
+)
 # Header and query parameter names whose values are credentials (beyond SECRET_NAME's).
 SECRET_PARAM = re.compile(
     r"(?i)(key$|^(proxy-)?authorization$|^auth$|signature|^sig$|session|cookie|^pass$)"
@@ -117,11 +132,14 @@ class Paginate(StrictModel):
 
 
 class RestIncremental(StrictModel):
-    """Ask only for what is new: `param` gets the cursor (the largest `cursor_field` seen)."""
+    """Ask only for what is new: `param` gets the cursor (the largest `cursor_field` seen).
+    `stall_runs` and `on_stall` override the source's for this table."""
 
     cursor_field: str
     param: str
     initial: Any = None
+    stall_runs: int | None = Field(None, ge=1)
+    on_stall: Literal["warn", "fail"] | None = None
 
 
 class Endpoint(StrictModel):
@@ -146,6 +164,11 @@ class RestSourceConfig(SourceConfigBase):
     timeout_seconds: float = Field(30, gt=0)
     retries: int = Field(5, ge=0, le=20)
     max_pages: int = Field(10_000, ge=1)
+    # An incremental table whose cursor has not moved for this many runs in a row while the
+    # API kept sending records is a warning in the log, the summary and the ledger (`fail`:
+    # the extract fails instead).
+    stall_runs: int = Field(3, ge=1)
+    on_stall: Literal["warn", "fail"] = "warn"
 
     @field_validator("base_url")
     @classmethod
@@ -167,6 +190,13 @@ class RestSourceConfig(SourceConfigBase):
                     found.append(text)
                     found.append(text.split(" ", 1)[-1])  # the credential after `Token `
         return [s for s in found if s]
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when unset): what must match for a
+    request to get the credentials."""
+    port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port
 
 
 def _secret_name(name: str) -> bool:
@@ -253,6 +283,61 @@ def latest(values: Iterable[Any]) -> Any:
     return max(present, key=cursor_order) if present else None
 
 
+def record_hash(record: dict[str, Any]) -> str:
+    """A flattened record's content hash (what `boundary` keeps)."""
+    text = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def since(
+    records: list[dict[str, Any]], field: str, start: Any, boundary: frozenset[str]
+) -> tuple[list[dict[str, Any]], Any, ReadReport]:
+    """The records not landed yet, the cursor once they are, and the read's report.
+
+    Dropped: records whose `field` is older than `start` (the API ignored the parameter, or
+    filters more coarsely) and records at `start` identical to ones landed there (`boundary`:
+    an inclusive API sends them again). Records without a value are kept. The new boundary
+    holds the kept records at the new cursor value (and the old boundary when the cursor did
+    not move)."""
+    low = cursor_order(start) if start is not None else None
+    kept: list[dict[str, Any]] = []
+    hashes: list[str] = []
+    older = repeats = 0
+    for record in records:
+        value = record.get(field)
+        digest = record_hash(record)
+        if low is not None and value not in (None, ""):
+            order = cursor_order(value)
+            if order < low:
+                older += 1
+                continue
+            if order == low and digest in boundary:
+                repeats += 1
+                continue
+        kept.append(record)
+        hashes.append(digest)
+    cursor = latest([start, *(r.get(field) for r in kept)])  # ties keep the start's text
+    top = cursor_order(cursor) if cursor is not None else None
+    moved = top is not None and top != low
+    edge = {
+        digest
+        for record, digest in zip(kept, hashes, strict=True)
+        if record.get(field) not in (None, "") and cursor_order(record.get(field)) == top
+    }
+    if not moved:
+        edge |= boundary
+    identity = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+    report = ReadReport(
+        identity=f"rest:{identity}",
+        returned=len(records),
+        fresh=len(records) - repeats,
+        moved=moved,
+        dropped=older + repeats,
+        boundary=tuple(sorted(edge)),
+    )
+    return kept, cursor, report
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
@@ -282,35 +367,63 @@ class RestSource:
         self.name = name
         self.config = config
         register_secrets(config.secrets())
+        self._origin = _origin(httpx.URL(config.base_url))
+        # Configured headers that cannot hold a credential go everywhere; every other one,
+        # and the auth, only to base_url's origin (never after a redirect elsewhere).
+        self._headers = {k: v for k, v in config.headers.items() if k.lower() in HARMLESS_HEADERS}
+        self._home_headers = {
+            k: v for k, v in config.headers.items() if k.lower() not in HARMLESS_HEADERS
+        }
+        self._home_params: dict[str, str] = {}
+        self._basic: httpx.Auth | None = None
+        credentials = config.auth
+        if credentials is not None:
+            if credentials.type == "bearer":
+                self._home_headers["Authorization"] = f"Bearer {credentials.token}"
+            elif credentials.type == "basic":
+                self._basic = httpx.BasicAuth(
+                    credentials.username or "", credentials.password or ""
+                )
+            elif credentials.location == "header":
+                self._home_headers[credentials.name or "X-API-Key"] = credentials.value or ""
+            else:
+                self._home_params[credentials.name or "api_key"] = credentials.value or ""
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
         spec = self.config.tables[table]
+        incremental = spec.incremental
         start = None
-        if spec.incremental is not None:
-            start = state.cursor if state and state.cursor is not None else spec.incremental.initial
+        boundary: frozenset[str] = frozenset()
+        if incremental is not None:
+            if state is not None and state.cursor is not None:
+                start, boundary = state.cursor, frozenset(state.boundary)
+            else:
+                start = incremental.initial
         what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
         fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
-        # Incremental reads are identified by where they start; full reads land every run.
-        key = (
-            fingerprint.hexdigest()
-            if spec.incremental
-            else f"{fingerprint.hexdigest()}:{time.time_ns()}"
-        )
-        found: dict[str, Any] = {"max": start}
+        # Every read asks the API: a full read lands a snapshot, an incremental read is
+        # recorded under what it returned (its report's identity).
+        key = f"{fingerprint.hexdigest()}:{time.time_ns()}"
+        found: dict[str, Any] = {"max": start, "report": None}
 
         def read() -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
             records = [flatten(r) for r in self._records(table, start)]
-            if spec.incremental is not None and records:
-                field = spec.incremental.cursor_field.replace(".", "__")  # flattened name
-                top = latest(r.get(field) for r in records)
-                if top is None:
+            if incremental is not None:
+                field = incremental.cursor_field.replace(".", "__")  # flattened name
+                if records and latest(r.get(field) for r in records) is None:
                     raise RestSourceError(
                         f"{self.name}.{table}: no record has the cursor field "
-                        f"{spec.incremental.cursor_field!r} (fields: "
+                        f"{incremental.cursor_field!r} (fields: "
                         f"{', '.join(list(records[0])[:10])}); set "
                         f"sources.{self.name}.tables.{table}.incremental.cursor_field"
                     )
-                found["max"] = latest([top, found["max"]])
+                records, found["max"], found["report"] = since(records, field, start, boundary)
+                if found["report"].dropped:
+                    logger.info(
+                        f"{self.name}.{table}: {found['report'].dropped} of "
+                        f"{found['report'].returned} records sent were landed already "
+                        f"(at or before the cursor {start}); not landed again"
+                    )
             data = to_table(records)
             return data.schema, iter(data.to_batches())
 
@@ -320,7 +433,9 @@ class RestSource:
                 fingerprint=f"rest:{key}",
                 size=0,
                 read=read,
-                cursor=(lambda: found["max"]) if spec.incremental else None,
+                cursor=(lambda: found["max"]) if incremental else None,
+                report=(lambda: found["report"]) if incremental else None,
+                stall=self._stall(table) if incremental else None,
                 # Nothing read, nothing landed: an empty full read would wipe the columns
                 # the models select; the last snapshot stays.
                 land_if_empty=False,
@@ -332,27 +447,60 @@ class RestSource:
             )
         ]
 
-    def _client(self) -> httpx.Client:
-        headers = dict(self.config.headers)
-        auth: httpx.Auth | None = None
-        params: dict[str, str] = {}
-        credentials = self.config.auth
-        if credentials is not None:
-            if credentials.type == "bearer":
-                headers["Authorization"] = f"Bearer {credentials.token}"
-            elif credentials.type == "basic":
-                auth = httpx.BasicAuth(credentials.username or "", credentials.password or "")
-            elif credentials.location == "header":
-                headers[credentials.name or "X-API-Key"] = credentials.value or ""
-            else:
-                params[credentials.name or "api_key"] = credentials.value or ""
-        return httpx.Client(
-            headers=headers,
-            auth=auth,
-            params=params,
-            timeout=self.config.timeout_seconds,
-            follow_redirects=True,
+    def _stall(self, table: str) -> StallCheck:
+        """The table's stall check, with what to look at when it fires."""
+        incremental = self.config.tables[table].incremental
+        assert incremental is not None
+        where = f"sources.{self.name}"
+        runs = incremental.stall_runs or self.config.stall_runs
+        on_stall = incremental.on_stall or self.config.on_stall
+        hint = (
+            f"Check that the API filters on `{incremental.param}` "
+            f"({where}.tables.{table}.incremental.param) by `{incremental.cursor_field}` "
+            f"(cursor_field): records at or before the cursor are dropped before landing, so "
+            f"nothing lands twice, but every run reads them again. Set {where}.on_stall: "
+            f"fail to fail the run instead, or {where}.stall_runs to change how many runs."
         )
+        return StallCheck(runs=runs, fail=on_stall == "fail", hint=hint)
+
+    def _client(self) -> httpx.Client:
+        """A client without credentials: `_request` adds them to requests for base_url's
+        origin only, and `_send` follows redirects itself."""
+        return httpx.Client(
+            headers=self._headers, timeout=self.config.timeout_seconds, follow_redirects=False
+        )
+
+    def _request(
+        self, client: httpx.Client, url: str | httpx.URL, params: dict[str, Any] | None = None
+    ) -> httpx.Request:
+        """A GET, with the credentials when it goes to base_url's origin."""
+        request = client.build_request("GET", url, params=params)
+        if _origin(request.url) == self._origin:
+            request.headers.update(self._home_headers)
+            if self._home_params:
+                request.url = request.url.copy_merge_params(self._home_params)
+        return request
+
+    def _send(
+        self, client: httpx.Client, url: str, params: dict[str, Any], where: str
+    ) -> httpx.Response:
+        """The response, redirects followed: a hop to another origin than base_url's gets
+        no credential (no auth, no configured header but harmless ones, no query key)."""
+        request = self._request(client, url, params)
+        for _ in range(MAX_REDIRECTS + 1):
+            home = _origin(request.url) == self._origin
+            response = client.send(request, auth=self._basic if home else None)
+            following = response.next_request
+            if following is None or not response.has_redirect_location:
+                return response
+            response.close()
+            request = self._request(client, following.url)
+            if home and _origin(request.url) != self._origin:
+                logger.info(
+                    f"{where}: redirected to another origin ({self._shown(str(request.url), {})}); "
+                    "no credentials are sent there"
+                )
+        raise RestSourceError(f"{where}: more than {MAX_REDIRECTS} redirects")
 
     def _records(self, table: str, start: Any) -> Iterator[dict[str, Any]]:
         """Every record of every page, in order."""
@@ -457,11 +605,12 @@ class RestSource:
             retry=retry_if_exception(lambda e: isinstance(e, RetryableHttpError)),
             stop=stop_after_attempt(self.config.retries + 1),
             wait=_wait,
+            before_sleep=self._log_retry,
             reraise=True,
         )
         def attempt() -> httpx.Response:
             try:
-                response = client.get(url, params=params)
+                response = self._send(client, url, params, where)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise RetryableHttpError(f"{where}: {type(exc).__name__}") from None
             if response.status_code == 429 or response.status_code >= 500:
@@ -480,6 +629,16 @@ class RestSource:
             raise ConnectionError(
                 f"{exc} after {self.config.retries + 1} attempts (sources.{self.name}.retries)"
             ) from None
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        """Each retry at info: what failed (status, URL masked) and how long it waits."""
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        told = isinstance(error, RetryableHttpError) and error.wait is not None
+        logger.info(
+            f"{error}: retry {state.attempt_number} of {self.config.retries} in {wait:.1f} s"
+            + (" (as its Retry-After said)" if told else "")
+        )
 
     def _shown(self, url: str, params: dict[str, Any]) -> str:
         query = "&".join(f"{k}={'***' if _secret_name(k) else v}" for k, v in params.items())

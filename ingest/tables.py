@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from millpond.core.config import StrictModel
-from millpond.core.registry import SourceItem, TableState
+from millpond.core.registry import ReadReport, SourceItem, TableState
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
@@ -62,16 +62,33 @@ class TableSpec(StrictModel):
 
 
 def starting_point(table: str, spec: TableSpec, state: TableState | None) -> tuple[Any, str]:
-    """Where a read of the table starts (the committed cursor, else `initial`) and the
-    fingerprint that names it: an incremental read is known by its table, spec and start, so
-    a rerun of the same read never lands twice; a full read lands a new snapshot every run."""
+    """Where a read of the table starts (the committed cursor, else `initial`) and a
+    fingerprint no landed read has, so every run asks the database: a full read lands a new
+    snapshot every run; an incremental read is recorded under what it returned
+    (`read_report`), so the same read (a `lookback` window with nothing new) lands once."""
     if spec.incremental is None:
         return None, f"full:{uuid.uuid4().hex}"
     cursor = state.cursor if state else None
     start = cursor if cursor is not None else spec.incremental.initial
-    what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
+    return start, f"incremental:{uuid.uuid4().hex}"
+
+
+def read_report(table: str, spec: TableSpec, start: Any, state: dict[str, Any]) -> ReadReport:
+    """An incremental read known by its range and its rows: table, spec, start, the largest
+    value read and the row count (the server filters strictly beyond the start, so a read
+    with a new row has a new largest value or more rows)."""
+    end = json_value(state["max"])
+    rows = int(state.get("rows", 0))
+    what = {
+        "table": table,
+        "spec": spec.model_dump(mode="json"),
+        "from": start,
+        "to": end,
+        "rows": rows,
+    }
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
-    return start, f"incremental:{digest}"
+    moved = rows > 0 and json.dumps(end, default=str) != json.dumps(start, default=str)
+    return ReadReport(identity=f"incremental:{digest}", returned=rows, fresh=rows, moved=moved)
 
 
 def table_item(
@@ -85,6 +102,7 @@ def table_item(
 ) -> SourceItem:
     """The SourceItem of one read: full reads replace the table's older snapshots, incremental
     ones land only when they found rows and commit the largest cursor value read."""
+    report = (lambda: read_report(table, spec, start, state)) if spec.incremental else None
     return SourceItem(
         name=f"{source}.{table}" + (f" after {start}" if start is not None else ""),
         fingerprint=fingerprint,
@@ -95,6 +113,7 @@ def table_item(
         replace=spec.incremental is None,
         primary_key=tuple(spec.primary_key),
         order_by=spec.incremental.column if spec.incremental else None,
+        report=report,
     )
 
 
@@ -136,10 +155,11 @@ def tracking_cursor(
     state: dict[str, Any],
     close: Callable[[], None],
 ) -> Iterator[pa.RecordBatch]:
-    """The batches, keeping state["max"] at the largest `column` value seen; `close` runs when
-    the batches are done (or abandoned)."""
+    """The batches, keeping state["max"] at the largest `column` value seen and state["rows"]
+    at the rows read; `close` runs when the batches are done (or abandoned)."""
     try:
         for batch in batches:
+            state["rows"] = state.get("rows", 0) + batch.num_rows
             if column is not None and batch.num_rows:
                 top = pc.max(batch.column(column)).as_py()
                 if top is not None and (state["max"] is None or top > state["max"]):

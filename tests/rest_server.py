@@ -1,5 +1,7 @@
 """A small JSON API on 127.0.0.1 for the `rest` source tests: every pagination style, auth,
-bursts of 5xx and 429, a cursor that loops, and an incremental `updated_since` endpoint."""
+bursts of 5xx and 429, a cursor that loops, incremental `updated_since` endpoints (strict,
+inclusive `>=`, and one that ignores the parameter), redirects, and a record of every request
+(path, query, headers) it got."""
 
 from __future__ import annotations
 
@@ -26,12 +28,17 @@ class Api:
         self.events: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
         self.fail_first: dict[str, tuple[int, int, dict[str, str]]] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location (any origin)
+        self.requests: list[dict[str, Any]] = []
         self.base = ""
 
     def respond(
         self, path: str, query: dict[str, str], headers: dict[str, str]
     ) -> tuple[int, dict[str, str], Any]:
         self.calls[path] += 1
+        self.requests.append({"path": path, "query": dict(query), "headers": dict(headers)})
+        if path in self.redirects:
+            return 302, {"Location": self.redirects[path]}, {}
         if path in self.fail_first:
             count, status, extra = self.fail_first[path]
             if self.calls[path] <= count:
@@ -84,6 +91,13 @@ class Api:
         if path == "/events":
             since = query.get("updated_since", "")
             return 200, {}, {"events": [e for e in self.events if e["updated_at"] > since]}
+        if path == "/secure/events/inclusive":  # `>=`: the records at the cursor come again
+            since = query.get("updated_since", "")
+            return 200, {}, {"events": [e for e in self.events if e["updated_at"] >= since]}
+        if path == "/secure/events/ignoring":  # ignores `updated_since`: everything, always
+            return 200, {}, {"events": list(self.events)}
+        if path == "/landing":  # where another server's redirect leads
+            return 200, {}, {"data": CUSTOMERS[:2]}
         return 404, {}, {"error": "no such endpoint"}
 
 

@@ -96,6 +96,8 @@ def print_summary(
     for o in outcomes:
         if o.status == "failed":
             console.print(f"  [red]{o.node_id}[/]: {o.error}")
+        for warning in (o.detail or {}).get("warnings", []):  # e.g. a stalled cursor
+            console.print(f"  [bold yellow]{o.node_id}[/]: {warning}")
         if (o.detail or {}).get("bad_rows"):  # landed, with bad rows kept aside
             where = ", ".join(o.detail.get("quarantine", []))
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")

@@ -105,6 +105,37 @@ class Registry(Generic[K]):
 
 
 @dataclass(frozen=True)
+class ReadReport:
+    """What an incremental read found, told by its source once the batches were read, so a
+    read is known by what it returned (not only by where it started) and a cursor that stops
+    moving while records keep coming is noticed."""
+
+    # What the read returned (a hash of its records, or of its range and row count): a read
+    # identical to one already in a partition is not landed again.
+    identity: str
+    returned: int = 0  # records the source sent
+    # Of those, records the source did not recognise as landed already (an inclusive API's
+    # repeats of the records at the cursor are not fresh; records older than the cursor are).
+    fresh: int = 0
+    moved: bool = False  # whether the cursor moved past where the read started
+    dropped: int = 0  # records not landed because they already were
+    # Hashes of the landed records at the cursor value, kept in the manifest: an API that
+    # filters inclusively (`>= cursor`) sends them again, and they are recognised.
+    boundary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StallCheck:
+    """When an incremental table's cursor has not moved for `runs` runs in a row while its
+    source kept sending fresh records, landing warns (or fails, with `fail`); `hint` says
+    which settings to check."""
+
+    runs: int = 3
+    fail: bool = False
+    hint: str = ""
+
+
+@dataclass(frozen=True)
 class SourceItem:
     """One thing a source can land for a table (a file, a query result): identified by a
     fingerprint so it is landed once, read as Arrow batches only when it is new.
@@ -131,14 +162,21 @@ class SourceItem:
     # optionally `copy_to(destination, extra, threads)` and `bad_rows` (ingest.formats.FileRead),
     # so the schema is checked before anything is written and DuckDB can write the part.
     open: Callable[[], Any] | None = None
+    # An incremental read's ReadReport, asked after its batches were read; its identity is
+    # the fingerprint the landed read is recorded under (`fingerprint` then only has to
+    # differ from every landed one, so the source is asked on every run).
+    report: Callable[[], ReadReport] | None = None
+    stall: StallCheck | None = None
 
 
 @dataclass(frozen=True)
 class TableState:
     """What a source table has landed so far: the cursor of its newest partition that has one
-    (read from the lake's manifests, the durable truth), None before the first."""
+    (read from the lake's manifests, the durable truth), None before the first, and the
+    hashes of the records landed at that cursor value (ReadReport.boundary)."""
 
     cursor: Any = None
+    boundary: tuple[str, ...] = ()
 
 
 class Source(Protocol):

@@ -57,6 +57,10 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         result = land_table(scope.lake, params.source, source, params.table, scope.run_id)
     report.rows, report.bytes = result.rows, result.bytes
     report.detail = {"skipped_files": result.skipped}
+    if result.read is not None:  # an incremental read: sent, dropped, landed, cursor
+        report.detail["read"] = result.read
+    if result.warnings:  # e.g. a stalled cursor: in the summary and the run's ledger row
+        report.detail["warnings"] = result.warnings
     if result.rows and result.seconds > 0:
         report.detail["rows_per_second"] = round(result.rows / result.seconds)
     _report_rejections(scope, params, result, report)

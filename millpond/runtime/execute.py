@@ -139,6 +139,13 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
         "rows": rows_loaded(ctx.graph, ctx.outcomes.values()),  # millpond.runtime.totals
     }
+    warnings = [
+        f"{o.node_id}: {w}"
+        for o in ctx.outcomes.values()
+        for w in (o.detail or {}).get("warnings", [])
+    ]
+    if warnings:  # e.g. a stalled cursor (ingest.landing), kept with the run in the ledger
+        summary["warnings"] = warnings
     summary.update(notify_run(ctx.config, ctx.run_id, status, error, list(ctx.outcomes.values())))
     ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)
     return status

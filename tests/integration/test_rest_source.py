@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 from rest_server import CUSTOMERS, TOKEN, serve_api
 
 from ingest.lake import Lake
-from ingest.landing import land_table, table_state
+from ingest.landing import CursorStalled, land_table, table_state
 from ingest.rest import RestSource, RestSourceConfig, RestSourceError
+from millpond.core.logs import logger
 from millpond.targets.duckdb.raw import load_table
 
 pytestmark = pytest.mark.integration
@@ -225,3 +227,169 @@ def test_incremental_runs_land_each_version_once_and_commit_the_max_cursor(lake,
     ).fetchall()
     assert latest == [(1, "paid"), (2, "new"), (3, "new")]
     assert table_state(lake.manifests("crm", "events")).cursor == "2026-01-02T10:00:00Z"
+
+
+# --- incremental reads that cannot stall -----------------------------------------------------
+
+BEARER = {"type": "bearer", "token": TOKEN}
+EVENTS = {
+    "record_path": "events",
+    "incremental": {"cursor_field": "updated_at", "param": "updated_since"},
+    "primary_key": ["id"],
+}
+
+
+def event(id_: int, status: str, at: str) -> dict[str, Any]:
+    return {"id": id_, "status": status, "updated_at": f"2026-01-0{at}Z"}
+
+
+def landed_events(lake: Lake) -> list[tuple[int, str]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for manifest in lake.manifests("crm", "events"):
+        for path in lake.part_paths(manifest):
+            rows += pq.read_table(path, filesystem=lake.fs).to_pylist()
+    return sorted((r["id"], r["status"]) for r in rows)
+
+
+@pytest.mark.parametrize("path", ["/secure/events/inclusive", "/secure/events/ignoring"])
+def test_an_inclusive_or_ignoring_api_is_asked_every_run_and_later_records_land_once(
+    lake, path
+) -> None:
+    with serve_api() as (base, api):
+        src = source(base, {"events": {"path": path, **EVENTS}}, auth=BEARER)
+        api.events = [event(1, "new", "1T10:00:00"), event(2, "new", "1T11:00:00")]
+        runs = [land_table(lake, "crm", src, "events", f"r{n}", today=DAY) for n in (1, 2, 3)]
+        asked_before = api.calls[path]
+        # Added later: one after the cursor, one at the cursor's very instant.
+        api.events += [event(3, "new", "2T09:00:00"), event(4, "new", "1T11:00:00")]
+        later = land_table(lake, "crm", src, "events", "r4", today=DAY)
+        after = land_table(lake, "crm", src, "events", "r5", today=DAY)
+        asked = api.calls[path]
+        wrong = source(
+            base, {"events": {"path": path, **EVENTS}}, auth={"type": "bearer", "token": "nope"}
+        )
+        with pytest.raises(RestSourceError, match=r"crm\.events, page 1 .*HTTP 401"):
+            land_table(lake, "crm", wrong, "events", "r6", today=DAY)
+
+    assert [r.rows for r in runs] == [2, 0, 0] and asked_before == 3  # asked, nothing twice
+    assert [r.rejected for r in runs] == [[], [], []]  # nothing new is not a broken file
+    assert runs[1].read["returned"] > 0 and runs[1].read["dropped"] == runs[1].read["returned"]
+    assert later.rows == 2 and after.manifest is None and asked == 5
+    assert landed_events(lake) == [(1, "new"), (2, "new"), (3, "new"), (4, "new")]
+    assert table_state(lake.manifests("crm", "events")).cursor == "2026-01-02T09:00:00Z"
+    assert len(lake.manifests("crm", "events")) == 2  # the failed run landed nothing
+
+
+def test_a_cursor_that_stays_put_while_the_api_sends_records_warns_then_fails(lake) -> None:
+    def ignoring(**settings: Any) -> RestSource:
+        spec = {"path": "/secure/events/ignoring", **EVENTS}
+        return source(base, {"events": spec}, auth=BEARER, stall_runs=2, **settings)
+
+    with serve_api() as (base, api):
+        api.events = [event(1, "new", "1T10:00:00"), event(2, "new", "1T11:00:00")]
+        first = land_table(lake, "crm", ignoring(), "events", "r1", today=DAY)
+        quiet = land_table(lake, "crm", ignoring(), "events", "r2", today=DAY)
+        loud = land_table(lake, "crm", ignoring(), "events", "r3", today=DAY)
+        with pytest.raises(CursorStalled) as strict:
+            land_table(lake, "crm", ignoring(on_stall="fail"), "events", "r4", today=DAY)
+        api.events.append(event(3, "new", "3T00:00:00"))
+        moved = land_table(lake, "crm", ignoring(on_stall="fail"), "events", "r5", today=DAY)
+
+    assert first.rows == 2 and not first.warnings
+    assert quiet.warnings == [] and quiet.read["stalled_runs"] == 1
+    (warning,) = loud.warnings
+    assert "crm.events: cursor stalled" in warning and "for 2 runs" in warning
+    assert "updated_since" in warning and "sources.crm.on_stall" in warning
+    assert "crm.events" in str(strict.value) and "for 3 runs" in str(strict.value)
+    assert strict.value.retryable is False
+    assert moved.rows == 1 and moved.warnings == [] and moved.read["stalled_runs"] == 0
+    assert [m.run_id for m in lake.manifests("crm", "events")] == ["r1", "r5"]
+
+
+def test_an_inclusive_api_with_nothing_new_never_counts_as_stalled(lake) -> None:
+    with serve_api() as (base, api):
+        spec = {"path": "/secure/events/inclusive", **EVENTS}
+        src = source(base, {"events": spec}, auth=BEARER, stall_runs=1, on_stall="fail")
+        api.events = [event(1, "new", "1T10:00:00"), event(2, "new", "1T11:00:00")]
+        results = [land_table(lake, "crm", src, "events", f"r{n}", today=DAY) for n in range(4)]
+    assert [r.rows for r in results] == [2, 0, 0, 0]
+    assert all(r.read["stalled_runs"] == 0 for r in results[1:])
+
+
+# --- credentials and redirects ---------------------------------------------------------------
+
+HEADER_SECRETS = {
+    "X-Auth-Token": "hdr-tok-9f1a",
+    "Cookie": "sid=cookie-sec-7731",
+    "X-Client-Secret": "cs-552190",
+    "X-Tenant-Key": "tk-3e0b21",
+    "X-Signature": "sig-0042aa",
+}
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"type": "bearer", "token": TOKEN},
+        {"type": "api_key", "name": "X-API-Key", "value": TOKEN, "in": "header"},
+        {"type": "api_key", "name": "api_key", "value": TOKEN, "in": "query"},
+        {"type": "basic", "username": "ann", "password": TOKEN},
+    ],
+    ids=["bearer", "header-key", "query-key", "basic"],
+)
+def test_a_redirect_to_another_origin_carries_no_credential(lake, auth) -> None:
+    headers = {"Accept": "application/json", **HEADER_SECRETS}
+    with serve_api() as (base, api), serve_api() as (other, elsewhere):
+        api.redirects["/moved"] = f"{other}/landing"
+        src = source(
+            base, {"t": {"path": "/moved", "record_path": "data"}}, auth=auth, headers=headers
+        )
+        result = land_table(lake, "crm", src, "t", "r1", today=DAY)
+
+    assert result.rows == 2
+    (first,) = api.requests
+    (hop,) = elsewhere.requests
+    secrets = [TOKEN, *(v.split("=")[-1] for v in HEADER_SECRETS.values())]
+    home = json.dumps(first)  # the API's own origin got every credential
+    assert TOKEN in home or "authorization" in first["headers"]
+    assert all(s in home for s in secrets[1:])
+    sent = json.dumps(hop)
+    assert [s for s in secrets if s in sent] == []
+    assert {"authorization", "cookie", "x-api-key"}.isdisjoint(hop["headers"])
+    assert hop["headers"]["accept"] == "application/json"  # a harmless header still goes
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_a_redirect_within_the_origin_keeps_the_credentials(lake, where) -> None:
+    auth = {"type": "api_key", "name": "X-API-Key" if where == "header" else "api_key"}
+    with serve_api() as (base, api):
+        api.redirects["/old-key"] = f"{base}/key"
+        src = source(base, {"t": {"path": "/old-key"}}, auth={**auth, "value": TOKEN, "in": where})
+        assert land_table(lake, "crm", src, "t", "r1", today=DAY).rows == 1
+    assert [r["path"] for r in api.requests] == ["/old-key", "/key"]
+
+
+def test_each_retry_is_logged_at_info_with_the_status_and_the_wait(lake) -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m), level="INFO", format="{level} {message}")
+    try:
+        with serve_api() as (base, api):
+            api.fail_first["/flaky"] = (1, 503, {})
+            api.fail_first["/limited"] = (1, 429, {"Retry-After": "1"})
+            src = source(
+                base,
+                {
+                    "flaky": {"path": "/flaky", "record_path": "data.items"},
+                    "limited": {"path": "/limited", "record_path": "data.items"},
+                },
+            )
+            land_table(lake, "crm", src, "flaky", "r1", today=DAY)
+            land_table(lake, "crm", src, "limited", "r1", today=DAY)
+    finally:
+        logger.remove(sink)
+    retries = [line for line in lines if "retry 1 of 5 in" in line]
+    assert len(retries) == 2 and all(line.startswith("INFO ") for line in retries)
+    assert "crm.flaky, page 1" in retries[0] and "HTTP 503" in retries[0]
+    assert "HTTP 429" in retries[1] and "in 1.0 s (as its Retry-After said)" in retries[1]

@@ -176,7 +176,9 @@ def test_a_rerun_of_the_same_run_lands_nothing_twice(lake: Lake) -> None:
         assert again.manifest == once.manifest
         assert api.calls["/events"] == 1
         # Another run from the same committed cursor asks again, and finds nothing new.
-        assert land_table(lake, "crm", src, "events", "r2", today=DAY).manifest is None
+        again = land_table(lake, "crm", src, "events", "r2", today=DAY)
+        assert again.manifest is None and again.rejected == []  # nothing new, nothing wrong
+        assert api.calls["/events"] == 2
     assert len(lake.manifests("crm", "events")) == 1
 
 
