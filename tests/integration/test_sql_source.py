@@ -163,6 +163,33 @@ def test_a_lookback_rereads_late_rows_and_the_latest_view_keeps_each_key_once(
     assert latest == [(1, "new"), (2, "late")]
 
 
+def test_a_lookback_read_with_nothing_new_is_landed_once_and_later_rows_still_land(
+    machine_pg, lake, warehouse
+) -> None:
+    """The cursor does not move when a run reads only its look-back window: every later run
+    still asks the database (a read is known by what it returned, not where it started)."""
+    postgres_execute(
+        machine_pg,
+        "create table events (id integer, status text, updated_at timestamp)",
+        "insert into events values (1, 'new', '2026-01-01 10:00')",
+    )
+    spec = {"incremental": {"column": "updated_at", "lookback": 3600}, "primary_key": ["id"]}
+    src = source(machine_pg, {"events": spec})
+    extract_and_load(lake, warehouse, src, "events", "r1")
+    window = extract_and_load(lake, warehouse, src, "events", "r2")  # row 1 again, once
+    same = extract_and_load(lake, warehouse, src, "events", "r3")  # the same read: not again
+    postgres_execute(machine_pg, "insert into events values (2, 'late', '2026-01-01 09:45')")
+    late = extract_and_load(lake, warehouse, src, "events", "r4")
+    postgres_execute(machine_pg, "insert into events values (3, 'new', '2026-01-01 11:00')")
+    newer = extract_and_load(lake, warehouse, src, "events", "r5")
+
+    assert (window.rows, same.rows, late.rows, newer.rows) == (1, 0, 2, 3)
+    assert same.manifest is None and same.read["returned"] == 1
+    latest = rows(warehouse, "select id, status from raw.billing__events__latest order by id")
+    assert latest == [(1, "new"), (2, "late"), (3, "new")]
+    assert table_state(lake.manifests("billing", "events")).cursor == "2026-01-01T11:00:00"
+
+
 def test_a_query_with_an_initial_cursor_reads_only_from_there(machine_pg, lake, warehouse) -> None:
     postgres_execute(machine_pg, *INVOICES_PG)
     src = source(

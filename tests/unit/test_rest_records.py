@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from ingest.rest import RestSourceConfig, dig, flatten, to_table
+from ingest.rest import RestSourceConfig, dig, flatten, record_hash, since, to_table
 
 
 def test_nested_objects_flatten_and_lists_become_json() -> None:
@@ -46,3 +46,40 @@ def test_config_wants_an_http_base_url_and_a_known_paging_style() -> None:
                 "tables": {"t": {"path": "/t", "paginate": {"style": "magic"}}},
             }
         )
+
+
+AT = "2026-01-01T10:00:00Z"
+
+
+def test_since_drops_records_older_than_the_cursor_and_repeats_of_the_landed_boundary() -> None:
+    landed = {"id": 1, "at": AT}
+    records = [
+        {"id": 0, "at": "2026-01-01T09:00:00Z"},  # older: the API ignored the parameter
+        landed,  # sent again by an inclusive API
+        {"id": 2, "at": "2026-01-01T10:00:00+00:00"},  # new, at the same instant
+        {"id": 3, "at": "2026-01-01T11:00:00Z"},
+        {"id": 4, "at": None},  # no value: kept, it cannot be placed
+    ]
+    kept, cursor, report = since(records, "at", AT, frozenset({record_hash(landed)}))
+    assert [r["id"] for r in kept] == [2, 3, 4]
+    assert cursor == "2026-01-01T11:00:00Z" and report.moved
+    assert (report.returned, report.fresh, report.dropped) == (5, 4, 2)
+    assert report.boundary == (record_hash({"id": 3, "at": "2026-01-01T11:00:00Z"}),)
+
+
+def test_since_at_the_same_cursor_keeps_the_old_boundary_and_the_start_text() -> None:
+    landed = {"id": 1, "at": AT}
+    same_instant = {"id": 2, "at": "2026-01-01T10:00:00+00:00"}
+    kept, cursor, report = since([landed, same_instant], "at", AT, frozenset({record_hash(landed)}))
+    assert kept == [same_instant] and cursor == AT and not report.moved
+    assert set(report.boundary) == {record_hash(landed), record_hash(same_instant)}
+    assert report.fresh == 1  # a record at the cursor that was not landed: counts as stalled
+
+
+def test_since_identity_is_what_was_kept_not_where_it_started() -> None:
+    records = [{"id": 1, "at": AT}]
+    first = since(records, "at", None, frozenset())[2]
+    again = since(records, "at", "2025-12-31T00:00:00Z", frozenset())[2]
+    other = since([{"id": 1, "at": AT, "v": 2}], "at", None, frozenset())[2]
+    assert first.identity == again.identity != other.identity
+    assert since([], "at", None, frozenset())[1] is None  # nothing read, no cursor
