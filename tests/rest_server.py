@@ -29,6 +29,7 @@ class Api:
         self.calls: Counter[str] = Counter()
         self.fail_first: dict[str, tuple[int, int, dict[str, str]]] = {}
         self.redirects: dict[str, str] = {}  # path -> Location (any origin)
+        self.hand_off = ""  # the next-page link /hand-off answers with (any origin)
         self.requests: list[dict[str, Any]] = []
         self.base = ""
 
@@ -98,6 +99,8 @@ class Api:
             return 200, {}, {"events": list(self.events)}
         if path == "/landing":  # where another server's redirect leads
             return 200, {}, {"data": CUSTOMERS[:2]}
+        if path == "/hand-off":  # one page, then a next-page link to `hand_off`
+            return 200, {}, {"data": CUSTOMERS[:1], "next": self.hand_off}
         return 404, {}, {"error": "no such endpoint"}
 
 

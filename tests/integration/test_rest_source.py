@@ -361,6 +361,22 @@ def test_a_redirect_to_another_origin_carries_no_credential(lake, auth) -> None:
     assert hop["headers"]["accept"] == "application/json"  # a harmless header still goes
 
 
+def test_a_next_page_link_to_another_origin_carries_no_credential(lake) -> None:
+    auth = {"type": "api_key", "name": "X-API-Key", "value": TOKEN, "in": "header"}
+    spec = {
+        "path": "/hand-off",
+        "record_path": "data",
+        "paginate": {"style": "next_url", "next_url_path": "next"},
+    }
+    with serve_api() as (base, api), serve_api() as (other, elsewhere):
+        api.hand_off = f"{other}/landing"
+        src = source(base, {"t": spec}, auth=auth, headers=HEADER_SECRETS)
+        assert land_table(lake, "crm", src, "t", "r1", today=DAY).rows == 3
+    (hop,) = elsewhere.requests
+    assert TOKEN in json.dumps(api.requests) and TOKEN not in json.dumps(hop)
+    assert [v for v in HEADER_SECRETS.values() if v in json.dumps(hop)] == []
+
+
 @pytest.mark.parametrize("where", ["header", "query"])
 def test_a_redirect_within_the_origin_keeps_the_credentials(lake, where) -> None:
     auth = {"type": "api_key", "name": "X-API-Key" if where == "header" else "api_key"}
