@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import millpond
 from rest_server import TOKEN, Api, serve_api
 
 from ingest.lake import Lake
@@ -148,6 +149,20 @@ def test_a_bad_rest_setting_is_refused_naming_its_key(
         assert part in message, message
     assert SECRET not in message
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_the_cli_refuses_a_bad_rest_setting_with_exit_code_2_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    source = {**GOOD, "on_stall": "maybe", "auth": {"type": "bearer", "token": "${CRM_TOKEN}"}}
+    (tmp_path / "millpond.yml").write_text(
+        yaml.safe_dump({"project": "p", "sources": {"crm": source}})
+    )
+    shown = millpond(tmp_path, "config", env={"CRM_TOKEN": SECRET})
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "sources.crm.on_stall" in shown.stderr and "'warn' or 'fail'" in shown.stderr
+    assert SECRET not in shown.stdout + shown.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["millpond.yml"]  # no state dir made
 
 
 # --- APIs that answer what the settings did not expect ---------------------------------------
