@@ -30,12 +30,11 @@ from pydantic import (
 
 from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
-    SECRET_NAME,
-    inline_secrets,
+    collect_secrets,
+    is_secret_path,
+    mask_data,
     mask_inline,
-    mask_secret_keys,
     mask_url,
-    url_password,
 )
 
 
@@ -102,6 +101,9 @@ class DbtConfig(StrictModel):
     profiles_dir: Path | None = None
     target: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    # Vars holding secrets (besides those named like one, e.g. `api_token`): masked everywhere
+    # and scrubbed from dbt's logs and target/ files (millpond.nodes.dbt.secrets).
+    secret_vars: list[str] = Field(default_factory=list)
     policy: NodePolicy = NodePolicy()
 
 
@@ -322,31 +324,21 @@ class MillpondConfig(StrictModel):
         return self.lake.url
 
     def secrets(self) -> list[str]:
-        """Every secret value this config holds, for log masking: keys named like secrets
-        and passwords inside URLs, anywhere in the config (sources and targets included)."""
-        found: list[str] = []
-        _collect_secrets(self.model_dump(mode="json"), found)
-        return sorted({s for s in found if s})
+        """Every secret value this config holds, for log masking, by millpond.core.masking's
+        policy: keys named like secrets, `auth` fields, credential headers, webhooks, dbt
+        secret vars, and passwords inside URLs and connection strings, anywhere."""
+        return sorted(set(collect_secrets(self.model_dump(), self.dbt.secret_vars)))
+
+    def secret_var_names(self) -> list[str]:
+        """The dbt vars that hold secrets: listed in `dbt.secret_vars` or named like one."""
+        secret = self.dbt.secret_vars
+        return sorted(k for k in self.dbt.vars if is_secret_path(("dbt", "vars", k), secret))
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
-        return mask_urls(mask_secret_keys(self.model_dump(mode="json")))
+        from pydantic_core import to_jsonable_python
 
-
-def _collect_secrets(value: Any, found: list[str], key: str = "") -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _collect_secrets(v, found, str(k))
-    elif isinstance(value, list):
-        for v in value:
-            _collect_secrets(v, found, key)
-    elif isinstance(value, str):
-        if SECRET_NAME.search(key):
-            found.append(value)
-        password = url_password(value)
-        if password:
-            found.append(password)
-        found += inline_secrets(value)
+        return to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
 
 
 def mask_urls(value: Any) -> Any:

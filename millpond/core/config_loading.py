@@ -24,7 +24,7 @@ from millpond.core.config import (
     mask_urls,
 )
 from millpond.core.config_file import ConfigError, find_config, interpolate
-from millpond.core.masking import MASK, SECRET_NAME, mask_secret_keys
+from millpond.core.masking import MASK, is_secret_path, mask_secret_keys
 
 ENV_PREFIX = "MILLPOND_"
 # Environment variables with the prefix that are not config overrides.
@@ -143,7 +143,7 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], source
     for problem in error.errors():
         loc = _user_loc(problem["loc"], data)
         path = ".".join(str(p) for p in loc)
-        found = MASK if SECRET_NAME.search(path) else _lookup(data, loc)
+        found = MASK if is_secret_path(loc) else _lookup(data, loc)
         found = mask_urls(mask_secret_keys(found))  # no passwords in errors, nested or not
         shown = "missing" if problem["type"] == "missing" else f"got {found!r}"
         lines.append(f"  {path}: {problem['msg']} ({shown})")

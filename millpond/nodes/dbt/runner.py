@@ -23,8 +23,10 @@ from typing import Any
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
+from millpond.core.masking import register_secrets
 from millpond.core.registry import Target
 from millpond.nodes.dbt import manifest_cache
+from millpond.nodes.dbt.secrets import export_to_dbt, scrub_tree
 from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
 
 _DBT_LOCK = threading.Lock()
@@ -125,6 +127,9 @@ class DbtProject:
             )
         if self.generated_profile:
             write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
+        # dbt vars named like secrets or listed in dbt.secret_vars: hidden from dbt's logs
+        # and scrubbed from its files (millpond.nodes.dbt.secrets), whoever built the config.
+        register_secrets(config.secrets())
         self._set_env()
 
     def _set_env(self) -> None:
@@ -139,6 +144,12 @@ class DbtProject:
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("DBT_PARTIAL_PARSE", "true")
+        export_to_dbt()
+
+    def scrub(self) -> None:
+        """Take the secrets dbt rendered into SQL (a secret var, a secret `env_var()`) out of
+        the files it just wrote under the target folder (compiled, run, msgpack, JSON)."""
+        scrub_tree(self.target_dir)
 
     def common_args(self) -> list[str]:
         """What every dbt command of this project is given: project, profile, target, vars."""
@@ -213,7 +224,11 @@ class DbtProject:
         from dbt.cli.main import dbtRunner
 
         manifest_cache.forget(self.target_dir)
-        result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
+        export_to_dbt()
+        try:
+            result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
+        finally:
+            self.scrub()  # before manifest_cache copies the parse anywhere
         _drop_root_stream_handlers()
         if not result.success or result.result is None:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
@@ -257,10 +272,12 @@ class DbtProject:
         manifest = self.manifest
         argv = [*global_flags, *command, *self.common_args(), *args]
         with _DBT_LOCK:
+            export_to_dbt()
             try:
                 return dbtRunner(manifest=manifest, callbacks=callbacks or []).invoke(argv)
             finally:
                 self.target.release()
+                self.scrub()
                 _drop_root_stream_handlers()
 
     def build(
