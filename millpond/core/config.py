@@ -106,6 +106,18 @@ class DbtConfig(StrictModel):
     secret_vars: list[str] = Field(default_factory=list)
     policy: NodePolicy = NodePolicy()
 
+    @model_validator(mode="after")
+    def _secret_vars_exist(self) -> DbtConfig:
+        """A misspelt name would leave the real secret var unmasked: refuse it."""
+        unknown = [name for name in self.secret_vars if name not in self.vars]
+        if unknown:
+            known = ", ".join(sorted(self.vars)) or "none"
+            raise ValueError(
+                f"secret_vars names {', '.join(map(repr, unknown))}, not in dbt.vars "
+                f"(vars: {known})"
+            )
+        return self
+
 
 class MetadataConfig(StrictModel):
     """The ledger database: `embedded` (PostgreSQL inside the state dir) or a postgresql:// URL."""

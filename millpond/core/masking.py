@@ -222,9 +222,36 @@ def _masked_whole(text: str) -> str:
     return MASK
 
 
-def mask_secret_keys(value: Any) -> Any:
-    """Values under keys that look secret (e.g. dbt.vars.api_token) become ***."""
-    return mask_data(value)
+def mask_secret_keys(value: Any, path: Sequence[Any] = (), secret_vars: Sequence[str] = ()) -> Any:
+    """Values under keys that look secret (e.g. dbt.vars.api_token) become ***; `path` is
+    where `value` sits in the config (an `auth` mapping's fields are all secret)."""
+    return mask_data(value, secret_vars, tuple(path))
+
+
+def literal_secrets(
+    data: Any, secret_vars: Sequence[str] = (), path: tuple[Any, ...] = ()
+) -> list[str]:
+    """Where the raw file (before `${VAR}` interpolation) holds a secret written out rather
+    than read from the environment: key paths such as `sources.crm.auth.token`."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in literal_secrets(v, secret_vars, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in literal_secrets(v, secret_vars, (*path, i))]
+    if data is None or isinstance(data, bool) or data == "":
+        return []
+    text = str(data)
+    written = [text] if is_secret_path(path, secret_vars) else value_secrets(text)
+    if any("${" not in secret for secret in written):
+        return [key_path(path)]
+    return []
+
+
+def key_path(path: Sequence[Any]) -> str:
+    """`("notify", 0, "webhook")` as a user writes it: `notify[0].webhook`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def env_secrets(env: dict[str, str] | None = None) -> list[str]:

@@ -26,8 +26,8 @@ from millpond.core.logs import logger
 from millpond.core.masking import register_secrets
 from millpond.core.registry import Target
 from millpond.nodes.dbt import manifest_cache
-from millpond.nodes.dbt.secrets import export_to_dbt, scrub_tree
 from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
+from millpond.nodes.dbt.secrets import export_to_dbt, scrub_tree
 
 _DBT_LOCK = threading.Lock()
 PASSING = {"success", "pass", "no-op"}
