@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
-from millpond.core.masking import register_secrets
+from millpond.core.masking import register_secrets, registered
 from millpond.core.registry import Target
 from millpond.nodes.dbt import manifest_cache
 from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
@@ -131,6 +132,10 @@ class DbtProject:
         # and scrubbed from its files (millpond.nodes.dbt.secrets), whoever built the config.
         register_secrets(config.secrets())
         self._set_env()
+        if registered() and self.target_dir.is_dir():
+            # What a killed process left before it could scrub (parses write under this lock).
+            with file_lock(config.locks_dir / "dbt-parse.lock", "dbt parse"):
+                self.scrub()
 
     def _set_env(self) -> None:
         """Process-wide settings dbt reads from the environment.
@@ -146,10 +151,11 @@ class DbtProject:
         os.environ.setdefault("DBT_PARTIAL_PARSE", "true")
         export_to_dbt()
 
-    def scrub(self) -> None:
+    def scrub(self, since: float | None = None) -> None:
         """Take the secrets dbt rendered into SQL (a secret var, a secret `env_var()`) out of
-        the files it just wrote under the target folder (compiled, run, msgpack, JSON)."""
-        scrub_tree(self.target_dir)
+        the files it wrote under the target folder since `since` (compiled, run, msgpack,
+        JSON)."""
+        scrub_tree(self.target_dir, since=since)
 
     def common_args(self) -> list[str]:
         """What every dbt command of this project is given: project, profile, target, vars."""
@@ -225,10 +231,11 @@ class DbtProject:
 
         manifest_cache.forget(self.target_dir)
         export_to_dbt()
+        started = time.time()
         try:
             result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
         finally:
-            self.scrub()  # before manifest_cache copies the parse anywhere
+            self.scrub(started)  # before manifest_cache copies the parse anywhere
         _drop_root_stream_handlers()
         if not result.success or result.result is None:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
@@ -273,11 +280,12 @@ class DbtProject:
         argv = [*global_flags, *command, *self.common_args(), *args]
         with _DBT_LOCK:
             export_to_dbt()
+            started = time.time()
             try:
                 return dbtRunner(manifest=manifest, callbacks=callbacks or []).invoke(argv)
             finally:
                 self.target.release()
-                self.scrub()
+                self.scrub(started)
                 _drop_root_stream_handlers()
 
     def build(

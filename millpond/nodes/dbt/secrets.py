@@ -36,9 +36,12 @@ def export_to_dbt(secrets: list[str] | None = None) -> None:
         os.environ[name] = value
 
 
-def scrub_tree(folder: Path, secrets: list[str] | None = None) -> list[Path]:
-    """Replace every secret in the files under `folder` (dbt's target or log folder); returns
-    the files that held one. Nothing to do (and nothing read) while no secret is known."""
+def scrub_tree(
+    folder: Path, secrets: list[str] | None = None, since: float | None = None
+) -> list[Path]:
+    """Replace every secret in the files under `folder` (dbt's target or docs folder) that
+    were written at or after `since` (a time.time(); None: all); returns the files that held
+    one. Nothing to do (and nothing read) while no secret is known."""
     values = registered_secrets() if secrets is None else sorted(secrets, key=len, reverse=True)
     if not values or not folder.is_dir():
         return []
@@ -50,9 +53,18 @@ def scrub_tree(folder: Path, secrets: list[str] | None = None) -> list[Path]:
             binary = name in _BINARY
             if not binary and path.suffix not in _TEXT_SUFFIXES:
                 continue
+            if since is not None and _modified(path) < since - 2:  # coarse file system clocks
+                continue
             if _scrub_file(path, needles, binary):
                 scrubbed.append(path)
     return scrubbed
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _scrub_file(path: Path, needles: list[tuple[bytes, bytes, bytes]], binary: bool) -> bool:
