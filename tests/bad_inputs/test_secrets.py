@@ -165,7 +165,7 @@ CASES = [
     ),
     Case(
         "secret_vars naming a var that does not exist",
-        f"dbt: {{vars: {{salt: '${{SALT}}'}}, secret_vars: [slat]}}\n",
+        "dbt: {vars: {salt: '${SALT}'}, secret_vars: [slat]}\n",
         2,
         ("dbt", "secret_vars", "'slat'", "not in dbt.vars", "salt"),
         env={"SALT": SECRET},
