@@ -31,7 +31,6 @@ from pydantic import (
 from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
     collect_secrets,
-    is_secret_path,
     mask_data,
     mask_inline,
     mask_url,
@@ -340,11 +339,6 @@ class MillpondConfig(StrictModel):
         policy: keys named like secrets, `auth` fields, credential headers, webhooks, dbt
         secret vars, and passwords inside URLs and connection strings, anywhere."""
         return sorted(set(collect_secrets(self.model_dump(), self.dbt.secret_vars)))
-
-    def secret_var_names(self) -> list[str]:
-        """The dbt vars that hold secrets: listed in `dbt.secret_vars` or named like one."""
-        secret = self.dbt.secret_vars
-        return sorted(k for k in self.dbt.vars if is_secret_path(("dbt", "vars", k), secret))
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""

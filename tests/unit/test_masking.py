@@ -179,10 +179,6 @@ def test_masking_keeps_what_is_not_secret_readable() -> None:
     assert masked["sources"]["db"]["url"] == "postgresql://u:***@h/d"
 
 
-def test_secret_var_names_are_listed_and_named_like_ones() -> None:
-    assert policy_config().secret_var_names() == ["api_token", "salt"]
-
-
 def test_a_webhook_path_word_is_not_taken_for_its_token() -> None:
     secrets = policy_config().secrets()
 
