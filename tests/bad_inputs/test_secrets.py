@@ -68,7 +68,69 @@ CASES = [
         2,
         ("sources.crm.headers.X-API-Key", "${CRM_KEY}", "not set"),
     ),
+    Case(
+        "unset var in the lake's S3 secret key",
+        "lake: {url: 's3://b/lake', secret_access_key: '${LAKE_SECRET}'}\n",
+        2,
+        ("lake.secret_access_key", "${LAKE_SECRET}", "not set"),
+    ),
+    Case(
+        "unset var in a second webhook",
+        "notify:\n  - {webhook: 'https://a.example/x'}\n  - {webhook: '${TEAMS_HOOK}'}\n",
+        2,
+        ("notify[1].webhook", "${TEAMS_HOOK}", "not set"),
+    ),
+    Case(
+        "empty default for a bearer token",
+        f"sources:\n  crm: {{{REST}, auth: {{type: bearer, token: '${{CRM_TOKEN:-}}'}}}}\n",
+        2,
+        ("sources.crm.auth", "needs token"),
+    ),
+    Case(
+        "notifier without a webhook",
+        "notify:\n  - {on: [failure]}\n",
+        2,
+        ("notify.0.webhook", "missing"),
+    ),
     # --- a secret written into the file: works, masked, with a warning naming the key
+    Case(
+        "literal password in the metadata url",
+        f"metadata: {{url: 'postgresql://app:{SECRET}@db/ledger'}}\n",
+        0,
+        ("metadata.url", "written in the file"),
+    ),
+    Case(
+        "literal lake secret key",
+        f"lake: {{url: 's3://b/lake', access_key_id: AKIA1, secret_access_key: {SECRET}}}\n",
+        0,
+        ("lake.secret_access_key", "written in the file"),
+    ),
+    Case(
+        "literal password in the prefect api url",
+        f"prefect: {{api_url: 'http://u:{SECRET}@prefect:4200/api'}}\n",
+        0,
+        ("prefect.api_url", "written in the file"),
+    ),
+    Case(
+        "literal reader password of the postgres target",
+        "warehouse: {target: postgres, url: 'postgresql://app@db/dw', "
+        f"reader_password: {SECRET}}}\n",
+        0,
+        ("warehouse.reader_password", "written in the file"),
+    ),
+    Case(
+        "literal Proxy-Authorization header",
+        f"sources:\n  crm: {{{REST}, headers: {{Proxy-Authorization: 'Basic {SECRET}'}}}}\n",
+        0,
+        ("sources.crm.headers.Proxy-Authorization", "written in the file"),
+    ),
+    Case(
+        "literal password in a sql url query",
+        f"sources:\n  db: {{kind: sql, url: 'postgresql://h/d?user=u&password={SECRET}', "
+        "tables: [t]}\n",
+        0,
+        ("sources.db.url", "written in the file"),
+    ),
     Case(
         "literal api_key value",
         f"sources:\n  crm: {{{REST}, auth: {{type: api_key, name: X-API-Key, value: {SECRET}}}}}\n",
