@@ -329,6 +329,7 @@ def test_secrets_scan_every_kind_fails_once_and_leaks_nowhere(
     texts |= files_under(root / ".millpond", root / "dbt", shared_dir() / "prefect-home")
     texts |= files_under(Path(os.environ["MILLPOND_CACHE_DIR"]))
     assert any(name.endswith("dbt.log") for name in texts)
+    assert any(name.endswith("prefect.db") for name in texts)  # task parameters, logs
     assert any("target/run" in name for name in texts) and any("compiled" in name for name in texts)
     assert any(name.endswith(".jsonl") for name in texts)
     leaks = [
