@@ -178,8 +178,9 @@ def collect_secrets(
 ) -> list[str]:
     """Every secret value in a config's plain data (a model_dump), by the policy above."""
     secret_value = getattr(value, "get_secret_value", None)
-    if callable(secret_value):  # a pydantic SecretStr
-        value = secret_value()
+    if callable(secret_value):  # a pydantic SecretStr is a secret wherever it sits
+        text = str(secret_value())
+        return whole_secrets(text) + value_secrets(text) if text else []
     if isinstance(value, dict):
         return [s for k, v in value.items() for s in collect_secrets(v, secret_vars, (*path, k))]
     if isinstance(value, list | tuple):
@@ -196,8 +197,8 @@ def mask_data(value: Any, secret_vars: Sequence[str] = (), path: tuple[Any, ...]
     secret URL keeps its scheme and host (`https://hooks.slack.com/***`), so it can be told
     apart from another."""
     secret_value = getattr(value, "get_secret_value", None)
-    if callable(secret_value):
-        value = secret_value()
+    if callable(secret_value):  # a pydantic SecretStr is a secret wherever it sits
+        return _masked_whole(str(secret_value())) if secret_value() else secret_value()
     if isinstance(value, dict):
         return {k: mask_data(v, secret_vars, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):

@@ -218,3 +218,14 @@ def test_a_percent_encoded_url_password_is_masked_decoded_too() -> None:
     from millpond.core.masking import value_secrets
 
     assert "p@ss:w0rd" in value_secrets("postgresql://u:p%40ss%3Aw0rd@h/d")
+
+
+def test_a_secret_str_is_a_secret_under_any_key() -> None:
+    from pydantic import SecretStr
+
+    from millpond.core.masking import collect_secrets, mask_data
+
+    data = {"extra": {"anything": SecretStr("s3cr3t-in-a-SecretStr")}}
+
+    assert mask_data(data) == {"extra": {"anything": "***"}}
+    assert "s3cr3t-in-a-SecretStr" in collect_secrets(data)
