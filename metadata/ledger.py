@@ -30,6 +30,7 @@ from loguru import logger
 from metadata.buffer import RecordBuffer
 from metadata.db import CONNECT_TIMEOUT_S, normalize_url
 from metadata.records import OPS
+from millpond.core.masking import mask
 
 RUN_FINAL_STATUSES = frozenset({"success", "failed", "abandoned"})
 NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped", "unchanged", "abandoned"})
@@ -45,6 +46,23 @@ _BAD_RECORD = (psycopg.DataError, psycopg.IntegrityError, ValueError, TypeError,
 
 class LedgerUnavailableError(RuntimeError):
     """A read needed the ledger database and it could not be reached."""
+
+
+# Record fields holding free text (an exception's message can quote a URL, a connection string,
+# compiled SQL): masked whoever called, before the database or the local buffer sees them.
+_TEXT_FIELDS = {"error", "errors", "reason", "message", "detail"}
+
+
+def masked_text(value: Any, key: str = "") -> Any:
+    """The record with every registered secret masked in its free-text fields (identifiers
+    such as node ids and paths are left as they are)."""
+    if isinstance(value, dict):
+        return {k: masked_text(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked_text(v, key) for v in value]
+    if isinstance(value, str) and key in _TEXT_FIELDS:
+        return mask(value)
+    return value
 
 
 def _now() -> datetime:
@@ -450,6 +468,7 @@ class Ledger:
 
     def _submit(self, op: str, **args: Any) -> bool:
         """Write one record now, or buffer it; True if it reached the database."""
+        args = masked_text(args)
         with self._lock:
             if self._buffer.has_records() and self._flush_locked() is None:
                 self._append(op, args)

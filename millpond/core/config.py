@@ -30,12 +30,10 @@ from pydantic import (
 
 from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
-    SECRET_NAME,
-    inline_secrets,
+    collect_secrets,
+    mask_data,
     mask_inline,
-    mask_secret_keys,
     mask_url,
-    url_password,
 )
 
 
@@ -102,7 +100,22 @@ class DbtConfig(StrictModel):
     profiles_dir: Path | None = None
     target: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    # Vars holding secrets (besides those named like one, e.g. `api_token`): masked everywhere
+    # and scrubbed from dbt's logs and target/ files (millpond.nodes.dbt.secrets).
+    secret_vars: list[str] = Field(default_factory=list)
     policy: NodePolicy = NodePolicy()
+
+    @model_validator(mode="after")
+    def _secret_vars_exist(self) -> DbtConfig:
+        """A misspelt name would leave the real secret var unmasked: refuse it."""
+        unknown = [name for name in self.secret_vars if name not in self.vars]
+        if unknown:
+            known = ", ".join(sorted(self.vars)) or "none"
+            raise ValueError(
+                f"secret_vars names {', '.join(map(repr, unknown))}, not in dbt.vars "
+                f"(vars: {known})"
+            )
+        return self
 
 
 class MetadataConfig(StrictModel):
@@ -322,31 +335,16 @@ class MillpondConfig(StrictModel):
         return self.lake.url
 
     def secrets(self) -> list[str]:
-        """Every secret value this config holds, for log masking: keys named like secrets
-        and passwords inside URLs, anywhere in the config (sources and targets included)."""
-        found: list[str] = []
-        _collect_secrets(self.model_dump(mode="json"), found)
-        return sorted({s for s in found if s})
+        """Every secret value this config holds, for log masking, by millpond.core.masking's
+        policy: keys named like secrets, `auth` fields, credential headers, webhooks, dbt
+        secret vars, and passwords inside URLs and connection strings, anywhere."""
+        return sorted(set(collect_secrets(self.model_dump(), self.dbt.secret_vars)))
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
-        return mask_urls(mask_secret_keys(self.model_dump(mode="json")))
+        from pydantic_core import to_jsonable_python
 
-
-def _collect_secrets(value: Any, found: list[str], key: str = "") -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _collect_secrets(v, found, str(k))
-    elif isinstance(value, list):
-        for v in value:
-            _collect_secrets(v, found, key)
-    elif isinstance(value, str):
-        if SECRET_NAME.search(key):
-            found.append(value)
-        password = url_password(value)
-        if password:
-            found.append(password)
-        found += inline_secrets(value)
+        return to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
 
 
 def mask_urls(value: Any) -> Any:

@@ -24,7 +24,7 @@ from millpond.core.config import (
     mask_urls,
 )
 from millpond.core.config_file import ConfigError, find_config, interpolate
-from millpond.core.masking import MASK, SECRET_NAME, mask_secret_keys
+from millpond.core.masking import MASK, is_secret_path, literal_secrets, mask_secret_keys
 
 ENV_PREFIX = "MILLPOND_"
 # Environment variables with the prefix that are not config overrides.
@@ -137,14 +137,38 @@ def _override_value(name: str, raw: str) -> Any:
     return None if raw in ("null", "~") else raw
 
 
+_warned: set[str] = set()
+
+
+def warn_literal_secrets(data: dict[str, Any], config_file: Path) -> None:
+    """Say (once per process) where millpond.yml holds a secret written out: it still works,
+    and is masked everywhere, but a file with secrets in it cannot be committed or shared."""
+    from millpond.core.logs import logger
+
+    dbt = data.get("dbt") if isinstance(data.get("dbt"), dict) else {}
+    secret_vars = dbt.get("secret_vars") if isinstance(dbt.get("secret_vars"), list) else []
+    for path in literal_secrets(data, [str(v) for v in secret_vars]):
+        if f"{config_file}:{path}" in _warned:
+            continue
+        _warned.add(f"{config_file}:{path}")
+        logger.warning(
+            f"{config_file}: {path} holds a secret written in the file; read it from the "
+            "environment instead (e.g. ${MY_SECRET}), so millpond.yml can be committed"
+        )
+
+
 def format_validation_error(error: ValidationError, data: dict[str, Any], source: str) -> str:
     """One line per problem: file, key path, the value found, what was expected."""
     lines = [f"{source}: invalid configuration"]
+    # dbt vars are free-form and any may hold a secret (`dbt.secret_vars` may be the very
+    # thing that is wrong): an error never shows their values.
+    dbt = data.get("dbt") if isinstance(data.get("dbt"), dict) else {}
+    every_var = list(dbt.get("vars") or {}) if isinstance(dbt.get("vars"), dict) else []
     for problem in error.errors():
         loc = _user_loc(problem["loc"], data)
         path = ".".join(str(p) for p in loc)
-        found = MASK if SECRET_NAME.search(path) else _lookup(data, loc)
-        found = mask_urls(mask_secret_keys(found))  # no passwords in errors, nested or not
+        found = MASK if is_secret_path(loc) else _lookup(data, loc)
+        found = mask_urls(mask_secret_keys(found, loc, every_var))  # no secrets, nested or not
         shown = "missing" if problem["type"] == "missing" else f"got {found!r}"
         lines.append(f"  {path}: {problem['msg']} ({shown})")
     return "\n".join(lines)
@@ -197,6 +221,7 @@ def load_config(
         )
     if not isinstance(data, dict):
         raise ConfigError(f"{config_file}: expected a mapping of keys at the top level")
+    warn_literal_secrets(data, config_file)
     data = interpolate(data, env)
     data = apply_env_overrides(data, env)
     data["root"] = str(config_file.parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from millpond.nodes.dbt.runner import DbtError, DbtProject
+from millpond.nodes.dbt.secrets import scrub_tree
 
 SITE_FILES = ("index.html", "manifest.json", "catalog.json")
 
@@ -19,7 +20,10 @@ def generate_docs(project: DbtProject, site: Path) -> Path:
     """Write dbt's docs site into `site`; returns its index.html."""
     site.mkdir(parents=True, exist_ok=True)
     with project.target.writer_lock():
-        result = project.invoke(["docs", "generate"], ["--target-path", str(site)])
+        try:
+            result = project.invoke(["docs", "generate"], ["--target-path", str(site)])
+        finally:
+            scrub_tree(site)  # compiled SQL in manifest.json may hold a secret var's value
     missing = [name for name in SITE_FILES if not (site / name).is_file()]
     if not result.success or missing:
         raise DbtError(

@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from typing import Any
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
+from millpond.core.masking import register_secrets, registered
 from millpond.core.registry import Target
 from millpond.nodes.dbt import manifest_cache
 from millpond.nodes.dbt.profile import GENERATED_TARGET, profile_name, write_profile
+from millpond.nodes.dbt.secrets import export_to_dbt, scrub_tree
 
 _DBT_LOCK = threading.Lock()
 PASSING = {"success", "pass", "no-op"}
@@ -125,7 +128,14 @@ class DbtProject:
             )
         if self.generated_profile:
             write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
+        # dbt vars named like secrets or listed in dbt.secret_vars: hidden from dbt's logs
+        # and scrubbed from its files (millpond.nodes.dbt.secrets), whoever built the config.
+        register_secrets(config.secrets())
         self._set_env()
+        if registered() and self.target_dir.is_dir():
+            # What a killed process left before it could scrub (parses write under this lock).
+            with file_lock(config.locks_dir / "dbt-parse.lock", "dbt parse"):
+                self.scrub()
 
     def _set_env(self) -> None:
         """Process-wide settings dbt reads from the environment.
@@ -139,6 +149,13 @@ class DbtProject:
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("DBT_PARTIAL_PARSE", "true")
+        export_to_dbt()
+
+    def scrub(self, since: float | None = None) -> None:
+        """Take the secrets dbt rendered into SQL (a secret var, a secret `env_var()`) out of
+        the files it wrote under the target folder since `since` (compiled, run, msgpack,
+        JSON)."""
+        scrub_tree(self.target_dir, since=since)
 
     def common_args(self) -> list[str]:
         """What every dbt command of this project is given: project, profile, target, vars."""
@@ -213,7 +230,12 @@ class DbtProject:
         from dbt.cli.main import dbtRunner
 
         manifest_cache.forget(self.target_dir)
-        result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
+        export_to_dbt()
+        started = time.time()
+        try:
+            result = dbtRunner().invoke(["--quiet", "parse", *self.common_args()])
+        finally:
+            self.scrub(started)  # before manifest_cache copies the parse anywhere
         _drop_root_stream_handlers()
         if not result.success or result.result is None:
             raise DbtError(f"dbt parse failed in {self.project_dir}: {result.exception}")
@@ -257,10 +279,13 @@ class DbtProject:
         manifest = self.manifest
         argv = [*global_flags, *command, *self.common_args(), *args]
         with _DBT_LOCK:
+            export_to_dbt()
+            started = time.time()
             try:
                 return dbtRunner(manifest=manifest, callbacks=callbacks or []).invoke(argv)
             finally:
                 self.target.release()
+                self.scrub(started)
                 _drop_root_stream_handlers()
 
     def build(
