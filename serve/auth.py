@@ -32,7 +32,7 @@ def presented_key(x_api_key: str | None, authorization: str | None) -> str | Non
     if x_api_key:
         return x_api_key
     if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
+        return authorization[7:].strip() or None
     return None
 
 
