@@ -420,8 +420,8 @@ def serve(
 ) -> None:
     """Serve the API and dashboard with uvicorn (docs/serving.md).
 
-    Listens on 127.0.0.1 unless MILLPOND_API_KEYS is set (then on serve.host) or --host says
-    otherwise; a non-loopback address without keys is refused unless --allow-no-keys."""
+    Listens on 127.0.0.1, on serve.host when MILLPOND_API_KEYS is set, or on --host.
+    Without keys, a non-loopback address is refused unless --allow-no-keys."""
     from millpond.cli.common import fail
     from serve.launch import BindRefused, run
 
