@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from millpond.core.config import ConfigError
 from millpond.core.logs import logger
 from serve import errors
+from serve.deps import ApiKey
 from serve.extensions import mount_routers
 from serve.guard import RequestGuard
 from serve.routes import dashboard, docs, health, jobs, login, marts, metrics, runs, tables, tests
@@ -47,8 +48,11 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     docs.mount_docs(app)
-    for module in (health, login, runs, jobs, tables, tests, metrics, dashboard):
+    for module in (health, login):
         app.include_router(module.router)
+    # serve.guard already refuses these without a key; the dependency says so in the schema.
+    for module in (runs, jobs, tables, tests, metrics, dashboard):
+        app.include_router(module.router, dependencies=[ApiKey])
     try:
         config = get_stack_config()
     except ConfigError as exc:  # the service still starts; requests answer 503 (log: why)
