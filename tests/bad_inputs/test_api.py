@@ -26,6 +26,8 @@ from conftest import BIN, REPO, database_url
 from fastapi.testclient import TestClient
 from serve_helpers import api_for
 
+pytestmark = pytest.mark.integration  # a real ledger: the machine's PostgreSQL or an embedded one
+
 KEY = "bad-input-key-3f9c1"
 AUTH = {"X-API-Key": KEY}
 SNAPSHOT = "20261201T000000Z-abcdef"
