@@ -86,7 +86,8 @@ def require_api_key(
     header_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
 ) -> None:
     """The key check of serve.guard, again, for a route that asks for it (`ApiKey`): the guard
-    already refused what this refuses; a team's router may depend on it all the same."""
+    already refused what this refuses; a team's router may depend on it all the same.
+    `header_key` is only there to declare the header in the OpenAPI schema."""
     refused = check(
         request.method,
         request.url.path,
