@@ -48,8 +48,12 @@ def login_form(next: str = "/") -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Check the key from the form; on success set the session cookie and go on."""
-    body = await request.body()
-    fields = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"))
+    body = b""
+    async for chunk in request.stream():  # /login is open to anyone: read no more than a form
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return login_page(f"The form is over {MAX_FORM_BYTES} bytes.", "/", 413)
+    fields = parse_qs(body.decode("utf-8", "replace"))
     key = (fields.get("key") or [""])[0].strip()
     next_path = safe_next((fields.get("next") or ["/"])[0])
     keys = get_settings().keys

@@ -228,6 +228,8 @@ CASES = [
         headers={"Cookie": "millpond_session=" + "9" * 40 + ".ab"},
     ),
     Case("login_wrong_key", "/login", 403, "not accepted", method="POST", raw=b"key=guess"),
+    Case("login_huge_form", "/login", 413, "over 8192", method="POST", raw=b"key=" + b"k" * 10**6),
+    Case("login_no_key", "/login", 403, "not accepted", method="POST", raw=b"next=/runs"),
     # --- query parameters of the ledger routes
     Case("runs_status_bogus", "/runs", 422, "status", params={"status": "bogus"}),
     Case("runs_limit_zero", "/runs", 422, "limit", params={"limit": 0}),
