@@ -77,9 +77,9 @@ bench *ARGS: install
 ui: install
     {{bin}}/millpond ui
 
-# the API and dashboard (127.0.0.1 only unless MILLPOND_API_KEYS is set); see docs/serving.md
-serve: install
-    {{bin}}/python -m serve
+# the API and dashboard (127.0.0.1 unless MILLPOND_API_KEYS is set or --host given); docs/serving.md
+serve *ARGS: install
+    {{bin}}/millpond serve {{ARGS}}
 
 # write the Airflow DAG to airflow_compat/dags/millpond.py
 dag: install

@@ -1,1 +1,1 @@
-"""The FastAPI service: run history from the ledger (marts and the dashboard come later)."""
+"""The FastAPI service: run history, metrics, marts, the trigger and the dashboard."""

@@ -1,24 +1,28 @@
-"""`python -m serve` (what `just serve` runs): uvicorn on the configured port, and on
-127.0.0.1 whatever serve.host says when no API key is configured."""
+"""`python -m serve`: the same as `millpond serve` (serve.launch decides the address)."""
 
 from __future__ import annotations
 
-import os
+import argparse
+import sys
 
-import uvicorn
-
-from millpond.core.config_loading import find_config
-from serve.settings import get_settings, get_stack_config
+from millpond.core.config import ConfigError
+from serve.launch import BindRefused, run
 
 
-def main() -> None:
-    os.environ["MILLPOND_CONFIG"] = str(find_config(get_settings().config))
-    config = get_stack_config()
-    host = config.serve.host if get_settings().keys else "127.0.0.1"
-    if host != config.serve.host:
-        print(f"no MILLPOND_API_KEYS: listening on 127.0.0.1, not {config.serve.host}")
-    uvicorn.run("serve.app:app", host=host, port=config.serve.port)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
+    parser.add_argument("--config", help="millpond.yml (default: MILLPOND_CONFIG or ./)")
+    parser.add_argument("--host", help="address to listen on (see docs/serving.md)")
+    parser.add_argument("--port", type=int, help="port (default: serve.port)")
+    parser.add_argument("--allow-no-keys", action="store_true", help="see `millpond serve`")
+    args = parser.parse_args(argv)
+    try:
+        run(args.config, args.host, args.port, args.allow_no_keys)
+    except (BindRefused, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -81,8 +81,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str], empty: str) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(conn: psycopg.Connection, project: str) -> str:
-    """The whole page."""
+def render(conn: psycopg.Connection, project: str, logout: bool = False) -> str:
+    """The whole page (with a "log out" link when API keys guard it)."""
     runs = queries.list_runs(conn, 15)
     failing = [
         t for t in queries.test_history(conn, limit_runs=5) if t["status"] in ("fail", "error")
@@ -105,6 +105,7 @@ def render(conn: psycopg.Connection, project: str) -> str:
             "nothing landed yet",
         ),
         data=data,
+        logout=' <a href="/logout">log out</a>' if logout else "",
     )
 
 
@@ -114,7 +115,8 @@ PAGE = """<!doctype html>
 <link rel="stylesheet" href="/static/vendor/uPlot.min.css">
 <link rel="stylesheet" href="/static/dashboard.css">
 </head><body>
-<header><h1>{project}</h1><nav><a href="/docs">API</a> <a href="/metrics">metrics</a></nav></header>
+<header><h1>{project}</h1>
+<nav><a href="/docs">API</a> <a href="/metrics">metrics</a>{logout}</nav></header>
 <section class="plots">
   <div><h2>Run duration (s)</h2><div class="plot" id="plot-runs"></div></div>
   <div><h2>Node duration, last run (s)</h2><div class="plot" id="plot-nodes"></div></div>

@@ -7,23 +7,29 @@ from functools import lru_cache
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from metadata.db import CONNECT_TIMEOUT_S, migrate, normalize_url, resolve_url
 from millpond.core.config import ConfigError, MillpondConfig
-from millpond.core.masking import mask
-from serve.auth import key_matches, presented_key
+from serve.auth import HEADER, check
+from serve.errors import unavailable
+from serve.guard import public_paths
 from serve.marts.catalog import Catalog, load_catalog
 from serve.marts.readers import MartsReader, open_reader
 from serve.settings import ServeSettings, get_settings, get_stack_config
+
+CONFIG_UNUSABLE = "millpond config unusable"
+NOTHING_PUBLISHED = "nothing published yet: run `millpond run` first"
+MARTS_UNAVAILABLE = "published marts unavailable"
 
 
 def stack_config() -> MillpondConfig:
     try:
         return get_stack_config()
     except ConfigError as exc:
-        raise HTTPException(503, f"millpond config unusable: {mask(str(exc))}") from None
+        raise unavailable(CONFIG_UNUSABLE, exc) from None
 
 
 @lru_cache
@@ -58,34 +64,40 @@ def ledger_connection() -> Iterator[psycopg.Connection]:
     try:
         pool = ledger_pool()
     except ConfigError as exc:
-        raise HTTPException(503, f"millpond config unusable: {mask(str(exc))}") from None
+        raise unavailable(CONFIG_UNUSABLE, exc) from None
     except Exception as exc:  # e.g. alembic cannot reach the database at first use
-        raise HTTPException(503, f"metadata database unavailable: {type(exc).__name__}") from None
+        raise unavailable(f"metadata database unavailable: {type(exc).__name__}", exc) from None
     try:
         with pool.connection() as conn:
             yield conn
     except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-        raise HTTPException(503, f"metadata database unavailable: {type(exc).__name__}") from None
+        raise unavailable(f"metadata database unavailable: {type(exc).__name__}", exc) from None
 
 
 Ledger = Annotated[psycopg.Connection, Depends(ledger_connection)]
+# Documents the key in the OpenAPI schema (Swagger's "Authorize" sends it); the check is ours.
+API_KEY_HEADER = APIKeyHeader(name=HEADER, auto_error=False)
 Settings = Annotated[ServeSettings, Depends(get_settings)]
 
 
 def require_api_key(
+    request: Request,
     settings: Settings,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    header_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
 ) -> None:
-    """Guards marts, the trigger, metrics and custom routers when keys are configured."""
-    keys = settings.keys
-    if not keys:
-        return
-    presented = presented_key(x_api_key, authorization)
-    if presented is None:
-        raise HTTPException(401, "API key required (X-API-Key header or Bearer token)")
-    if not key_matches(presented, keys):
-        raise HTTPException(403, "API key not accepted")
+    """The key check of serve.guard, again, for a route that asks for it (`ApiKey`): the guard
+    already refused what this refuses; a team's router may depend on it all the same.
+    `header_key` is only there to declare the header in the OpenAPI schema."""
+    refused = check(
+        request.method,
+        request.url.path,
+        request.headers,
+        request.cookies,
+        settings.keys,
+        public_paths(),
+    )
+    if refused is not None:
+        raise HTTPException(refused.status, refused.detail)
 
 
 ApiKey = Depends(require_api_key)
@@ -93,24 +105,36 @@ ApiKey = Depends(require_api_key)
 
 def marts_catalog(config: Annotated[MillpondConfig, Depends(stack_config)]) -> Catalog:
     """The marts readers may query, from the dbt manifest and the published relations."""
+    return catalog_or_503(config)
+
+
+def catalog_or_503(config: MillpondConfig) -> Catalog:
+    """The catalog, or a 503 that names no file (the log has it)."""
     try:
         return load_catalog(config)
     except FileNotFoundError as exc:
-        raise HTTPException(503, str(exc)) from None
+        raise unavailable(NOTHING_PUBLISHED, exc) from None
+    except Exception as exc:
+        raise unavailable(MARTS_UNAVAILABLE, exc) from None
 
 
 def marts_reader(config: Annotated[MillpondConfig, Depends(stack_config)]) -> Iterator[MartsReader]:
     """A read-only connection to the published marts for one request (one snapshot)."""
-    try:
-        reader = open_reader(config)
-    except FileNotFoundError as exc:
-        raise HTTPException(503, str(exc)) from None
-    except Exception as exc:
-        raise HTTPException(503, f"published marts unavailable: {mask(str(exc))}") from None
+    reader = reader_or_503(config)
     try:
         yield reader
     finally:
         reader.close()
+
+
+def reader_or_503(config: MillpondConfig) -> MartsReader:
+    """A reader of the published marts, or a 503 that names no file (the log has it)."""
+    try:
+        return open_reader(config)
+    except FileNotFoundError as exc:
+        raise unavailable(NOTHING_PUBLISHED, exc) from None
+    except Exception as exc:
+        raise unavailable(MARTS_UNAVAILABLE, exc) from None
 
 
 Marts = Annotated[MartsReader, Depends(marts_reader)]

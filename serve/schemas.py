@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-RunStatus = Literal["running", "success", "failed"]
+RunStatus = Literal["queued", "running", "success", "failed", "abandoned"]
 
 
 class Health(BaseModel):
@@ -88,15 +88,53 @@ class TableHistory(BaseModel):
     points: list[TablePoint]
 
 
+# dbt's selector syntax (`+model`, `tag:x`, `path:models/marts`, `a,b`, `@m`, `2+m`, `*`) and
+# millpond's node ids (`load.erp.orders`, `extract.erp.*`): nothing else.
+SELECTOR = r"^[A-Za-z0-9_.:+*?@,/=\- ]+$"
+MAX_SELECTORS = 100
+MAX_SELECTOR_CHARS = 500
+
+
+def _no_parent_dirs(value: str) -> str:
+    if ".." in value:
+        raise ValueError("a selector has no `..` (paths are relative to the dbt project)")
+    return value
+
+
+Selector = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_SELECTOR_CHARS, pattern=SELECTOR),
+    AfterValidator(_no_parent_dirs),
+]
+
+
+def _registered_target(value: str | None) -> str | None:
+    """A target the registry knows (`duckdb`, `postgres`, ...): a name, never a path."""
+    from millpond.core.registry import TARGETS
+
+    if value is not None and value not in TARGETS.names():
+        raise ValueError(f"unknown target (targets: {', '.join(TARGETS.names())})")
+    return value
+
+
 class RunRequest(BaseModel):
-    """What `POST /runs` may ask for (the deployment's parameters; all optional)."""
+    """What `POST /runs` may ask for (the deployment's parameters; all optional).
+
+    Checked here, before anything starts: a value that cannot be a selector or a target is a
+    422 naming the field, not a run that fails later (or a 500 on a 5 MB selector)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    select: list[str] = Field(default_factory=list, description="dbt-style selectors to run")
-    exclude: list[str] = Field(default_factory=list, description="dbt-style selectors to skip")
+    select: list[Selector] = Field(
+        default_factory=list, max_length=MAX_SELECTORS, description="dbt-style selectors to run"
+    )
+    exclude: list[Selector] = Field(
+        default_factory=list, max_length=MAX_SELECTORS, description="dbt-style selectors to skip"
+    )
     full_refresh: bool = Field(False, description="rebuild incremental models from scratch")
-    target: str | None = Field(None, description="warehouse target (overrides warehouse.target)")
+    target: Annotated[str | None, AfterValidator(_registered_target)] = Field(
+        None, max_length=64, description="warehouse target (overrides warehouse.target)"
+    )
 
     def args(self) -> list[str]:
         """The same request as `millpond run` options (the fallback without a deployment)."""

@@ -402,13 +402,34 @@ def down(config_path: ConfigOption = None) -> None:
 
 
 @app.command()
-def serve(config_path: ConfigOption = None) -> None:
-    """Serve the API (run history, nodes, tests) with uvicorn."""
-    config = load(config_path)
-    import uvicorn
+def serve(
+    config_path: ConfigOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="address to listen on (default: 127.0.0.1; serve.host with API keys)"),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: serve.port)")] = None,
+    allow_no_keys: Annotated[
+        bool,
+        typer.Option(
+            "--allow-no-keys",
+            help="listen on a non-loopback --host without MILLPOND_API_KEYS "
+            "(other machines still get 403)",
+        ),
+    ] = False,
+) -> None:
+    """Serve the API and dashboard with uvicorn (docs/serving.md).
 
-    os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
-    uvicorn.run("serve.app:app", host=config.serve.host, port=config.serve.port)
+    Listens on 127.0.0.1, on serve.host when MILLPOND_API_KEYS is set, or on --host.
+    Without keys, a non-loopback address is refused unless --allow-no-keys."""
+    from millpond.cli.common import fail
+    from serve.launch import BindRefused, run
+
+    load(config_path)
+    try:
+        run(config_path, host, port, allow_no_keys)
+    except BindRefused as exc:
+        fail(str(exc))
 
 
 # Commands with a module of their own, one line each.

@@ -201,6 +201,9 @@ class ServeConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = 8000
     routers: list[str] = Field(default_factory=list)
+    # Paths open without an API key besides /health (e.g. [/metrics] for a scraper with no
+    # key): an exact path, or `/prefix/*` for everything under /prefix/.
+    public: list[str] = Field(default_factory=list)
 
     @field_validator("routers")
     @classmethod
@@ -208,6 +211,19 @@ class ServeConfig(StrictModel):
         for ref in value:
             if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
                 raise ValueError(f"{ref!r} must look like package.module:router")
+        return value
+
+    @field_validator("public")
+    @classmethod
+    def _public_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            stem = path.removesuffix("/*")
+            if not re.fullmatch(r"/[\w./~-]*", stem) or ".." in stem:
+                raise ValueError(
+                    f"{path!r}: expected a path like /metrics, or /prefix/* for everything "
+                    "under /prefix/ (/* would open the whole API: unset MILLPOND_API_KEYS "
+                    "instead)"
+                )
         return value
 
 

@@ -43,6 +43,19 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# What a reader's connection may no longer do once the snapshot is open: touch any other file
+# (ATTACH the warehouse read-write, COPY ... TO, read_csv('/etc/passwd'), INSTALL/LOAD an
+# extension) or change a setting (so not SET external access back on either). Custom routers
+# get this connection, and anything they run with it stays inside the snapshot.
+HARDENING = ("SET enable_external_access = false", "SET lock_configuration = true")
+
+
+def harden(con: duckdb.DuckDBPyConnection) -> None:
+    """Lock a connection to the database it opened (every cursor of it shares the lock)."""
+    for statement in HARDENING:
+        con.execute(statement)
+
+
 class DuckDBReader:
     """A cursor on the current snapshot; the snapshot's database is opened once per process."""
 
@@ -68,6 +81,7 @@ class DuckDBReader:
                 for old in [k for k in cls._bases if not Path(k).exists()]:
                     cls._bases.pop(old).close()
                 base = duckdb.connect(key, read_only=True)
+                harden(base)
                 cls._bases[key] = base
             return base
 

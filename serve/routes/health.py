@@ -9,8 +9,10 @@ import psycopg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from millpond.core.logs import logger
 from millpond.core.masking import mask
 from serve import deps
+from serve.errors import SEE_LOG
 from serve.marts.readers import open_reader
 from serve.schemas import Health
 
@@ -24,8 +26,9 @@ def _ledger_state() -> str:
         return "ok"
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         return f"unavailable: {type(exc).__name__}"
-    except Exception as exc:
-        return f"unavailable: {mask(str(exc))[:200]}"
+    except Exception as exc:  # e.g. the config is unusable: its message names files
+        logger.warning(f"health: ledger unusable: {type(exc).__name__}: {mask(str(exc))}")
+        return f"unavailable: {type(exc).__name__} ({SEE_LOG})"
 
 
 def _marts_state() -> tuple[str, str | None]:
@@ -34,14 +37,20 @@ def _marts_state() -> tuple[str, str | None]:
     except FileNotFoundError:
         return "unavailable: nothing published yet", None
     except Exception as exc:
-        return f"unavailable: {mask(str(exc))[:200]}", None
+        return _unusable(exc), None
     try:
         reader.scalar("SELECT 1", [])
         return "ok", reader.snapshot
     except Exception as exc:
-        return f"unavailable: {mask(str(exc))[:200]}", None
+        return _unusable(exc), None
     finally:
         reader.close()
+
+
+def _unusable(exc: Exception) -> str:
+    """/health is open to anyone: the exception's text (paths) goes to the log only."""
+    logger.warning(f"health: published marts unusable: {type(exc).__name__}: {mask(str(exc))}")
+    return f"unavailable: {type(exc).__name__} ({SEE_LOG})"
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})

@@ -15,11 +15,12 @@ from fastapi.responses import StreamingResponse
 
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
-from serve.deps import ApiKey, MartsCatalog, Settings, stack_config
+from serve.deps import ApiKey, MartsCatalog, Settings, catalog_or_503, reader_or_503, stack_config
+from serve.errors import unavailable
 from serve.marts import formats
 from serve.marts.catalog import Catalog, Mart, load_catalog
 from serve.marts.query import LIST_OPERATORS, OPERATORS, QueryProblem, build_sql, parse_query
-from serve.marts.readers import MartsReader, open_reader
+from serve.marts.readers import MartsReader
 from serve.marts.types import json_type
 from serve.schemas import MartInfo, MartList
 
@@ -78,10 +79,7 @@ def query_mart(
     chosen: str | None,
 ) -> StreamingResponse:
     """The rows a request asks for, from one snapshot, in the chosen format, streamed."""
-    try:
-        catalog = load_catalog(config)
-    except FileNotFoundError as exc:
-        raise HTTPException(503, str(exc)) from None
+    catalog = catalog_or_503(config)
     mart = _mart(catalog, name)
     fmt = _format(request, chosen)
     try:
@@ -90,10 +88,7 @@ def query_mart(
         )
     except QueryProblem as exc:
         raise HTTPException(400, str(exc)) from None
-    try:
-        reader = open_reader(config)
-    except FileNotFoundError as exc:
-        raise HTTPException(503, str(exc)) from None
+    reader = reader_or_503(config)
     try:
         page, count, params = build_sql(
             reader.relation(mart.schema, mart.name), query, reader.placeholder
@@ -105,7 +100,7 @@ def query_mart(
         raise HTTPException(400, f"query refused: {mask(str(exc)).splitlines()[0][:300]}") from None
     except Exception as exc:
         reader.close()
-        raise HTTPException(503, f"published marts unreadable: {type(exc).__name__}") from None
+        raise unavailable(f"published marts unreadable: {type(exc).__name__}", exc) from None
     headers = {"X-Total-Count": str(total), "X-Millpond-Snapshot": reader.snapshot or ""}
     if fmt in ("csv", "parquet", "arrow"):
         ext = {"csv": "csv", "parquet": "parquet", "arrow": "arrows"}[fmt]

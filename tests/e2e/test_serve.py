@@ -223,7 +223,8 @@ def test_api_keys_guard_marts_and_custom_routers(
         assert guarded.get("/marts").status_code == 401
         assert guarded.get("/marts/fct_orders").status_code == 401
         assert guarded.get("/team/predict/1").status_code == 401
-        assert guarded.get("/runs").status_code == 200
+        assert guarded.get("/runs").status_code == 401
+        assert guarded.get("/health").status_code == 200
         ok = guarded.get("/team/predict/1", headers={"X-API-Key": "team-key"})
         assert ok.status_code == 200, ok.text
         assert ok.json()["next_order_value"] > 0

@@ -86,7 +86,7 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     assert "millpond_ledger_up 1.0" in text
 
 
-def test_api_keys_guard_metrics_and_trigger_but_not_history(
+def test_api_keys_guard_every_path_but_health(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from serve import settings
@@ -98,7 +98,10 @@ def test_api_keys_guard_metrics_and_trigger_but_not_history(
     assert client.get("/metrics", headers={"X-API-Key": "k-two"}).status_code == 200
     assert client.get("/metrics", headers={"Authorization": "Bearer k-one"}).status_code == 200
     assert client.post("/runs").status_code == 401
-    assert client.get("/runs").status_code == 200
+    for path in ("/runs", "/jobs", "/tables", "/tests", "/openapi.json", "/docs", "/"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/runs", headers={"X-API-Key": "k-one"}).status_code == 200
+    assert client.get("/health").status_code in (200, 503)  # open: nothing published here
     monkeypatch.delenv("MILLPOND_API_KEYS")
     settings.get_settings.cache_clear()
     assert client.get("/metrics").status_code == 200
