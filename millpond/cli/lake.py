@@ -52,13 +52,21 @@ def ls(
     if not rows:
         out.print("no partitions")
         return
+    damaged = [r for r in rows if r.damage]
     width = max(len(r.partition_id) for r in rows)
     out.print(f"{'partition':<{width}}  {'rows':>12}  {'files':>5}  status", highlight=False)
     for r in rows:
-        status = "loaded" if r.loaded else "not loaded"
+        status = r.damage or ("loaded" if r.loaded else "not loaded")
         out.print(
             f"{r.partition_id:<{width}}  {r.rows:>12,}  {r.files:>5}  {status}", highlight=False
         )
+    if damaged:
+        console.print(
+            f"[yellow]{len(damaged)} damaged partition(s): `millpond doctor --repair` sets them "
+            "aside, or `millpond lake drop <partition>` deletes one[/]",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @lake_app.command("drop")
@@ -88,6 +96,9 @@ def drop(
     except (ValueError, PartitionNotFound) as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    if manifest is None:
+        out.print(f"dropped {partition_id.strip('/')} (damaged or gone from the lake)")
+        return
     files = ", ".join(f.name for f in manifest.files) or "no files"
     out.print(f"dropped {manifest.partition_id} ({manifest.rows:,} rows from {files})")
 

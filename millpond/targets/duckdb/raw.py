@@ -98,7 +98,17 @@ def load_table(
     every file's metadata each time: quadratic in partitions). A partition that cannot join
     the table is refused with LoadError after the ones before it are registered."""
     done = registered_partitions(con, schema, source, table)
-    pending = [m for m in lake.manifests(source, table) if m.partition_id not in done]
+    manifests = lake.manifests(source, table)  # ManifestDamaged names an unreadable one
+    gone = sorted(done - {m.partition_id for m in manifests})
+    if gone:
+        # The view reads their files, which are gone: every scan of it would fail.
+        raise LoadError(
+            f"{schema}.{raw_table_name(source, table)} reads {len(gone)} partition(s) whose "
+            f"folder is gone from the lake ({', '.join(gone[:3])}"
+            f"{'...' if len(gone) > 3 else ''}): `millpond lake drop {gone[0]}` takes one out "
+            "of the warehouse, `millpond doctor --repair` all of them"
+        )
+    pending = [m for m in manifests if m.partition_id not in done]
     good, refused = register_partitions(con, lake, schema, source, table, pending)
     for manifest in good:
         logger.info(f"{table}: registered {manifest.partition_id} ({manifest.rows:,} rows)")
