@@ -61,7 +61,7 @@ def doctor(
         else:
             action = finding.repair or "[yellow]nothing (see docs/recovery.md)[/]"
         table.add_row(finding.area, finding.where, finding.problem, action)
-    print_table(out, table)
+    print_table(out, table)  # paths whole, not folded, in a pipe or a file
     left = exam.problems
     if exam.rebuild_marts:
         out.print(

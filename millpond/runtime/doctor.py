@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ingest.lake import Manifest
 from millpond.core.locks import file_lock
@@ -230,8 +231,8 @@ def _set_aside_partition(
         lake.fs.create_dir(aside.rsplit("/", 1)[0], recursive=True)
         if lake.exists(aside):
             lake.fs.delete_dir(aside)
+        _unregister(ctx, source, table, partition_id)  # while its files are still there
         lake.fs.move(folder, aside)
-        _unregister(ctx, source, table, partition_id)
         return f"set aside as {lake.uri(aside)}"
 
     return fix
@@ -254,7 +255,7 @@ def _unregister(ctx: RunContext, source: str, table: str, partition_id: str) -> 
     try:
         was_loaded = ctx.target.drop_partition(source, table, partition_id)
     except Exception as exc:  # a damaged warehouse is rebuilt without it anyway
-        logger.debug(f"{partition_id}: not taken out of the warehouse ({exc})")
+        logger.warning(f"{partition_id}: not taken out of the warehouse ({exc})")
     ctx.ledger.record_lake_action(
         "drop", partition_id, source, table, None, {"doctor": True, "was_loaded": was_loaded}
     )
@@ -265,8 +266,21 @@ def _unregister(ctx: RunContext, source: str, table: str, partition_id: str) -> 
 
 def _check_snapshots(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> None:
     target = ctx.target
+    # Temp files first: publishing again would delete them on its own.
+    orphan_files = getattr(target, "orphan_files", None)
+    for orphan in orphan_files() if orphan_files else []:
+        size = orphan.lstat().st_size if orphan.is_symlink() or orphan.exists() else 0
+        exam.findings.append(
+            Finding(
+                "snapshot",
+                str(orphan),
+                f"temp file of a killed publish ({size:,} bytes)",
+                "deleted",
+                lambda path=orphan: _remove_orphan(ctx, path),
+            )
+        )
     published_health = getattr(target, "published_health", None)
-    damage = published_health() if published_health else None
+    damage = published_health(expected=_published(ctx)) if published_health else None
     if damage is not None:
         exam.findings.append(
             Finding(
@@ -279,18 +293,14 @@ def _check_snapshots(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> 
                 (lambda: _republish(ctx)) if warehouse_ok else None,
             )
         )
-    orphan_files = getattr(target, "orphan_files", None)
-    for orphan in orphan_files() if orphan_files else []:
-        size = orphan.lstat().st_size if orphan.is_symlink() or orphan.exists() else 0
-        exam.findings.append(
-            Finding(
-                "snapshot",
-                str(orphan),
-                f"temp file of a killed publish ({size:,} bytes)",
-                "deleted",
-                lambda: _remove_orphans(ctx),
-            )
-        )
+
+
+def _published(ctx: RunContext) -> bool:
+    """Whether the ledger says some run published (then `current` must exist)."""
+    try:
+        return bool(ctx.ledger.fingerprints(PUBLISH_KIND)[0])
+    except Exception:
+        return False
 
 
 def _republish(ctx: RunContext) -> str:
@@ -299,9 +309,11 @@ def _republish(ctx: RunContext) -> str:
     return f"published again as {done.location} ({len(done.tables)} tables)"
 
 
-def _remove_orphans(ctx: RunContext) -> str:
-    files, size = ctx.target.remove_orphan_files()  # type: ignore[attr-defined]
-    return f"deleted ({files} files, {size:,} bytes in all)" if files else "already gone"
+def _remove_orphan(ctx: RunContext, path: Path) -> str:
+    """Delete the temp files under the warehouse lock (the first finding's fix does all)."""
+    if path.is_symlink() or path.exists():
+        ctx.target.remove_orphan_files()  # type: ignore[attr-defined]
+    return "deleted"
 
 
 # --- the ledger ---------------------------------------------------------------------------

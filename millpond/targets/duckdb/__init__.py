@@ -119,9 +119,10 @@ class DuckDBTarget:
         with warehouse_lock(self.path):
             return warehouse_damage(self.path, deep)
 
-    def published_health(self) -> Damage | None:
-        """What is wrong with the snapshot readers open (`current`), or None."""
-        return snapshot_damage(self.published_dir)
+    def published_health(self, expected: bool = True) -> Damage | None:
+        """What is wrong with the snapshot readers open (`current`), or None; `expected`:
+        a publish succeeded, so no `current` at all is damage too."""
+        return snapshot_damage(self.published_dir, expected)
 
     def orphan_files(self) -> list[Path]:
         """Temp files killed publishes left in the published folder."""

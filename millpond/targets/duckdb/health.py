@@ -77,12 +77,13 @@ def _unreadable_relation(con: duckdb.DuckDBPyConnection, schema: str, name: str)
     return None
 
 
-def snapshot_damage(published_dir: Path) -> Damage | None:
+def snapshot_damage(published_dir: Path, expected: bool = False) -> Damage | None:
     """What is wrong with `current`: a link to a snapshot that is gone (dangling), or one that
-    does not open; None when it opens, or when nothing was ever published (no link)."""
+    does not open, or (when a publish is `expected`, the ledger says one succeeded) no link at
+    all; None when it opens."""
     link = published_dir / CURRENT
     if not link.is_symlink() and not link.exists():
-        return None
+        return Damage("snapshot", link, "missing") if expected else None
     if not link.exists():
         target = Path(str(link.readlink())) if link.is_symlink() else link
         return Damage("snapshot", link, "dangling", f"points at {target}, which is gone")

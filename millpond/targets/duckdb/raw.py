@@ -416,7 +416,12 @@ def unregister_partition(
     if partition_id not in registered_partitions(con, schema, source, table):
         return False
     name = raw_table_name(source, table)
-    columns = _existing_columns(con, schema, name)
+    try:
+        columns = _existing_columns(con, schema, name)
+    except duckdb.IOException:
+        # The view reads files that are gone (the partition's folder was deleted): the
+        # columns come from the files that stay.
+        columns = _remaining_columns(con, schema, source, table, partition_id)
     con.execute("begin transaction")
     try:
         con.execute(f"delete from {quote(schema)}.{FILES} where partition_id = ?", [partition_id])
@@ -434,3 +439,20 @@ def unregister_partition(
             con.execute("rollback")
         raise
     return True
+
+
+def _remaining_columns(
+    con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, partition_id: str
+) -> dict[str, str]:
+    """The data columns of the table's registered files other than `partition_id`'s."""
+    rows = con.execute(
+        f"select path from {quote(schema)}.{FILES} "
+        "where source = ? and table_name = ? and partition_id <> ? order by path",
+        [source, table, partition_id],
+    ).fetchall()
+    if not rows:
+        return {}
+    columns = _columns(
+        con, f"(select * exclude ({quote(FILE_COLUMN)}) from {_scan([r[0] for r in rows])})"
+    )
+    return {c: t for c, t in columns.items() if c not in BOOKKEEPING}
