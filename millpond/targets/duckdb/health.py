@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from millpond.targets.duckdb.damage import first_line
+from millpond.targets.duckdb.damage import first_line, is_damage
 from millpond.targets.duckdb.publish import CURRENT
 
 
@@ -45,14 +45,14 @@ def warehouse_damage(path: Path, deep: bool = False) -> Damage | None:
         return Damage("warehouse", path, "unreadable", first_line(exc))
     try:
         relations = con.execute(
-            "select schema_name, table_name from duckdb_tables() "
+            "select schema_name, table_name, 'table' from duckdb_tables() "
             "where database_name = current_database() and not internal "
-            "union all select schema_name, view_name from duckdb_views() "
+            "union all select schema_name, view_name, 'view' from duckdb_views() "
             "where database_name = current_database() and not internal"
         ).fetchall()
         if deep:
-            for schema, name in relations:
-                problem = _unreadable_relation(con, schema, name)
+            for schema, name, kind in relations:
+                problem = _unreadable_relation(con, schema, name, kind == "table")
                 if problem:
                     return Damage("warehouse", path, "unreadable", problem)
     except duckdb.Error as exc:
@@ -62,17 +62,26 @@ def warehouse_damage(path: Path, deep: bool = False) -> Damage | None:
     return None
 
 
-def _unreadable_relation(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
-    """Why a relation cannot be read (every column of a few rows and its count), or None.
-    A raw view over lake files that are gone is damage too: the lake is checked apart."""
+def _unreadable_relation(
+    con: duckdb.DuckDBPyConnection, schema: str, name: str, table: bool
+) -> str | None:
+    """Why a relation cannot be read, or None. A table's data lives in the file: every row
+    and column is read (a hash of each row), since a damaged block shows only when read. A
+    view's data does not (raw views read the lake, whose check is apart): it only binds."""
     relation = f'"{schema}"."{name}"'
+    sql = (
+        f"select count(*), bit_xor(hash(t)) from {relation} as t"
+        if table
+        else f"select * from {relation} limit 0"
+    )
     try:
-        con.execute(f"select * from {relation} limit 5").fetchall()
-        con.execute(f"select count(*) from {relation}").fetchall()
+        con.execute(sql).fetchall()
     except duckdb.Error as exc:
         text = str(exc).lower()
         if "no files found" in text or "no such file" in text:
             return None  # lake files that are gone: the lake's damage, found by its check
+        if not is_damage(exc):
+            return None  # a stale view (a Binder error) is dbt's to rebuild, not damage
         return f"{schema}.{name}: {first_line(exc)}"
     return None
 
