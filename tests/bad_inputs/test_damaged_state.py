@@ -302,7 +302,8 @@ class State:
 
     def ledger(self, sql: str) -> list[tuple[object, ...]]:
         with psycopg.connect(database_url(self.server, self.case_db)) as conn:
-            return conn.execute(sql).fetchall()
+            cursor = conn.execute(sql)
+            return cursor.fetchall() if cursor.description else []
 
 
 def _admin(server: str, *statements: str) -> None:
