@@ -33,6 +33,7 @@ def doctor(
       millpond doctor --repair
     """
     config = load(config_path)
+    from millpond.core.locks import file_lock
     from millpond.core.logs import close_run_log, node_context, open_run_log
     from millpond.runtime.context import RunContext
     from millpond.runtime.doctor import examine
@@ -43,10 +44,14 @@ def doctor(
     ctx = RunContext(config, run_id, orchestrator="doctor")
     open_run_log(config.logs_dir, run_id)
     try:
-        with node_context(run_id):
+        # Under the run lock: no run changes the state between the checks and the repairs.
+        with node_context(run_id), file_lock(config.locks_dir / "run.lock", "run", 60):
             exam = examine(ctx)
             if repair:
                 run_repair(ctx, exam)
+    except TimeoutError:
+        console.print("a run is going on: run `millpond doctor` when it is done", highlight=False)
+        raise typer.Exit(1) from None
     finally:
         close_run_log(run_id)
     if not exam.findings:

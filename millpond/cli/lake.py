@@ -19,6 +19,15 @@ lake_app = typer.Typer(
 )
 
 
+def _named_failure(exc: Exception) -> None:
+    """A damaged warehouse or lake (errors that carry `retryable` name their file and the
+    repair): said in one line, exit 1; anything else is a bug and keeps its traceback."""
+    if not hasattr(exc, "retryable"):
+        raise exc
+    console.print(f"[red]{exc}[/]", highlight=False)
+    raise typer.Exit(1) from None
+
+
 def _context(config_path: ConfigOption, target: TargetOption, name: str) -> Any:
     from millpond.runtime.context import RunContext
 
@@ -33,7 +42,8 @@ def ls(
     config_path: ConfigOption = None,
     target: TargetOption = None,
 ) -> None:
-    """List landed partitions with rows, files and whether the warehouse holds them.
+    """List landed partitions with rows, files and whether the warehouse holds them; damaged
+    ones (an unreadable manifest, a folder gone from the lake) too, and then exit 1.
 
     \b
     Examples:
@@ -49,6 +59,8 @@ def ls(
     except ValueError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
     if not rows:
         out.print("no partitions")
         return
@@ -80,6 +92,8 @@ def drop(
     """Take back a landed partition: remove it from the warehouse's raw relation and from the
     lake, and record it in the ledger. The marts change at the next `millpond run`. If its
     export is still in the inbox, the next run lands it again: remove or fix the file first.
+    A damaged partition (its manifest cannot be read) or one whose folder is gone from the
+    lake, as `lake ls` lists them, is taken back the same way (docs/recovery.md).
 
     \b
     Examples:
@@ -96,6 +110,8 @@ def drop(
     except (ValueError, PartitionNotFound) as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
     if manifest is None:
         out.print(f"dropped {partition_id.strip('/')} (damaged or gone from the lake)")
         return
@@ -135,6 +151,8 @@ def backfill(
     except ValueError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
     for step in steps:
         out.print(f"{step.action:<7} {step.partition_id} ({step.rows:,} rows)", highlight=False)
     out.print(

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from ingest.lake import Manifest
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
@@ -74,7 +76,8 @@ def examine(ctx: RunContext) -> Examination:
 
 def repair(ctx: RunContext, exam: Examination) -> None:
     """Fix what can be fixed, in order (lake, warehouse, ledger, snapshots), under the run lock
-    so no run changes the state under the repair; recorded in the ledger as a run."""
+    (re-entrant: the caller may hold it since the examination) so no run changes the state
+    under the repair; recorded in the ledger as a run."""
     if not any(f.fix for f in exam.findings):
         return
     ctx.ledger.start_run(ctx.run_id, "doctor", "doctor", ctx.config.target_name)
@@ -228,11 +231,17 @@ def _set_aside_partition(
     def fix() -> str:
         lake = ctx.lake
         aside = lake.path(DAMAGED, partition_id)
-        lake.fs.create_dir(aside.rsplit("/", 1)[0], recursive=True)
         if lake.exists(aside):
             lake.fs.delete_dir(aside)
+        lake.fs.create_dir(aside, recursive=True)
         _unregister(ctx, source, table, partition_id)  # while its files are still there
-        lake.fs.move(folder, aside)
+        # File by file: S3 has no folders to rename.
+        for info in lake.fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
+            if info.type == pafs.FileType.File:
+                moved = f"{aside}/{info.path.removeprefix(folder).lstrip('/')}"
+                lake.fs.create_dir(moved.rsplit("/", 1)[0], recursive=True)
+                lake.fs.copy_file(info.path, moved)
+        lake.fs.delete_dir(folder)
         return f"set aside as {lake.uri(aside)}"
 
     return fix
