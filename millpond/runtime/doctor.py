@@ -135,6 +135,10 @@ def _anything_landed(ctx: RunContext) -> bool:
 
 
 def _rebuild_warehouse(ctx: RunContext, exam: Examination, set_aside: bool) -> str:
+    # First, before anything changes: a rebuilt warehouse whose models the ledger still
+    # calls unchanged would be the very silent failure this repairs. (Raises while the
+    # ledger cannot be read.)
+    _void_fingerprints(ctx)
     said = ""
     if set_aside:
         stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -146,7 +150,6 @@ def _rebuild_warehouse(ctx: RunContext, exam: Examination, set_aside: bool) -> s
         for partition_id in loaded.partitions:
             ctx.ledger.mark_partition_loaded(partition_id)
         partitions += len(loaded.partitions)
-    _void_fingerprints(ctx)
     exam.rebuild_marts = True
     return f"{said}{partitions} partitions registered from the lake; every model is rebuilt"
 
