@@ -6,10 +6,11 @@ the ledger describes. A deleted warehouse file once gave a green run ("39 unchan
 warehouse at all, and the next run with data failed on missing tables; a damaged one failed
 every load with DuckDB's checksum error naming no file. So every run start asks the target
 first (`Target.health`, where the target can tell):
-- missing, while the ledger remembers loads or models: every model's fingerprint is voided in
-  the ledger (so every orchestrator and process rebuilds it), the run cannot be settled as
-  "nothing new" (every load registers the lake's partitions again), and the run says why in a
-  warning and its summary;
+- missing, while the ledger remembers loads or models or the lake holds partitions: every
+  model's fingerprint is voided in the ledger (so every orchestrator and process rebuilds it;
+  a ledger that cannot be read makes the run a full refresh instead), the run cannot be
+  settled as "nothing new" (every load registers the lake's partitions again), and the run
+  says why in a warning and its summary;
 - unreadable: the run cannot be settled either; its loads fail naming the file and
   `millpond doctor --repair`.
 """
@@ -62,10 +63,14 @@ def _check(ctx: RunContext) -> WarehouseCheck:
         logger.error(note)
         return WarehouseCheck(note, can_settle=False)
     latest = _known_models(ctx)
-    if not latest and not _known_loads(ctx):
-        return WarehouseCheck()  # a first run: nothing was ever built
+    if not latest and latest is not None and not _known_loads(ctx) and not _landed(ctx):
+        return WarehouseCheck()  # a first run: nothing was ever landed or built
     if latest:
         ctx.ledger.record_fingerprints(ctx.run_id, {node: (None, None) for node in latest})
+    if latest is None:
+        # The ledger cannot say what it believes now, and may answer later in the run:
+        # this run rebuilds everything whatever it says then.
+        ctx.full_refresh = True
     note = (
         f"the warehouse {damage.path} is missing: every landed partition is registered again "
         "from the lake and every model rebuilt"
@@ -74,13 +79,23 @@ def _check(ctx: RunContext) -> WarehouseCheck:
     return WarehouseCheck(note, can_settle=False)
 
 
-def _known_models(ctx: RunContext) -> list[str]:
-    """Every node the ledger holds a fingerprint for (what it believes the warehouse holds)."""
+def _known_models(ctx: RunContext) -> list[str] | None:
+    """Every node the ledger holds a fingerprint for (what it believes the warehouse holds);
+    None when the ledger cannot be read."""
     try:
         _, latest = ctx.ledger.fingerprints(PUBLISH_KIND)
-    except Exception:  # ledger down: fingerprints are not trusted anyway (nodes.fingerprints)
-        return []
+    except Exception:
+        return None
     return sorted(node for node, record in latest.items() if record[0] is not None)
+
+
+def _landed(ctx: RunContext) -> bool:
+    """Whether the lake holds any partition of a configured table (damaged ones count)."""
+    for name, source in ctx.config.sources.items():
+        for table in source.table_names():
+            if ctx.lake.scan(name, table) != ([], []):
+                return True
+    return False
 
 
 def _known_loads(ctx: RunContext) -> bool:
