@@ -494,3 +494,14 @@ def test_deleted_partition_folder_gives_clear_messages(fresh: State) -> None:
     again = fresh.run("lake", "drop", partition)
     assert again.returncode == 2 and str(folder) in again.stderr
     _assert_good_run(fresh)
+
+
+def test_doctor_is_in_the_help() -> None:
+    from typer.testing import CliRunner
+
+    from millpond.cli.main import app
+
+    listed = CliRunner().invoke(app, ["--help"])
+    assert listed.exit_code == 0 and "doctor" in listed.output
+    own = CliRunner().invoke(app, ["doctor", "--help"])
+    assert own.exit_code == 0 and "--repair" in own.output and "docs/recovery.md" in own.output
