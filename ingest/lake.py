@@ -9,6 +9,9 @@ the same code. The layout is
 The manifest is written last: a partition folder without one is an interrupted landing that
 never happened, and every reader here ignores it. Parts are written under a hidden, temporary
 name first (ingest.staging), so not even a reader that globs the lake sees a half-landed part.
+A manifest that exists but cannot be read (truncated or edited by hand) is damage, not absence:
+`manifests` raises ManifestDamaged naming the file, `scan` lists it for the commands that show
+and repair damage (`millpond lake ls|drop`, `millpond doctor`; docs/recovery.md).
 """
 
 from __future__ import annotations
