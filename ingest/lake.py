@@ -9,6 +9,9 @@ the same code. The layout is
 The manifest is written last: a partition folder without one is an interrupted landing that
 never happened, and every reader here ignores it. Parts are written under a hidden, temporary
 name first (ingest.staging), so not even a reader that globs the lake sees a half-landed part.
+A manifest that exists but cannot be read (truncated or edited by hand) is damage, not absence:
+`manifests` raises ManifestDamaged naming the file, `scan` lists it for the commands that show
+and repair damage (`millpond lake ls|drop`, `millpond doctor`; docs/recovery.md).
 """
 
 from __future__ import annotations
@@ -103,6 +106,34 @@ class Manifest:
         data["files"] = [SourceFile(**f) for f in data.get("files", [])]
         data["parts"] = [PartFile(**p) for p in data.get("parts", [])]
         return cls(**data)
+
+
+class ManifestDamaged(ValueError):
+    """A `_manifest.json` that cannot be read (truncated, edited by hand): named by file, with
+    the ways out. Not retryable: the same file fails the same way."""
+
+    retryable = False
+
+    def __init__(self, path: str, partition_id: str, reason: str) -> None:
+        super().__init__(
+            f"the manifest {path} of partition {partition_id} cannot be read ({reason}): "
+            "`millpond doctor --repair` sets the partition aside (the next run lands its files "
+            f"again if the source still has them), or `millpond lake drop {partition_id}` "
+            "deletes it"
+        )
+        self.path = path
+        self.partition_id = partition_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DamagedPartition:
+    """A partition folder whose manifest cannot be read (`Lake.scan`)."""
+
+    partition_id: str
+    folder: str
+    manifest: str  # the manifest's path or URL, as messages name it
+    reason: str
 
 
 def raw_table_name(source: str, table: str) -> str:
@@ -202,17 +233,45 @@ class Lake:
                 out.write(text.encode("utf-8"))
 
     def manifests(self, source: str, table: str) -> list[Manifest]:
-        """Every complete partition of a table, oldest first."""
+        """Every complete partition of a table, oldest first; ManifestDamaged (naming the
+        file) when a manifest cannot be read: nothing may be decided over a partition whose
+        content is unknown."""
+        found, damaged = self.scan(source, table)
+        if damaged:
+            first = damaged[0]
+            raise ManifestDamaged(first.manifest, first.partition_id, first.reason)
+        return found
+
+    def scan(self, source: str, table: str) -> tuple[list[Manifest], list[DamagedPartition]]:
+        """The table's readable partitions (oldest first) and the damaged ones, for the
+        commands that show or repair damage (`millpond lake ls`, `lake drop`, doctor)."""
         base = self.table_dir(source, table)
         if not self.exists(base):
-            return []
+            return [], []
         selector = pafs.FileSelector(base, recursive=True)
-        found = [
-            Manifest.from_json(self.read_text(info.path))
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and info.base_name == MANIFEST
-        ]
-        return sorted(found, key=lambda m: (m.landed_at, m.partition_id))
+        found: list[Manifest] = []
+        damaged: list[DamagedPartition] = []
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or info.base_name != MANIFEST:
+                continue
+            try:
+                found.append(Manifest.from_json(self.read_text(info.path)))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                folder = info.path.rsplit("/", 1)[0]
+                damaged.append(
+                    DamagedPartition(
+                        self.partition_id_of(folder),
+                        folder,
+                        self.uri(info.path),
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
+        found.sort(key=lambda m: (m.landed_at, m.partition_id))
+        return found, sorted(damaged, key=lambda d: d.partition_id)
+
+    def partition_id_of(self, folder: str) -> str:
+        """A partition folder's id (`source/table/ingest_date=.../run=...`)."""
+        return folder.removeprefix(self.path("raw") + "/").strip("/")
 
     def remove_orphans(self, source: str, table: str) -> int:
         """Delete partition folders without a manifest (landings that died midway); the caller

@@ -19,6 +19,15 @@ lake_app = typer.Typer(
 )
 
 
+def _named_failure(exc: Exception) -> None:
+    """A damaged warehouse or lake (errors that carry `retryable` name their file and the
+    repair): said in one line, exit 1; anything else is a bug and keeps its traceback."""
+    if not hasattr(exc, "retryable"):
+        raise exc
+    console.print(f"[red]{exc}[/]", highlight=False)
+    raise typer.Exit(1) from None
+
+
 def _context(config_path: ConfigOption, target: TargetOption, name: str) -> Any:
     from millpond.runtime.context import RunContext
 
@@ -33,7 +42,8 @@ def ls(
     config_path: ConfigOption = None,
     target: TargetOption = None,
 ) -> None:
-    """List landed partitions with rows, files and whether the warehouse holds them.
+    """List landed partitions with rows, files and whether the warehouse holds them; damaged
+    ones (an unreadable manifest, a folder gone from the lake) too, and then exit 1.
 
     \b
     Examples:
@@ -49,16 +59,26 @@ def ls(
     except ValueError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
     if not rows:
         out.print("no partitions")
         return
+    damaged = [r for r in rows if r.damage]
     width = max(len(r.partition_id) for r in rows)
     out.print(f"{'partition':<{width}}  {'rows':>12}  {'files':>5}  status", highlight=False)
     for r in rows:
-        status = "loaded" if r.loaded else "not loaded"
+        status = r.damage or ("loaded" if r.loaded else "not loaded")
         out.print(
             f"{r.partition_id:<{width}}  {r.rows:>12,}  {r.files:>5}  {status}", highlight=False
         )
+    if damaged:
+        console.print(
+            f"[yellow]{len(damaged)} damaged partition(s): `millpond doctor --repair` sets them "
+            "aside, or `millpond lake drop <partition>` deletes one[/]",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @lake_app.command("drop")
@@ -72,6 +92,8 @@ def drop(
     """Take back a landed partition: remove it from the warehouse's raw relation and from the
     lake, and record it in the ledger. The marts change at the next `millpond run`. If its
     export is still in the inbox, the next run lands it again: remove or fix the file first.
+    A damaged partition (its manifest cannot be read) or one whose folder is gone from the
+    lake, as `lake ls` lists them, is taken back the same way (docs/recovery.md).
 
     \b
     Examples:
@@ -88,6 +110,11 @@ def drop(
     except (ValueError, PartitionNotFound) as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
+    if manifest is None:
+        out.print(f"dropped {partition_id.strip('/')} (damaged or gone from the lake)")
+        return
     files = ", ".join(f.name for f in manifest.files) or "no files"
     out.print(f"dropped {manifest.partition_id} ({manifest.rows:,} rows from {files})")
 
@@ -124,6 +151,8 @@ def backfill(
     except ValueError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        _named_failure(exc)
     for step in steps:
         out.print(f"{step.action:<7} {step.partition_id} ({step.rows:,} rows)", highlight=False)
     out.print(

@@ -19,6 +19,7 @@ import typer
 from millpond.cli import deployment
 from millpond.cli.common import ConfigOption, console, load, out
 from millpond.cli.docs import docs
+from millpond.cli.doctor import doctor
 from millpond.cli.logs import logs
 from millpond.cli.status import status
 from millpond.core.config import MillpondConfig
@@ -123,6 +124,7 @@ def run(
     from flows.server import api_url, ensure_server, ui_url
     from millpond.cli.summary import print_summary
     from millpond.runtime.context import RunContext
+    from millpond.runtime.damage import warehouse_note
     from millpond.runtime.execute import new_run_id
     from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
     from millpond.runtime.nothing_new import settle_if_nothing_new
@@ -171,6 +173,9 @@ def run(
     print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows)
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
+    damage = warehouse_note(ctx)  # a missing or unreadable warehouse: said again here
+    if damage:
+        out.print(damage, style="yellow", markup=False, highlight=False)
     if ctx.ledger.buffered:
         out.print(
             f"[yellow]metadata database unreachable: {ctx.ledger.buffered} ledger records "
@@ -436,6 +441,7 @@ def serve(
 app.command()(status)
 app.command()(logs)
 app.command()(docs)
+app.command()(doctor)
 import millpond.cli.lake  # noqa: E402, F401 - registers `lake ls|drop` and `backfill`
 from millpond.cli.tasks import run_finish, run_start  # noqa: E402 - after the helpers they use
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
+from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
 from millpond.nodes.source_table import SourceTable, nothing_to_do
 
@@ -53,6 +54,7 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         raise
     for partition_id in loaded.partitions:
         scope.ledger.mark_partition_loaded(partition_id)
+    _reconcile(scope, params, set(loaded.partitions))
     scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
     report.rows, report.bytes = loaded.rows, loaded.bytes
     report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
@@ -63,6 +65,22 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
             f"{params.source}.{params.table}: {len(rejected)} file(s) rejected at landing, "
             f"the table's other files are loaded: " + "; ".join(r.reason for r in rejected)
         )
+
+
+def _reconcile(scope: NodeScope, params: SourceTable, marked: set[str]) -> None:
+    """Mark loaded in the ledger what the warehouse's own bookkeeping holds and the ledger
+    misses: a run killed between the warehouse's commit and the ledger's write left it NULL,
+    and every later run with nothing new would otherwise start a flow to load nothing."""
+    try:
+        in_ledger = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
+        in_warehouse = scope.target.loaded_partitions(params.source, params.table)
+    except Exception as exc:  # a ledger that is down or buffering: the next run reconciles
+        logger.debug(f"cannot reconcile loaded partitions now ({exc})")
+        return
+    landed = {m.partition_id for m in scope.lake.manifests(params.source, params.table)}
+    for partition_id in sorted((in_warehouse & landed) - in_ledger - marked):
+        logger.info(f"{partition_id}: in the warehouse but not marked loaded: marking it")
+        scope.ledger.mark_partition_loaded(partition_id)
 
 
 class FilesRejected(Exception):

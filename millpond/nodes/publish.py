@@ -4,9 +4,10 @@ It waits for every sink of the graph, so any failure anywhere keeps the publishe
 they were. Which schemas are published: `publish.schemas`, or else every schema that a node
 marked publishable (dbt's table and incremental models).
 
-When every node with a fingerprint was found unchanged (millpond.nodes.fingerprints) and the
-schemas are those of the published run, readers already have this run's marts: publish is
-`unchanged` and `current` keeps pointing at the same snapshot.
+When every node with a fingerprint was found unchanged (millpond.nodes.fingerprints), the
+schemas are those of the published run and the target finds its published marts readable
+(`published_health`: DuckDB's `current` resolves and opens), readers already have this run's
+marts: publish is `unchanged` and `current` keeps pointing at the same snapshot.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     if not fingerprints.all_unchanged(members):
         return None
     if not fingerprints.check(node.id, node.kind, fingerprint)[0]:
+        return None
+    # Readers must really have them: a `current` that is gone or does not open is published
+    # again from the warehouse, never reported as unchanged.
+    published_health = getattr(scope.target, "published_health", None)
+    damage = published_health() if published_health else None
+    if damage is not None:
+        logger.warning(f"{damage.message()}: publishing the marts again")
         return None
 
     def settle(report: NodeReport) -> None:

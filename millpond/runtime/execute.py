@@ -24,6 +24,7 @@ from millpond.core.runid import new_run_id as new_run_id  # where the CLI gets i
 from millpond.nodes.extract import warnings as source_warnings
 from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
+from millpond.runtime.damage import check_warehouse
 from millpond.runtime.lifecycle import crash_flow_runs, open_run
 from millpond.runtime.totals import rows_loaded
 
@@ -120,8 +121,10 @@ def skip_node(ctx: RunContext, node_id: str, reason: str) -> None:
 
 def start_run(ctx: RunContext, trigger: str) -> None:
     """Open the run in the ledger with its lease (closing runs that died first) and pass on
-    what the sources want the user to hear."""
+    what the sources want the user to hear; then check the warehouse the ledger describes
+    before any node trusts that bookkeeping (millpond.runtime.damage)."""
     crash_flow_runs(open_run(ctx, trigger))
+    check_warehouse(ctx)
     for warning in source_warnings(ctx):
         logger.warning(warning)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ingest.lake import Manifest
-from ingest.replay import PartitionRef, delete_partition, find_partition, reland_partition
+from ingest.replay import PartitionNotFound, PartitionRef, delete_partition, reland_partition
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.core.registry import SOURCES, SourceItem, TableState
@@ -33,6 +33,8 @@ class PartitionRow:
     files: int
     bytes: int
     loaded: bool
+    # Why the partition cannot be used (an unreadable manifest, a folder gone from the lake).
+    damage: str | None = None
 
 
 def tables_of(ctx: RunContext, selector: str | None) -> list[tuple[str, str]]:
@@ -50,9 +52,13 @@ def tables_of(ctx: RunContext, selector: str | None) -> list[tuple[str, str]]:
 
 
 def list_partitions(ctx: RunContext, selector: str | None = None) -> list[PartitionRow]:
+    """The lake's partitions with whether the warehouse holds them; damaged ones too (a
+    manifest that cannot be read, a registered partition whose folder is gone), so they can
+    be seen and dropped."""
     rows: list[PartitionRow] = []
     for source, table in tables_of(ctx, selector):
         loaded = ctx.target.loaded_partitions(source, table)
+        manifests, damaged = ctx.lake.scan(source, table)
         rows += [
             PartitionRow(
                 m.partition_id,
@@ -64,7 +70,26 @@ def list_partitions(ctx: RunContext, selector: str | None = None) -> list[Partit
                 m.bytes,
                 m.partition_id in loaded,
             )
-            for m in ctx.lake.manifests(source, table)
+            for m in manifests
+        ]
+        rows += [
+            PartitionRow(
+                d.partition_id,
+                source,
+                table,
+                "",
+                0,
+                0,
+                0,
+                d.partition_id in loaded,
+                f"damaged: manifest {d.manifest} cannot be read",
+            )
+            for d in damaged
+        ]
+        known = {m.partition_id for m in manifests} | {d.partition_id for d in damaged}
+        rows += [
+            PartitionRow(p, source, table, "", 0, 0, 0, True, "gone: its folder is not in the lake")
+            for p in sorted(loaded - known)
         ]
     return rows
 
@@ -80,22 +105,37 @@ def _exclusive(ctx: RunContext, source: str, table: str) -> Iterator[None]:
         yield
 
 
-def drop(ctx: RunContext, partition_id: str) -> Manifest:
-    """Take a landed partition back: out of the raw relation, then out of the lake."""
+def drop(ctx: RunContext, partition_id: str) -> Manifest | None:
+    """Take a landed partition back: out of the raw relation, then out of the lake.
+
+    A damaged partition (its manifest cannot be read) goes the same way, folder and all, and
+    so does one whose folder is already gone from the lake while the warehouse still reads
+    it; those return None (there is no manifest to tell what they held)."""
     ref = PartitionRef.parse(partition_id)
     tables_of(ctx, f"{ref.source}.{ref.table}")
+    partition_id = partition_id.strip("/")
     with _exclusive(ctx, ref.source, ref.table):
-        manifest = find_partition(ctx.lake, partition_id)
-        was_loaded = ctx.target.drop_partition(ref.source, ref.table, manifest.partition_id)
-        delete_partition(ctx.lake, manifest)
-    ctx.ledger.record_lake_action(
-        "drop",
-        manifest.partition_id,
-        ref.source,
-        ref.table,
-        manifest.rows,
-        {"was_loaded": was_loaded, "files": [f.name for f in manifest.files]},
-    )
+        manifests, damaged = ctx.lake.scan(ref.source, ref.table)
+        manifest = next((m for m in manifests if m.partition_id == partition_id), None)
+        broken = next((d for d in damaged if d.partition_id == partition_id), None)
+        was_loaded = ctx.target.drop_partition(ref.source, ref.table, partition_id)
+        if manifest is not None:
+            delete_partition(ctx.lake, manifest)
+        elif broken is not None:
+            ctx.lake.fs.delete_dir(broken.folder)
+        elif not was_loaded:
+            folder = ctx.lake.partition_dir(ref.source, ref.table, ref.ingest_date, ref.run_id)
+            raise PartitionNotFound(
+                f"no partition {partition_id}: the lake has no folder {ctx.lake.uri(folder)} "
+                "and the warehouse does not read it (see `millpond lake ls`)"
+            )
+    detail: dict[str, object] = {"was_loaded": was_loaded}
+    if manifest is not None:
+        detail["files"] = [f.name for f in manifest.files]
+    else:
+        detail["damage"] = broken.reason if broken else "folder gone from the lake"
+    rows = manifest.rows if manifest else None
+    ctx.ledger.record_lake_action("drop", partition_id, ref.source, ref.table, rows, detail)
     return manifest
 
 
@@ -118,17 +158,28 @@ def backfill(
     steps: list[BackfillStep] = []
     for src, tbl in tables_of(ctx, f"{source}.{table}" if table else source):
         with _exclusive(ctx, src, tbl):
-            chosen = [
-                m
-                for m in ctx.lake.manifests(src, tbl)
-                if first <= dt.date.fromisoformat(m.ingest_date) <= last
-            ]
+            manifests = ctx.lake.manifests(src, tbl)  # ManifestDamaged names a bad one
+            _refuse_gone(ctx, src, tbl, {m.partition_id for m in manifests})
+            chosen = [m for m in manifests if first <= dt.date.fromisoformat(m.ingest_date) <= last]
             offered = _offered(ctx, src, tbl) if chosen else {}
             for manifest in chosen:
                 steps.append(_backfill_one(ctx, manifest, offered))
             if chosen:
                 ctx.target.load_table(ctx.lake, src, tbl)
     return steps
+
+
+def _refuse_gone(ctx: RunContext, source: str, table: str, in_lake: set[str]) -> None:
+    """A partition the warehouse reads but whose folder is gone from the lake breaks every
+    reload of the table: say which, and how to take it out, before anything changes."""
+    gone = sorted(ctx.target.loaded_partitions(source, table) - in_lake)
+    if gone:
+        raise ValueError(
+            f"{source}.{table}: the warehouse reads {len(gone)} partition(s) whose folder is "
+            f"gone from the lake ({', '.join(gone[:3])}{'...' if len(gone) > 3 else ''}); "
+            f"take them out first with `millpond lake drop {gone[0]}` (or "
+            "`millpond doctor --repair`)"
+        )
 
 
 def _backfill_one(

@@ -8,8 +8,9 @@ graph whether it is up to date (`NodeKind.up_to_date`, which has no side effects
 all of them are is the run settled here: each node recorded as `unchanged` through the one
 execute path (ledger, logs, summary and notifications as ever), the run closed, no flow run.
 
-One node that would do something, or one kind that cannot tell (a SQL source must query to
-know), and the run goes to the orchestrator as always. The checks' per-run resources are
+One node that would do something, one kind that cannot tell (a SQL source must query to
+know), or a warehouse that is missing or damaged, and the run goes to the orchestrator as
+always. The checks' per-run resources are
 dropped first: the real run computes fingerprints afresh, after its own loads.
 """
 
@@ -20,6 +21,7 @@ from millpond.core.logs import logger
 from millpond.core.registry import NODE_KINDS, Settle
 from millpond.nodes.extract import warnings as source_warnings
 from millpond.runtime.context import RunContext
+from millpond.runtime.damage import check_warehouse
 from millpond.runtime.execute import finish_run, run_node
 
 
@@ -39,8 +41,12 @@ def settle_if_nothing_new(ctx: RunContext) -> str | None:
 
 def settle_locked(ctx: RunContext) -> str | None:
     """`settle_if_nothing_new` for a caller that holds the run lock and has started the run
-    (a flow run of the deployment: it then has no tasks)."""
-    if ctx.full_refresh:
+    (a flow run of the deployment: it then has no tasks).
+
+    The ledger's bookkeeping settles nothing over a warehouse that is missing or unreadable
+    (millpond.runtime.damage), nor publish over a `current` snapshot that does not open
+    (the publish kind's own check)."""
+    if not check_warehouse(ctx).can_settle or ctx.full_refresh:
         return None
     before = ctx.resource_keys()
     settles = _all_up_to_date(ctx)

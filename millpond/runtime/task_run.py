@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from metadata.ledger import LedgerUnavailableError
 from millpond.runtime.context import RunContext
+from millpond.runtime.damage import check_warehouse
 from millpond.runtime.execute import NodeOutcome, finish_run, skip_node
 from millpond.runtime.lifecycle import AIRFLOW_TRIGGERS, open_run
 
@@ -23,6 +24,7 @@ def open_task_run(ctx: RunContext, run_type: str) -> None:
     # Airflow 3.3 renders `{{ dag_run.run_type }}` as the enum's name (`DagRunType.MANUAL`).
     value = run_type.rsplit(".", 1)[-1].lower()
     open_run(ctx, AIRFLOW_TRIGGERS.get(value, value or None), process=False)
+    check_warehouse(ctx)  # a missing warehouse voids the fingerprints every task reads
 
 
 def close_task_run(ctx: RunContext) -> str:

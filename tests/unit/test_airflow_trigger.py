@@ -27,5 +27,6 @@ def test_run_type_becomes_the_trigger(
     monkeypatch.setattr(
         task_run, "open_run", lambda ctx, value, process: seen.update(t=value, p=process)
     )
+    monkeypatch.setattr(task_run, "check_warehouse", lambda ctx: None)  # no warehouse here
     task_run.open_task_run(None, rendered)  # type: ignore[arg-type]
     assert seen == {"t": trigger, "p": False}

@@ -18,8 +18,9 @@ from pydantic import field_validator
 from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
 from millpond.targets.duckdb import raw
+from millpond.targets.duckdb.health import Damage, snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
-from millpond.targets.duckdb.publish import publish
+from millpond.targets.duckdb.publish import orphan_temp_files, publish, remove_orphans
 from millpond.targets.duckdb.s3 import LakeAccess
 
 
@@ -109,6 +110,42 @@ class DuckDBTarget:
     def publish(self, run_id: str, schemas: list[str], keep: int) -> PublishedMarts:
         done = publish(self.path, self.published_dir, run_id, schemas, keep, self._setup)
         return PublishedMarts(str(done.path), done.tables, done.path.stat().st_size)
+
+    # --- damaged state (millpond.runtime.damage, millpond doctor) ---------------------------
+
+    def health(self, deep: bool = False) -> Damage | None:
+        """The warehouse file's problem (missing, unreadable), or None; `deep` reads every
+        relation too (millpond.targets.duckdb.health)."""
+        with warehouse_lock(self.path):
+            return warehouse_damage(self.path, deep)
+
+    def published_health(self, expected: bool = True) -> Damage | None:
+        """What is wrong with the snapshot readers open (`current`), or None; `expected`:
+        a publish succeeded, so no `current` at all is damage too."""
+        return snapshot_damage(self.published_dir, expected)
+
+    def orphan_files(self) -> list[Path]:
+        """Temp files killed publishes left in the published folder."""
+        return orphan_temp_files(self.published_dir)
+
+    def remove_orphan_files(self) -> tuple[int, int]:
+        """Delete them under the warehouse lock (no publish is writing one now)."""
+        with warehouse_lock(self.path):
+            return remove_orphans(self.published_dir)
+
+    def set_aside(self, suffix: str) -> Path | None:
+        """Move the warehouse file (and its WAL) to `<path>.<suffix>`, so the next connection
+        starts an empty one that loads rebuild from the lake; the moved file is kept for a
+        person to look at or delete. None when there was no file."""
+        with warehouse_lock(self.path):
+            if not self.path.exists():
+                return None
+            aside = self.path.with_name(f"{self.path.name}.{suffix}")
+            self.path.rename(aside)
+            wal = Path(f"{self.path}.wal")
+            if wal.exists():
+                wal.rename(Path(f"{aside}.wal"))
+            return aside
 
     def dbt_output(self) -> dict[str, Any]:
         output: dict[str, Any] = {

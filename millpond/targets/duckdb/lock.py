@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from millpond.core.locks import file_lock
+from millpond.targets.duckdb.damage import open_checked
 
 
 @contextmanager
@@ -30,9 +31,10 @@ def open_warehouse(
     path: Path, setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to the warehouse, under the writer lock; `setup` prepares it
-    (an S3 lake's httpfs and secret) before use."""
+    (an S3 lake's httpfs and secret) before use. A damaged file raises WarehouseDamaged,
+    which names it and the repair."""
     with warehouse_lock(path):
-        con = duckdb.connect(str(path))
+        con = open_checked(path)
         try:
             if setup is not None:
                 setup(con)

@@ -10,6 +10,7 @@ ids' spelling.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -56,11 +57,15 @@ def publish(
     name = snapshot_name(run_id)
     target = published_dir / f"{name}.duckdb"
     staging = published_dir / f".{name}.duckdb.tmp"
-    staging.unlink(missing_ok=True)
     tables: dict[str, int] = {}
     # Copy and switch under the warehouse lock: no other writer changes the marts in between,
     # and two publishers cannot interleave their switches.
     with warehouse_lock(warehouse):
+        # Only a publish writes temp files here, under this lock: any there now were left by
+        # a publish that was killed, and would stay forever.
+        orphans, size = remove_orphans(published_dir)
+        if orphans:
+            logger.info(f"removed {orphans} temp files ({size:,} bytes) left by a killed publish")
         try:
             _copy_marts(warehouse, staging, schemas, tables, setup)
         except BaseException:
@@ -104,6 +109,34 @@ def _copy_marts(
                 tables[f"{schema}.{name}"] = int(count[0]) if count else 0
         finally:
             con.execute("detach snapshot")
+
+
+def orphan_temp_files(published_dir: Path) -> list[Path]:
+    """Files a killed publish left behind: a staged snapshot (`.<run>.duckdb.tmp`), its WAL,
+    a half-made link. Only a publish writes them, under the warehouse lock, so a caller that
+    holds that lock knows no live process is writing any of them."""
+    if not published_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in published_dir.iterdir()
+        if p.name.startswith(".") and p.name.endswith((".duckdb.tmp", ".duckdb.tmp.wal"))
+    ]
+    link = published_dir / f".{CURRENT}.tmp"
+    if link.is_symlink() or link.exists():
+        found.append(link)
+    return sorted(found)
+
+
+def remove_orphans(published_dir: Path) -> tuple[int, int]:
+    """Delete the orphan temp files; (files, bytes) removed. The caller holds the lock."""
+    files = size = 0
+    for path in orphan_temp_files(published_dir):
+        with contextlib.suppress(OSError):
+            size += path.lstat().st_size
+            path.unlink()
+            files += 1
+    return files, size
 
 
 def point_current(published_dir: Path, name: str) -> None:

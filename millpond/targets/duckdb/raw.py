@@ -98,7 +98,17 @@ def load_table(
     every file's metadata each time: quadratic in partitions). A partition that cannot join
     the table is refused with LoadError after the ones before it are registered."""
     done = registered_partitions(con, schema, source, table)
-    pending = [m for m in lake.manifests(source, table) if m.partition_id not in done]
+    manifests = lake.manifests(source, table)  # ManifestDamaged names an unreadable one
+    gone = sorted(done - {m.partition_id for m in manifests})
+    if gone:
+        # The view reads their files, which are gone: every scan of it would fail.
+        raise LoadError(
+            f"{schema}.{raw_table_name(source, table)} reads {len(gone)} partition(s) whose "
+            f"folder is gone from the lake ({', '.join(gone[:3])}"
+            f"{'...' if len(gone) > 3 else ''}): `millpond lake drop {gone[0]}` takes one out "
+            "of the warehouse, `millpond doctor --repair` all of them"
+        )
+    pending = [m for m in manifests if m.partition_id not in done]
     good, refused = register_partitions(con, lake, schema, source, table, pending)
     for manifest in good:
         logger.info(f"{table}: registered {manifest.partition_id} ({manifest.rows:,} rows)")
@@ -406,7 +416,12 @@ def unregister_partition(
     if partition_id not in registered_partitions(con, schema, source, table):
         return False
     name = raw_table_name(source, table)
-    columns = _existing_columns(con, schema, name)
+    try:
+        columns = _existing_columns(con, schema, name)
+    except duckdb.IOException:
+        # The view reads files that are gone (the partition's folder was deleted): the
+        # columns come from the files that stay.
+        columns = _remaining_columns(con, schema, source, table, partition_id)
     con.execute("begin transaction")
     try:
         con.execute(f"delete from {quote(schema)}.{FILES} where partition_id = ?", [partition_id])
@@ -424,3 +439,20 @@ def unregister_partition(
             con.execute("rollback")
         raise
     return True
+
+
+def _remaining_columns(
+    con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, partition_id: str
+) -> dict[str, str]:
+    """The data columns of the table's registered files other than `partition_id`'s."""
+    rows = con.execute(
+        f"select path from {quote(schema)}.{FILES} "
+        "where source = ? and table_name = ? and partition_id <> ? order by path",
+        [source, table, partition_id],
+    ).fetchall()
+    if not rows:
+        return {}
+    columns = _columns(
+        con, f"(select * exclude ({quote(FILE_COLUMN)}) from {_scan([r[0] for r in rows])})"
+    )
+    return {c: t for c, t in columns.items() if c not in BOOKKEEPING}
