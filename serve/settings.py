@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from millpond.core.config import MillpondConfig
 from millpond.core.config_loading import load_config
+from millpond.core.masking import env_secrets, register_secrets
 
 
 class ServeSettings(BaseSettings):
@@ -40,4 +41,8 @@ def get_settings() -> ServeSettings:
 
 @lru_cache
 def get_stack_config() -> MillpondConfig:
-    return load_config(get_settings().config)
+    """The stack's config; its secrets are registered with the log masker as it is read, so the
+    service's own log lines (errors naming a source, a URL) mask them as the CLI's do."""
+    config = load_config(get_settings().config)
+    register_secrets(config.secrets() + env_secrets() + get_settings().keys)
+    return config
