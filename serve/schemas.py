@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["running", "success", "failed"]
+RunStatus = Literal["queued", "running", "success", "failed", "abandoned"]
 
 
 class Health(BaseModel):
@@ -25,6 +25,8 @@ class Run(BaseModel):
     status: str
     error: str | None = None
     flow_run_id: str | None = None
+    # When the run was asked for (POST /runs, the schedule, the UI); null for a CLI run.
+    queued_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     duration_ms: int | None = None

@@ -22,9 +22,8 @@ from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS, Settle
 from millpond.core.runid import new_run_id as new_run_id  # where the CLI gets it
 from millpond.nodes.extract import warnings as source_warnings
-from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
-from millpond.runtime.lifecycle import crash_flow_runs, open_run
+from millpond.runtime.lifecycle import close_run, crash_flow_runs, open_run
 from millpond.runtime.totals import rows_loaded
 
 
@@ -135,12 +134,10 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         failed = [o.node_id for o in ctx.outcomes.values() if o.status == "failed"]
         skipped = len(bad) - len(failed) + len(missing)
         error = f"failed nodes: {', '.join(failed) or '-'}; {skipped} nodes did not run"
-    summary = {
-        "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
-        "rows": rows_loaded(ctx.graph, ctx.outcomes.values()),  # millpond.runtime.totals
-    }
-    summary.update(notify_run(ctx.config, ctx.run_id, status, error, list(ctx.outcomes.values())))
-    ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)
+    outcomes = list(ctx.outcomes.values())
+    rows = rows_loaded(ctx.graph, outcomes)  # millpond.runtime.totals
+    close_run(ctx.config, ctx.ledger, ctx.run_id, status, error, outcomes, rows)
+    ctx.closed = status
     return status
 
 
