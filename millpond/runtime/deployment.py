@@ -26,15 +26,14 @@ from prefect import flow
 from prefect.states import Completed, Failed
 
 from millpond.core.config import MillpondConfig
-from millpond.core.config_loading import load_config
 from millpond.core.locks import file_lock
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
-from millpond.core.masking import env_secrets, mask, register_secrets
+from millpond.core.masking import mask
 from millpond.core.prefect_api import API_TAG
 from millpond.core.runid import is_run_id, new_run_id
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import fail_start, queue_run
-from millpond.runtime.unstartable import record_unstartable
+from millpond.runtime.unstartable import ConfigUnreadable, load_or_record
 
 
 def trigger_of(flow_run: Any) -> str:
@@ -50,14 +49,6 @@ def _env(target: str | None) -> dict[str, str]:
     if target:
         env["MILLPOND_WAREHOUSE__TARGET"] = target
     return env
-
-
-def _config(target: str | None) -> MillpondConfig:
-    """The stack's config, as `millpond ui` pointed the serving process at it."""
-    env = _env(target)
-    config = load_config(env.get("MILLPOND_CONFIG"), env)
-    register_secrets(config.secrets() + env_secrets())
-    return config
 
 
 def flow_run_name() -> str:
@@ -117,11 +108,9 @@ def run_deployment(
     run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
     trigger = trigger_of(flow_run)
     try:
-        config = _config(target)
-    except Exception as exc:  # recorded from what can be read: millpond.runtime.unstartable
-        message = f"cannot read the config: {exc}"
-        record_unstartable(run_id, trigger, str(flow_run.id), message, env=_env(target))
-        return Failed(message=f"run {run_id}: {mask(message)}")
+        config = load_or_record(run_id, trigger, str(flow_run.id), _env(target))
+    except ConfigUnreadable as exc:  # recorded failed: millpond.runtime.unstartable
+        return Failed(message=f"run {run_id}: {exc}")
     ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
     ctx.flow_run_id = str(flow_run.id)
     queue_run(ctx, trigger)  # before the run lock: a run waiting behind another shows queued

@@ -5,10 +5,12 @@ afresh as it starts. When that fails (a `${VAR}` the deployment's process does n
 key mistyped since `millpond ui` started), there is no validated config to find the ledger
 with, and the run would leave no trace but a failed flow run in Prefect. So the sections a
 run's record needs (`metadata`, `state_dir`, `project`, `serve`, each `notify` webhook) are
-read on their own, each kept only when it interpolates and validates by itself, and the run
-is written to that ledger as `failed` with the reason (secrets masked) and told to the
-webhooks that could be read. Only when not even the ledger can be found (no config file,
-not YAML) is the run left unrecorded, and the error says so.
+read on their own, each kept only when it interpolates and validates by itself (a file that
+is gone or not YAML leaves its folder's defaults and the MILLPOND_* overrides), and the run is
+written to that ledger as `failed` with the reason (secrets masked) and told to the webhooks
+that could be read. Only when the ledger itself cannot be read (a `${VAR}` in
+`metadata.url`, a bad `state_dir`) is the run left unrecorded: a default would be another
+ledger than the user's. The error logged (the flow run's log and state) says so.
 """
 
 from __future__ import annotations
@@ -24,26 +26,33 @@ from metadata.buffer import buffer_path
 from metadata.db import migrate, resolve_url
 from metadata.ledger import Ledger
 from millpond.core.config import MillpondConfig, config_model
-from millpond.core.config_file import ConfigError, find_config, interpolate
-from millpond.core.config_loading import apply_env_overrides
+from millpond.core.config_file import DEFAULT_CONFIG_FILE, ConfigError, interpolate
+from millpond.core.config_loading import apply_env_overrides, load_config
 from millpond.core.logs import logger
 from millpond.core.masking import env_secrets, mask, register_secrets
 from millpond.runtime.lifecycle import close_run
 
 # What a run's record and its notifications need, in the order they are tried.
 SECTIONS = ("project", "state_dir", "metadata", "serve", "notify")
+# Sections whose defaults would point at another ledger than the one the user configured.
+WHERE_THE_LEDGER_IS = ("state_dir", "metadata")
 
 
-def partial_config(path: Path | str | None, env: dict[str, str]) -> MillpondConfig | None:
-    """The config with only the sections of SECTIONS that are usable on their own (the rest
-    left at their defaults); None when there is no config file to read at all."""
+class NoLedger(Exception):
+    """The readable part of the config names no ledger this run can be recorded in."""
+
+
+def partial_config(path: Path | str | None, env: dict[str, str]) -> MillpondConfig:
+    """The config with only the sections of SECTIONS that are usable on their own, the rest
+    left at their defaults. A file that is missing or not YAML leaves the defaults (and the
+    MILLPOND_* overrides) of its folder. Raises NoLedger when `metadata` or `state_dir` is
+    written but unusable: their defaults would name another ledger than the user's."""
+    config_file = Path(path or env.get("MILLPOND_CONFIG") or DEFAULT_CONFIG_FILE).resolve()
     try:
-        config_file = find_config(path)
         data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except (ConfigError, OSError, yaml.YAMLError):
-        return None
-    if not isinstance(data, dict):
-        return None
+    except (OSError, yaml.YAMLError, ValueError):
+        data = None
+    data = data if isinstance(data, dict) else {}
     model = config_model()
     kept: dict[str, Any] = {"root": str(config_file.parent)}
 
@@ -57,10 +66,11 @@ def partial_config(path: Path | str | None, env: dict[str, str]) -> MillpondConf
     for section in SECTIONS:
         value = _section(section, data, env)
         if section == "notify" and isinstance(value, list):
-            hooks = [hook for hook in value if valid({**kept, "notify": [hook]})]
-            kept["notify"] = hooks
+            kept["notify"] = [hook for hook in value if valid({**kept, "notify": [hook]})]
         elif value is not None and valid({**kept, section: value}):
             kept[section] = value
+        elif section in WHERE_THE_LEDGER_IS and (value is not None or section in data):
+            raise NoLedger(f"{config_file}: `{section}` cannot be read, so neither can the ledger")
     return model.model_validate(kept)
 
 
@@ -86,6 +96,27 @@ def _section(name: str, data: dict[str, Any], env: dict[str, str]) -> Any:
         return None
 
 
+class ConfigUnreadable(Exception):
+    """The run's config cannot be read; the run is recorded failed (where a ledger could be
+    found). The message is masked, fit for the flow run's state."""
+
+
+def load_or_record(
+    run_id: str, trigger: str | None, flow_run_id: str | None, env: dict[str, str]
+) -> MillpondConfig:
+    """The run's config, as a flow run of the deployment reads it (`env`: the serving
+    process's environment); raises ConfigUnreadable after recording the run failed."""
+    try:
+        config = load_config(env.get("MILLPOND_CONFIG"), env)
+    except Exception as exc:
+        error = f"cannot read the config: {exc}"
+        recorded = record_unstartable(run_id, trigger, flow_run_id, error, env=env)
+        where = "" if recorded else " (and no ledger could be found to record it in)"
+        raise ConfigUnreadable(mask(error) + where) from None
+    register_secrets(config.secrets() + env_secrets(env))
+    return config
+
+
 def record_unstartable(
     run_id: str,
     trigger: str | None,
@@ -98,18 +129,15 @@ def record_unstartable(
     the ledger the readable part of the config names, and tell its webhooks; False when no
     ledger could be found (the error is logged either way)."""
     env = dict(os.environ if env is None else env)
-    register_secrets(env_secrets())
+    register_secrets(env_secrets(env))
     message = mask(error)
     logger.error(f"run {run_id}: {message}")
-    config = partial_config(config_path, env)
-    if config is None:
-        logger.error(f"run {run_id} is not in the ledger: no readable config names one")
-        return False
-    register_secrets(config.secrets())
     try:
+        config = partial_config(config_path, env)
+        register_secrets(config.secrets())
         url = resolve_url(config.metadata.url, config.state, keep_running=True)
-    except Exception as exc:  # the embedded server cannot start, a URL that is not one
-        logger.error(f"run {run_id} is not in the ledger: {mask(str(exc))}")
+    except Exception as exc:  # NoLedger, an embedded server that cannot start
+        logger.error(f"run {run_id} is not recorded in the ledger: {mask(str(exc))}")
         return False
     try:
         migrate(url)
