@@ -8,7 +8,6 @@ can run in parallel with other suites.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import threading
@@ -17,12 +16,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from conftest import database_url
 from loguru import logger
+from pg_helpers import refusing
 
 from metadata import queries
 from metadata.db import connect, current_revision, head_revision, migrate, resolve_url
@@ -68,27 +67,6 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 
 def new_id(prefix: str = "run") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def closed_port_url() -> str:
-    """A URL nothing listens on: the port was just bound and released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"postgresql://postgres@127.0.0.1:{port}/nowhere"
-
-
-@contextlib.contextmanager
-def refusing(url: str) -> Iterator[None]:
-    """The database refuses new connections while the block runs (as a server that is down
-    does), so records buffered meanwhile are for this very ledger; open connections stay."""
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(database_url(url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            yield
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 @contextlib.contextmanager

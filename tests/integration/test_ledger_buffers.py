@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from conftest import database_url
 from loguru import logger
+from pg_helpers import refusing
 from psycopg.rows import dict_row
 
 from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
@@ -37,24 +37,6 @@ def ledger_b(pg_server: str) -> Iterator[str]:
     yield database_url(pg_server, name)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-@contextlib.contextmanager
-def refusing(url: str) -> Iterator[None]:
-    """The database drops its connections and refuses new ones while the block runs, as a
-    server that is down does."""
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(database_url(url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        try:
-            yield
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 @contextlib.contextmanager
@@ -98,7 +80,7 @@ def test_a_run_buffered_for_ledger_a_is_replayed_into_a_only(
     first = context(tmp_path, ledger_a, run_id)
     first.ledger.start_run(run_id, "prefect", "cli", "duckdb")
     first.ledger.claim_lease(run_id, this_host(), dead_pid())  # the run's process has ended
-    with refusing(ledger_a):
+    with refusing(ledger_a, drop_open=True):
         first.ledger.node_started(run_id, "extract.erp.orders", "extract")
         first.ledger.node_finished(run_id, "extract.erp.orders", 1, "success", 40, rows=150)
         first.ledger.finish_run(run_id, "success", summary={"rows": 150})
