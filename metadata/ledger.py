@@ -87,7 +87,9 @@ class Ledger:
         self._conn: psycopg.Connection | None = None
         self._retry_at = 0.0
         self._warned = False
-        self._started: dict[str, datetime] = {}  # run id -> when this Ledger opened it
+        # run id -> (when this Ledger queued or started it, still queued): the ledger's
+        # started_at when the database cannot be asked.
+        self._started: dict[str, tuple[datetime, bool]] = {}
 
     # --- public writes ----------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class Ledger:
     ) -> bool:
         """Record that a run was asked for (`queued`), before anything that can fail; it turns
         `running` at `start_run`. Asking again changes nothing but fields still unknown."""
+        at = _now()
+        self._started.setdefault(run_id, (at, True))
         return self._submit(
             "queue_run",
             run_id=run_id,
@@ -108,7 +112,7 @@ class Ledger:
             trigger=trigger,
             target=target,
             flow_run_id=flow_run_id,
-            at=_now(),
+            at=at,
         )
 
     def start_run(
@@ -121,7 +125,9 @@ class Ledger:
     ) -> bool:
         """Record that a run began; a second call for the same run changes nothing."""
         at = _now()
-        self._started.setdefault(run_id, at)
+        known = self._started.get(run_id)
+        if known is None or known[1]:  # as the ledger does: a queued run starts now
+            self._started[run_id] = (at, False)
         return self._submit(
             "start_run",
             run_id=run_id,
@@ -350,7 +356,10 @@ class Ledger:
             rows = self._read("SELECT started_at FROM millpond.runs WHERE run_id = %s", (run_id,))
         except LedgerUnavailableError:
             rows = []
-        return rows[0][0] if rows else self._started.get(run_id)
+        if rows:
+            return rows[0][0]
+        known = self._started.get(run_id)
+        return known[0] if known else None
 
     def latest_attempts(self, run_id: str) -> dict[str, dict[str, Any]]:
         """Each node's latest attempt in a run (status, rows, bytes, duration, error), for an
