@@ -75,23 +75,32 @@ def partial_config(path: Path | str | None, env: dict[str, str]) -> MillpondConf
 
 
 def _section(name: str, data: dict[str, Any], env: dict[str, str]) -> Any:
-    """One section of the file, interpolated and with its MILLPOND_* overrides; None when it
-    cannot be (each webhook of `notify` on its own: one unreadable hook drops only itself)."""
+    """One section of the file, interpolated, with its MILLPOND_* overrides (which stand alone
+    when the file's section cannot be read); None when it cannot be had. Each webhook of
+    `notify` is read on its own: one unreadable hook drops only itself."""
     prefix = f"MILLPOND_{name.upper()}"
     overrides = {k: v for k, v in env.items() if k == prefix or k.startswith(prefix + "__")}
-    if name not in data and not overrides:
+    if overrides:
+        try:
+            base = {name: interpolate(data[name], env, name)} if name in data else {}
+        except ConfigError:
+            base = {}
+        try:
+            return apply_env_overrides(base, overrides).get(name)
+        except ConfigError:
+            return None
+    if name not in data:
         return None
+    if name == "notify" and isinstance(data[name], list):
+        hooks = []
+        for index, hook in enumerate(data[name]):
+            try:
+                hooks.append(interpolate(hook, env, f"notify[{index}]"))
+            except ConfigError:
+                continue
+        return hooks
     try:
-        if name == "notify" and isinstance(data.get(name), list):
-            hooks = []
-            for index, hook in enumerate(data[name]):
-                try:
-                    hooks.append(interpolate(hook, env, f"notify[{index}]"))
-                except ConfigError:
-                    continue
-            return hooks
-        section = {name: interpolate(data[name], env, name)} if name in data else {}
-        return apply_env_overrides(section, overrides).get(name)
+        return interpolate(data[name], env, name)
     except ConfigError:
         return None
 

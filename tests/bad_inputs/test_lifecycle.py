@@ -135,6 +135,12 @@ DEPLOYMENT_CASES: dict[str, tuple[str, dict[str, str], list[str]]] = {
         {"MILLPOND_WAREHOUSE__TARGET": "oracle"},
         ["warehouse.target", "'oracle'"],
     ),
+    "missing var in metadata.url, the URL given by an override": (
+        "metadata: {url: '${LEDGER_URL}'}\n"
+        "notify:\n  - {on: [failure], webhook: '{HOOK}'}\n" + GOOD,
+        {"MILLPOND_METADATA__URL": "{LEDGER}"},
+        ["metadata.url", "${LEDGER_URL}"],
+    ),
     "secret value in a bad setting": (
         "{HEAD}" + GOOD + "prefect: {port: '${LIFECYCLE_PASSWORD}'}\n",
         {"LIFECYCLE_PASSWORD": SECRET},
@@ -185,6 +191,7 @@ def test_a_flow_run_whose_config_is_bad_is_recorded_failed(
     config = write_project(tmp_path / "p", text, ledger, receiver)
     before, counts = files_under(tmp_path / "p"), ledger_counts(ledger)
     run_id = new_run_id()
+    env = {k: v.replace("{LEDGER}", ledger) for k, v in env.items()}
     with pytest.raises(ConfigUnreadable) as refused:
         load_or_record(run_id, "schedule", None, {"MILLPOND_CONFIG": str(config), **env})
     assert SECRET not in str(refused.value)
