@@ -92,9 +92,9 @@ def start_run(
         run_id = new_run_id()
         queue(run_id)
         logs = config.logs_dir
-        logs.mkdir(parents=True, exist_ok=True)
         command = [millpond_command(), "run", "--trigger", "api", "--run-id", run_id]
         try:
+            logs.mkdir(parents=True, exist_ok=True)
             with open(logs / "api-trigger.log", "ab") as out:  # the child keeps its own copy
                 process = subprocess.Popen(
                     [*command, "--config", str(config_file), *args],
