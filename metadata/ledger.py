@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from metadata.buffer import RecordBuffer
+from metadata.buffer import RecordBuffer, ledger_identity
 from metadata.db import CONNECT_TIMEOUT_S, normalize_url
 from metadata.records import OPS
 from millpond.core.masking import mask
@@ -79,7 +79,8 @@ class Ledger:
 
     One connection per Ledger, opened lazily and reopened after a failure; a lock serialises
     use of it because nodes of a run execute in threads. The buffer file may be shared with
-    other processes on the machine (an inter-process file lock guards appends and flushes).
+    other processes on the machine (an inter-process file lock guards appends and flushes),
+    never with another ledger: give each its own (`metadata.buffer.buffer_path`).
     """
 
     def __init__(
@@ -92,7 +93,10 @@ class Ledger:
     ) -> None:
         self.url = normalize_url(url)
         self.buffer_path = Path(buffer_path)
-        self._buffer = RecordBuffer(self.buffer_path)
+        # The buffer holds this ledger's records only (see metadata.buffer): a file recorded
+        # for another ledger is refused rather than replayed here.
+        self._buffer = RecordBuffer(self.buffer_path, ledger=ledger_identity(self.url))
+        self._buffer.check_owner()
         self.rejected_path = self._buffer.rejected_path
         self.connect_timeout = connect_timeout
         self.retry_interval = retry_interval
@@ -101,8 +105,33 @@ class Ledger:
         self._conn: psycopg.Connection | None = None
         self._retry_at = 0.0
         self._warned = False
+        # run id -> (when this Ledger queued or started it, still queued): the ledger's
+        # started_at when the database cannot be asked.
+        self._started: dict[str, tuple[datetime, bool]] = {}
 
     # --- public writes ----------------------------------------------------------------------
+
+    def queue_run(
+        self,
+        run_id: str,
+        orchestrator: str | None,
+        trigger: str | None,
+        target: str | None,
+        flow_run_id: str | None = None,
+    ) -> bool:
+        """Record that a run was asked for (`queued`), before anything that can fail; it turns
+        `running` at `start_run`. Asking again changes nothing but fields still unknown."""
+        at = _now()
+        self._started.setdefault(run_id, (at, True))
+        return self._submit(
+            "queue_run",
+            run_id=run_id,
+            orchestrator=orchestrator,
+            trigger=trigger,
+            target=target,
+            flow_run_id=flow_run_id,
+            at=at,
+        )
 
     def start_run(
         self,
@@ -113,6 +142,10 @@ class Ledger:
         flow_run_id: str | None = None,
     ) -> bool:
         """Record that a run began; a second call for the same run changes nothing."""
+        at = _now()
+        known = self._started.get(run_id)
+        if known is None or known[1]:  # as the ledger does: a queued run starts now
+            self._started[run_id] = (at, False)
         return self._submit(
             "start_run",
             run_id=run_id,
@@ -120,7 +153,7 @@ class Ledger:
             trigger=trigger,
             target=target,
             flow_run_id=flow_run_id,
-            at=_now(),
+            at=at,
         )
 
     def finish_run(
@@ -129,11 +162,18 @@ class Ledger:
         status: str,
         error: str | None = None,
         summary: dict[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> bool:
-        """Record a run's outcome (``success`` or ``failed``)."""
+        """Record a run's outcome (``success`` or ``failed``); `at` is its end (default now:
+        a caller that reports the run's duration elsewhere passes the end it measured to)."""
         _validate("status", status, RUN_FINAL_STATUSES)
         return self._submit(
-            "finish_run", run_id=run_id, status=status, error=error, summary=summary, at=_now()
+            "finish_run",
+            run_id=run_id,
+            status=status,
+            error=error,
+            summary=summary,
+            at=at or _now(),
         )
 
     def node_started(self, run_id: str, node_id: str, kind: str | None, attempt: int = 1) -> bool:
@@ -315,15 +355,29 @@ class Ledger:
     # --- public reads -----------------------------------------------------------------------
 
     def running_runs(self) -> list[dict[str, Any]]:
-        """The runs still `running`, with their lease, so a new start can tell dead ones
-        (after buffered records are flushed: a run whose close is buffered is not running).
+        """The runs still open (`queued` or `running`), with their lease and status, so a new
+        start can tell dead ones (after buffered records are flushed: a run whose close is
+        buffered is not running).
 
         Raises :class:`LedgerUnavailableError` as :meth:`loaded_partitions` does."""
         return self._read_dicts(
-            "SELECT run_id, orchestrator, flow_run_id, host, pid, heartbeat_at, "
-            "started_at FROM millpond.runs WHERE status = 'running' ORDER BY started_at",
+            "SELECT run_id, status, orchestrator, flow_run_id, host, pid, heartbeat_at, "
+            "started_at FROM millpond.runs WHERE status IN ('queued', 'running') "
+            "ORDER BY started_at",
             (),
         )
+
+    def run_started_at(self, run_id: str) -> datetime | None:
+        """When the run started, as the ledger has it (what `/runs` measures its duration
+        from); when the ledger cannot tell (down, buffering), when this Ledger started it."""
+        try:
+            rows = self._read("SELECT started_at FROM millpond.runs WHERE run_id = %s", (run_id,))
+        except LedgerUnavailableError:
+            rows = []
+        if rows:
+            return rows[0][0]
+        known = self._started.get(run_id)
+        return known[0] if known else None
 
     def latest_attempts(self, run_id: str) -> dict[str, dict[str, Any]]:
         """Each node's latest attempt in a run (status, rows, bytes, duration, error), for an

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 _RUN_COLUMNS = """
     r.run_id, r.orchestrator, r.trigger, r.target, r.status, r.error, r.flow_run_id,
-    r.started_at, r.finished_at,
+    r.queued_at, r.started_at, r.finished_at,
     (EXTRACT(EPOCH FROM (r.finished_at - r.started_at)) * 1000)::bigint AS duration_ms,
     r.summary,
     (SELECT count(DISTINCT node_id) FROM millpond.node_runs n WHERE n.run_id = r.run_id)
@@ -141,11 +141,11 @@ def find_runs(
 
 
 def running_runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Runs the ledger still sees as running, newest first."""
+    """Runs the ledger still sees as open (queued or running), newest first."""
     return _all(
         conn,
-        "SELECT run_id, trigger, started_at FROM millpond.runs WHERE status = 'running' "
-        "ORDER BY started_at DESC",
+        "SELECT run_id, trigger, status, started_at FROM millpond.runs "
+        "WHERE status IN ('queued', 'running') ORDER BY started_at DESC",
     )
 
 

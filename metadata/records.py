@@ -30,6 +30,33 @@ def ensure_run(cur: psycopg.Cursor, run_id: str, at: datetime) -> None:
     )
 
 
+def _op_queue_run(
+    cur: psycopg.Cursor,
+    run_id: str,
+    orchestrator: str | None,
+    trigger: str | None,
+    target: str | None,
+    flow_run_id: str | None,
+    at: datetime,
+) -> None:
+    # A run asked for (POST /runs, a flow run of the deployment) before anything can fail.
+    # Asking again, or asking for a run that opened meanwhile, only fills in unknown fields.
+    cur.execute(
+        """
+        INSERT INTO millpond.runs
+            (run_id, orchestrator, trigger, target, flow_run_id, queued_at, started_at, status)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued')
+        ON CONFLICT (run_id) DO UPDATE SET
+            orchestrator = COALESCE(runs.orchestrator, EXCLUDED.orchestrator),
+            trigger = COALESCE(runs.trigger, EXCLUDED.trigger),
+            target = COALESCE(runs.target, EXCLUDED.target),
+            flow_run_id = COALESCE(runs.flow_run_id, EXCLUDED.flow_run_id),
+            queued_at = COALESCE(runs.queued_at, EXCLUDED.queued_at)
+        """,
+        (run_id, orchestrator, trigger, target, flow_run_id, at, at),
+    )
+
+
 def _op_start_run(
     cur: psycopg.Cursor,
     run_id: str,
@@ -40,7 +67,8 @@ def _op_start_run(
     at: datetime,
 ) -> None:
     # An existing run keeps everything it has; only fields still unknown (a row created by
-    # node_started) are filled in.
+    # node_started, or queued) are filled in. A queued run turns running and starts now: its
+    # duration is its own, not the wait in front of it (queued_at keeps when it was asked for).
     cur.execute(
         """
         INSERT INTO millpond.runs
@@ -51,7 +79,9 @@ def _op_start_run(
             trigger = COALESCE(runs.trigger, EXCLUDED.trigger),
             target = COALESCE(runs.target, EXCLUDED.target),
             flow_run_id = COALESCE(runs.flow_run_id, EXCLUDED.flow_run_id),
-            started_at = LEAST(runs.started_at, EXCLUDED.started_at)
+            started_at = CASE WHEN runs.status = 'queued' THEN EXCLUDED.started_at
+                              ELSE LEAST(runs.started_at, EXCLUDED.started_at) END,
+            status = CASE WHEN runs.status = 'queued' THEN 'running' ELSE runs.status END
         """,
         (run_id, orchestrator, trigger, target, flow_run_id, at),
     )
@@ -294,17 +324,18 @@ def _op_heartbeat(cur: psycopg.Cursor, run_id: str, at: datetime) -> bool:
     # A closed run stays closed: a late heartbeat (a task of an abandoned Airflow run) is moot.
     cur.execute(
         "UPDATE millpond.runs SET heartbeat_at = GREATEST(heartbeat_at, %s) "
-        "WHERE run_id = %s AND status = 'running'",
+        "WHERE run_id = %s AND status IN ('queued', 'running')",
         (at, run_id),
     )
     return cur.rowcount > 0
 
 
 def _op_abandon_run(cur: psycopg.Cursor, run_id: str, reason: str, at: datetime) -> None:
-    # Only a run still `running` is abandoned: one that closed meanwhile keeps its real status.
+    # Only a run still open (queued or running) is abandoned: one that closed meanwhile keeps
+    # its real status.
     cur.execute(
         "UPDATE millpond.runs SET status = 'abandoned', finished_at = %s, error = %s "
-        "WHERE run_id = %s AND status = 'running'",
+        "WHERE run_id = %s AND status IN ('queued', 'running')",
         (at, reason, run_id),
     )
     cur.execute(
@@ -315,6 +346,17 @@ def _op_abandon_run(cur: psycopg.Cursor, run_id: str, reason: str, at: datetime)
         """,
         (at, reason, at, run_id),
     )
+
+
+def _op_fail_queued(cur: psycopg.Cursor, run_id: str, error: str, at: datetime) -> bool:
+    # A run that never opened (its process could not start, or died before it began): only a
+    # run still `queued` is closed, one that opened meanwhile keeps its own lifecycle.
+    cur.execute(
+        "UPDATE millpond.runs SET status = 'failed', finished_at = %s, error = %s, "
+        "summary = COALESCE(summary, %s) WHERE run_id = %s AND status = 'queued'",
+        (at, error, as_jsonb({"nodes": {}, "rows": 0}), run_id),
+    )
+    return cur.rowcount > 0
 
 
 def _op_record_fingerprints(
@@ -335,6 +377,7 @@ def _op_record_fingerprints(
 
 
 OPS: dict[str, Callable[..., None]] = {
+    "queue_run": _op_queue_run,
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,
     "node_started": _op_node_started,
@@ -349,5 +392,13 @@ OPS: dict[str, Callable[..., None]] = {
     "claim_lease": _op_claim_lease,
     "heartbeat": _op_heartbeat,
     "abandon_run": _op_abandon_run,
+    "fail_queued": _op_fail_queued,
     "record_fingerprints": _op_record_fingerprints,
 }
+
+
+def write(conn: psycopg.Connection, op: str, **args: Any) -> Any:
+    """Apply one record on an open autocommit connection, in a transaction of its own: for a
+    writer with no buffer (the API, whose request answers 503 when the ledger is down)."""
+    with conn.transaction(), conn.cursor() as cur:
+        return OPS[op](cur, **args)

@@ -26,13 +26,17 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RECENT_RUNS = 100
 
 
-def buffered_records(path: Path) -> int:
-    """Ledger records waiting in the local buffer file (written while the ledger was down)."""
-    try:
-        with path.open("rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    except FileNotFoundError:
-        return 0
+def buffered_records(paths: list[Path]) -> int:
+    """Ledger records waiting in the local buffer files (written while a ledger was down),
+    whichever ledger they are for: none of them is in its database yet."""
+    count = 0
+    for path in paths:
+        try:
+            with path.open("rb") as fh:
+                count += sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            pass
+    return count
 
 
 def duration_histogram(rows: list[dict[str, Any]]) -> HistogramMetricFamily:
@@ -56,15 +60,15 @@ def duration_histogram(rows: list[dict[str, Any]]) -> HistogramMetricFamily:
 class LedgerCollector(Collector):
     """Collects every millpond metric from one ledger connection per scrape."""
 
-    def __init__(self, ledger_url: Any, buffer_path: Path) -> None:
+    def __init__(self, ledger_url: Any, buffer_paths: list[Path]) -> None:
         self.ledger_url = ledger_url  # a callable: resolving it may start the embedded server
-        self.buffer_path = buffer_path
+        self.buffer_paths = buffer_paths
 
     def collect(self) -> Iterator[Metric]:
         buffer = GaugeMetricFamily(
             "millpond_ledger_buffer_records", "Ledger records buffered locally, not yet written"
         )
-        buffer.add_metric([], buffered_records(self.buffer_path))
+        buffer.add_metric([], buffered_records(self.buffer_paths))
         yield buffer
         up = GaugeMetricFamily("millpond_ledger_up", "1 if the ledger database answered")
         try:
@@ -81,7 +85,7 @@ class LedgerCollector(Collector):
     def _from_ledger(self, conn: Any) -> Iterator[Metric]:
         runs = GaugeMetricFamily("millpond_runs", "Runs in the ledger by status", labels=["status"])
         counts = queries.runs_by_status(conn)
-        for status in ("running", "success", "failed"):
+        for status in ("queued", "running", "success", "failed", "abandoned"):
             runs.add_metric([status], counts.get(status, 0))
         yield runs
         yield duration_histogram(queries.node_durations(conn, RECENT_RUNS))
@@ -109,7 +113,7 @@ class LedgerCollector(Collector):
         yield fresh
 
 
-def registry_for(ledger_url: Any, buffer_path: Path) -> CollectorRegistry:
+def registry_for(ledger_url: Any, buffer_paths: list[Path]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LedgerCollector(ledger_url, buffer_path))
+    registry.register(LedgerCollector(ledger_url, buffer_paths))
     return registry

@@ -11,6 +11,7 @@ background `millpond run` as before.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -51,11 +52,13 @@ def start_run(
     deployment: dict[str, Any],
     running_id: str | None,
     parameters: dict[str, Any],
+    queue: Callable[..., None] = lambda run_id, flow_run_id=None: None,
 ) -> tuple[str, str]:
     """Create a flow run of the deployment; returns (run id, flow run id).
 
-    AlreadyRunning while a run holds the run lock or the flow run created last is not done
-    (a new one would only queue behind it)."""
+    `queue(run_id)` records the run before the flow run is asked for, and again with
+    `flow_run_id` once it exists. AlreadyRunning while a run holds the run lock or the flow
+    run created last is not done (a new one would only queue behind it)."""
     global _last
     api = api_url(config)
     with _lock:
@@ -65,6 +68,7 @@ def start_run(
         if run_lock_held(config):
             raise AlreadyRunning(running_id)
         run_id = new_run_id()
+        queue(run_id)
         body = {
             "name": run_id,
             "parameters": parameters,
@@ -85,4 +89,5 @@ def start_run(
             )
         flow_run_id = str(response.json()["id"])
         _last = (flow_run_id, run_id)
+        queue(run_id, flow_run_id)
         return run_id, flow_run_id

@@ -25,6 +25,8 @@ class Run(BaseModel):
     status: str
     error: str | None = None
     flow_run_id: str | None = None
+    # When the run was asked for (POST /runs, the schedule, the UI); null for a CLI run.
+    queued_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     duration_ms: int | None = None

@@ -3,8 +3,8 @@ background process (with one, serve/prefect_trigger.py creates a flow run of it 
 
 One run at a time per stack: a run holds `<state>/locks/run.lock` while it runs, and a child
 this service started is "running" from its spawn until it exits (before it takes the lock).
-The run id is the name of the log file the child opens first thing (`<logs>/<run_id>.jsonl`),
-so the caller gets it within a second, long before the Prefect flow starts.
+The run id is made here and recorded (`queue`) before the child is spawned, which runs under
+it (`millpond run --run-id`), so the caller gets an id that `GET /runs/{id}` knows at once.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from millpond.core.config import MillpondConfig
-
-RUN_ID_WAIT_S = 30.0
+from millpond.core.runid import new_run_id
 
 
 class AlreadyRunning(Exception):
@@ -76,9 +74,14 @@ def millpond_command() -> str:
 
 
 def start_run(
-    config: MillpondConfig, config_file: Path, running_id: str | None, args: Sequence[str] = ()
+    config: MillpondConfig,
+    config_file: Path,
+    running_id: str | None,
+    args: Sequence[str] = (),
+    queue: Callable[[str], None] = lambda run_id: None,
 ) -> Child:
-    """Spawn the run, or raise AlreadyRunning (with the ledger's idea of the running run)."""
+    """Spawn the run, or raise AlreadyRunning (with the ledger's idea of the running run);
+    `queue(run_id)` records the run before its process exists."""
     global _child
     with _lock:
         child = running_child()
@@ -86,31 +89,22 @@ def start_run(
             raise AlreadyRunning(child.run_id)
         if run_lock_held(config):
             raise AlreadyRunning(running_id)
+        run_id = new_run_id()
+        queue(run_id)
         logs = config.logs_dir
-        logs.mkdir(parents=True, exist_ok=True)
-        before = {p.name for p in logs.glob("*.jsonl")}
-        out = open(logs / "api-trigger.log", "ab")  # noqa: SIM115 - the child owns it
-        process = subprocess.Popen(
-            [millpond_command(), "run", "--trigger", "api", "--config", str(config_file), *args],
-            cwd=str(config.root),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        out.close()
-        _child = Child(process, None)
-        _child.run_id = _wait_for_run_id(process, logs, before)
+        command = [millpond_command(), "run", "--trigger", "api", "--run-id", run_id]
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            with open(logs / "api-trigger.log", "ab") as out:  # the child keeps its own copy
+                process = subprocess.Popen(
+                    [*command, "--config", str(config_file), *args],
+                    cwd=str(config.root),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise TriggerFailed(f"the run process could not start: {exc}") from None
+        _child = Child(process, run_id)
         return _child
-
-
-def _wait_for_run_id(process: subprocess.Popen[bytes], logs: Path, before: set[str]) -> str:
-    deadline = time.monotonic() + RUN_ID_WAIT_S
-    while time.monotonic() < deadline:
-        new = sorted(p.stem for p in logs.glob("*.jsonl") if p.name not in before)
-        if new:
-            return new[-1]
-        if process.poll() is not None:
-            raise TriggerFailed(f"the run process exited with {process.returncode} before it began")
-        time.sleep(0.05)
-    raise TriggerFailed("the run process did not open its run in time")

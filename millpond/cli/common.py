@@ -8,6 +8,7 @@ to the typer app in millpond/cli/main.py with one line each.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -28,8 +29,13 @@ ConfigOption = Annotated[
 ]
 
 
-def load(config_path: Path | None, target: str | None = None) -> MillpondConfig:
-    """The config (console logging set up first); a bad one exits with 2 and says why."""
+def load(
+    config_path: Path | None,
+    target: str | None = None,
+    on_error: Callable[[str, dict[str, str]], None] | None = None,
+) -> MillpondConfig:
+    """The config (console logging set up first); a bad one exits with 2 and says why, after
+    `on_error(message, env)` when given (a queued run records its failure)."""
     setup_console(
         sink=lambda message: console.print(message, end="", markup=False, highlight=False)
     )
@@ -40,6 +46,8 @@ def load(config_path: Path | None, target: str | None = None) -> MillpondConfig:
         config = load_config(config_path, env)
     except ConfigError as exc:
         console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
+        if on_error is not None:
+            on_error(str(exc), env)
         raise typer.Exit(2) from None
     register_secrets(config.secrets() + env_secrets())
     return config

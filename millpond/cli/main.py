@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from millpond.cli import deployment
-from millpond.cli.common import ConfigOption, console, load, out
+from millpond.cli.common import ConfigOption, console, fail, load, out
 from millpond.cli.docs import docs
 from millpond.cli.doctor import doctor
 from millpond.cli.logs import logs
@@ -109,6 +109,14 @@ def run(
             "(raw is the lake: nothing is re-landed)",
         ),
     ] = False,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            hidden=True,
+            help="the id of a run queued in the ledger already (what `POST /runs` starts)",
+        ),
+    ] = None,
 ) -> None:
     """Run the graph as a Prefect flow: extract, load, dbt, publish; print a summary.
 
@@ -116,7 +124,10 @@ def run(
     reads and their source tables); `millpond run -s tag:finance --exclude agg_monthly_revenue`;
     `millpond run --full-refresh`. Preview a selection with `millpond graph --select ...`.
     """
-    config = load(config_path, target)
+    if run_id is not None:
+        config = _load_queued(run_id, trigger, config_path, target)
+    else:
+        config = load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True)
@@ -130,7 +141,7 @@ def run(
     from millpond.runtime.nothing_new import settle_if_nothing_new
     from millpond.runtime.totals import rows_loaded
 
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
     ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
     try:
@@ -179,9 +190,29 @@ def run(
     if ctx.ledger.buffered:
         out.print(
             f"[yellow]metadata database unreachable: {ctx.ledger.buffered} ledger records "
-            f"buffered in {config.state / 'ledger-buffer.jsonl'}, flushed on the next run[/]"
+            f"buffered in {ctx.ledger.buffer_path}, flushed on the next run[/]"
         )
     raise typer.Exit(0 if status == "success" else 1)
+
+
+def _load_queued(
+    run_id: str, trigger: str, config_path: Path | None, target: str | None
+) -> MillpondConfig:
+    """The config of a run queued in the ledger already (`POST /runs`); one that cannot be
+    read closes that run `failed` with the reason before exiting with 2."""
+    from millpond.core.runid import is_run_id
+
+    if not is_run_id(run_id):
+        fail(f"--run-id: {run_id[:100]!r} is not a millpond run id")
+
+    def record(error: str, env: dict[str, str]) -> None:
+        from millpond.runtime.unstartable import record_unstartable
+
+        record_unstartable(
+            run_id, trigger, None, f"cannot read the config: {error}", config_path, env
+        )
+
+    return load(config_path, target, on_error=record)
 
 
 def _ledger_duration(ctx: Any) -> float | None:

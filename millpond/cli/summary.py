@@ -17,6 +17,7 @@ STATUS_STYLE = {
     "abandoned": "yellow",
     "unchanged": "cyan",
     "running": "cyan",
+    "queued": "cyan",
 }
 
 

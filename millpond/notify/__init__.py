@@ -16,15 +16,26 @@ from millpond.notify.send import deliver
 
 
 def notify_run(
-    config: MillpondConfig, run_id: str, status: str, error: str | None, outcomes: list[Any]
+    config: MillpondConfig,
+    run_id: str,
+    status: str,
+    error: str | None,
+    outcomes: list[Any],
+    *,
+    rows: int,
+    duration_ms: int | None,
 ) -> dict[str, Any]:
     """Tell every configured webhook that asked for this run's events; returns what to add to
-    the run's ledger summary (`{"notifications": [...]}`, or nothing when none is configured)."""
+    the run's ledger summary (`{"notifications": [...]}`, or nothing when none is configured).
+
+    `rows` and `duration_ms` are the ledger's figures for the run (see `build_report`)."""
     if not config.notify:
         return {}
     results: list[dict[str, Any]] = []
     try:
-        report = build_report(config, run_id, status, error, outcomes)
+        report = build_report(
+            config, run_id, status, error, outcomes, rows=rows, duration_ms=duration_ms
+        )
         events = events_of(report)
         for target in config.notify:
             wanted = [e for e in target.on if e in events]

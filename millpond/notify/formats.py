@@ -7,9 +7,10 @@ from typing import Any
 
 def headline(report: dict[str, Any]) -> str:
     mark = "succeeded" if report["status"] == "success" else "FAILED"
+    took = "" if report["duration_seconds"] is None else f" in {report['duration_seconds']} s"
     return (
-        f"millpond {report['project']}: run {report['run_id']} {mark} in "
-        f"{report['duration_seconds']} s, {report['rows']} rows"
+        f"millpond {report['project']}: run {report['run_id']} {mark}{took}, "
+        f"{report['rows']:,} rows loaded"
     )
 
 

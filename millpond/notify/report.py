@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
 
 MAX_ERROR_CHARS = 500
-
-
-def started_at(run_id: str) -> dt.datetime | None:
-    """Run ids of `millpond run` start with their UTC start time (`20261128T122446Z-...`)."""
-    try:
-        return dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
 
 
 def dashboard_url(config: MillpondConfig) -> str:
@@ -27,14 +18,20 @@ def dashboard_url(config: MillpondConfig) -> str:
 
 
 def build_report(
-    config: MillpondConfig, run_id: str, status: str, error: str | None, outcomes: list[Any]
+    config: MillpondConfig,
+    run_id: str,
+    status: str,
+    error: str | None,
+    outcomes: list[Any],
+    *,
+    rows: int,
+    duration_ms: int | None,
 ) -> dict[str, Any]:
-    """run id, status, failed nodes with their errors, failing tests, rows, duration, link."""
-    start = started_at(run_id)
-    if start is not None:
-        duration = (dt.datetime.now(dt.UTC) - start).total_seconds()
-    else:
-        duration = sum(o.duration_ms or 0 for o in outcomes) / 1000
+    """run id, status, failed nodes with their errors, failing tests, rows, duration, link.
+
+    `rows` and `duration_ms` are the run's as the ledger records them (the caller computes
+    them once for both: millpond.runtime.totals), so a webhook never tells another story
+    than `/runs/{id}` and the summary."""
     failed_tests = [
         {"node": o.node_id, "test": t.get("test"), "status": t.get("status")}
         for o in outcomes
@@ -53,8 +50,9 @@ def build_report(
             if o.status == "failed"
         ],
         "failed_tests": failed_tests,
-        "rows": sum(o.rows or 0 for o in outcomes),
-        "duration_seconds": round(duration, 1),
+        "rows": rows,
+        "duration_ms": duration_ms,
+        "duration_seconds": None if duration_ms is None else round(duration_ms / 1000, 1),
         "dashboard_url": link,
         "run_url": link.rstrip("/") + f"/runs/{run_id}",
     }

@@ -10,9 +10,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from ingest.lake import Lake
+from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
 from metadata.db import migrate, resolve_url
 from metadata.ledger import Ledger
 from millpond.core.config import MillpondConfig
@@ -43,6 +45,7 @@ class RunContext:
     outcomes: dict[str, Any] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)  # node ids being run now
     on_node_done: Callable[[Any], None] | None = None
+    closed: str | None = None  # the status the run was closed with in the ledger, once it is
     _resources: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -74,8 +77,10 @@ class RunContext:
             migrate(url)
         except Exception as exc:  # the run goes on; the ledger buffers locally
             logger.warning(f"metadata database unavailable, buffering records: {mask(str(exc))}")
-        ledger = Ledger(url, self.config.state / "ledger-buffer.jsonl")
+        ledger = Ledger(url, buffer_path(self.config.state, url))
         ledger.flush_buffer()
+        for path, meant_for in stranded_buffers(self.config.state, url):
+            logger.warning(stranded_message(path, meant_for, url))
         return ledger
 
     @cached_property
@@ -128,6 +133,23 @@ class RunContext:
         if not (self.select or self.exclude):
             return Selection(whole)
         return select_graph(self, whole, self.select, self.exclude)
+
+
+def stranded_message(path: Path, meant_for: str | None, url: str) -> str:
+    """What to tell a user about ledger records buffered for a ledger other than this run's."""
+    if meant_for is None:
+        return (
+            f"ledger records in {path} were buffered by an older millpond that did not note "
+            f"which ledger they were for: kept, not replayed into {ledger_identity(url)}. If "
+            f"they belong there, move the file to {buffer_path(path.parent, url)}; if not, "
+            "point metadata.url at their ledger for one run, or delete the file"
+        )
+    return (
+        f"ledger records buffered for another ledger ({mask(meant_for)}) are kept in "
+        f"{path.parent} ({path.name}), not replayed into this run's ledger "
+        f"({ledger_identity(url)}): they are replayed when metadata.url points at their "
+        "ledger again"
+    )
 
 
 def _close_all(resources: list[Any]) -> None:

@@ -8,6 +8,11 @@ with one) and becomes the flow run's name. The trigger recorded is `schedule` fo
 Prefect's scheduler made, `api` for runs of millpond's API, `ui` for any other (the Prefect UI
 or Prefect's own API).
 
+The run is in the ledger from the flow run's first step: `queued` (with this process's lease)
+as soon as the config is read, before the run lock and the graph; a failure before the graph
+runs closes it `failed` with the reason and tells the webhooks. A config that cannot be read
+at all is recorded from the parts of it that can (millpond.runtime.unstartable).
+
 It lives in the composition root because it wires config, ledger and graph together; flows/
 serves it (`flows.deployment.serve_forever`).
 """
@@ -21,13 +26,14 @@ from prefect import flow
 from prefect.states import Completed, Failed
 
 from millpond.core.config import MillpondConfig
-from millpond.core.config_loading import load_config
 from millpond.core.locks import file_lock
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
-from millpond.core.masking import env_secrets, mask, register_secrets
+from millpond.core.masking import mask
 from millpond.core.prefect_api import API_TAG
 from millpond.core.runid import is_run_id, new_run_id
 from millpond.runtime.context import RunContext
+from millpond.runtime.lifecycle import fail_start, queue_run
+from millpond.runtime.unstartable import ConfigUnreadable, load_or_record
 
 
 def trigger_of(flow_run: Any) -> str:
@@ -37,14 +43,12 @@ def trigger_of(flow_run: Any) -> str:
     return "api" if API_TAG in (getattr(flow_run, "tags", None) or []) else "ui"
 
 
-def _config(target: str | None) -> MillpondConfig:
-    """The stack's config, as `millpond ui` pointed the serving process at it."""
+def _env(target: str | None) -> dict[str, str]:
+    """The serving process's environment, with the run's target override."""
     env = dict(os.environ)
     if target:
         env["MILLPOND_WAREHOUSE__TARGET"] = target
-    config = load_config(env.get("MILLPOND_CONFIG"), env)
-    register_secrets(config.secrets() + env_secrets())
-    return config
+    return env
 
 
 def flow_run_name() -> str:
@@ -69,8 +73,8 @@ def run_current_flow(ctx: RunContext, trigger: str) -> Any:
             graph = ctx.graph
         except Exception as exc:  # a broken dbt project: the run is recorded as failed
             message = f"cannot build the graph: {mask(str(exc))}"
-            ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name)
-            ctx.ledger.finish_run(ctx.run_id, "failed", error=message)
+            logger.error(message)
+            fail_start(ctx, message)
             return Failed(message=f"run {ctx.run_id}: {message}")
         start_run(ctx, trigger)
         settled = settle_locked(ctx)  # nothing new: the flow run has no tasks
@@ -101,14 +105,27 @@ def run_deployment(
 
     setup_console()
     flow_run = FlowRunContext.get().flow_run  # type: ignore[union-attr]
-    config = _config(target)
     run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
-    ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
-    open_run_log(config.logs_dir, run_id)
+    trigger = trigger_of(flow_run)
     try:
+        config = load_or_record(run_id, trigger, str(flow_run.id), _env(target))
+    except ConfigUnreadable as exc:  # recorded failed: millpond.runtime.unstartable
+        return Failed(message=f"run {run_id}: {exc}")
+    ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
+    ctx.flow_run_id = str(flow_run.id)
+    queue_run(ctx, trigger)  # before the run lock: a run waiting behind another shows queued
+    try:
+        open_run_log(config.logs_dir, run_id)
         with node_context(run_id):
-            logger.info(f"run {run_id} ({trigger_of(flow_run)}) of {config.project}")
-            return run_current_flow(ctx, trigger_of(flow_run))
+            logger.info(f"run {run_id} ({trigger}) of {config.project}")
+            return run_current_flow(ctx, trigger)
+    except Exception as exc:
+        if ctx.closed is not None:
+            raise  # closed already, with what happened
+        message = f"cannot start the run: {mask(str(exc)) or type(exc).__name__}"
+        logger.error(message)
+        fail_start(ctx, message)
+        return Failed(message=f"run {run_id}: {message}")
     finally:
         close_run_log(run_id)
 

@@ -22,10 +22,9 @@ from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS, Settle
 from millpond.core.runid import new_run_id as new_run_id  # where the CLI gets it
 from millpond.nodes.extract import warnings as source_warnings
-from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
 from millpond.runtime.damage import check_warehouse
-from millpond.runtime.lifecycle import crash_flow_runs, open_run
+from millpond.runtime.lifecycle import close_run, crash_flow_runs, open_run
 from millpond.runtime.totals import rows_loaded
 
 
@@ -138,19 +137,10 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         failed = [o.node_id for o in ctx.outcomes.values() if o.status == "failed"]
         skipped = len(bad) - len(failed) + len(missing)
         error = f"failed nodes: {', '.join(failed) or '-'}; {skipped} nodes did not run"
-    summary = {
-        "nodes": {o.node_id: o.status for o in ctx.outcomes.values()},
-        "rows": rows_loaded(ctx.graph, ctx.outcomes.values()),  # millpond.runtime.totals
-    }
-    warnings = [
-        f"{o.node_id}: {w}"
-        for o in ctx.outcomes.values()
-        for w in (o.detail or {}).get("warnings", [])
-    ]
-    if warnings:  # e.g. a stalled cursor (ingest.landing), kept with the run in the ledger
-        summary["warnings"] = warnings
-    summary.update(notify_run(ctx.config, ctx.run_id, status, error, list(ctx.outcomes.values())))
-    ctx.ledger.finish_run(ctx.run_id, status, error=error, summary=summary)
+    outcomes = list(ctx.outcomes.values())
+    rows = rows_loaded(ctx.graph, outcomes)  # millpond.runtime.totals
+    close_run(ctx.config, ctx.ledger, ctx.run_id, status, error, outcomes, rows)
+    ctx.closed = status
     return status
 
 

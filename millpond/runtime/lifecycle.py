@@ -17,7 +17,15 @@ Two kinds of lease:
   DAG's close task (`all_done`) closes the run with its real status long before that.
 
 A run is opened in the ledger before the slow parts of its start (Prefect server, dbt parse),
-so a run that dies while starting leaves a row that the next start closes.
+so a run that dies while starting leaves a row that the next start closes. A run asked for
+through `POST /runs`, the schedule or the Prefect UI is `queued` before that, from the moment
+it is asked for (`queue_run`): a queued run that no process claimed within
+`QUEUED_EXPIRY_SECONDS` (its flow run never started) is abandoned the same way, and one that
+cannot start is closed `failed` with the reason (`fail_start`), webhooks included.
+
+`close_run` is the one way a run is closed with an outcome: it measures the run's duration
+once, from the ledger's start to the end it records, and hands the same rows and duration to
+the webhooks and the ledger's summary.
 """
 
 from __future__ import annotations
@@ -33,10 +41,14 @@ from metadata.ledger import Ledger, LedgerUnavailableError
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
 
 HEARTBEAT_SECONDS = 15.0
 PROCESS_EXPIRY_SECONDS = 300.0
+# How long a run may stay queued without a process claiming it (Prefect's runner polls every
+# few seconds and a flow run starts in well under a minute when the deployment is served).
+QUEUED_EXPIRY_SECONDS = 300.0
 # Airflow run types as the ledger records them: `scheduled` reads as millpond's own `schedule`.
 AIRFLOW_TRIGGERS = {"scheduled": "schedule", "manual": "manual", "backfill": "backfill"}
 
@@ -72,6 +84,13 @@ def lease_gone(run: dict[str, Any], host: str, now: datetime, task_expiry: float
     pid, beat = run.get("pid"), run.get("heartbeat_at") or run.get("started_at")
     if pid is not None and run.get("host") == host and not pid_alive(pid):
         return f"its process (pid {pid} on {host}) is gone"
+    if pid is None and run.get("status") == "queued":
+        if beat is not None and now - beat > timedelta(seconds=QUEUED_EXPIRY_SECONDS):
+            return (
+                f"queued at {beat:%Y-%m-%d %H:%M:%S %Z} and never started: no process picked "
+                f"it up within {QUEUED_EXPIRY_SECONDS:.0f} s (is the deployment served?)"
+            )
+        return None
     expiry = PROCESS_EXPIRY_SECONDS if pid is not None else task_expiry
     if beat is not None and now - beat > timedelta(seconds=expiry):
         return f"no heartbeat since {beat:%Y-%m-%d %H:%M:%S %Z} (lease {expiry:.0f} s)"
@@ -162,6 +181,50 @@ def open_run(ctx: RunContext, trigger: str | None, *, process: bool = True) -> l
     return abandoned
 
 
+def queue_run(ctx: RunContext, trigger: str | None) -> None:
+    """Record the run as asked for (`queued`), with this process's lease, before anything
+    that can fail or wait (the run lock, the graph): a run waiting behind another one shows
+    as queued, and one whose process dies is abandoned by the next start."""
+    ctx.ledger.queue_run(
+        ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name, ctx.flow_run_id
+    )
+    ctx.ledger.claim_lease(ctx.run_id, this_host(), os.getpid())
+    keep_alive(ctx)
+
+
+def close_run(
+    config: MillpondConfig,
+    ledger: Ledger,
+    run_id: str,
+    status: str,
+    error: str | None,
+    outcomes: list[Any],
+    rows: int,
+) -> dict[str, Any]:
+    """Close the run with its outcome: the webhooks and the ledger's summary get the same
+    rows and the same duration, the ledger's (from its start to the end recorded here, which
+    is what `/runs/{id}` serves as `duration_ms`). Returns the summary recorded."""
+    at = datetime.now(UTC)
+    started = ledger.run_started_at(run_id)
+    duration_ms = None if started is None else _milliseconds(at - started)
+    summary: dict[str, Any] = {"nodes": {o.node_id: o.status for o in outcomes}, "rows": rows}
+    warnings = [f"{o.node_id}: {w}" for o in outcomes for w in (o.detail or {}).get("warnings", [])]
+    if warnings:  # e.g. a stalled cursor (ingest.landing), kept with the run in the ledger
+        summary["warnings"] = warnings
+    summary.update(
+        notify_run(config, run_id, status, error, outcomes, rows=rows, duration_ms=duration_ms)
+    )
+    ledger.finish_run(run_id, status, error=error, summary=summary, at=at)
+    return summary
+
+
+def _milliseconds(delta: timedelta) -> int:
+    """Rounded half up, as PostgreSQL's `::bigint` rounds the ledger's duration_ms."""
+    return (delta // timedelta(microseconds=1) + 500) // 1000
+
+
 def fail_start(ctx: RunContext, error: str) -> None:
-    """Close a run that could not start (bad dbt project, Prefect server down) as failed."""
-    ctx.ledger.finish_run(ctx.run_id, "failed", error=mask(error))
+    """Close a run that could not start (bad config or dbt project, Prefect server down) as
+    failed with the reason, secrets masked; the webhooks are told as for any failed run."""
+    close_run(ctx.config, ctx.ledger, ctx.run_id, "failed", mask(error), [], 0)
+    ctx.closed = "failed"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from metadata.buffer import buffer_files
 from millpond.core.config import MillpondConfig
 from serve import deps
 from serve.deps import ApiKey
@@ -21,5 +22,5 @@ router = APIRouter(tags=["metrics"], dependencies=[ApiKey])
 )
 def metrics(config: MillpondConfig = Depends(deps.stack_config)) -> Response:
     """Prometheus text format; answers (with `millpond_ledger_up 0`) even with the ledger down."""
-    registry = registry_for(deps.ledger_url, config.state / "ledger-buffer.jsonl")
+    registry = registry_for(deps.ledger_url, buffer_files(config.state))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from metadata import queries
 from serve import prefect_trigger, trigger
 from serve.deps import ApiKey, Ledger, Settings, stack_config
+from serve.queued import QueuedRun
 from serve.schemas import (
     NodeRun,
     RunDetail,
@@ -80,17 +81,22 @@ def trigger_run(conn: Ledger, settings: Settings, request: RunRequest | None = N
     request = request or RunRequest()
     running = queries.running_runs(conn)
     running_id = running[0]["run_id"] if running else None
+    queued = QueuedRun(conn, request.target or config.target_name)  # serve/queued.py
     try:
         deployment = prefect_trigger.served_deployment(config)
         if deployment is not None:
             parameters = request.model_dump(exclude_defaults=True)
             run_id, flow_run_id = prefect_trigger.start_run(
-                config, deployment, running_id, parameters
+                config, deployment, running_id, parameters, queued
             )
             return {"run_id": run_id, "status": "scheduled", "flow_run_id": flow_run_id}
-        child = trigger.start_run(config, settings.config.resolve(), running_id, request.args())
+        child = trigger.start_run(
+            config, settings.config.resolve(), running_id, request.args(), queued
+        )
     except trigger.AlreadyRunning as exc:
         return JSONResponse({"detail": str(exc), "run_id": exc.run_id}, status_code=409)
     except trigger.TriggerFailed as exc:
-        raise HTTPException(503, f"could not start a run: {exc}") from None
+        queued.fail(f"could not start the run: {exc}")
+        raise HTTPException(503, f"could not start run {queued.run_id}: {exc}") from None
+    queued.watch(child.process, config.logs_dir / "api-trigger.log")
     return {"run_id": child.run_id, "status": "started", "pid": child.process.pid}

@@ -8,7 +8,6 @@ can run in parallel with other suites.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import psycopg
 import pytest
 from conftest import database_url
 from loguru import logger
+from pg_helpers import refusing
 
 from metadata import queries
 from metadata.db import connect, current_revision, head_revision, migrate, resolve_url
@@ -67,14 +67,6 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 
 def new_id(prefix: str = "run") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def closed_port_url() -> str:
-    """A URL nothing listens on: the port was just bound and released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"postgresql://postgres@127.0.0.1:{port}/nowhere"
 
 
 @contextlib.contextmanager
@@ -364,11 +356,15 @@ def test_down_database_buffers_then_flush_writes_the_same_rows(
     run_id, source = new_id(), new_id("src")
     before = datetime.now(UTC)
 
-    with captured_warnings() as warnings:
-        down = Ledger(closed_port_url(), buffer)
+    with captured_warnings() as warnings, refusing(db_url):
+        down = Ledger(db_url, buffer)
         started = time.monotonic()
         results = _write_a_run(down, run_id, source)
         elapsed = time.monotonic() - started
+        # The cursor of a source is still known from the buffer while the database is down.
+        assert down.get_source_state(source, "t") == {"max_id": 3}
+        with pytest.raises(LedgerUnavailableError):
+            down.get_source_state(source, "never-set")
     assert not any(results)
     assert len(warnings) == 1
     assert "unreachable" in warnings[0]
@@ -376,10 +372,6 @@ def test_down_database_buffers_then_flush_writes_the_same_rows(
     assert down.degraded
     assert down.buffered == len(results)
     assert len(buffer.read_text().splitlines()) == len(results)
-    # The cursor of a source is still known from the buffer while the database is down.
-    assert down.get_source_state(source, "t") == {"max_id": 3}
-    with pytest.raises(LedgerUnavailableError):
-        down.get_source_state(source, "never-set")
     assert queries.get_run(conn, run_id) is None
 
     time.sleep(0.05)
@@ -408,8 +400,8 @@ def test_down_database_buffers_then_flush_writes_the_same_rows(
     assert status["model.a"]["attempt"] == 2
 
     # Flushing the same records again (a crash after commit, before removal) changes nothing.
-    again = Ledger(closed_port_url(), buffer)
-    _write_a_run(again, run_id, source)
+    with refusing(db_url):
+        _write_a_run(Ledger(db_url, buffer), run_id, source)
     assert Ledger(db_url, buffer).flush_buffer() == len(results)
     assert len(queries.run_nodes(conn, run_id)) == 2
     assert len(queries.partitions(conn, source, "t")) == 1
@@ -419,7 +411,8 @@ def test_writes_after_an_outage_keep_their_order(db_url: str, conn, tmp_path: Pa
     """A Ledger with pending records flushes them before its next live write."""
     buffer = tmp_path / "buffer.jsonl"
     run_id = new_id()
-    Ledger(closed_port_url(), buffer).node_started(run_id, "model.a", "dbt_model", 1)
+    with refusing(db_url):
+        Ledger(db_url, buffer).node_started(run_id, "model.a", "dbt_model", 1)
 
     live = Ledger(db_url, buffer)
     assert live.node_finished(run_id, "model.a", 1, "success", 3)
@@ -431,7 +424,8 @@ def test_late_replayed_start_does_not_undo_a_finish(db_url: str, conn, tmp_path:
     """One worker buffered 'started' while another already recorded the finish."""
     run_id = new_id()
     worker_buffer = tmp_path / "worker.jsonl"
-    Ledger(closed_port_url(), worker_buffer).node_started(run_id, "model.a", "dbt_model", 1)
+    with refusing(db_url):
+        Ledger(db_url, worker_buffer).node_started(run_id, "model.a", "dbt_model", 1)
     Ledger(db_url, tmp_path / "other.jsonl").node_finished(run_id, "model.a", 1, "success", 9)
 
     assert Ledger(db_url, worker_buffer).flush_buffer() == 1
@@ -442,11 +436,12 @@ def test_late_replayed_start_does_not_undo_a_finish(db_url: str, conn, tmp_path:
 def test_unreadable_buffer_line_is_set_aside(db_url: str, conn, tmp_path: Path) -> None:
     buffer = tmp_path / "buffer.jsonl"
     run_id = new_id()
-    down = Ledger(closed_port_url(), buffer)
-    down.start_run(run_id, "cli", "manual", "dev")
-    with buffer.open("a") as handle:
-        handle.write('{"op": "start_run", "args": {"run_id": \n')  # torn write
-    down.finish_run(run_id, "success")
+    with refusing(db_url):
+        down = Ledger(db_url, buffer)
+        down.start_run(run_id, "cli", "manual", "dev")
+        with buffer.open("a") as handle:
+            handle.write('{"op": "start_run", "args": {"run_id": \n')  # torn write
+        down.finish_run(run_id, "success")
 
     up = Ledger(db_url, buffer)
     assert up.flush_buffer() == 2

@@ -1,0 +1,72 @@
+"""The ledger row of a run `POST /runs` asks for, written before anything can fail.
+
+The run is `queued` (trigger `api`) as soon as the request is accepted, before the flow run
+or the `millpond run` process that will run it exists, so `GET /runs/{id}` answers at once
+and a run that never starts is still in the ledger: closed `failed` with the reason when
+starting it fails here or its process exits before it opened the run (`watch`), by the run's
+own process when its config cannot be read (millpond.runtime.unstartable), or `abandoned` by
+the next run when nothing ever picked it up (millpond.runtime.lifecycle).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from metadata.records import write
+from millpond.core.masking import mask
+
+
+class QueuedRun:
+    """Called with the new run id (and later its flow run id) once the run is accepted."""
+
+    def __init__(self, conn: psycopg.Connection, target: str | None) -> None:
+        self.conn, self.target = conn, target
+        self.run_id: str | None = None
+
+    def __call__(self, run_id: str, flow_run_id: str | None = None) -> None:
+        self.run_id = run_id
+        write(
+            self.conn,
+            "queue_run",
+            run_id=run_id,
+            orchestrator="prefect",
+            trigger="api",
+            target=self.target,
+            flow_run_id=flow_run_id,
+            at=datetime.now(UTC),
+        )
+
+    def fail(self, reason: str, conn: psycopg.Connection | None = None) -> None:
+        """Close the run as failed if it is still queued: it could not be started."""
+        if self.run_id is not None:
+            write(
+                conn or self.conn,
+                "fail_queued",
+                run_id=self.run_id,
+                error=mask(reason),
+                at=datetime.now(UTC),
+            )
+
+    def watch(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        """Close the run as failed, in the background, if its process exits before it opened
+        the run (an option it refused, a crash at import); the run's own failures it records
+        itself."""
+
+        def wait() -> None:
+            code = process.wait()
+            from serve.deps import ledger_pool
+
+            try:
+                with ledger_pool().connection() as conn:
+                    self.fail(
+                        f"the run process exited with {code} before it began; see {log}", conn
+                    )
+            except Exception:  # the ledger is gone: the next run abandons the queued row
+                return
+
+        threading.Thread(target=wait, name=f"watch-{self.run_id}", daemon=True).start()
