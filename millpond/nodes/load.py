@@ -53,6 +53,7 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         raise
     for partition_id in loaded.partitions:
         scope.ledger.mark_partition_loaded(partition_id)
+    _record_unrecorded(scope, params, loaded.partitions)
     scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
     report.rows, report.bytes = loaded.rows, loaded.bytes
     report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
@@ -63,6 +64,20 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
             f"{params.source}.{params.table}: {len(rejected)} file(s) rejected at landing, "
             f"the table's other files are loaded: " + "; ".join(r.reason for r in rejected)
         )
+
+
+def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[str]) -> None:
+    """Record as loaded the partitions the warehouse holds but the ledger does not know are
+    loaded: a run killed between the warehouse's commit and the ledger's write. Otherwise the
+    ledger's `loaded_at` stays NULL for good and every later run with nothing new still
+    starts a flow to find nothing to load."""
+    try:
+        recorded = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
+    except Exception:  # a ledger down or buffering: the next run reconciles
+        return
+    held = scope.target.loaded_partitions(params.source, params.table)
+    for partition_id in sorted(held - recorded - set(just_loaded)):
+        scope.ledger.mark_partition_loaded(partition_id)
 
 
 class FilesRejected(Exception):

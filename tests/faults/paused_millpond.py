@@ -18,6 +18,7 @@ kill there is a kill at that moment of the real code. Points:
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -89,8 +90,7 @@ def install(point: str, folder: Path) -> None:
 
         runner._finished_listener = finished_listener
     elif point == "publish":
-        from millpond.targets.duckdb import publish
-
+        publish = importlib.import_module("millpond.targets.duckdb.publish")
         quote = publish.quote
         calls: list[str] = []
 

@@ -61,6 +61,7 @@ def publish(
     # Copy and switch under the warehouse lock: no other writer changes the marts in between,
     # and two publishers cannot interleave their switches.
     with warehouse_lock(warehouse):
+        _remove_stale_copies(published_dir)
         try:
             _copy_marts(warehouse, staging, schemas, tables, setup)
         except BaseException:
@@ -73,6 +74,15 @@ def publish(
         removed = prune(published_dir, keep)
     logger.info(f"published {len(tables)} tables to {target.name}; removed {removed} old snapshots")
     return Published(target, tables)
+
+
+def _remove_stale_copies(published_dir: Path) -> None:
+    """Delete half-written snapshots (`.<run>.duckdb.tmp` and its `.wal`) of publishes that
+    were killed: copies are made only under the warehouse lock this caller holds, so any such
+    file is an orphan, and each one can be as big as the marts."""
+    for stale in published_dir.glob(".*.duckdb.tmp*"):
+        stale.unlink(missing_ok=True)
+        logger.info(f"removed {stale.name}, left by a publish that did not finish")
 
 
 def _copy_marts(
