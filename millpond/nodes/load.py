@@ -6,6 +6,8 @@ COPY on PostgreSQL); the node only asks the configured target and records the ou
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
@@ -67,17 +69,24 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
 
 
 def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[str]) -> None:
-    """Record as loaded the partitions the warehouse holds but the ledger does not know are
-    loaded: a run killed between the warehouse's commit and the ledger's write. Otherwise the
-    ledger's `loaded_at` stays NULL for good and every later run with nothing new still
-    starts a flow to find nothing to load."""
+    """Record in the ledger the partitions the warehouse holds that the ledger does not list
+    as loaded: a run killed after a manifest was written but before the ledger heard of it,
+    or between the warehouse's commit and the ledger's write. Otherwise the ledger's
+    `loaded_at` stays NULL (or the partition unknown) for good, and every later run with
+    nothing new still starts a flow to find nothing to load."""
     try:
         recorded = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
     except Exception:  # a ledger down or buffering: the next run reconciles
         return
     held = scope.target.loaded_partitions(params.source, params.table)
-    for partition_id in sorted(held - recorded - set(just_loaded)):
-        scope.ledger.mark_partition_loaded(partition_id)
+    missing = held - recorded - set(just_loaded)
+    for m in scope.lake.manifests(params.source, params.table):
+        if m.partition_id in missing:
+            landed_at = dt.datetime.fromisoformat(m.landed_at)
+            scope.ledger.record_partition(
+                m.source, m.table, m.partition_id, m.sha256, m.rows, m.bytes, landed_at, m.run_id
+            )
+            scope.ledger.mark_partition_loaded(m.partition_id)
 
 
 class FilesRejected(Exception):

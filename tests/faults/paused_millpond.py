@@ -9,10 +9,12 @@ is the real CLI in one process, the pause only holds the thread that reached the
 kill there is a kill at that moment of the real code. Points:
 
 - `landing`: the parts of a partition are in the lake, its manifest is not written yet;
+- `landed`: the partition's manifest is written, the ledger is not told yet;
 - `load`: inside the warehouse transaction that registers partitions, before its commit;
 - `loaded`: the warehouse has committed a load, the ledger is not told yet;
 - `dbt`: dbt has finished its first resource of a build and waits to go on;
 - `publish`: the snapshot of the marts is half copied (before `current` moves);
+- `switch`: the snapshot is complete, `current` still points at the one before;
 - `ledger`: the first load node starts (extract done), before it writes anything.
 """
 
@@ -56,6 +58,16 @@ def install(point: str, folder: Path) -> None:
             write(self, path, text)
 
         Lake.write_text_atomic = write_manifest  # type: ignore[method-assign]
+    elif point == "landed":
+        from metadata.ledger import Ledger
+
+        record = Ledger.record_partition
+
+        def record_partition(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+            pause()
+            return record(self, *args, **kwargs)
+
+        Ledger.record_partition = record_partition  # type: ignore[method-assign]
     elif point == "load":
         from millpond.targets.duckdb import raw
 
@@ -101,6 +113,15 @@ def install(point: str, folder: Path) -> None:
             return quote(identifier)
 
         publish.quote = counted_quote
+    elif point == "switch":
+        publish = importlib.import_module("millpond.targets.duckdb.publish")
+        point_current = publish.point_current
+
+        def switch(*args: Any, **kwargs: Any) -> None:
+            pause()
+            point_current(*args, **kwargs)
+
+        publish.point_current = switch
     elif point == "ledger":
         from millpond.nodes import load
 

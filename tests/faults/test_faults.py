@@ -102,8 +102,13 @@ def published(root: Path) -> tuple[int, float]:
 
 
 def half_landed(lake_files: list[str]) -> list[str]:
-    """Partition folders holding files but no manifest (a landing that never finished)."""
-    folders = {str(Path(f).parent) for f in lake_files if "/run=" in f}
+    """Partition folders holding files but no manifest (a landing that never finished);
+    S3's folder markers (keys ending in `/`) hold nothing."""
+    folders = {
+        str(Path(f).parent)
+        for f in lake_files
+        if "raw/" in f and "/run=" in f and not f.endswith("/")
+    }
     return sorted(f for f in folders if f"{f}/_manifest.json" not in lake_files)
 
 
@@ -117,7 +122,7 @@ def local_lake(root: Path) -> list[str]:
 # Each run is killed at its point; the next one starts by closing it `abandoned` and redoes
 # what it left, up to its own point: so each run also checks the recovery from the kill
 # before it, and the last, unkilled run must be green.
-POINTS = ["landing", "load", "loaded", "dbt", "publish"]
+POINTS = ["landing", "landed", "load", "loaded", "dbt", "publish", "switch"]
 
 
 def test_kill_9_at_every_stage_then_the_next_run_is_green_and_nothing_is_half_done(
@@ -293,12 +298,19 @@ def test_a_full_disk_under_the_lake_fails_the_run_and_the_next_run_is_green(
         assert half_landed(local_lake(acme)) == []
         [run] = ledger(machine_pg, "select status, error from millpond.runs")
         assert run["status"] == "failed"
+        # A full disk is not the file's fault: it must not be recorded as a rejected file.
+        rejected = [p.name for p in (lake / "rejected").rglob("*") if p.is_file()]
 
         filler.unlink()
         green = millpond(acme, "run", env=env)
         assert green.returncode == 0, green.stdout + green.stderr
         assert published(acme) == (ORDERS, REVENUE)
         assert half_landed(local_lake(acme)) == []
+        if rejected:
+            pytest.xfail(
+                "known (issue 23, landing): a full disk is handled as a rejected file "
+                f"({rejected} left in the lake; the run's error: {run['error']})"
+            )
     finally:
         millpond(acme, "down")
         subprocess.run(["umount", "-l", str(lake)], check=False)
