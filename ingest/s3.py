@@ -114,6 +114,7 @@ def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str
     """Ask the server for the bucket once, so a wrong address, credentials or bucket name is
     one message naming the key to change, before anything is read or written."""
     bucket, _ = check_url(url, setting)
+    check_settings(conn, setting)
     if conn.endpoint_url and not _speaks_s3(conn.endpoint_url, bucket):
         raise S3Error(
             f"the server at {conn.endpoint_url} ({setting}.endpoint_url) does not answer as an "
@@ -128,6 +129,32 @@ def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str
         raise S3Error(
             f"bucket {bucket!r} does not exist on {_server(conn, setting)}: create it "
             f"(MinIO: `mc mb <alias>/{bucket}`), or fix the bucket in {setting}.url ({url})"
+        )
+
+
+def check_settings(conn: S3Connection, setting: str = "lake") -> None:
+    """Settings that would silently be something else: half the credentials (the other half
+    would come from the AWS_* variables), an empty one (a `${VAR}` set to nothing), a path in
+    the endpoint (ignored: the bucket belongs in the url)."""
+    keys = {"access_key_id": conn.access_key_id, "secret_access_key": conn.secret_access_key}
+    for key, value in keys.items():
+        if value is not None and not value.strip():
+            raise S3Error(
+                f"{setting}.{key} is empty: the ${{VAR}} it names is set to nothing; set the "
+                f"variable, or remove {setting}.{key} to use the AWS_* variables"
+            )
+    given = [k for k, v in keys.items() if v]
+    if len(given) == 1:
+        other = next(k for k in keys if k not in given)
+        raise S3Error(
+            f"{setting}.{given[0]} is set but {setting}.{other} is not: set both (or neither, "
+            "to use the AWS_* variables)"
+        )
+    if conn.endpoint_url and urlsplit(conn.endpoint_url).path.strip("/"):
+        raise S3Error(
+            f"{setting}.endpoint_url {conn.endpoint_url!r} has a path: give the server's "
+            f"address only (e.g. http://minio:9000); the bucket and prefix belong in "
+            f"{setting}.url"
         )
 
 

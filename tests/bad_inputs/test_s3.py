@@ -183,6 +183,36 @@ CASES: list[tuple[str, Callable[[Servers], str], list[str]]] = [
         ["no TLS connection", "write http://", "lake.endpoint_url"],
     ),
 ]
+# Settings that would silently mean something else, refused before any server is asked.
+CASES += [
+    (
+        "key-id-without-secret",
+        lambda s: lake_block(f"s3://{s['bucket']}/lake", s["moto"], "  access_key_id: abc\n"),
+        ["lake.access_key_id is set but lake.secret_access_key is not", "set both"],
+    ),
+    (
+        "secret-without-key-id",
+        lambda s: lake_block(
+            f"s3://{s['bucket']}/lake", s["moto"], "  secret_access_key: ${S3_SECRET}\n"
+        ),
+        ["lake.secret_access_key is set but lake.access_key_id is not"],
+    ),
+    (
+        "secret-variable-set-to-nothing",
+        lambda s: lake_block(
+            f"s3://{s['bucket']}/lake",
+            s["moto"],
+            "  access_key_id: ${S3_KEY_ID}\n  secret_access_key: ${EMPTY_SECRET}\n",
+        ),
+        ["lake.secret_access_key is empty", "${VAR}"],
+    ),
+    (
+        "endpoint-with-the-bucket-in-its-path",
+        lambda s: lake_block("s3://lake-prefix-only", s["moto"] + f"/{s['bucket']}"),
+        ["lake.endpoint_url", "has a path", "belong in lake.url"],
+    ),
+]
+
 # Refused by the config itself, naming the key (before any server is asked).
 CONFIG_CASES: list[tuple[str, Callable[[Servers], str], list[str]]] = [
     (
@@ -238,7 +268,7 @@ def write_config(root: Path, lake: str) -> Path:
     return root / "millpond.yml"
 
 
-ENV = {"S3_KEY_ID": S3_KEY_ID, "S3_SECRET": S3_SECRET}
+ENV = {"S3_KEY_ID": S3_KEY_ID, "S3_SECRET": S3_SECRET, "EMPTY_SECRET": ""}
 
 
 @pytest.mark.parametrize(("case", "lake", "words"), CASES, ids=[c[0] for c in CASES])
