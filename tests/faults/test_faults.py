@@ -149,19 +149,19 @@ def test_kill_9_at_every_stage_then_the_next_run_is_green_and_nothing_is_half_do
     nodes = ledger(machine_pg, "select status from millpond.node_runs where status = 'running'")
     assert nodes == []
     assert half_landed(local_lake(acme)) == []
-    # The kill between the warehouse's commit and the ledger's write left no partition that
-    # the ledger thinks is still waiting for its load.
-    waiting = ledger(
-        machine_pg, "select partition_id from millpond.partitions where loaded_at is null"
-    )
-    assert waiting == []
+    # The kills after the manifest and after the warehouse's commit left no partition the
+    # ledger does not know is loaded (else every run with nothing new would start a flow).
+    partitions = ledger(machine_pg, "select partition_id, loaded_at from millpond.partitions")
+    manifests = [f for f in local_lake(acme) if f.endswith("_manifest.json")]
+    assert len(partitions) == len(manifests) == 1, (partitions, manifests)
+    assert partitions[0]["loaded_at"] is not None
     # The kill mid-publish left no half-written snapshot behind once a publish succeeded.
     leftovers = [p.name for p in (acme / ".millpond" / "published").iterdir() if ".tmp" in p.name]
     assert leftovers == []
 
     again = millpond(acme, "run", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "nothing new" in again.stdout, again.stdout
+    assert "nothing new: nothing landed, loaded, rebuilt or published" in again.stdout, again.stdout
     assert published(acme) == (ORDERS, REVENUE)
 
 
