@@ -219,7 +219,9 @@ def test_an_s3_server_cut_mid_landing_leaves_nothing_half_landed(
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server: ThreadedMotoServer | None = ThreadedMotoServer(
+        ip_address="127.0.0.1", port=port, verbose=False
+    )
     server.start()
     client = s3_client(endpoint)
     client.create_bucket(Bucket="cut-lake")
@@ -242,6 +244,7 @@ def test_an_s3_server_cut_mid_landing_leaves_nothing_half_landed(
         run = start_paused(root, "landing", env)
         assert half_landed(keys()), keys()  # parts on S3, no manifest yet
         server.stop()
+        server = None  # stopped: a second stop() would wait for ever
         go_on(root, "landing")
         run.wait(600)
         log = (root / ".fault" / "landing.log").read_text()
@@ -256,7 +259,8 @@ def test_an_s3_server_cut_mid_landing_leaves_nothing_half_landed(
         assert half_landed(keys()) == []
         assert published(root) == (ORDERS, REVENUE)
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         millpond(root, "down")
 
 
