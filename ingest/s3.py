@@ -113,7 +113,7 @@ def check_url(url: str, setting: str = "lake") -> tuple[str, str]:
 def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str = "lake") -> None:
     """Ask the server for the bucket once, so a wrong address, credentials or bucket name is
     one message naming the key to change, before anything is read or written."""
-    bucket, _ = check_url(url, setting)
+    bucket, prefix = check_url(url, setting)
     check_settings(conn, setting)
     if conn.endpoint_url and not _speaks_s3(conn.endpoint_url, bucket):
         raise S3Error(
@@ -124,7 +124,15 @@ def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str
     try:
         info = fs.get_file_info(bucket)
     except OSError as exc:
-        raise S3Error(explain(exc, conn, url, setting), unreachable(exc)) from exc
+        if "ACCESS_DENIED" not in str(exc):
+            raise S3Error(explain(exc, conn, url, setting), unreachable(exc)) from exc
+        # Asking for the bucket needs s3:ListBucket on all of it, which a lake's credentials
+        # may lack; listing the lake's own prefix tells wrong credentials from that.
+        try:
+            fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}".rstrip("/"), True))
+        except OSError as listing:
+            raise S3Error(explain(listing, conn, url, setting), unreachable(listing)) from listing
+        return
     if info.type == pafs.FileType.NotFound:
         raise S3Error(
             f"bucket {bucket!r} does not exist on {_server(conn, setting)}: create it "
