@@ -16,8 +16,10 @@ and repair damage (`millpond lake ls|drop`, `millpond doctor`; docs/recovery.md)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -149,6 +151,7 @@ class Lake:
         self.root = root.rstrip("/")
         # How to reach the server when the lake is on S3 (None for a local folder).
         self.connection: S3Connection | None = None
+        self.url = root
 
     @classmethod
     def from_url(
@@ -159,7 +162,9 @@ class Lake:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
     ) -> Lake:
-        """A lake from `file:///abs/path` or `s3://bucket/prefix` (MinIO via endpoint_url)."""
+        """A lake from `file:///abs/path` or `s3://bucket/prefix` (MinIO via endpoint_url).
+        An S3 lake asks its server for the bucket once: an address, credentials or bucket
+        that cannot work is an `s3.S3Error` naming the `lake.*` key to change."""
         if url.startswith("file://"):
             root = url.removeprefix("file://")
             fs = pafs.LocalFileSystem()
@@ -172,8 +177,10 @@ class Lake:
                 access_key_id=access_key_id,
                 secret_access_key=secret_access_key,
             )
+            s3.check_url(url)
             lake = cls(s3.filesystem(conn), url.removeprefix("s3://"))
-            lake.connection = conn
+            lake.connection, lake.url = conn, url
+            s3.check_bucket(lake.fs, conn, url)
             return lake
         raise ValueError(f"unsupported lake url {url!r}")
 
@@ -214,11 +221,27 @@ class Lake:
         read and write lake files directly."""
         return Path(path) if isinstance(self.fs, pafs.LocalFileSystem) else None
 
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """pyarrow's S3 errors (a server gone, credentials revoked) as messages naming the
+        `lake.*` key; local errors unchanged."""
+        try:
+            yield
+        except s3.S3Error:
+            raise
+        except OSError as exc:
+            if self.connection is None or "AWS Error" not in str(exc):
+                raise
+            raise s3.S3Error(
+                s3.explain(exc, self.connection, self.url), s3.unreachable(exc)
+            ) from exc
+
     def exists(self, path: str) -> bool:
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        with self._explained():
+            return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def read_text(self, path: str) -> str:
-        with self.fs.open_input_stream(path) as stream:
+        with self._explained(), self.fs.open_input_stream(path) as stream:
             return stream.read().decode("utf-8")
 
     def write_text_atomic(self, path: str, text: str) -> None:
@@ -229,7 +252,7 @@ class Lake:
                 out.write(text.encode("utf-8"))
             self.fs.move(tmp, path)
         else:
-            with self.fs.open_output_stream(path) as out:
+            with self._explained(), self.fs.open_output_stream(path) as out:
                 out.write(text.encode("utf-8"))
 
     def manifests(self, source: str, table: str) -> list[Manifest]:

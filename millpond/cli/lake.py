@@ -29,9 +29,18 @@ def _named_failure(exc: Exception) -> None:
 
 
 def _context(config_path: ConfigOption, target: TargetOption, name: str) -> Any:
+    """The command's context, its lake opened first: an S3 lake that cannot work (address,
+    credentials, bucket) is refused naming the `lake.*` key, before anything is touched."""
+    from ingest.s3 import S3Error
     from millpond.runtime.context import RunContext
 
-    return RunContext(load(config_path, target), name, orchestrator="cli", sources_only=True)
+    ctx = RunContext(load(config_path, target), name, orchestrator="cli", sources_only=True)
+    try:
+        ctx.lake  # noqa: B018 (opening it is the check)
+    except S3Error as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    return ctx
 
 
 @lake_app.command("ls")

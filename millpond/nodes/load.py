@@ -6,6 +6,8 @@ COPY on PostgreSQL); the node only asks the configured target and records the ou
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
@@ -54,7 +56,7 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         raise
     for partition_id in loaded.partitions:
         scope.ledger.mark_partition_loaded(partition_id)
-    _reconcile(scope, params, set(loaded.partitions))
+    _record_unrecorded(scope, params, loaded.partitions)
     scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
     report.rows, report.bytes = loaded.rows, loaded.bytes
     report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
@@ -67,20 +69,26 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         )
 
 
-def _reconcile(scope: NodeScope, params: SourceTable, marked: set[str]) -> None:
-    """Mark loaded in the ledger what the warehouse's own bookkeeping holds and the ledger
-    misses: a run killed between the warehouse's commit and the ledger's write left it NULL,
-    and every later run with nothing new would otherwise start a flow to load nothing."""
+def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[str]) -> None:
+    """Record in the ledger the partitions the warehouse holds that the ledger does not list
+    as loaded: a run killed after a manifest was written but before the ledger heard of it,
+    or between the warehouse's commit and the ledger's write. Otherwise the ledger's
+    `loaded_at` stays NULL (or the partition unknown) for good, and every later run with
+    nothing new still starts a flow to find nothing to load."""
     try:
-        in_ledger = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
-        in_warehouse = scope.target.loaded_partitions(params.source, params.table)
-    except Exception as exc:  # a ledger that is down or buffering: the next run reconciles
+        recorded = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
+        held = scope.target.loaded_partitions(params.source, params.table)
+    except Exception as exc:  # a ledger down or buffering: the next run reconciles
         logger.debug(f"cannot reconcile loaded partitions now ({exc})")
         return
-    landed = {m.partition_id for m in scope.lake.manifests(params.source, params.table)}
-    for partition_id in sorted((in_warehouse & landed) - in_ledger - marked):
-        logger.info(f"{partition_id}: in the warehouse but not marked loaded: marking it")
-        scope.ledger.mark_partition_loaded(partition_id)
+    missing = held - recorded - set(just_loaded)
+    for m in scope.lake.manifests(params.source, params.table):
+        if m.partition_id in missing:
+            landed_at = dt.datetime.fromisoformat(m.landed_at)
+            scope.ledger.record_partition(
+                m.source, m.table, m.partition_id, m.sha256, m.rows, m.bytes, landed_at, m.run_id
+            )
+            scope.ledger.mark_partition_loaded(m.partition_id)
 
 
 class FilesRejected(Exception):

@@ -225,3 +225,17 @@ def test_a_scheduled_run_published_first_is_replaced_by_a_later_manual_one(wareh
     assert (published / "20261128T100000Z-abcdef.duckdb").exists()
     with open_published(published) as con:
         assert con.execute("select count(*) from marts.dim_customers").fetchone() == (4,)
+
+
+def test_a_publish_removes_half_written_snapshots_of_killed_publishes(warehouse, published):
+    published.mkdir()
+    stale = [published / ".20261201T060000Z-dead.duckdb.tmp", published / ".x.duckdb.tmp.wal"]
+    for path in stale:
+        path.write_bytes(b"half a snapshot")
+    kept = published / "notes.txt"
+    kept.write_text("not a snapshot")
+
+    publish(warehouse, published, "run2", SCHEMAS, keep=3)
+
+    assert [p for p in stale if p.exists()] == []
+    assert kept.exists() and current_snapshot(published) == published / "run2.duckdb"
