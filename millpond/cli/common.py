@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from millpond.core.config import ConfigError, MillpondConfig
-from millpond.core.config_loading import load_config
+from millpond.core.config_loading import load_config, load_config_lenient, missing_for
 from millpond.core.logs import setup_console
 from millpond.core.masking import env_secrets, register_secrets
 
@@ -28,16 +28,32 @@ ConfigOption = Annotated[
 ]
 
 
-def load(config_path: Path | None, target: str | None = None) -> MillpondConfig:
-    """The config (console logging set up first); a bad one exits with 2 and says why."""
+def load(
+    config_path: Path | None,
+    target: str | None = None,
+    needs: tuple[str, ...] | None = None,
+    command: str = "",
+) -> MillpondConfig:
+    """The config (console logging set up first); a bad one exits with 2 and says why.
+
+    `needs`: the only keys this command uses (`state_dir`, `metadata`, ...): a ${VAR} the
+    config reads elsewhere (a source's token) may then be unset, so `millpond down` or `logs`
+    work in a shell without the sources' secrets; one it needs is still an error."""
     setup_console(
         sink=lambda message: console.print(message, end="", markup=False, highlight=False)
     )
+    quiet_dbt_colours(console)
     env = dict(os.environ)
     if target:
         env["MILLPOND_WAREHOUSE__TARGET"] = target
     try:
-        config = load_config(config_path, env)
+        if needs is None:
+            config = load_config(config_path, env)
+        else:
+            config, unset = load_config_lenient(config_path, env)
+            problem = missing_for(unset, needs, f"millpond {command}".strip())
+            if problem:
+                raise ConfigError(problem)
     except ConfigError as exc:
         console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -51,17 +67,49 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+# Lines written to a file or a pipe (CI logs, `| less`) stay about this wide: long texts
+# (errors) wrap inside their column or under their line; ids are never cut.
+PIPE_WIDTH = 120
+
+
 def print_table(console: Console, table: Table) -> None:
-    """A table as wide as it needs when the output is not a terminal (a pipe, a file, CI), so
-    no cell is cut or wrapped to the 80 columns rich assumes there; on a terminal, its width."""
+    """A table on a terminal at its width; into a pipe or a file, no wider than it needs,
+    at most PIPE_WIDTH unless its ids need more (columns of ids are no_wrap: an id cut or
+    folded cannot be copied), long texts wrapped in their column."""
     if console.is_terminal:
         console.print(table)
         return
     wide = console.options.update(width=10_000)
-    needed = console.measure(table, options=wide).maximum
+    measured = console.measure(table, options=wide)
     width = console.width  # print(width=...) never goes beyond the console's own width
-    console.width = max(needed, width)
+    console.width = min(measured.maximum, max(PIPE_WIDTH, measured.minimum))
     try:
         console.print(table)
     finally:
         console.width = width
+
+
+def print_wrapped(console: Console, text: str, indent: str = "    ") -> None:
+    """A long line (an error) wrapped to PIPE_WIDTH when written to a pipe or a file, the
+    lines after the first indented; on a terminal, the terminal wraps it."""
+    if console.is_terminal or len(text) <= PIPE_WIDTH:
+        console.print(text, highlight=False)
+        return
+    import textwrap
+
+    lines = textwrap.wrap(
+        text,
+        PIPE_WIDTH,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    console.print("\n".join(lines), highlight=False)
+
+
+def quiet_dbt_colours(console: Console) -> None:
+    """dbt writes ANSI colour codes to its console lines and log file unless told not to:
+    off for its file always, and for the console when it is not a terminal."""
+    os.environ.setdefault("DBT_USE_COLORS_FILE", "false")
+    if not console.is_terminal:
+        os.environ.setdefault("DBT_USE_COLORS", "false")

@@ -138,6 +138,7 @@ def run(
             try:
                 abandoned = open_run(ctx, trigger)
                 graph = ctx.graph
+                wiring = _check_wiring(ctx, graph)
                 # Abandoned runs' flow runs are closed through the Prefect API: not settled.
                 settled = None if abandoned else settle_if_nothing_new(ctx)
                 if settled is None:
@@ -168,7 +169,7 @@ def run(
     order = [n.id for n in graph.nodes]
     outcomes = list(ctx.outcomes.values())
     rows = rows_loaded(graph, outcomes)
-    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows)
+    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows, wiring)
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
     if ctx.ledger.buffered:
@@ -177,6 +178,25 @@ def run(
             f"buffered in {config.state / 'ledger-buffer.jsonl'}, flushed on the next run[/]"
         )
     raise typer.Exit(0 if status == "success" else 1)
+
+
+def _check_wiring(ctx: Any, graph: Any) -> list[str]:
+    """Tables and dbt sources that do not meet (millpond.cli.wiring): logged as warnings and
+    returned for the summary; under `dbt.on_unloaded_source: error` a dbt source no table
+    loads refuses the run."""
+    from millpond.cli.wiring import check_wiring
+    from millpond.nodes.dbt import project
+
+    if not any(n.kind == "dbt" for n in graph.nodes):
+        return []
+    found = check_wiring(graph, project(ctx).manifest_json or {}, ctx.config)
+    if found.unloaded and ctx.config.dbt.on_unloaded_source == "error":
+        raise ValueError(
+            "; ".join(found.unloaded) + " (dbt.on_unloaded_source: error in millpond.yml)"
+        )
+    for message in found.messages():
+        logger.warning(message)
+    return found.messages()
 
 
 def _ledger_duration(ctx: Any) -> float | None:
@@ -385,8 +405,8 @@ def demo_data(
 def down(config_path: ConfigOption = None) -> None:
     """Stop what `millpond run`, `millpond ui` and `millpond run-start` started: the process
     serving the deployment, the local Prefect server, the warm node worker and embedded
-    PostgreSQL."""
-    config = load(config_path)
+    PostgreSQL. Works without the sources' secrets (${VAR}s only they read may be unset)."""
+    config = load(config_path, needs=("state_dir", "prefect", "project"), command="down")
     from flows.deployment import stop_served
     from flows.server import stop_server
     from metadata.embedded import stop_embedded
