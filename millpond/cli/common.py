@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from millpond.core.config import ConfigError, MillpondConfig
@@ -55,7 +56,10 @@ def load(
             if problem:
                 raise ConfigError(problem)
     except ConfigError as exc:
-        console.print(f"[red]config error[/]: {exc}", markup=True, highlight=False)
+        message = str(exc)
+        if target and os.environ.get("MILLPOND_WAREHOUSE__TARGET") != target:
+            message = message.replace("set by MILLPOND_WAREHOUSE__TARGET", "set by --target")
+        console.print(f"[red]config error[/]: {escape(message)}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     register_secrets(config.secrets() + env_secrets())
     return config

@@ -118,7 +118,7 @@ def run(
     config = load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
-        _write_demo(config, demo_scale, only_if_empty=True)
+        _write_demo(config, demo_scale, only_if_empty=True, option="--demo-if-empty")
     _quiet_prefect()
     from flows.server import api_url, ensure_server, ui_url
     from millpond.cli.summary import print_summary
@@ -246,7 +246,9 @@ def _run_with_progress(ctx: Any, trigger: str) -> str:
             raise typer.Exit(1) from None
 
 
-def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> None:
+def _write_demo(
+    config: MillpondConfig, scale: float, only_if_empty: bool, option: str = "--scale"
+) -> None:
     """Generate demo exports into each TPC-H-shaped source's inbox, never over landed data.
 
     A source whose lake already holds partitions gets none (new demo files at another scale
@@ -257,7 +259,7 @@ def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> No
     from ingest.lake import Lake
 
     if scale <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--scale")
+        raise typer.BadParameter(f"must be positive, got {scale}", param_hint=option)
     lake = Lake.from_config(config)
     for name, source in config.sources.items():
         if source.kind != "files" or source.path.startswith("s3://"):

@@ -273,12 +273,17 @@ class MillpondConfig(StrictModel):
             )
         return data
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _named_state_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be a folder, e.g. .millpond (empty is the project folder)")
+        return value
+
     @field_validator("state_dir")
     @classmethod
     def _plain_state_dir(cls, value: Path) -> Path:
         """The state folder is where everything is written: not a kernel filesystem."""
-        if not str(value).strip():
-            raise ValueError("must be a folder, e.g. .millpond")
         if value.is_absolute() and value.parts[1:2] in (("proc",), ("sys",), ("dev",)):
             raise ValueError(
                 f"{value} is under /{value.parts[1]}, a kernel filesystem millpond cannot keep "
