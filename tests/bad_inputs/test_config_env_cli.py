@@ -343,7 +343,11 @@ CASES = [
     Case(
         "cli-graph-target", ("warehouse.target", "--target"), args=("graph", "--target", "oracle")
     ),
-    Case("cli-status-limit", ("--limit", "greater than or equal to 1"), args=("status", "--limit", "0")),
+    Case(
+        "cli-status-limit",
+        ("--limit", "greater than or equal to 1"),
+        args=("status", "--limit", "0"),
+    ),
     Case("cli-logs-level", ("--level", "LOUD"), args=("logs", "last", "--level", "LOUD")),
     Case(
         "cli-logs-run-id", ("no log of run", "../../etc/passwd"), args=("logs", "../../etc/passwd")
