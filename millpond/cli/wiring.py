@@ -4,13 +4,14 @@ A dbt source named after a millpond source (or reading the raw schema) that no c
 table loads is built on whatever raw data was loaded before: a table renamed or misspelt in
 millpond.yml (`tables: [orderz]`) would otherwise give a green run over old data. Such a
 source is a warning in the log and the run summary, or refuses the run under
-`dbt.on_unloaded_source: error`. A configured table no dbt source reads, beside tables of the
-same source that are read, is most likely such a typo too: a warning. A source none of whose
-tables dbt reads is a land-only source, which is fine.
+`dbt.on_unloaded_source: error`. A configured table no dbt source reads is named too when its
+source also has such an unloaded dbt source (the other half of the same typo); otherwise it is
+a table landed for other readers, which is fine.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ def check_wiring(graph: Graph, manifest: dict[str, Any], config: Any) -> Wiring:
     """The dbt sources (read by a model) that no load node provides, and the tables whose
     load no dbt node waits for while another table of the same source is read."""
     found = Wiring()
+    unloaded: dict[str, list[str]] = {}  # millpond source -> its tables dbt reads, unloaded
     provided = providers(graph.nodes)
     raw_schema = config.target_config.raw_schema
     resources = manifest.get("nodes", {})
@@ -56,19 +58,21 @@ def check_wiring(graph: Graph, manifest: dict[str, Any], config: Any) -> Wiring:
             if name in config.sources
             else "name the dbt source after a millpond source and table"
         )
+        unloaded.setdefault(str(name), []).append(str(table))
         found.unloaded.append(
             f"dbt source {name}.{table} ({source.get('schema')}.{identifier}) is loaded by no "
-            f"table of millpond.yml ({hint}): {', '.join(readers) or 'its readers'} read raw "
-            "data loaded before, or none"
+            f"table of millpond.yml ({hint}); the models reading it "
+            f"({', '.join(readers) or 'none listed'}) are built on raw data loaded before, if any"
         )
     waited = {up for n in graph.nodes if n.kind == "dbt" for up in n.upstream}
-    loads = [n for n in graph.nodes if n.kind == "load"]
-    sources_read = {n.params.source for n in loads if n.id in waited}
-    for node in loads:
-        if node.id not in waited and node.params.source in sources_read:
-            found.unread.append(
-                f"table {node.params.source}.{node.params.table} is read by no dbt source "
-                f"(dbt sources of {node.params.source!r} read other tables): misspelt in "
-                "millpond.yml or in the dbt project?"
-            )
+    for node in graph.nodes:
+        params = node.params
+        if node.kind != "load" or node.id in waited or params.source not in unloaded:
+            continue
+        near = difflib.get_close_matches(params.table, unloaded[params.source], n=1, cutoff=0.6)
+        meant = f"; did you mean {near[0]!r}?" if near else ""
+        found.unread.append(
+            f"table {params.source}.{params.table} of millpond.yml is read by no dbt source "
+            f"while dbt sources of {params.source!r} read tables it does not load{meant}"
+        )
     return found
