@@ -94,20 +94,25 @@ def print_table(console: Console, table: Table) -> None:
 
 
 def print_wrapped(console: Console, text: str, indent: str = "    ") -> None:
-    """A long line (an error) wrapped to PIPE_WIDTH when written to a pipe or a file, the
-    lines after the first indented; on a terminal, the terminal wraps it."""
-    if console.is_terminal or len(text) <= PIPE_WIDTH:
+    """A long line (an error) wrapped to PIPE_WIDTH when written to a pipe or a file, each of
+    its own lines on its own (a SQL error's caret stays under its line), the continuations
+    indented; on a terminal, the terminal wraps it."""
+    if console.is_terminal or all(len(line) <= PIPE_WIDTH for line in text.splitlines()):
         console.print(text, highlight=False)
         return
     import textwrap
 
-    lines = textwrap.wrap(
-        text,
-        PIPE_WIDTH,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    lines = []
+    for line in text.splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        lines += textwrap.wrap(
+            line,
+            PIPE_WIDTH,
+            subsequent_indent=lead + indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+            drop_whitespace=True,
+        ) or [""]
     console.print("\n".join(lines), highlight=False)
 
 

@@ -158,7 +158,7 @@ def test_the_summary_wraps_errors_and_shows_wiring_warnings_in_a_pipe() -> None:
         bytes=None,
         duration_ms=5,
         detail={},
-        error="dbt said " + "something long " * 40,
+        error="dbt said " + "something long " * 40 + "\n  LINE 3: select x\n                ^",
     )
     warning = "dbt source erp.orders (raw.erp__orders) is loaded by no table of millpond.yml"
 
@@ -169,6 +169,7 @@ def test_the_summary_wraps_errors_and_shows_wiring_warnings_in_a_pipe() -> None:
     text = buffer.getvalue()
     assert max(len(line) for line in text.splitlines()) <= PIPE_WIDTH
     assert "warning: dbt source erp.orders" in text
+    assert "\n  LINE 3: select x\n                ^" in text  # its own lines kept
 
 
 # --- dbt sources and tables that do not meet ------------------------------------------------
