@@ -456,10 +456,20 @@ def registry_problem(requirement: str) -> str | None:
     found = re.search(r"Available versions: (.*)", asked.stdout)
     if asked.returncode != 0 or not found:
         last = (asked.stderr.strip().splitlines() or ["no versions listed"])[-1]
-        return f"pip index versions {name}: {last}"
+        return f"pip index versions {name}: {last}; {pip_indexes()}"
     if version and version not in [v.strip() for v in found.group(1).split(",")]:
         return f"{name} {version} is not on it"
     return None
+
+
+def pip_indexes() -> str:
+    """The indexes pip is configured with (pip config list), for a skip reason."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    found = re.findall(r"^\S*?(?:index-url|find-links)='(.*)'$", listed, re.M)
+    urls = [url for value in found for url in value.split()]
+    return "indexes: " + (", ".join(urls) or "https://pypi.org/simple (pip's default)")
 
 
 @pytest.fixture(scope="session")
