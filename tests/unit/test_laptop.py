@@ -281,3 +281,26 @@ def test_a_process_carrying_the_session_mark_is_found() -> None:
 
     assert [pid for pid, _ in found] == [child.pid]
     assert _marked_processes(mark) == []
+
+
+def test_under_on_unloaded_source_error_the_run_is_refused_naming_the_setting() -> None:
+    from millpond.cli.main import _check_wiring
+
+    def config_with(mode: str) -> object:
+        return config_model().model_validate(
+            {
+                "dbt": {"on_unloaded_source": mode},
+                "sources": {"erp": {"kind": "files", "path": "inbox", "tables": ["customer"]}},
+            }
+        )
+
+    dbt = SimpleNamespace(manifest_json=manifest("customer", "orders"))
+    graph = wired_graph(["customer"])
+
+    def ctx(mode: str) -> SimpleNamespace:
+        return SimpleNamespace(config=config_with(mode), resource=lambda key, factory: dbt)
+
+    with pytest.raises(ValueError, match=r"dbt source erp.orders .*dbt.on_unloaded_source: error"):
+        _check_wiring(ctx("error"), graph)
+    warned = _check_wiring(ctx("warn"), graph)
+    assert len(warned) == 1 and "add 'orders' to sources.erp.tables" in warned[0]
