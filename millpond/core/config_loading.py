@@ -87,7 +87,7 @@ def apply_env_overrides(
             # underscores, is taken for a typo: it would be ignored while the run goes on.
             if name in read_by_file or name in OTHER_TOOLS_ENV or name in ENV_SETTINGS:
                 continue
-            meant = single_underscore_keys(path[0])
+            meant = single_underscore_keys(path[0]) or _near_section_key(path[0])
             if meant:
                 forms = " or ".join(ENV_PREFIX + "__".join(p).upper() for p in meant)
                 raise ConfigError(
@@ -158,6 +158,21 @@ def single_underscore_keys(name: str) -> list[list[str]]:
         if "" not in path and _is_key_path(path):
             found.append(path)
     return found
+
+
+def _near_section_key(name: str) -> list[list[str]]:
+    """`prefect_prot` -> [["prefect", "port"]]: a section's name, one underscore, and a near
+    miss of one of its keys (both halves of the typo at once)."""
+    sections = _keys_of(config_model()) or {}
+    for section, annotation in sections.items():
+        keys = _keys_of(annotation)
+        if not name.startswith(section + "_") or keys is None or isinstance(keys, _AnyName):
+            continue
+        rest = name.removeprefix(section + "_")
+        near = difflib.get_close_matches(rest, sorted(keys), n=1, cutoff=0.75)
+        if near:
+            return [[section, near[0]]]
+    return []
 
 
 def _is_key_path(path: list[str]) -> bool:

@@ -274,6 +274,11 @@ CASES = [
         env={"MILLPOND_SERVE_PORT": "8001"},
     ),
     Case(
+        "env-one-underscore-and-a-typo",
+        ("MILLPOND_PREFECT_PROT", "MILLPOND_PREFECT__PORT"),
+        env={"MILLPOND_PREFECT_PROT": "4300"},
+    ),
+    Case(
         "env-port-range",
         ("prefect.port", "MILLPOND_PREFECT__PORT", "65535"),
         env={"MILLPOND_PREFECT__PORT": "99999"},

@@ -114,6 +114,31 @@ def test_key_paths_spelt_with_one_underscore() -> None:
         assert single_underscore_keys(name) == [], name
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "API_KEYS",
+        "CACHE_DIR",
+        "POOL",
+        "RUN_TYPE",
+        "MAX_LIMIT",
+        "PG_HOST",
+        "AIRFLOW_CACHE",
+        "WAREHOUSE_PATH",
+        "WAREHOUSE_PASSWORD",
+        "LAKE_S3_SECRET",
+        "LAKE_S3_KEY_ID",
+        "TEST_PG",
+        "SERVE_ROUTERS_EXTRA",
+        "PROJECT_OWNER",
+    ],
+)
+def test_settings_and_team_variables_are_not_taken_for_typos(name: str, tmp_path: Path) -> None:
+    config, _ = load_config_lenient(project(tmp_path), {f"MILLPOND_{name}": "x"})
+
+    assert config.project == "demo"
+
+
 # --- output into a pipe or a file -----------------------------------------------------------
 
 
