@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ingest.contract import BadRows, SchemaChange, TablePolicy
 from ingest.formats import (
@@ -86,6 +86,17 @@ class FilesSourceConfig(SourceConfigBase):
     max_bad_fraction: float | None = Field(None, ge=0, le=1)
     # Files modified more recently than this are still arriving: left for the next run.
     settle_seconds: float = Field(0.0, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _named_folder(cls, value: str) -> str:
+        """An empty path would make the project folder (millpond.yml, .millpond/) the inbox."""
+        if not value.strip():
+            raise ValueError(
+                "must name the folder the exports are dropped into (e.g. inbox/erp) or an "
+                "s3:// prefix; empty would read the project folder itself"
+            )
+        return value
 
     def read_options(self, table: str) -> ReadOptions:
         """How this table's files are read: the source's settings, the table's win."""

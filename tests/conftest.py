@@ -9,12 +9,18 @@ millpond's tests start (the Prefect server, an embedded PostgreSQL on a laptop) 
 per `pytest` command: the first worker to ask starts it under a file lock in a folder all
 workers share (`MILLPOND_TEST_SHARED`, made by the main process), the others reuse it, and the
 main process stops it when every worker is done (`pytest_unconfigure`).
+
+On a laptop: the user's own `MILLPOND_*` variables are cleared when the session starts (tests
+and the commands they run see only what a test sets), tests that need the package registry skip
+with the reason when it does not answer, and the session fails when a process it started (an
+embedded PostgreSQL, a Prefect server, uvicorn, a warm worker) is still alive at its end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +45,30 @@ BIN = Path(sys.executable).parent
 MACHINE_PG = os.environ.get("MILLPOND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Set by .ci/run: a server that should be there and is not fails the test instead of skipping.
 REQUIRE_SERVERS = os.environ.get("MILLPOND_REQUIRE_SERVERS") == "1"
+# The variables that steer the tests themselves; every other MILLPOND_* the user exported
+# (MILLPOND_PREFECT__PORT, MILLPOND_METADATA__URL, ...) would change what the tests run.
+TEST_CONTROL_ENV = {"MILLPOND_REQUIRE_SERVERS", "MILLPOND_AIRFLOW_CACHE"}
+# Every process this session starts inherits this mark, daemons included (pg_ctl, Prefect):
+# what still carries it at the end has leaked (`pytest_unconfigure`).
+SESSION_MARK = "MILLPOND_TEST_SESSION"
+
+
+def clear_user_env(environ: Any = os.environ) -> list[str]:
+    """Remove the user's MILLPOND_* variables (not the tests' own controls); their names."""
+    cleared = [
+        name
+        for name in environ
+        if name.startswith("MILLPOND_")
+        and not name.startswith("MILLPOND_TEST_")
+        and name not in TEST_CONTROL_ENV
+    ]
+    for name in cleared:
+        del environ[name]
+    return cleared
+
+
+if not os.environ.get("PYTEST_XDIST_WORKER"):  # workers get the main process's environment
+    CLEARED_ENV = clear_user_env()
 
 
 def machine_pg_available() -> bool:
@@ -77,9 +107,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ["MILLPOND_TEST_SHARED"] = tempfile.mkdtemp(prefix="millpond-test-")
+    os.environ[SESSION_MARK] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # dbt parses shared by the session's projects (millpond.nodes.dbt.manifest_cache), in a
     # cache of the session's own: the first project parses for real, nothing reaches ~/.cache.
     os.environ["MILLPOND_CACHE_DIR"] = str(Path(os.environ["MILLPOND_TEST_SHARED"]) / "cache")
+
+
+_SESSION: list[pytest.Session] = []
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    cleared = globals().get("CLEARED_ENV")
+    return f"cleared the user's {', '.join(sorted(cleared))}" if cleared else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION.append(session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -100,6 +143,52 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
         stop_embedded(embedded / "pg")
     shutil.rmtree(shared, ignore_errors=True)
+    mark = os.environ.pop(SESSION_MARK, None)
+    leaked = leaked_processes(mark) if mark else []
+    if leaked:
+        for pid, _ in leaked:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        sys.stderr.write(
+            f"\nFAILED: {len(leaked)} processes this test session started were still running "
+            "after it (killed now); a test or fixture does not stop them:\n"
+            + "".join(f"  pid {pid}: {command[:200]}\n" for pid, command in leaked)
+        )
+        if _SESSION and _SESSION[0].exitstatus == 0:
+            _SESSION[0].exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def leaked_processes(mark: str, grace_seconds: float = 20.0) -> list[tuple[int, str]]:
+    """Processes whose environment carries this session's mark, other than this process and
+    its ancestors, once those stopped just now had `grace_seconds` to exit."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        found = _marked_processes(mark)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _marked_processes(mark: str) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes with `SESSION_MARK=mark` in their environment
+    (Linux /proc; elsewhere nothing is checked)."""
+    needle = f"{SESSION_MARK}={mark}".encode()
+    mine = {os.getpid(), os.getppid()}
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid in mine:
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if status != "Z":  # a zombie has exited; its parent reaps it
+            found.append((pid, command.strip()))
+    return found
 
 
 def shared_dir() -> Path:
@@ -347,6 +436,42 @@ def s3_lake(s3_server: str, s3_bucket: str) -> Any:
 AIRFLOW_VERSION = "3.3.2"
 
 
+QUICK = ("--retries", "0", "--disable-pip-version-check")
+
+
+def registry_problem(requirement: str) -> str | None:
+    """Why `requirement` cannot be installed from the package registry pip is configured
+    with (its index, PIP_INDEX_URL, find-links), asked cheaply: one index page, a short
+    timeout, no retries. None when it can."""
+    name, _, version = requirement.partition("==")
+    try:
+        asked = subprocess.run(
+            [sys.executable, "-m", "pip", "index", "versions", name, "--timeout", "5", *QUICK],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return f"pip index versions {name}: no answer in 60 s"
+    found = re.search(r"Available versions: (.*)", asked.stdout)
+    if asked.returncode != 0 or not found:
+        last = (asked.stderr.strip().splitlines() or ["no versions listed"])[-1]
+        return f"pip index versions {name}: {last}; {pip_indexes()}"
+    if version and version not in [v.strip() for v in found.group(1).split(",")]:
+        return f"{name} {version} is not on it"
+    return None
+
+
+def pip_indexes() -> str:
+    """The indexes pip is configured with (pip config list), for a skip reason."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    found = re.findall(r"^\S*?(?:index-url|find-links)='(.*)'$", listed, re.M)
+    urls = [url for value in found for url in value.split()]
+    return "indexes: " + (", ".join(urls) or "https://pypi.org/simple (pip's default)")
+
+
 @pytest.fixture(scope="session")
 def airflow_venv() -> Path:
     """A venv with apache-airflow, kept between test runs (keyed by version): Airflow must
@@ -359,6 +484,13 @@ def airflow_venv() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with file_lock(cache / f"airflow-{AIRFLOW_VERSION}.lock", "airflow venv"):
         if not stamp.is_file():
+            problem = registry_problem(f"apache-airflow=={AIRFLOW_VERSION}")
+            require_server(
+                problem is None,
+                f"the package registry does not answer ({problem}): the Airflow tests install "
+                f"apache-airflow=={AIRFLOW_VERSION} into a venv of their own, cached in {venv} "
+                "once made",
+            )
             shutil.rmtree(venv, ignore_errors=True)
             python = getattr(sys, "_base_executable", None) or sys.executable
             subprocess.run([python, "-m", "venv", str(venv)], check=True)

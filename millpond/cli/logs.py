@@ -33,7 +33,7 @@ def logs(
 
     Examples: `millpond logs last`; `millpond logs 20261202T061500Z-1a2b3c dbt.fct_orders`;
     `millpond logs last load.erp.orders --level WARNING`."""
-    config = load(config_path)
+    config = load(config_path, needs=("state_dir",), command="logs")
     if level.upper() not in LEVELS:
         fail(f"--level {level!r}: one of {', '.join(LEVELS)}")
     path = _log_file(config.logs_dir, run_id)

@@ -130,7 +130,7 @@ def run(
         config = load(config_path, target)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
-        _write_demo(config, demo_scale, only_if_empty=True)
+        _write_demo(config, demo_scale, only_if_empty=True, option="--demo-if-empty")
     _quiet_prefect()
     from flows.server import api_url, ensure_server, ui_url
     from millpond.cli.summary import print_summary
@@ -151,6 +151,7 @@ def run(
             try:
                 abandoned = open_run(ctx, trigger)
                 graph = ctx.graph
+                wiring = _check_wiring(ctx, graph)
                 # Abandoned runs' flow runs are closed through the Prefect API: not settled.
                 settled = None if abandoned else settle_if_nothing_new(ctx)
                 if settled is None:
@@ -181,7 +182,7 @@ def run(
     order = [n.id for n in graph.nodes]
     outcomes = list(ctx.outcomes.values())
     rows = rows_loaded(graph, outcomes)
-    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows)
+    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows, wiring)
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
     damage = warehouse_note(ctx)  # a missing or unreadable warehouse: said again here
@@ -213,6 +214,25 @@ def _load_queued(
         )
 
     return load(config_path, target, on_error=record)
+
+
+def _check_wiring(ctx: Any, graph: Any) -> list[str]:
+    """Tables and dbt sources that do not meet (millpond.cli.wiring): logged as warnings and
+    returned for the summary; under `dbt.on_unloaded_source: error` a dbt source no table
+    loads refuses the run."""
+    from millpond.cli.wiring import check_wiring
+    from millpond.nodes.dbt import project
+
+    if not any(n.kind == "dbt" for n in graph.nodes):
+        return []
+    found = check_wiring(graph, project(ctx).manifest_json or {}, ctx.config)
+    if found.unloaded and ctx.config.dbt.on_unloaded_source == "error":
+        raise ValueError(
+            "; ".join(found.unloaded) + " (dbt.on_unloaded_source: error in millpond.yml)"
+        )
+    for message in found.messages():
+        logger.warning(message)
+    return found.messages()
 
 
 def _ledger_duration(ctx: Any) -> float | None:
@@ -262,7 +282,9 @@ def _run_with_progress(ctx: Any, trigger: str) -> str:
             raise typer.Exit(1) from None
 
 
-def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> None:
+def _write_demo(
+    config: MillpondConfig, scale: float, only_if_empty: bool, option: str = "--scale"
+) -> None:
     """Generate demo exports into each TPC-H-shaped source's inbox, never over landed data.
 
     A source whose lake already holds partitions gets none (new demo files at another scale
@@ -273,7 +295,7 @@ def _write_demo(config: MillpondConfig, scale: float, only_if_empty: bool) -> No
     from ingest.lake import Lake
 
     if scale <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--scale")
+        raise typer.BadParameter(f"must be positive, got {scale}", param_hint=option)
     lake = Lake.from_config(config)
     for name, source in config.sources.items():
         if source.kind != "files" or source.path.startswith("s3://"):
@@ -421,8 +443,8 @@ def demo_data(
 def down(config_path: ConfigOption = None) -> None:
     """Stop what `millpond run`, `millpond ui` and `millpond run-start` started: the process
     serving the deployment, the local Prefect server, the warm node worker and embedded
-    PostgreSQL."""
-    config = load(config_path)
+    PostgreSQL. Works without the sources' secrets (${VAR}s only they read may be unset)."""
+    config = load(config_path, needs=("state_dir", "prefect", "project"), command="down")
     from flows.deployment import stop_served
     from flows.server import stop_server
     from metadata.embedded import stop_embedded

@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from millpond.cli.common import ConfigOption, console, fail, load, out, print_table
-from millpond.cli.summary import STATUS_STYLE, run_rows
+from millpond.cli.common import ConfigOption, console, fail, load, out, print_table, print_wrapped
+from millpond.cli.summary import ID_COLUMNS, STATUS_STYLE, run_rows
 
 
 @contextmanager
@@ -48,7 +49,7 @@ def status(
     `millpond status last`; `millpond status 20261202T061500Z-1a2b3c`."""
     from metadata import queries
 
-    config = load(config_path)
+    config = load(config_path, needs=("state_dir", "metadata"), command="status")
     with ledger_connection(config) as conn:
         if run_id is None:
             runs = queries.list_runs(conn, limit)
@@ -81,7 +82,7 @@ def status(
         highlight=False,
     )
     if run["error"]:
-        out.print(f"  [red]{run['error']}[/]", highlight=False)
+        print_wrapped(out, f"  [red]{escape(str(run['error']))}[/]")
 
 
 def _failed_nodes(nodes: list[dict[str, Any]]) -> list[str]:
@@ -105,7 +106,12 @@ def _runs_table(runs: list[dict[str, Any]], failed: dict[str, list[str]]) -> Tab
         ("rows", "right"),
         ("failed nodes", "left"),
     ]:
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            no_wrap=column in ID_COLUMNS,  # an id cut or folded cannot be copied
+        )
     for run in runs:
         rows, seconds = run_rows(run)
         table.add_row(
@@ -132,7 +138,12 @@ def _nodes_table(run: dict[str, Any], nodes: list[dict[str, Any]]) -> Table:
         ("ms", "right"),
         ("error", "left"),
     ]:
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            no_wrap=column in ID_COLUMNS,  # an id cut or folded cannot be copied
+        )
     for n in nodes:
         table.add_row(
             n["node_id"],

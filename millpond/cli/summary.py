@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from millpond.cli.common import print_table
+from millpond.cli.common import print_table, print_wrapped
 
+ID_COLUMNS = {"node", "run"}
 STATUS_STYLE = {
     "success": "green",
     "failed": "bold red",
@@ -33,8 +35,12 @@ def summary_table(outcomes: Iterable[Any], order: list[str]) -> Table:
         ("ms", "right"),
         ("tests", "right"),
     ]:
-        # Node ids wrap rather than end in "...": a cut id cannot be looked up.
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            no_wrap=column in ID_COLUMNS,  # an id cut or folded cannot be copied
+        )
     by_id = {o.node_id: o for o in outcomes}
     for node_id in order:
         o = by_id.get(node_id)
@@ -74,6 +80,7 @@ def print_summary(
     links: dict[str, str],
     snapshot: str | None,
     rows: int,
+    warnings: Iterable[str] = (),
 ) -> None:
     """The summary table, then one line: status, duration, nodes, rows loaded, tests.
 
@@ -90,15 +97,17 @@ def print_summary(
         f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
         + (f", {len(unchanged)} unchanged" if unchanged else "")
     )
+    for warning in warnings:  # e.g. a dbt source no table loads (millpond.cli.wiring)
+        print_wrapped(console, f"  [yellow]warning[/]: {escape(warning)}")
     for t in failed_tests:
         console.print(
             f"  [red]test {t['test']}: {t['status']}[/] ({t.get('failures')} failing rows)"
         )
     for o in outcomes:
         if o.status == "failed":
-            console.print(f"  [red]{o.node_id}[/]: {o.error}")
+            print_wrapped(console, f"  [red]{o.node_id}[/]: {escape(str(o.error))}")
         for warning in (o.detail or {}).get("warnings", []):  # e.g. a stalled cursor
-            console.print(f"  [bold yellow]{o.node_id}[/]: {warning}")
+            print_wrapped(console, f"  [bold yellow]{o.node_id}[/]: {escape(str(warning))}")
         if (o.detail or {}).get("bad_rows"):  # landed, with bad rows kept aside
             where = ", ".join(o.detail.get("quarantine", []))
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")

@@ -104,6 +104,9 @@ class DbtConfig(StrictModel):
     # and scrubbed from dbt's logs and target/ files (millpond.nodes.dbt.secrets).
     secret_vars: list[str] = Field(default_factory=list)
     policy: NodePolicy = NodePolicy()
+    # A dbt source of a millpond source (or the raw schema) that no configured table loads:
+    # `warn` (log and run summary) or `error` (the run is refused before it starts).
+    on_unloaded_source: Literal["warn", "error"] = "warn"
 
     @model_validator(mode="after")
     def _secret_vars_exist(self) -> DbtConfig:
@@ -179,7 +182,7 @@ class PrefectConfig(StrictModel):
 
     api_url: str | None = None
     host: str = "127.0.0.1"
-    port: int = 4200
+    port: int = Field(4200, ge=1, le=65535)
     concurrency: int = Field(4, ge=1, le=64)
 
 
@@ -199,7 +202,7 @@ class ServeConfig(StrictModel):
     (`"package.module:router"`, imported at start, with the same API-key auth)."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     routers: list[str] = Field(default_factory=list)
     # Paths open without an API key besides /health (e.g. [/metrics] for a scraper with no
     # key): an exact path, or `/prefix/*` for everything under /prefix/.
@@ -278,6 +281,58 @@ class MillpondConfig(StrictModel):
     schedule: str | None = "0 6 * * *"
     # Set by load_config: the folder relative paths are resolved against.
     root: Path = Path(".")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """A section left empty in YAML (`lake:` with only comments below it) is null: it
+        means the defaults. `sources:` or `sources: []` means no sources, as `sources: {}`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in [k for k, v in data.items() if v is None and k in _SECTIONS]:
+            del data[key]
+        if data.get("sources") == []:
+            data["sources"] = {}
+        if isinstance(data.get("sources"), list):
+            raise ValueError(
+                "sources must map each source's name to its settings, not be a list: write "
+                "`sources: {erp: {kind: files, path: inbox/erp, tables: [orders]}}` (a name "
+                "per source, no leading `-`), or `sources: {}` for none"
+            )
+        return data
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _named_state_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be a folder, e.g. .millpond (empty is the project folder)")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _plain_state_dir(cls, value: Path) -> Path:
+        """The state folder is where everything is written: not a kernel filesystem."""
+        if value.is_absolute() and value.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+            raise ValueError(
+                f"{value} is under /{value.parts[1]}, a kernel filesystem millpond cannot keep "
+                "its state in; use a folder of your own, e.g. .millpond"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _state_dir_is_a_folder(self) -> MillpondConfig:
+        """An existing file where the state folder (or one above it) should be would fail
+        the first write with a bare OS error; say so now, without creating anything."""
+        state = self.state
+        for folder in (state, *state.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ValueError(
+                        f"state_dir: {folder} is a file, not a folder; choose another state_dir"
+                    )
+                break
+        return self
 
     @field_validator("schedule")
     @classmethod
@@ -361,6 +416,12 @@ class MillpondConfig(StrictModel):
         from pydantic_core import to_jsonable_python
 
         return to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
+
+
+_SECTIONS = {
+    *("lake", "warehouse", "dbt", "metadata", "sources"),
+    *("publish", "prefect", "airflow", "serve", "notify"),
+}
 
 
 def mask_urls(value: Any) -> Any:

@@ -26,6 +26,15 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message says where and why."""
 
 
+def referenced_vars(value: Any) -> set[str]:
+    """The names of every ${VAR} a parsed YAML document reads."""
+    if isinstance(value, dict):
+        return {n for v in value.values() for n in referenced_vars(v)}
+    if isinstance(value, list):
+        return {n for v in value for n in referenced_vars(v)}
+    return {m.group(1) for m in _VAR.finditer(value)} if isinstance(value, str) else set()
+
+
 def find_config(path: Path | str | None = None) -> Path:
     """The config file to use: an explicit path, $MILLPOND_CONFIG, or ./millpond.yml."""
     chosen = Path(path or os.environ.get("MILLPOND_CONFIG") or DEFAULT_CONFIG_FILE)
@@ -34,14 +43,25 @@ def find_config(path: Path | str | None = None) -> Path:
     return chosen.resolve()
 
 
-def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML document."""
+def interpolate(
+    value: Any,
+    env: dict[str, str],
+    where: str = "",
+    unset: dict[tuple[Any, ...], str] | None = None,
+    at: tuple[Any, ...] = (),
+) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML document.
+
+    A ${VAR} that is not set is an error, unless `unset` is given: then it is left as it is
+    and recorded there (key path as a tuple -> variable), for commands that need only part
+    of the config (`millpond down` must work in a shell without the sources' secrets)."""
     if isinstance(value, dict):
         return {
-            k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+            k: interpolate(v, env, f"{where}.{k}" if where else str(k), unset, (*at, k))
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{where}[{i}]", unset, (*at, i)) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -51,6 +71,9 @@ def interpolate(value: Any, env: dict[str, str], where: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
+        if unset is not None:
+            unset.setdefault(at, name)
+            return match.group(0)
         raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
 
     return _VAR.sub(substitute, value)

@@ -198,7 +198,7 @@ def test_unknown_key_is_rejected_by_name(tmp_path):
     assert str(path) in message
     assert "warehouse.duckdb.pth" in message
     assert "typo.duckdb" in message
-    assert "not permitted" in message
+    assert "did you mean warehouse.duckdb.path?" in message
 
 
 def test_unknown_key_in_the_short_warehouse_form_shows_the_value_written(tmp_path):
@@ -208,7 +208,7 @@ def test_unknown_key_in_the_short_warehouse_form_shows_the_value_written(tmp_pat
 
     assert str(path) in message
     assert "pth" in message
-    assert "not permitted" in message
+    assert "did you mean warehouse.path?" in message
     assert "typo.duckdb" in message  # what the user wrote, not "got None"
 
 
@@ -497,7 +497,7 @@ def test_unknown_key_of_a_source_is_rejected_by_its_path(tmp_path):
     message = config_error(path)
 
     assert "sources.erp.pth" in message
-    assert "not permitted" in message
+    assert "did you mean sources.erp.path?" in message
 
 
 # --- warehouse -------------------------------------------------------------------------------
