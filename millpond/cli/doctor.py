@@ -58,6 +58,7 @@ def doctor(
         out.print("no problems found: warehouse, snapshots, lake and ledger agree")
         return
     table = Table("area", "where", "problem", "repaired" if repair else "--repair would")
+    table.columns[1].no_wrap = True  # a path: whole, to be copied; the texts wrap instead
     for finding in exam.findings:
         if finding.done:
             action = finding.done

@@ -146,11 +146,6 @@ DEPLOYMENT_CASES: dict[str, tuple[str, dict[str, str], list[str]]] = {
         {"LIFECYCLE_PASSWORD": SECRET},
         ["prefect.port", "***"],
     ),
-    "empty sources list": (
-        "{HEAD}project: acme\nsources: []\n",
-        {},
-        ["sources"],
-    ),
     "bad notify hook beside a good one": (
         "metadata: {url: '{LEDGER}'}\nnotify:\n  - {on: [failure], webhook: '${HOOK_URL}'}\n"
         "  - {on: [failure], webhook: '{HOOK}'}\n" + GOOD,
