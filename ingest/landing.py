@@ -14,18 +14,23 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.contract import (
     Rejected,
     TablePolicy,
+    TypeConflict,
+    check_keys,
     check_names,
     check_types,
     columns_of,
     contract_columns,
+    type_conflict,
 )
 from ingest.formats import BadRow, FileRead, SourceFileError
+from ingest.formats.errors import clip
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
 from ingest.parts import write_part
 from ingest.quarantine import quarantine_path, write_quarantine
@@ -196,7 +201,9 @@ def _land_items(
         part_name = f"part-{len(partition.parts):05d}.parquet"
         target = f"{folder}/{staged_name(part_name)}"
         try:
-            outcome = _land_item(lake, target, item, partition, policy)
+            outcome = _land_item(
+                lake, target, item, partition, policy, _settings(source_name, table)
+            )
         except (SourceFileError, Rejected) as exc:
             _discard(lake, target)
             reason = _reason(item.name, exc)
@@ -240,6 +247,11 @@ def _policy(source: Source, table: str) -> TablePolicy:
     return policy(table) if callable(policy) else TablePolicy()
 
 
+def _settings(source_name: str, table: str) -> str:
+    """Where a table's settings live in millpond.yml, for messages."""
+    return f"sources.{source_name}.tables.{table}"
+
+
 def _reason(name: str, exc: Exception) -> str:
     """The rejection's reason, naming the file by its name (paths are long in summaries)."""
     if isinstance(exc, SourceFileError):
@@ -263,13 +275,20 @@ def _opened(item: SourceItem) -> FileRead:
 
 
 def _land_item(
-    lake: Lake, target: str, item: SourceItem, partition: _Partition, policy: TablePolicy
+    lake: Lake,
+    target: str,
+    item: SourceItem,
+    partition: _Partition,
+    policy: TablePolicy,
+    settings: str,
 ) -> _Landed | None:
     """Check one item against the contract, write its part, check its types once its rows
     are known; the rows written and the bad rows kept aside, None when it must wait for the
-    next run, Rejected (or SourceFileError) when it cannot join its table."""
+    next run, Rejected (or SourceFileError) when it cannot join its table, TableConfigError
+    (the extract fails) when the table's keys are not in the data."""
     file = _opened(item)
     try:
+        check_keys(settings, item.name, file.schema.names, item.primary_key, item.order_by)
         reserved = sorted(set(file.schema.names) & RESERVED_COLUMNS)
         if reserved:
             raise SourceFileError(
@@ -295,8 +314,51 @@ def _land_item(
         )
     joined = partition.contract
     if rows > 0 or not partition.contract:
-        joined = check_types(item.name, partition.contract, incoming, policy, policy.declared)
+        try:
+            joined = check_types(item.name, partition.contract, incoming, policy, policy.declared)
+        except TypeConflict as conflict:
+            raise _located(lake, target, item.name, file, conflict, policy) from None
     return _Landed(rows, bad, columns, joined if rows > 0 else partition.contract, target)
+
+
+def _located(
+    lake: Lake,
+    target: str,
+    name: str,
+    file: FileRead,
+    conflict: TypeConflict,
+    policy: TablePolicy,
+) -> TypeConflict:
+    """The conflict again, naming the first value that does not fit the raw type and its line
+    (the file's reader knows lines) or row (found in the part just written)."""
+    column, raw = conflict.column, conflict.raw
+    if conflict.incoming != "VARCHAR":
+        return conflict  # a whole column of another kind: no single value to point at
+    found = file.locate(column, raw) if file.locate is not None else None
+    if found is None:
+        found = _first_unfit(lake, target, column, raw)
+    if found is None:
+        return conflict
+    where, value = found
+    message = type_conflict(f"{name}, {where}", column, raw, conflict.incoming, policy, value)
+    return TypeConflict(message, column, raw, conflict.incoming)
+
+
+def _first_unfit(lake: Lake, target: str, column: str, raw: str) -> tuple[str, str] | None:
+    """The row (from 1, in the item's order) of the first value of `column` in the written
+    part that does not cast to `raw`, and that value."""
+    try:
+        values = pq.read_table(target, columns=[column], filesystem=lake.fs)
+        with duckdb.connect() as con:
+            con.register("part", values)
+            q = '"' + column.replace('"', '""') + '"'
+            row = con.execute(
+                f"select n, v from (select row_number() over () as n, {q} as v from part) "
+                f"where v is not null and try_cast(v as {raw}) is null order by n limit 1"
+            ).fetchone()
+    except (OSError, pa.ArrowException, duckdb.Error):
+        return None
+    return (f"row {row[0]}", repr(clip(str(row[1]), 60))) if row else None
 
 
 def table_state(manifests: list[Manifest]) -> TableState:
