@@ -75,6 +75,9 @@ class _Partition:
     parts: list[PartFile] = field(default_factory=list)
     files: list[SourceFile] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
+    # The newest partition's primary key and cursor column, as the raw layer uses them (None
+    # before the table's first partition).
+    keys: tuple[list[str], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def land_table(
         return LandingResult(None, skipped)
     policy = _policy(source, table)
     lake.fs.create_dir(folder, recursive=True)
-    partition = _Partition(contract_columns(existing))
+    partition = _Partition(contract_columns(existing), keys=_keys_of(existing))
     rejected: list[Rejection] = []
     deferred: list[str] = []
     try:
@@ -220,10 +223,17 @@ def _land_items(
         rows, bad = outcome.rows, outcome.bad
         if item.cursor is not None:
             cursor = item.cursor()
-        if rows == 0 and not item.land_if_empty:
+        keys = (list(item.primary_key), item.order_by)
+        rekeyed = partition.keys is not None and keys != partition.keys
+        if rows == 0 and not item.land_if_empty and not rekeyed:
             lake.fs.delete_file(target)
             logger.info(f"{table}: nothing new from {item.name}")
             continue
+        if rows == 0 and not item.land_if_empty:
+            # The table's primary key or cursor column changed in the config and nothing
+            # is new: an empty partition carries the new keys, so the raw layer uses the
+            # config as it is now instead of the newest manifest's frozen copy.
+            logger.info(f"{table}: primary_key or cursor changed; the raw layer follows")
         partition.contract, partition.columns = outcome.contract, outcome.columns
         partition.schema = pq.read_schema(target, filesystem=lake.fs)
         if bad:
@@ -271,7 +281,9 @@ def _opened(item: SourceItem) -> FileRead:
         opened: FileRead = item.open()
         return opened
     schema, batches = item.read()
-    return FileRead(item.name, schema, lambda: batches)
+    # Closing releases the read's connection even when the read is refused on its schema.
+    close = getattr(batches, "close", None)
+    return FileRead(item.name, schema, lambda: batches, close=close or (lambda: None))
 
 
 def _land_item(
@@ -359,6 +371,11 @@ def _first_unfit(lake: Lake, target: str, column: str, raw: str) -> tuple[str, s
     except (OSError, pa.ArrowException, duckdb.Error):
         return None
     return (f"row {row[0]}", repr(clip(str(row[1]), 60))) if row else None
+
+
+def _keys_of(manifests: list[Manifest]) -> tuple[list[str], str | None] | None:
+    """The primary key and cursor column the raw layer uses: the newest partition's."""
+    return (manifests[-1].primary_key, manifests[-1].order_by) if manifests else None
 
 
 def table_state(manifests: list[Manifest]) -> TableState:
