@@ -582,3 +582,77 @@ def test_a_bad_key_on_mariadb_lands_nothing(lake: Lake, request: pytest.FixtureR
         land_table(lake, "shop", src, "orders", "r1", today=DAY)
 
     assert lake.manifests("shop", "orders") == []
+
+
+# --- the same check for every source kind: rest and odbc ---------------------------------------
+
+REST_KEY_CASES = [
+    ("rest-primary-key-not-a-field", {"primary_key": ["customer_id"]}, "primary_key column"),
+    (
+        "rest-nested-key-not-flattened",
+        {"primary_key": ["address.city"]},
+        "primary_key column 'address.city'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "spec, says", [c[1:] for c in REST_KEY_CASES], ids=[c[0] for c in REST_KEY_CASES]
+)
+def test_a_rest_key_that_is_not_a_field_fails_the_extract_and_lands_nothing(
+    lake: Lake, spec: dict[str, Any], says: str
+):
+    from rest_server import serve_api
+
+    from ingest.rest import RestSource, RestSourceConfig
+
+    with serve_api() as (base, _):
+        tables = {"customers": {"path": "/cursor", "record_path": "items", **spec}}
+        config = RestSourceConfig.model_validate(
+            {"kind": "rest", "base_url": base, "tables": tables}
+        )
+        with pytest.raises(TableConfigError) as failed:
+            land_table(lake, "crm", RestSource("crm", config), "customers", "r1", today=DAY)
+
+    message = str(failed.value)
+    for part in (
+        says,
+        "crm.customers",
+        "sources.crm.tables.customers.primary_key",
+        "address__city",
+    ):
+        assert part in message
+    assert lake.manifests("crm", "customers") == []
+
+
+@pytest.mark.integration
+def test_an_odbc_key_that_is_not_a_column_fails_the_extract_and_lands_nothing(
+    machine_pg: str, lake: Lake
+):
+    from urllib.parse import urlsplit
+
+    from conftest import require_server
+
+    from ingest.odbc import OdbcSource, OdbcSourceConfig
+
+    ini = Path("/etc/odbcinst.ini")
+    installed = ini.is_file() and "[PostgreSQL Unicode]" in ini.read_text()
+    require_server(installed, "psqlODBC driver not installed")
+    parts = urlsplit(machine_pg)
+    if not parts.hostname:
+        pytest.skip("psqlODBC is tested over TCP (the machine's PostgreSQL), not a socket")
+    postgres_execute(machine_pg, "create table items (id integer, name text)")
+    postgres_execute(machine_pg, "insert into items values (1, 'bolt')")
+    connection = (
+        f"Driver={{PostgreSQL Unicode}};Server={parts.hostname};Port={parts.port};"
+        f"Database={parts.path.lstrip('/')};"
+    )
+    tables = {"items": {"incremental": {"column": "id"}, "primary_key": ["sku"]}}
+    config = OdbcSourceConfig(
+        kind="odbc", connection_string=connection, user="postgres", tables=tables
+    )
+
+    with pytest.raises(TableConfigError, match=r"'sku'.*columns: id, name"):
+        land_table(lake, "erp", OdbcSource("erp", config), "items", "r1", today=DAY)
+
+    assert lake.manifests("erp", "items") == []
