@@ -173,8 +173,12 @@ def discover(inbox: Path | Inbox, source: FilesSourceConfig, table: str) -> list
     """Files of the inbox (local paths or S3 objects) that feed this table, in name order."""
     if not _inbox(inbox).exists():
         return []
+    return claimed_by(_visible_files(inbox), source, table)
+
+
+def claimed_by(files: list[Any], source: FilesSourceConfig, table: str) -> list[Any]:
+    """Which of `files` feed this table (by its pattern, else by name), in name order."""
     pattern = source.tables[table].pattern
-    files = _visible_files(inbox)
     if pattern:
         chosen = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
     else:
@@ -196,11 +200,12 @@ def shared_files(
     if not mine:
         return shared
     read = source.read_options(table)
+    listed = _visible_files(inbox)  # listed once, whatever the number of tables
     for other in source.tables:
         if other == table:
             continue
         sheets_differ = source.read_options(other).sheet != read.sheet
-        for path in discover(inbox, source, other):
+        for path in claimed_by(listed, source, other):
             if path not in mine:
                 continue
             if sheets_differ and _is_workbook(path, read.format):

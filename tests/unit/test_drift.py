@@ -182,6 +182,24 @@ def test_a_changed_date_format_is_rejected_when_ambiguous_and_lands_once_declare
     ]
 
 
+def test_the_suggested_fix_keeps_the_raw_column_typed_and_quarantines_the_bad_line(
+    con, lake, inbox
+):
+    drop(inbox, "orders_1.csv", "id,amount\n1000,10\n")
+    land(lake, inbox, "r1")
+    good = "".join(f"{i},1\n" for i in range(2000, 2200))
+    drop(inbox, "orders_2.csv", "id,amount\n1001,20\nA1001,30\n" + good)
+    refused = land(lake, inbox, "r2")
+    assert "orders_2.csv, line 3" in refused.rejected[0].reason
+
+    # What the message suggests: the table's type, and the bad rows kept aside.
+    fixed = land(lake, inbox, "r3", types={"id": "BIGINT"}, on_bad_rows="quarantine")
+
+    assert fixed.rejected == [] and fixed.rows == 201 and fixed.bad_rows == 1
+    assert raw(con, lake, "count(*)") == [(202,)]
+    assert types(con)["id"] == "BIGINT"  # raw stays typed: nothing widened for good
+
+
 def test_dates_arriving_as_text_are_rejected_naming_both_types(con, lake, inbox):
     drop(inbox, "orders_1.csv", "id,order_date\n1,2024-01-05\n")
     land(lake, inbox, "r1")
