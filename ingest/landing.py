@@ -4,7 +4,9 @@ Every item a source offers carries a fingerprint (a file's sha256, a query's cur
 already in some partition of the table is skipped, so re-running a run, or a day with nothing
 new, lands nothing. Parts are written first, under hidden names (ingest.staging), renamed once
 all are complete, and the manifest last; a retry of the same run finds either a complete
-partition (and returns it) or leftovers without a manifest (and removes them first).
+partition (and returns it) or leftovers without a manifest (and removes them first). Before
+anything is written, the table's primary key and cursor column are checked against the data
+(ingest.contract.check_keys): a partition never carries keys its rows do not have.
 """
 
 from __future__ import annotations

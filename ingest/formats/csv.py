@@ -6,8 +6,11 @@ single text column, which is a silent corruption. Here the dialect comes from th
 itself is strict, so a bad row fails the file with its line number instead of being guessed
 around (or, with quarantine, is kept aside with its line and reason). Dates whose day and month
 could be swapped are refused unless a format is declared: `02/06/2024` silently became
-2024-06-02 once. Files in other encodings than UTF-8 are transcoded to a temporary UTF-8 copy
-first (DuckDB itself reads only UTF-8, UTF-16 and Latin-1).
+2024-06-02 once. Settings that do not match the file are errors naming the column and the
+setting, never garbage: a delimiter that finds one column where another finds several, a
+decimal_comma, thousands or date format that turns a column of numbers or dates into text.
+Files in other encodings than UTF-8 are transcoded to a temporary UTF-8 copy first (DuckDB
+itself reads only UTF-8, UTF-16 and Latin-1).
 """
 
 from __future__ import annotations
