@@ -60,6 +60,45 @@ class Rejected(Exception):
     retryable = False
 
 
+class TypeConflict(Rejected):
+    """A column whose values do not fit the table's raw type; landing adds where the first
+    value that does not fit is (its line or row), which only the file can tell."""
+
+    def __init__(self, message: str, column: str, raw: str, incoming: str) -> None:
+        super().__init__(message)
+        self.column, self.raw, self.incoming = column, raw, incoming
+
+
+class TableConfigError(Exception):
+    """A table's settings that do not match its data (a primary key or cursor column that
+    is not there): the extract fails and nothing lands, since every later load of such a
+    partition would fail too; fixing the setting is the way out, and then it works."""
+
+    retryable = False
+
+
+def check_keys(
+    where: str, item: str, names: list[str], primary_key: Collection[str], order_by: str | None
+) -> None:
+    """Before anything is written: every primary key and cursor (`order_by`) column is in the
+    data, else TableConfigError naming the setting, the missing column and the columns there
+    are. A partition is only ever landed with keys its own rows have."""
+    if not names:
+        return  # nothing read (an empty REST page): nothing lands, there is nothing to check
+    shown = ", ".join(names[:40]) + (f" (and {len(names) - 40} more)" if len(names) > 40 else "")
+    missing = [k for k in primary_key if k not in names]
+    if missing:
+        raise TableConfigError(
+            f"{item}: primary_key column {', '.join(repr(k) for k in missing)} is not in the "
+            f"data (columns: {shown}); fix {where}.primary_key; nothing was landed"
+        )
+    if order_by is not None and order_by not in names:
+        raise TableConfigError(
+            f"{item}: cursor column {order_by!r} is not in the data (columns: {shown}); fix "
+            f"{where}.incremental; nothing was landed"
+        )
+
+
 _SIMPLE = {
     "int8": "TINYINT",
     "int16": "SMALLINT",
@@ -153,6 +192,31 @@ def check_names(
     return {c: contract[c] for c in missing}
 
 
+def type_conflict(
+    where_in_file: str, column: str, raw: str, kind: str, policy: TablePolicy, value: str = ""
+) -> str:
+    """Why a column cannot join its raw column, and the fixes that keep the raw type (the
+    raw column stays typed: declaring it text would turn it into text for good)."""
+    found = f" ({value} is not a {raw})" if value else ""
+    if not policy.where:  # a database or API table: the data is fixed at the source
+        return (
+            f"{where_in_file}: column {column} is {kind} in this read{found}, the table has "
+            f"{raw}; fix the data at the source (the raw column stays {raw})"
+        )
+    if kind == "VARCHAR":
+        return (
+            f"{where_in_file}: column {column} is {kind} in this file{found}, the table has "
+            f"{raw}; fix the export, or keep such rows aside with "
+            f"types: {{{column}: {raw}}} and on_bad_rows: quarantine in {policy.where} "
+            f"(declaring it VARCHAR would turn the raw column into text for good)"
+        )
+    return (
+        f"{where_in_file}: column {column} is {kind} in this file, the table has {raw}; fix the "
+        f"export, or declare types: {{{column}: {raw}}} in {policy.where} so it is read as the "
+        f"table has it"
+    )
+
+
 def check_types(
     file: str,
     contract: dict[str, str],
@@ -175,10 +239,7 @@ def check_types(
         if wider is None and column in declared and kind == "VARCHAR":
             wider = "VARCHAR"  # declared text takes anything the column held
         if wider is None:
-            raise Rejected(
-                f"{file}: column {column} is {kind} in this file, the table has {raw}; declare "
-                f"it in {where}.types (e.g. {{{column}: VARCHAR}}) or fix the export"
-            )
+            raise TypeConflict(type_conflict(file, column, raw, kind, policy), column, raw, kind)
         if policy.on_schema_change == "fail" and wider != raw:
             raise Rejected(
                 f"{file}: column {column} would change from {raw} to {wider} "

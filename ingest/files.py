@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.contract import BadRows, SchemaChange, TablePolicy
 from ingest.formats import (
@@ -98,6 +98,28 @@ class FilesSourceConfig(SourceConfigBase):
             )
         return value
 
+    @model_validator(mode="after")
+    def _tables_make_sense(self) -> FilesSourceConfig:
+        """Said when the config is read, before any file is looked at: two tables with the
+        same pattern (and the same sheet) would land every file twice, and a thousands
+        separator that is the decimal point too cannot read any number."""
+        seen: dict[tuple[str, str | int], str] = {}
+        for table, spec in self.tables.items():
+            clash = self.read_options(table).separators_clash()
+            if clash:
+                raise ValueError(f"tables.{table}.csv: {clash}")
+            if not spec.pattern:
+                continue
+            key = (spec.pattern, spec.sheet if spec.sheet is not None else 0)
+            if key in seen:
+                raise ValueError(
+                    f"tables {seen[key]} and {table} have the same pattern {spec.pattern!r}: "
+                    "a file feeds one table; give each table its own pattern (or, for two "
+                    "sheets of one workbook, its own sheet)"
+                )
+            seen[key] = table
+        return self
+
     def read_options(self, table: str) -> ReadOptions:
         """How this table's files are read: the source's settings, the table's win."""
         spec = self.tables[table]
@@ -162,8 +184,12 @@ def discover(inbox: Path | Inbox, source: FilesSourceConfig, table: str) -> list
     """Files of the inbox (local paths or S3 objects) that feed this table, in name order."""
     if not _inbox(inbox).exists():
         return []
+    return claimed_by(_visible_files(inbox), source, table)
+
+
+def claimed_by(files: list[Any], source: FilesSourceConfig, table: str) -> list[Any]:
+    """Which of `files` feed this table (by its pattern, else by name), in name order."""
     pattern = source.tables[table].pattern
-    files = _visible_files(inbox)
     if pattern:
         chosen = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
     else:
@@ -173,6 +199,37 @@ def discover(inbox: Path | Inbox, source: FilesSourceConfig, table: str) -> list
             if p.suffix.lower() in EXTENSIONS and table_for(p.name, source.tables) == table
         ]
     return sorted(chosen, key=lambda p: p.name)
+
+
+def shared_files(
+    inbox: Path | Inbox, source: FilesSourceConfig, table: str, files: list[Any]
+) -> dict[Any, list[str]]:
+    """The files of `table` that other tables claim too (by pattern or name), with those
+    tables; two sheets of one workbook read by two tables are not shared."""
+    mine = set(files)
+    shared: dict[Any, list[str]] = {}
+    if not mine:
+        return shared
+    read = source.read_options(table)
+    listed = _visible_files(inbox)  # listed once, whatever the number of tables
+    for other in source.tables:
+        if other == table:
+            continue
+        sheets_differ = source.read_options(other).sheet != read.sheet
+        for path in claimed_by(listed, source, other):
+            if path not in mine:
+                continue
+            if sheets_differ and _is_workbook(path, read.format):
+                continue  # two sheets of one workbook feed two tables
+            shared.setdefault(path, []).append(other)
+    return shared
+
+
+def _is_workbook(path: Any, configured: str) -> bool:
+    try:
+        return file_format(path, configured) == "xlsx"
+    except SourceFileError:
+        return False
 
 
 def unclaimed_files(inbox: Path | Inbox, source: FilesSourceConfig) -> list[Any]:
@@ -195,7 +252,9 @@ class FilesSource:
         self.inbox = _inbox(inbox)
 
     def items(self, table: str, state: TableState | None = None) -> list[SourceItem]:
-        return [self._item(path, table) for path in self._settled_files(table, quiet=False)]
+        files = self._settled_files(table, quiet=False)
+        shared = shared_files(self.inbox, self.config, table, files)
+        return [self._item(path, table, shared.get(path, [])) for path in files]
 
     def offers_new(self, table: str, state: TableState, landed: set[str]) -> bool | None:
         """Whether any settled file of the table has content not landed yet; a file whose
@@ -227,11 +286,13 @@ class FilesSource:
             )
         return [p for p in files if p not in arriving]
 
-    def _item(self, path: Any, table: str) -> SourceItem:
+    def _item(self, path: Any, table: str, also: list[str]) -> SourceItem:
         read = self.config.read_options(table)
         fmt = file_format(path, read.format)
 
         def opened() -> FileRead:
+            if also:
+                raise SourceFileError(str(path), self._claimed_twice(table, also))
             if isinstance(self.inbox, LocalInbox):
                 return open_file(path, fmt, read)
             # A downloaded copy (S3 inbox), removed once its batches are read: stream it.
@@ -256,6 +317,18 @@ class FilesSource:
             size=self.inbox.size(path),
             read=batches,
             open=opened,
+        )
+
+    def _claimed_twice(self, table: str, also: list[str]) -> str:
+        """Why a file that several tables claim lands in none of them."""
+        patterns = {t: self.config.tables[t].pattern for t in [table, *also]}
+        claims = "; ".join(
+            f"{t}: " + (f"pattern {p!r}" if p else "its name") for t, p in patterns.items()
+        )
+        return (
+            f"matches tables {', '.join([table, *also])} ({claims} in sources.{self.name}.tables);"
+            " a file feeds one table: narrow the patterns so that only one matches it; "
+            "it lands in none until then"
         )
 
     def policy(self, table: str) -> TablePolicy:

@@ -8,7 +8,9 @@ cursor that stays put while its source keeps sending records is a warning (or an
 names the table, counted across runs in the lake (ingest.reads). Parts are written first,
 under hidden names (ingest.staging), renamed once all are complete, and the manifest last; a
 retry of the same run finds either a complete partition (and returns it) or leftovers without a
-manifest (and removes them first).
+manifest (and removes them first). Before
+anything is written, the table's primary key and cursor column are checked against the data
+(ingest.contract.check_keys): a partition never carries keys its rows do not have.
 """
 
 from __future__ import annotations
@@ -19,18 +21,23 @@ import errno
 import time
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.contract import (
     Rejected,
     TablePolicy,
+    TypeConflict,
+    check_keys,
     check_names,
     check_types,
     columns_of,
     contract_columns,
+    type_conflict,
 )
 from ingest.formats import BadRow, FileRead, SourceFileError
+from ingest.formats.errors import clip
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile
 from ingest.parts import write_part
 from ingest.quarantine import quarantine_path, write_quarantine
@@ -91,6 +98,9 @@ class _Partition:
     # The incremental reads of this landing: the item, its report and the rows it landed.
     reads: list[tuple[SourceItem, ReadReport, int]] = field(default_factory=list)
     boundary: list[str] = field(default_factory=list)
+    # The newest partition's primary key and cursor column, as the raw layer uses them (None
+    # before the table's first partition).
+    keys: tuple[list[str], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,7 @@ def land_table(
         return LandingResult(None, skipped)
     policy = _policy(source, table)
     lake.fs.create_dir(folder, recursive=True)
-    partition = _Partition(contract_columns(existing))
+    partition = _Partition(contract_columns(existing), keys=_keys_of(existing))
     rejected: list[Rejection] = []
     deferred: list[str] = []
     try:
@@ -283,7 +293,9 @@ def _land_items(
         part_name = f"part-{len(partition.parts):05d}.parquet"
         target = f"{folder}/{staged_name(part_name)}"
         try:
-            outcome = _land_item(lake, target, item, partition, policy)
+            outcome = _land_item(
+                lake, target, item, partition, policy, _settings(source_name, table)
+            )
         except (SourceFileError, Rejected, OSError) as exc:
             _discard(lake, target)
             _raise_if_storage(exc, lake.uri(target), item.name)
@@ -314,10 +326,17 @@ def _land_items(
                 continue
             known.add(fingerprint)
             partition.reads.append((item, report, rows))
-        if rows == 0 and not item.land_if_empty:
+        keys = (list(item.primary_key), item.order_by)
+        # The table's primary key or cursor column changed in the config and nothing is new:
+        # an empty partition (when the read wrote one) carries the new keys, so the raw layer
+        # uses the config as it is now instead of the newest manifest's frozen copy.
+        rekeyed = partition.keys is not None and keys != partition.keys and lake.exists(target)
+        if rows == 0 and not item.land_if_empty and not rekeyed:
             _discard(lake, target)
             logger.info(f"{table}: nothing new from {item.name}")
             continue
+        if rows == 0 and not item.land_if_empty:
+            logger.info(f"{table}: primary_key or cursor changed; the raw layer follows")
         if report is not None:
             partition.boundary = list(report.boundary)
         partition.contract, partition.columns = outcome.contract, outcome.columns
@@ -381,6 +400,11 @@ def _policy(source: Source, table: str) -> TablePolicy:
     return policy(table) if callable(policy) else TablePolicy()
 
 
+def _settings(source_name: str, table: str) -> str:
+    """Where a table's settings live in millpond.yml, for messages."""
+    return f"sources.{source_name}.tables.{table}"
+
+
 def _reason(name: str, exc: Exception) -> str:
     """The rejection's reason, naming the file by its name (paths are long in summaries)."""
     if isinstance(exc, SourceFileError):
@@ -400,15 +424,23 @@ def _opened(item: SourceItem) -> FileRead:
         opened: FileRead = item.open()
         return opened
     schema, batches = item.read()
-    return FileRead(item.name, schema, lambda: batches)
+    # Closing releases the read's connection even when the read is refused on its schema.
+    close = getattr(batches, "close", None)
+    return FileRead(item.name, schema, lambda: batches, close=close or (lambda: None))
 
 
 def _land_item(
-    lake: Lake, target: str, item: SourceItem, partition: _Partition, policy: TablePolicy
+    lake: Lake,
+    target: str,
+    item: SourceItem,
+    partition: _Partition,
+    policy: TablePolicy,
+    settings: str,
 ) -> _Landed | None:
     """Check one item against the contract, write its part, check its types once its rows
     are known; the rows written and the bad rows kept aside, None when it must wait for the
-    next run, Rejected (or SourceFileError) when it cannot join its table."""
+    next run, Rejected (or SourceFileError) when it cannot join its table, TableConfigError
+    (the extract fails) when the table's keys are not in the data."""
     file = _opened(item)
     if not file.schema.names and not item.land_if_empty:
         # An incremental read that found nothing has no columns either: nothing to check
@@ -416,6 +448,7 @@ def _land_item(
         file.close()
         return _Landed(0, [], {}, partition.contract, target)
     try:
+        check_keys(settings, item.name, file.schema.names, item.primary_key, item.order_by)
         reserved = sorted(set(file.schema.names) & RESERVED_COLUMNS)
         if reserved:
             raise SourceFileError(
@@ -441,8 +474,56 @@ def _land_item(
         )
     joined = partition.contract
     if rows > 0 or not partition.contract:
-        joined = check_types(item.name, partition.contract, incoming, policy, policy.declared)
+        try:
+            joined = check_types(item.name, partition.contract, incoming, policy, policy.declared)
+        except TypeConflict as conflict:
+            raise _located(lake, target, item.name, file, conflict, policy) from None
     return _Landed(rows, bad, columns, joined if rows > 0 else partition.contract, target)
+
+
+def _located(
+    lake: Lake,
+    target: str,
+    name: str,
+    file: FileRead,
+    conflict: TypeConflict,
+    policy: TablePolicy,
+) -> TypeConflict:
+    """The conflict again, naming the first value that does not fit the raw type and its line
+    (the file's reader knows lines) or row (found in the part just written)."""
+    column, raw = conflict.column, conflict.raw
+    if conflict.incoming != "VARCHAR":
+        return conflict  # a whole column of another kind: no single value to point at
+    found = file.locate(column, raw) if file.locate is not None else None
+    if found is None:
+        found = _first_unfit(lake, target, column, raw)
+    if found is None:
+        return conflict
+    where, value = found
+    message = type_conflict(f"{name}, {where}", column, raw, conflict.incoming, policy, value)
+    return TypeConflict(message, column, raw, conflict.incoming)
+
+
+def _first_unfit(lake: Lake, target: str, column: str, raw: str) -> tuple[str, str] | None:
+    """The row (from 1, in the item's order) of the first value of `column` in the written
+    part that does not cast to `raw`, and that value."""
+    try:
+        values = pq.read_table(target, columns=[column], filesystem=lake.fs)
+        with duckdb.connect() as con:
+            con.register("part", values)
+            q = '"' + column.replace('"', '""') + '"'
+            row = con.execute(
+                f"select n, v from (select row_number() over () as n, {q} as v from part) "
+                f"where v is not null and try_cast(v as {raw}) is null order by n limit 1"
+            ).fetchone()
+    except (OSError, pa.ArrowException, duckdb.Error):
+        return None
+    return (f"row {row[0]}", repr(clip(str(row[1]), 60))) if row else None
+
+
+def _keys_of(manifests: list[Manifest]) -> tuple[list[str], str | None] | None:
+    """The primary key and cursor column the raw layer uses: the newest partition's."""
+    return (manifests[-1].primary_key, manifests[-1].order_by) if manifests else None
 
 
 def table_state(manifests: list[Manifest]) -> TableState:

@@ -12,6 +12,10 @@ as nullable; a column missing from the partition fails the load.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.lake import Manifest
 
 NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
 FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}
@@ -75,3 +79,23 @@ def reconciled_columns(
             columns[column] = wider
             changes.append(f"widened column {column} from {raw[column]} to {wider}")
     return columns, changes
+
+
+def missing_keys(manifest: Manifest, columns: Collection[str]) -> list[str]:
+    """The partition's primary key and cursor columns that the raw relation does not have:
+    only a partition landed before landing checked its keys (ingest.contract.check_keys)
+    can have any."""
+    keys = [*manifest.primary_key, *([manifest.order_by] if manifest.order_by else [])]
+    return [k for k in keys if k not in columns]
+
+
+def stale_keys(manifest: Manifest, missing: list[str], columns: Collection[str]) -> str:
+    """Why the raw layer cannot use the partition's keys, and the fix (no `lake drop`
+    needed: the next extract after the fix lands the keys as configured)."""
+    shown = ", ".join(c for c in columns if c not in BOOKKEEPING)
+    return (
+        f"{manifest.partition_id}: its primary key / cursor column {', '.join(missing)} is not "
+        f"a column of raw {manifest.source}.{manifest.table} (columns: {shown}); fix "
+        f"sources.{manifest.source}.tables.{manifest.table}.primary_key (or .incremental) and "
+        "run again: the next extract carries the fixed keys and the load follows them"
+    )

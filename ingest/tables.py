@@ -7,6 +7,7 @@ turned back into the column's own type (datetime, Decimal...) before it is compa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -154,16 +155,56 @@ def tracking_cursor(
     column: str | None,
     state: dict[str, Any],
     close: Callable[[], None],
-) -> Iterator[pa.RecordBatch]:
+) -> TrackedBatches:
     """The batches, keeping state["max"] at the largest `column` value seen and state["rows"]
-    at the rows read; `close` runs when the batches are done (or abandoned)."""
-    try:
-        for batch in batches:
-            state["rows"] = state.get("rows", 0) + batch.num_rows
-            if column is not None and batch.num_rows:
-                top = pc.max(batch.column(column)).as_py()
-                if top is not None and (state["max"] is None or top > state["max"]):
-                    state["max"] = top
-            yield batch
-    finally:
-        close()
+    at the rows read; `close` runs when the batches are done, abandoned, or closed before the
+    first one was read."""
+    return TrackedBatches(batches, column, state, close)
+
+
+class TrackedBatches:
+    """An iterator of batches whose `close()` releases the connection even if no batch was
+    read (a generator's `finally` does not run then): landing may refuse a read on its schema
+    alone, and an open connection would hold the source table's locks."""
+
+    def __init__(
+        self,
+        batches: Iterable[pa.RecordBatch],
+        column: str | None,
+        state: dict[str, Any],
+        close: Callable[[], None],
+    ) -> None:
+        self._source: Any = batches
+        self._batches = iter(batches)
+        self._column, self._state, self._close = column, state, close
+        self._closed = False
+
+    def __iter__(self) -> TrackedBatches:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        try:
+            batch = next(self._batches)
+        except BaseException:
+            self.close()
+            raise
+        self._state["rows"] = self._state.get("rows", 0) + batch.num_rows
+        if self._column is not None and batch.num_rows:
+            top = pc.max(batch.column(self._column)).as_py()
+            if top is not None and (self._state["max"] is None or top > self._state["max"]):
+                self._state["max"] = top
+        return batch
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            # The reader holds the query's result, and the result the server connection:
+            # release it before the connection, and drop the references to both.
+            with contextlib.suppress(Exception):
+                getattr(self._source, "close", lambda: None)()
+            self._source = self._batches = iter(())
+            self._close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit the connection may be gone
+            self.close()

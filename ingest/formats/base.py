@@ -41,6 +41,9 @@ class FileRead:
     close: Callable[[], None] = lambda: None
     # Rows read, good and bad (for a bad-row fraction).
     rows_seen: int = 0
+    # (column, type) -> where the first value that does not cast to the type is ("line 7")
+    # and that value; None when the reader cannot tell (landing then names the row).
+    locate: Callable[[str, str], tuple[str, str] | None] | None = None
 
 
 def arrow_read(name: str, table: pa.Table) -> FileRead:
@@ -55,7 +58,11 @@ def with_declared_types(path: str, table: pa.Table, types: dict[str, str]) -> pa
         return table
     unknown = sorted(set(types) - set(table.column_names))
     if unknown:
-        raise SourceFileError(path, f"types names columns not in the file: {unknown}")
+        raise SourceFileError(
+            path,
+            f"types names columns not in the file: {unknown} (the file has "
+            f"{', '.join(table.column_names)}); fix the table's types",
+        )
     con = duckdb.connect()
     try:
         con.register("src", table)

@@ -6,8 +6,11 @@ single text column, which is a silent corruption. Here the dialect comes from th
 itself is strict, so a bad row fails the file with its line number instead of being guessed
 around (or, with quarantine, is kept aside with its line and reason). Dates whose day and month
 could be swapped are refused unless a format is declared: `02/06/2024` silently became
-2024-06-02 once. Files in other encodings than UTF-8 are transcoded to a temporary UTF-8 copy
-first (DuckDB itself reads only UTF-8, UTF-16 and Latin-1).
+2024-06-02 once. Settings that do not match the file are errors naming the column and the
+setting, never garbage: a delimiter that finds one column where another finds several, a
+decimal_comma, thousands or date format that turns a column of numbers or dates into text.
+Files in other encodings than UTF-8 are transcoded to a temporary UTF-8 copy first (DuckDB
+itself reads only UTF-8, UTF-16 and Latin-1).
 """
 
 from __future__ import annotations
@@ -91,14 +94,31 @@ def _header_dialect(
     if not first.strip():
         raise SourceFileError(shown, "empty file (no header line)", 1)
     delimiter = options.delimiter or ("\t" if tab else max(DELIMITERS, key=first.count))
-    names = next(
-        csv.reader(io.StringIO(first), delimiter=delimiter, quotechar=options.quote or '"')
-    )
+    quote = options.quote or '"'
+    names = next(csv.reader(io.StringIO(first), delimiter=delimiter, quotechar=quote))
+    if len(names) == 1 and options.delimiter:
+        _one_column(shown, first, delimiter, quote)
     if options.header is False:
         names = [f"column{i}" for i in range(len(names))]
     elif len(set(names)) != len(names) or any(not n.strip() for n in names):
         raise SourceFileError(shown, f"header has empty or duplicate column names: {names}", 1)
     return delimiter, names
+
+
+def _one_column(shown: str, first: str, delimiter: str, quote: str) -> None:
+    """A configured delimiter that splits the header into one column while another one would
+    split it into several is a wrong setting, not a one-column file."""
+    for other in DELIMITERS:
+        if other == delimiter:
+            continue
+        fields = next(csv.reader(io.StringIO(first), delimiter=other, quotechar=quote))
+        if len(fields) > 1:
+            raise SourceFileError(
+                shown,
+                f"delimiter {delimiter!r} found one column {clip(first.rstrip(), 80)!r} (the "
+                f"header has {other!r}): set csv.delimiter: {other!r}",
+                1,
+            )
 
 
 def _csv_args(delimiter: str, options: CsvOptions) -> dict[str, Any]:
@@ -175,6 +195,123 @@ def _ambiguous_dates(
             )
 
 
+# Settings that change how values parse: when one does not match the file, the sniffer reads
+# the column as text (or another type), and the file would land garbage with rc 0.
+_VALUE_SETTINGS = ("decimal_separator", "thousands", "dateformat", "timestampformat")
+NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
+_NUMBER_LIKE = re.compile(r"[-+]?(?:\d{1,3}(?:[.,' ]\d{3})+|\d+)(?:[.,]\d+)?")
+_DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
+
+
+def _settings_match(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    shown: str,
+    args: dict[str, Any],
+    names: list[str],
+    columns: dict[str, str],
+    options: CsvOptions,
+    declared: dict[str, str],
+) -> None:
+    """Refuse a decimal, thousands or date setting that does not match the file: the same
+    file sniffed without the setting has numbers or dates in a column that, with it, would
+    land as text (or another type), or a text column's values look like numbers or dates.
+    Declared columns are the user's word and are not second-guessed."""
+    if not any(k in args for k in _VALUE_SETTINGS):
+        return
+    plain = {k: v for k, v in args.items() if k not in _VALUE_SETTINGS}
+    plain["sample_size"] = options.sample_size
+    sniffed = con.execute(
+        f"select Columns, DateFormat, TimestampFormat from sniff_csv($path, {_sql_args(plain)})",
+        {"path": str(path), **plain},
+    ).fetchone()
+    assert sniffed is not None
+    without = {c["name"]: c["type"] for c in sniffed[0]}
+    text = {**plain, "auto_detect": False, "columns": dict.fromkeys(names, "VARCHAR")}
+    for column, kind in columns.items():
+        other = without.get(column, "VARCHAR")
+        if column in declared or (kind == other and kind != "VARCHAR"):
+            continue
+        q = _quote(column)
+        values = [
+            str(r[0]).strip()
+            for r in con.execute(
+                f"select {q} from read_csv($path, {_sql_args(text)}) "
+                f"where {q} is not null and trim({q}) <> '' limit 20",
+                {"path": str(path), **text},
+            ).fetchall()
+        ]
+        problem = _number_setting(options, column, kind, other, values) or _date_setting(
+            options, column, kind, other, values, {"DATE": sniffed[1], "TIMESTAMP": sniffed[2]}
+        )
+        if problem:
+            raise SourceFileError(shown, problem)
+
+
+def _examples(values: list[str]) -> str:
+    return ", ".join(repr(clip(v, 40)) for v in values[:3])
+
+
+def _number_setting(
+    options: CsvOptions, column: str, kind: str, other: str, values: list[str]
+) -> str | None:
+    """What is wrong with decimal_comma / thousands for a column that would land as text."""
+    if kind != "VARCHAR" or not (options.decimal_comma or options.thousands):
+        return None
+    examples = _examples(values)
+    if other in NUMERIC or other.startswith("DECIMAL"):
+        setting = "decimal_comma" if options.decimal_comma else "thousands"
+        point = " have a '.' decimal point" if options.decimal_comma else " do not use it"
+        also = (
+            " (or, if '.' separates thousands there, set csv.thousands: '.')"
+            if options.decimal_comma and not options.thousands
+            else ""
+        )
+        return (
+            f"column {column}: {setting} is set but values like {examples}{point} (the "
+            f"column would land as text); remove csv.{setting}{also}"
+        )
+    if values and all(_NUMBER_LIKE.fullmatch(v) for v in values):
+        settings = ", ".join(
+            f"{k}: {v!r}" if isinstance(v, str) else f"{k}: true"
+            for k, v in (("decimal_comma", options.decimal_comma), ("thousands", options.thousands))
+            if v
+        )
+        return (
+            f"column {column}: values like {examples} do not all read as numbers with "
+            f"{settings} (the column would land as text); make csv.decimal_comma and "
+            f"csv.thousands match the file, or declare types: {{{column}: VARCHAR}}"
+        )
+    return None
+
+
+def _date_setting(
+    options: CsvOptions,
+    column: str,
+    kind: str,
+    other: str,
+    values: list[str],
+    detected: dict[str, str | None],
+) -> str | None:
+    """What is wrong with date_format / timestamp_format for a column that would not land as
+    the dates the file has without them."""
+    dates = bool(values) and all(_DATE_LIKE.fullmatch(v) for v in values)
+    for temporal, setting in (("DATE", "date_format"), ("TIMESTAMP", "timestamp_format")):
+        fmt = getattr(options, setting)
+        if not fmt or kind == temporal:
+            continue
+        if other == temporal or (temporal == "DATE" and dates and kind == "VARCHAR"):
+            found = detected[temporal]
+            hint = f", which read as {found!r}" if found and other == temporal else ""
+            landing_as = "text" if kind == "VARCHAR" else kind
+            return (
+                f"column {column}: {setting} {fmt!r} does not match values like "
+                f"{_examples(values)}{hint} (the column would land as {landing_as}); set "
+                f"csv.{setting} to their format, or remove it"
+            )
+    return None
+
+
 def _strict_query(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -189,7 +326,12 @@ def _strict_query(
     declared = read.declared
     unknown = sorted(set(declared) - set(names))
     if unknown:
-        raise SourceFileError(shown, f"types names columns not in the header: {unknown}", 1)
+        raise SourceFileError(
+            shown,
+            f"types names columns not in the header: {unknown} (the header has "
+            f"{', '.join(names)}); fix the table's types",
+            1,
+        )
     args = _csv_args(delimiter, options)
     sniff = {**args, "sample_size": options.sample_size}
     try:
@@ -210,6 +352,8 @@ def _strict_query(
         # read of the same file then fails on the exact line, which is what the user needs.
         columns = dict.fromkeys(names, "VARCHAR")
         formats = {}
+    else:
+        _settings_match(con, path, shown, args, names, columns, options, declared)
     undeclared = {c: t for c, t in columns.items() if c not in declared}
     if not (options.date_format and options.timestamp_format):
         _ambiguous_dates(
@@ -311,9 +455,43 @@ def open_csv(path: Path, read: ReadOptions, tab: bool = False) -> FileRead:
         finally:
             close()
 
+    def locate(column: str, kind: str) -> tuple[str, str] | None:
+        return _first_unfit(readable, shown, params, column, kind)
+
     opened.batches = batches
     opened.copy_to = copy_to
+    opened.locate = locate
     return opened
+
+
+_UNFIT = re.compile(r"""Could not convert string ["'](.*?)["'] to""")
+
+
+def _first_unfit(
+    path: Path, shown: str, params: dict[str, Any], column: str, kind: str
+) -> tuple[str, str] | None:
+    """The line of the first value of `column` that does not fit `kind`, and that value: the
+    same strict read with the column typed fails exactly there. None when it cannot tell (a
+    transcoded copy already removed, or the read does not fail)."""
+    if not path.exists():
+        return None
+    args = {k: v for k, v in params.items() if k not in ("path", "store_rejects", "rejects_table")}
+    args["columns"] = {**args["columns"], column: kind}
+    con = duckdb.connect()
+    try:
+        con.execute(  # counting the column converts it (count(*) would not)
+            f"select count({_quote(column)}) from read_csv($path, {_sql_args(args)})",
+            {"path": str(path), **args},
+        ).fetchall()
+    except duckdb.Error as exc:
+        error = _csv_error(shown, exc)
+        value = _UNFIT.search(str(exc))
+        if error.line is None:
+            return None
+        return f"line {error.line}", repr(clip(value.group(1), 60)) if value else ""
+    finally:
+        con.close()
+    return None
 
 
 def _bad_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[BadRow]:

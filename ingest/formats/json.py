@@ -30,9 +30,13 @@ def open_json(path: Path, read: ReadOptions, lines: bool) -> FileRead:
         first = str(exc).splitlines()[0] if str(exc) else repr(exc)
         message = re.sub(r"^[\w ]*Error: ", "", first).replace(f'in file "{path}", ', "")
         match = _LINE.search(str(exc))
-        raise SourceFileError(
-            str(path), clip(message, 200), int(match.group(1)) if match else None
-        ) from None
+        line = int(match.group(1)) if match else None
+        if line is not None and lines:
+            # DuckDB counts newline-delimited lines from 2 (checked with 1.5.5): name the
+            # line a text editor shows.
+            line -= 1
+            message = _LINE.sub(f"line {line}", message, count=1)
+        raise SourceFileError(str(path), clip(message, 200), line) from None
     finally:
         con.close()
     return arrow_read(path.name, with_declared_types(str(path), table, read.declared))

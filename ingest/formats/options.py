@@ -59,6 +59,18 @@ class ReadOptions(StrictModel):
     # Bad rows (CSV): kept aside with their line and reason instead of failing the file.
     quarantine: bool = False
 
+    def separators_clash(self) -> str | None:
+        """Why the thousands separator cannot be used: it is the decimal point too ('.'
+        unless decimal_comma). Checked once the source's and the table's settings merge."""
+        point = "," if self.csv.decimal_comma else "."
+        if self.csv.thousands != point:
+            return None
+        fix = "set decimal_comma: true" if point == "." else "use thousands: '.'"
+        return (
+            f"thousands {point!r} is also the decimal point (decimal_comma: "
+            f"{str(self.csv.decimal_comma).lower()}); {fix}"
+        )
+
     @property
     def declared(self) -> dict[str, str]:
         return {**self.csv.types, **self.types}

@@ -267,7 +267,8 @@ def test_a_file_with_a_changed_type_is_rejected_and_the_good_files_still_load(
     result = millpond(project, "run", env=env)
 
     assert result.returncode == 1
-    assert "orders_2026-11-27.csv: column o_orderkey is VARCHAR" in " ".join(result.stdout.split())
+    shown = " ".join(result.stdout.split())
+    assert "orders_2026-11-27.csv, line 3: column o_orderkey is VARCHAR" in shown  # A2 is there
     after = raw_counts(project)
     assert after["orders"] == before["orders"] + 3  # the good file landed and loaded
     rejected = ledger_rows(machine_pg, "select * from millpond.rejected_files")

@@ -26,6 +26,7 @@ class Tables:
         self.next: pa.Table | None = None
         self.count = 0
         self.replace = False
+        self.primary_key: tuple[str, ...] = ()
 
     def items(self, table: str, state: TableState) -> list[SourceItem]:
         data = self.next
@@ -38,6 +39,7 @@ class Tables:
                 size=data.nbytes,
                 read=lambda: (data.schema, iter(data.to_batches() or [])),
                 replace=self.replace,
+                primary_key=self.primary_key,
             )
         ]
 
@@ -114,7 +116,10 @@ def test_text_in_a_numeric_column_is_rejected_at_landing_and_the_rest_loads(
     loaded = load_table(machine_pg, lake, "raw", "app", "things")
 
     assert refused.manifest is None
-    assert "column id is VARCHAR in this file, the table has BIGINT" in refused.rejected[0].reason
+    assert (
+        "things-2, row 1: column id is VARCHAR in this read ('A-7' is not a BIGINT), the table "
+        "has BIGINT"
+    ) in refused.rejected[0].reason
     assert len(loaded.partitions) == 2
     assert rows(machine_pg, "select id from raw.app__things order by id") == [(1,), (3,)]
 
@@ -145,3 +150,29 @@ def test_an_empty_whole_snapshot_empties_the_table(machine_pg: str, lake: Lake) 
 
     assert loaded.table_rows == 0
     assert rows(machine_pg, "select count(*) from raw.app__things") == [(0,)]
+
+
+def test_a_partition_with_a_key_its_data_lacks_loads_its_rows_and_says_what_to_fix(
+    machine_pg: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Landed before keys were checked at landing: the rows load, the load fails naming the
+    setting, and the next partition with a fixed key makes the table whole (no lake drop)."""
+    source = Tables()
+    source.primary_key = ("nope",)
+    with monkeypatch.context() as older_millpond:
+        older_millpond.setattr("ingest.landing.check_keys", lambda *args: None)
+        land(lake, source, pa.table({"id": [1, 2]}), "r1")
+
+    with pytest.raises(LoadError) as refused:
+        load_table(machine_pg, lake, "raw", "app", "things")
+
+    assert "nope" in str(refused.value) and "columns: id" in str(refused.value)
+    assert "sources.app.tables.things.primary_key" in str(refused.value)
+    source.primary_key = ("id",)
+    land(lake, source, pa.table({"id": [2, 3]}), "r2")
+    load_table(machine_pg, lake, "raw", "app", "things")
+    assert rows(machine_pg, "select id from raw.app__things__latest order by id") == [
+        (1,),
+        (2,),
+        (3,),
+    ]

@@ -16,10 +16,11 @@ import duckdb
 import pytest
 from conftest import mariadb_execute, postgres_execute
 
+from ingest.contract import TableConfigError
 from ingest.lake import Lake
 from ingest.landing import land_table, table_state
 from ingest.sql import SqlSource, SqlSourceConfig, SqlSourceError
-from millpond.targets.duckdb.raw import load_table
+from millpond.targets.duckdb.raw import LoadError, load_table
 
 pytestmark = pytest.mark.integration
 DAY = dt.date(2026, 11, 28)
@@ -251,3 +252,121 @@ def test_an_unreachable_database_is_a_retryable_error_without_the_password(lake)
     with pytest.raises(ConnectionError) as failure:
         land_table(lake, "billing", src, "t", "r1", today=DAY)
     assert "hunter2pw" not in str(failure.value) and "127.0.0.1:1" in str(failure.value)
+
+
+# --- keys and types checked before a manifest exists ---------------------------------------------
+
+EVENTS_PG = [
+    "create table events (id integer, customer text, updated_at timestamp)",
+    "insert into events values (1, 'Ada', '2026-01-01 00:00'), (2, 'Bob', '2026-01-01 00:01'), "
+    "(3, 'Ada', '2026-01-01 00:02')",
+]
+
+
+def incremental(key: list[str]) -> dict[str, Any]:
+    return {"events": {"incremental": {"column": "updated_at"}, "primary_key": key}}
+
+
+def nothing_landed(lake: Lake, table: str) -> bool:
+    folder = Path(lake.path("raw", "billing", table))
+    return lake.manifests("billing", table) == [] and not any(
+        p.is_file() for p in (folder.rglob("*") if folder.exists() else [])
+    )
+
+
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_a_primary_key_that_is_not_a_column_fails_the_extract_and_lands_nothing(
+    server, request, lake, warehouse
+) -> None:
+    url = request.getfixturevalue("machine_pg" if server == "postgres" else "mariadb")
+    run = postgres_execute if server == "postgres" else mariadb_execute
+    run(url, "create table events (id integer, customer text, updated_at timestamp)")
+    run(url, "insert into events values (1, 'Ada', '2026-01-01 00:00')")
+
+    with pytest.raises(TableConfigError) as failed:
+        land_table(lake, "billing", source(url, incremental(["nope"])), "events", "r1", today=DAY)
+
+    message = str(failed.value)
+    assert "billing.events" in message and "primary_key column 'nope'" in message
+    assert "columns: id, customer, updated_at" in message
+    assert "sources.billing.tables.events.primary_key" in message
+    assert failed.value.retryable is False
+    assert nothing_landed(lake, "events")
+    # Fixing the config is all it takes: no `lake drop`, nothing to clean up.
+    extract_and_load(lake, warehouse, source(url, incremental(["id"])), "events", "r2")
+    assert rows(warehouse, "select id from raw.billing__events__latest") == [(1,)]
+
+
+def test_a_partition_landed_with_a_bad_key_by_an_older_millpond_is_cured_by_the_config(
+    machine_pg, lake, warehouse, monkeypatch
+) -> None:
+    """A lake may hold a partition landed before keys were checked: its load says what to fix,
+    and fixing the config is enough (no `lake drop`), even when no new rows arrive."""
+    postgres_execute(machine_pg, *EVENTS_PG)
+    with monkeypatch.context() as older_millpond:
+        older_millpond.setattr("ingest.landing.check_keys", lambda *args: None)
+        land_table(
+            lake, "billing", source(machine_pg, incremental(["nope"])), "events", "r1", today=DAY
+        )
+    with pytest.raises(LoadError) as refused:
+        load_table(warehouse, lake, "raw", "billing", "events")
+    assert "nope" in str(refused.value) and "columns: id, customer, updated_at" in str(
+        refused.value
+    )
+    assert "sources.billing.tables.events.primary_key" in str(refused.value)
+
+    fixed = extract_and_load(
+        lake, warehouse, source(machine_pg, incremental(["id"])), "events", "r2"
+    )
+
+    assert fixed.rows == 0 and fixed.manifest.primary_key == ["id"]  # nothing new, keys fixed
+    assert rows(warehouse, "select count(*) from raw.billing__events") == [(3,)]
+    assert rows(warehouse, "select count(*) from raw.billing__events__latest") == [(3,)]
+
+
+def test_a_changed_primary_key_applies_without_waiting_for_new_rows(
+    machine_pg, lake, warehouse
+) -> None:
+    postgres_execute(machine_pg, *EVENTS_PG)
+    extract_and_load(lake, warehouse, source(machine_pg, incremental(["id"])), "events", "r1")
+    assert rows(warehouse, "select count(*) from raw.billing__events__latest") == [(3,)]
+
+    rekeyed = extract_and_load(
+        lake, warehouse, source(machine_pg, incremental(["customer"])), "events", "r2"
+    )
+
+    assert rekeyed.rows == 0
+    latest = rows(warehouse, "select customer, id from raw.billing__events__latest order by 1")
+    assert latest == [("Ada", 3), ("Bob", 2)]  # each customer once, the latest version
+    same = extract_and_load(
+        lake, warehouse, source(machine_pg, incremental(["customer"])), "events", "r3"
+    )
+    assert same.manifest is None  # unchanged keys and nothing new: nothing lands
+
+
+def test_a_column_whose_type_changed_at_the_source_names_the_row_and_keeps_raw_typed(
+    machine_pg, lake, warehouse
+) -> None:
+    postgres_execute(
+        machine_pg,
+        "create table items (id integer, amount integer)",
+        "insert into items values (1, 10), (2, 20)",
+    )
+    src = source(machine_pg, {"items": {"incremental": {"column": "id"}}})
+    extract_and_load(lake, warehouse, src, "items", "r1")
+    postgres_execute(
+        machine_pg,
+        "alter table items alter column amount type text",
+        "insert into items values (3, '30'), (4, 'n/a')",
+    )
+
+    second = extract_and_load(lake, warehouse, src, "items", "r2")
+
+    (rejection,) = second.rejected
+    assert "billing.items after 2, row 2: column amount" in rejection.reason
+    assert "'n/a' is not a INTEGER" in rejection.reason
+    assert "fix the data at the source" in rejection.reason
+    assert second.manifest is None
+    assert rows(warehouse, "select typeof(amount) from raw.billing__items limit 1") == [
+        ("INTEGER",)
+    ]

@@ -121,7 +121,13 @@ def test_text_in_an_integer_column_is_rejected_until_declared(con, lake, inbox):
 
     (rejection,) = second.rejected
     assert rejection.file == "orders_2.csv"
-    for part in ("column id", "VARCHAR", "BIGINT", "sources.erp.tables.orders.types"):
+    # The line and the value, and fixes that keep the raw column typed come first.
+    for part in (
+        "orders_2.csv, line 2",
+        "column id is VARCHAR in this file ('A1001' is not a BIGINT), the table has BIGINT",
+        "types: {id: BIGINT} and on_bad_rows: quarantine in sources.erp.tables.orders",
+        "declaring it VARCHAR would turn the raw column into text for good",
+    ):
         assert part in rejection.reason
     assert [f.name for f in second.manifest.files] == ["orders_3.csv"]  # the good one landed
     assert raw(con, lake, "id") == [(1000,), (1002,)]  # ...and loads; nothing blocks the table
@@ -176,6 +182,24 @@ def test_a_changed_date_format_is_rejected_when_ambiguous_and_lands_once_declare
     ]
 
 
+def test_the_suggested_fix_keeps_the_raw_column_typed_and_quarantines_the_bad_line(
+    con, lake, inbox
+):
+    drop(inbox, "orders_1.csv", "id,amount\n1000,10\n")
+    land(lake, inbox, "r1")
+    good = "".join(f"{i},1\n" for i in range(2000, 2200))
+    drop(inbox, "orders_2.csv", "id,amount\n1001,20\nA1001,30\n" + good)
+    refused = land(lake, inbox, "r2")
+    assert "orders_2.csv, line 3" in refused.rejected[0].reason
+
+    # What the message suggests: the table's type, and the bad rows kept aside.
+    fixed = land(lake, inbox, "r3", types={"id": "BIGINT"}, on_bad_rows="quarantine")
+
+    assert fixed.rejected == [] and fixed.rows == 201 and fixed.bad_rows == 1
+    assert raw(con, lake, "count(*)") == [(202,)]
+    assert types(con)["id"] == "BIGINT"  # raw stays typed: nothing widened for good
+
+
 def test_dates_arriving_as_text_are_rejected_naming_both_types(con, lake, inbox):
     drop(inbox, "orders_1.csv", "id,order_date\n1,2024-01-05\n")
     land(lake, inbox, "r1")
@@ -183,9 +207,10 @@ def test_dates_arriving_as_text_are_rejected_naming_both_types(con, lake, inbox)
 
     result = land(lake, inbox, "r2")
 
-    assert "column order_date is VARCHAR in this file, the table has DATE" in (
-        result.rejected[0].reason
-    )
+    assert (
+        "orders_2.csv, line 2: column order_date is VARCHAR in this file ('Jan 6 2024' is not "
+        "a DATE), the table has DATE"
+    ) in result.rejected[0].reason
     assert raw(con, lake, "id") == [(1,)]
 
 

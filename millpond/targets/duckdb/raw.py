@@ -23,7 +23,13 @@ from pathlib import Path
 import duckdb
 
 from ingest.lake import Lake, Manifest, raw_table_name
-from ingest.schema import BOOKKEEPING, SchemaMismatch, reconciled_columns
+from ingest.schema import (
+    BOOKKEEPING,
+    SchemaMismatch,
+    missing_keys,
+    reconciled_columns,
+    stale_keys,
+)
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
 
@@ -220,6 +226,10 @@ def register_partitions(
         changes += changed
     if not good:
         return [], refused
+    newest = good[-1][0]
+    unknown_keys = missing_keys(newest, columns)
+    if unknown_keys:
+        return [], LoadError(stale_keys(newest, unknown_keys, columns))
     con.execute("begin transaction")
     try:
         if relation_kind(con, schema, name) == "BASE TABLE":
@@ -238,7 +248,6 @@ def register_partitions(
             [[f, m.partition_id, m.source, m.table] for m, files in good for f in files],
         )
         _recreate_view(con, schema, source, table, columns)
-        newest = good[-1][0]
         if newest.primary_key:
             _recreate_latest_view(con, schema, name, newest.primary_key, newest.order_by)
         con.execute("commit")

@@ -24,7 +24,13 @@ import pyarrow.dataset as pads
 from psycopg import sql
 
 from ingest.lake import Lake, Manifest, raw_table_name
-from ingest.schema import BOOKKEEPING, SchemaMismatch, reconciled_columns
+from ingest.schema import (
+    BOOKKEEPING,
+    SchemaMismatch,
+    missing_keys,
+    reconciled_columns,
+    stale_keys,
+)
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
 from millpond.targets.postgres.types import from_postgres, normalized, to_postgres
@@ -77,9 +83,10 @@ def load_table(url: str, lake: Lake, schema: str, source: str, table: str) -> Lo
         conn.commit()
         pending = [m for m in lake.manifests(source, table) if m.partition_id not in done]
         loaded: list[Manifest] = []
+        stale: str | None = None
         for manifest in pending:
             try:
-                load_partition(conn, lake, schema, manifest)
+                stale = load_partition(conn, lake, schema, manifest)
             except LoadError as exc:
                 total = _count(conn, schema, name) if _columns(conn, schema, name) else 0
                 exc.loaded = LoadedTable.of(f"{schema}.{name}", loaded, total)
@@ -90,6 +97,10 @@ def load_table(url: str, lake: Lake, schema: str, source: str, table: str) -> Lo
             logger.info(f"{table}: nothing new to load")
         total = _count(conn, schema, name) if _columns(conn, schema, name) else 0
         conn.commit()
+    if stale is not None:  # the newest partition's keys: the __latest view cannot follow them
+        error = LoadError(stale)
+        error.loaded = LoadedTable.of(f"{schema}.{name}", pending, total)
+        raise error
     return LoadedTable.of(f"{schema}.{name}", pending, total)
 
 
@@ -131,14 +142,18 @@ def _partition_reader(lake: Lake, manifest: Manifest) -> Iterator[duckdb.DuckDBP
         con.close()
 
 
-def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: Manifest) -> None:
-    """Create or widen the raw table, COPY the partition and record it, in one transaction.
+def load_partition(
+    conn: psycopg.Connection, lake: Lake, schema: str, manifest: Manifest
+) -> str | None:
+    """Create or widen the raw table, COPY the partition and record it, in one transaction;
+    returns why the partition's keys could not be used (None when they could).
 
     Rows and bookkeeping commit together, so a partition is never half there and needs no
     clean-up before a retry. An empty partition (a header-only export) is recorded without
     touching the table's columns: its types (all text) would say nothing."""
     name = raw_table_name(manifest.source, manifest.table)
     table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    stale: str | None = None
     with _partition_reader(lake, manifest) as duck:
         incoming = {
             c: normalized(t) for c, t, *_ in duck.execute("describe partition_rows").fetchall()
@@ -161,7 +176,13 @@ def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: 
                             f"PostgreSQL received {counted}"
                         )
                 _record(conn, schema, manifest)
-                if manifest.primary_key:
+                unknown_keys = missing_keys(manifest, _columns(conn, schema, name))
+                if unknown_keys:
+                    # Landed before landing checked keys: its rows load, the view keeps
+                    # the keys it had; the next partition (once the config is fixed) sets
+                    # them, and until one does the table's load fails (load_table).
+                    stale = stale_keys(manifest, unknown_keys, _columns(conn, schema, name))
+                elif manifest.primary_key:
                     _latest_view(conn, schema, name, manifest.primary_key, manifest.order_by)
         except SchemaMismatch as exc:
             raise LoadError(f"{manifest.partition_id}: {exc}") from exc
@@ -175,6 +196,7 @@ def load_partition(conn: psycopg.Connection, lake: Lake, schema: str, manifest: 
             ) from exc
     for change in changes:
         logger.warning(f"{name}: {change}")
+    return stale
 
 
 def _prepare_table(
