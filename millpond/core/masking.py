@@ -189,7 +189,17 @@ def collect_secrets(
         return []
     text = str(value)
     found = whole_secrets(text) if is_secret_path(path, secret_vars) and text else []
+    if found and _is_plain_username(path, text):
+        # A basic-auth username is masked where the config is shown, but registered for
+        # masking everywhere only when it looks like a key (some APIs take the key as the
+        # username): a plain one ("orders", "etl") would mask every word it spells.
+        found = []
     return found + (value_secrets(text) if isinstance(value, str) else [])
+
+
+def _is_plain_username(path: tuple[Any, ...], text: str) -> bool:
+    keys = [str(p) for p in path if not isinstance(p, int)]
+    return keys[-2:] == ["auth", "username"] and not _token_like(text)
 
 
 def mask_data(value: Any, secret_vars: Sequence[str] = (), path: tuple[Any, ...] = ()) -> Any:

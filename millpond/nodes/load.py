@@ -7,6 +7,7 @@ COPY on PostgreSQL); the node only asks the configured target and records the ou
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
@@ -82,13 +83,25 @@ def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[
         logger.debug(f"cannot reconcile loaded partitions now ({exc})")
         return
     missing = held - recorded - set(just_loaded)
-    for m in scope.lake.manifests(params.source, params.table):
-        if m.partition_id in missing:
+    if missing:
+        mark_loaded(scope.ledger, scope.lake, params.source, params.table, missing)
+
+
+def mark_loaded(ledger: Any, lake: Any, source: str, table: str, partition_ids: set[str]) -> int:
+    """Mark these partitions of a table loaded in the ledger, recording first what their
+    manifests say (a partition the ledger never heard of has no row that a bare
+    `mark_partition_loaded` could update). Shared by the load node and `millpond doctor`;
+    returns how many were marked."""
+    marked = 0
+    for m in lake.manifests(source, table):
+        if m.partition_id in partition_ids:
             landed_at = dt.datetime.fromisoformat(m.landed_at)
-            scope.ledger.record_partition(
+            ledger.record_partition(
                 m.source, m.table, m.partition_id, m.sha256, m.rows, m.bytes, landed_at, m.run_id
             )
-            scope.ledger.mark_partition_loaded(m.partition_id)
+            ledger.mark_partition_loaded(m.partition_id)
+            marked += 1
+    return marked
 
 
 class FilesRejected(Exception):

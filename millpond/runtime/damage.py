@@ -63,7 +63,7 @@ def _check(ctx: RunContext) -> WarehouseCheck:
         logger.error(note)
         return WarehouseCheck(note, can_settle=False)
     latest = _known_models(ctx)
-    if not latest and latest is not None and not _known_loads(ctx) and not _landed(ctx):
+    if not latest and latest is not None and not _known_loads(ctx) and not landed_anything(ctx):
         return WarehouseCheck()  # a first run: nothing was ever landed or built
     if latest:
         ctx.ledger.record_fingerprints(ctx.run_id, {node: (None, None) for node in latest})
@@ -89,7 +89,7 @@ def _known_models(ctx: RunContext) -> list[str] | None:
     return sorted(node for node, record in latest.items() if record[0] is not None)
 
 
-def _landed(ctx: RunContext) -> bool:
+def landed_anything(ctx: RunContext) -> bool:
     """Whether the lake holds any partition of a configured table (damaged ones count)."""
     for name, source in ctx.config.sources.items():
         for table in source.table_names():

@@ -31,7 +31,9 @@ from ingest.lake import Manifest
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.nodes.fingerprints import PUBLISH_KIND
+from millpond.nodes.load import mark_loaded
 from millpond.runtime.context import RunContext
+from millpond.runtime.damage import landed_anything
 from millpond.runtime.lake_actions import tables_of
 from millpond.runtime.lifecycle import close_dead_runs, lease_gone, task_lease_expiry, this_host
 
@@ -113,7 +115,7 @@ def _check_warehouse(ctx: RunContext, exam: Examination) -> bool:
     damage = health(deep=True)
     if damage is None:
         return True
-    if damage.problem == "missing" and not _anything_landed(ctx):
+    if damage.problem == "missing" and not landed_anything(ctx):
         return True  # nothing landed yet: the first run makes it
     detail = f": {damage.detail}" if damage.detail else ""
     exam.findings.append(
@@ -130,10 +132,6 @@ def _check_warehouse(ctx: RunContext, exam: Examination) -> bool:
     return False
 
 
-def _anything_landed(ctx: RunContext) -> bool:
-    return any(ctx.lake.scan(s, t) != ([], []) for s, t in tables_of(ctx, None))
-
-
 def _rebuild_warehouse(ctx: RunContext, exam: Examination, set_aside: bool) -> str:
     # First, before anything changes: a rebuilt warehouse whose models the ledger still
     # calls unchanged would be the very silent failure this repairs. (Raises while the
@@ -147,8 +145,7 @@ def _rebuild_warehouse(ctx: RunContext, exam: Examination, set_aside: bool) -> s
     partitions = 0
     for source, table in tables_of(ctx, None):
         loaded = ctx.target.load_table(ctx.lake, source, table)
-        for partition_id in loaded.partitions:
-            ctx.ledger.mark_partition_loaded(partition_id)
+        mark_loaded(ctx.ledger, ctx.lake, source, table, set(loaded.partitions))
         partitions += len(loaded.partitions)
     exam.rebuild_marts = True
     return f"{said}{partitions} partitions registered from the lake; every model is rebuilt"
@@ -336,7 +333,7 @@ def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> Non
     try:
         running = ledger.running_runs()
     except Exception as exc:
-        exam.findings.append(Finding("ledger", ledger_where(ctx), f"unreachable ({exc})", ""))
+        exam.findings.append(Finding("ledger", LEDGER_WHERE, f"unreachable ({exc})", ""))
         return
     host, now, expiry = this_host(), dt.datetime.now(dt.UTC), task_lease_expiry(ctx.config)
     for run in running:
@@ -367,7 +364,7 @@ def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> Non
                     f"{len(unmarked)} partition(s) in the warehouse not marked loaded "
                     f"({unmarked[0]}{', ...' if len(unmarked) > 1 else ''})",
                     "marked loaded",
-                    _mark_loaded(ctx, unmarked),
+                    _mark_loaded(ctx, source, table, unmarked),
                 )
             )
         missing = sorted(p for p in marked if p in landed and p not in registered)
@@ -386,15 +383,15 @@ def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> Non
             )
 
 
-def ledger_where(ctx: RunContext) -> str:
-    return "metadata database (metadata.url)"
+LEDGER_WHERE = "metadata database (metadata.url)"
 
 
-def _mark_loaded(ctx: RunContext, partition_ids: list[str]) -> Callable[[], str]:
+def _mark_loaded(
+    ctx: RunContext, source: str, table: str, partition_ids: list[str]
+) -> Callable[[], str]:
     def fix() -> str:
-        for partition_id in partition_ids:
-            ctx.ledger.mark_partition_loaded(partition_id)
-        return f"marked {len(partition_ids)} loaded"
+        marked = mark_loaded(ctx.ledger, ctx.lake, source, table, set(partition_ids))
+        return f"marked {marked} loaded"
 
     return fix
 
@@ -405,8 +402,7 @@ def _reload(ctx: RunContext, source: str, table: str, changed: list[str]) -> Cal
             for partition_id in changed:
                 ctx.target.drop_partition(source, table, partition_id)
             loaded = ctx.target.load_table(ctx.lake, source, table)
-        for partition_id in loaded.partitions:
-            ctx.ledger.mark_partition_loaded(partition_id)
+        mark_loaded(ctx.ledger, ctx.lake, source, table, set(loaded.partitions))
         return f"{len(loaded.partitions)} partition(s) loaded"
 
     return fix

@@ -175,6 +175,7 @@ def postmaster_pid(data_dir: Path) -> int:
 def test_a_ledger_server_killed_mid_run_the_run_completes_buffers_and_flushes_later(
     tmp_path: Path, prefect_api: str
 ) -> None:
+    from metadata.buffer import buffer_path
     from metadata.embedded import start_embedded, stop_embedded
 
     data_dir = tmp_path / "ledger-pg"
@@ -188,7 +189,7 @@ def test_a_ledger_server_killed_mid_run_the_run_completes_buffers_and_flushes_la
         run.wait(600)
         log = (root / ".fault" / "ledger.log").read_text()
         assert run.returncode == 0, log  # the data does not depend on the ledger
-        buffer = root / ".millpond" / "ledger-buffer.jsonl"
+        buffer = buffer_path(root / ".millpond", url)  # the buffer of this very ledger
         assert buffer.is_file() and buffer.stat().st_size > 0
         assert published(root) == (ORDERS, REVENUE)
 

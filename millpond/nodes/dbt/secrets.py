@@ -27,6 +27,11 @@ ENV_PREFIX = "DBT_ENV_SECRET_MILLPOND_"
 # What dbt writes under its target folder that may hold rendered SQL or flags.
 _TEXT_SUFFIXES = {".sql", ".json", ".txt", ".yml", ".yaml", ".csv", ".log", ".html"}
 _BINARY = {"partial_parse.msgpack"}
+# Files millpond itself reads back (the graph and the marts catalog are built from the
+# manifest): a short secret that happens to equal part of a model's name ("orders") must not
+# rename the model there, so these files are scrubbed of secrets of at least this length only.
+_STRUCTURAL = {"manifest.json", "partial_parse.msgpack", "semantic_manifest.json"}
+_STRUCTURAL_MIN = 8
 
 
 def export_to_dbt(secrets: list[str] | None = None) -> None:
@@ -55,7 +60,10 @@ def scrub_tree(
                 continue
             if since is not None and _modified(path) < since - 2:  # coarse file system clocks
                 continue
-            if _scrub_file(path, needles, binary):
+            wanted = needles
+            if name in _STRUCTURAL:
+                wanted = [n for n in needles if len(n[0]) >= _STRUCTURAL_MIN]
+            if _scrub_file(path, wanted, binary):
                 scrubbed.append(path)
     return scrubbed
 

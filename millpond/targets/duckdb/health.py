@@ -42,6 +42,8 @@ def warehouse_damage(path: Path, deep: bool = False) -> Damage | None:
     try:
         con = duckdb.connect(str(path))
     except duckdb.Error as exc:
+        if not is_damage(exc):
+            raise  # busy (another process holds the file: a DuckDB CLI, a BI tool), not damaged
         return Damage("warehouse", path, "unreadable", first_line(exc))
     try:
         relations = con.execute(
