@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from metadata.records import write
+from millpond.core.logs import logger
 from millpond.core.masking import mask
 
 
@@ -66,7 +67,11 @@ class QueuedRun:
                     self.fail(
                         f"the run process exited with {code} before it began; see {log}", conn
                     )
-            except Exception:  # the ledger is gone: the next run abandons the queued row
-                return
+            except Exception as exc:  # the ledger is gone: the next run abandons the row
+                logger.warning(
+                    f"run {self.run_id}: its process exited with {code} before it began, and "
+                    f"the ledger could not be told ({mask(str(exc))}); the next run start "
+                    "closes the queued row"
+                )
 
         threading.Thread(target=wait, name=f"watch-{self.run_id}", daemon=True).start()

@@ -9,6 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from metadata import queries
+from millpond.core.logs import logger
+from millpond.core.masking import mask
 from serve import prefect_trigger, trigger
 from serve.deps import ApiKey, Ledger, Settings, stack_config
 from serve.queued import QueuedRun
@@ -95,8 +97,14 @@ def trigger_run(conn: Ledger, settings: Settings, request: RunRequest | None = N
         )
     except trigger.AlreadyRunning as exc:
         return JSONResponse({"detail": str(exc), "run_id": exc.run_id}, status_code=409)
-    except trigger.TriggerFailed as exc:
-        queued.fail(f"could not start the run: {exc}")
-        raise HTTPException(503, f"could not start run {queued.run_id}: {exc}") from None
+    except Exception as exc:  # TriggerFailed, or Prefect answering what it should not
+        # The row is closed with the reason (masked, in the ledger); the answer names the
+        # run only, as every error of the API: the reason may hold a server path.
+        reason = str(exc) if isinstance(exc, trigger.TriggerFailed) else repr(exc)
+        queued.fail(f"could not start the run: {reason}")
+        logger.error(f"POST /runs: could not start run {queued.run_id}: {mask(reason)}")
+        raise HTTPException(
+            503, f"could not start run {queued.run_id} (details in the service log)"
+        ) from None
     queued.watch(child.process, config.logs_dir / "api-trigger.log")
     return {"run_id": child.run_id, "status": "started", "pid": child.process.pid}
