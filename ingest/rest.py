@@ -53,12 +53,12 @@ from tenacity import (
 from millpond.core.config import MillpondConfig, SourceConfigBase, StrictModel
 from millpond.core.logs import logger
 from millpond.core.masking import (
-    SECRET_NAME,
+    collect_secrets,
+    is_credential_param,
     mask,
     mask_inline,
     mask_url,
     register_secrets,
-    url_password,
 )
 from millpond.core.registry import ReadReport, SourceItem, SourceKind, StallCheck, TableState
 
@@ -68,10 +68,6 @@ MAX_REDIRECTS = 20
 # sent after a redirect to another origin.
 HARMLESS_HEADERS = frozenset(
     {"accept", "accept-encoding", "accept-language", "user-agent", "cache-control"}
-)
-# Header and query parameter names whose values are credentials (beyond SECRET_NAME's).
-SECRET_PARAM = re.compile(
-    r"(?i)(key$|^(proxy-)?authorization$|^auth$|signature|^sig$|session|cookie|^pass$)"
 )
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -110,9 +106,6 @@ class Auth(StrictModel):
         if missing:
             raise ValueError(f"auth type {self.type} needs {', '.join(missing)}")
         return self
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self.token, self.value, self.password) if s]
 
 
 class Paginate(StrictModel):
@@ -178,18 +171,9 @@ class RestSourceConfig(SourceConfigBase):
         return value.rstrip("/") + "/"
 
     def secrets(self) -> list[str]:
-        """Credentials wherever they were put: auth, the base URL's password, and headers or
-        query params whose names say they hold one (`access_token`, `X-API-Key`, ...)."""
-        found = list(self.auth.secrets()) if self.auth else []
-        found.append(url_password(self.base_url) or "")
-        named = [self.headers] + [spec.params for spec in self.tables.values()]
-        for values in named:
-            for key, value in values.items():
-                if key.lower() in ("authorization", "proxy-authorization") or _secret_name(key):
-                    text = str(value)
-                    found.append(text)
-                    found.append(text.split(" ", 1)[-1])  # the credential after `Token `
-        return [s for s in found if s]
+        """Credentials wherever they were put (auth, the base URL's password, headers or query
+        params whose names say they hold one), by millpond.core.masking's one policy."""
+        return collect_secrets(self.model_dump(), (), ("sources", "rest"))
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -197,10 +181,6 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     request to get the credentials."""
     port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host, port
-
-
-def _secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name) or SECRET_PARAM.search(name))
 
 
 def dig(body: Any, path: str | None) -> Any:
@@ -641,7 +621,7 @@ class RestSource:
         )
 
     def _shown(self, url: str, params: dict[str, Any]) -> str:
-        query = "&".join(f"{k}={'***' if _secret_name(k) else v}" for k, v in params.items())
+        query = "&".join(f"{k}={'***' if is_credential_param(k) else v}" for k, v in params.items())
         return mask(mask_inline(mask_url(f"{url}?{query}" if query else url)))
 
     def warnings(self) -> list[str]:
