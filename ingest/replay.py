@@ -56,14 +56,6 @@ class PartitionRef:
         return cls(parts[0], parts[1], parts[2].removeprefix("ingest_date="), parts[3][4:])
 
 
-def find_partition(lake: Lake, partition_id: str) -> Manifest:
-    ref = PartitionRef.parse(partition_id)
-    for manifest in lake.manifests(ref.source, ref.table):
-        if manifest.partition_id == partition_id.strip("/"):
-            return manifest
-    raise PartitionNotFound(f"no partition {partition_id} in the lake (see `millpond lake ls`)")
-
-
 def partition_folder(lake: Lake, manifest: Manifest) -> str:
     return lake.partition_dir(
         manifest.source, manifest.table, manifest.ingest_date, manifest.run_id

@@ -480,7 +480,6 @@ def serve(
 
     Listens on 127.0.0.1, on serve.host when MILLPOND_API_KEYS is set, or on --host.
     Without keys, a non-loopback address is refused unless --allow-no-keys."""
-    from millpond.cli.common import fail
     from serve.launch import BindRefused, run
 
     load(config_path)
