@@ -152,7 +152,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(
             f"\nFAILED: {len(leaked)} processes this test session started were still running "
             "after it (killed now); a test or fixture does not stop them:\n"
-            + "".join(f"  pid {pid}: {command[:200]}\n" for pid, command in leaked)
+            + "".join(f"  pid {pid}: {command}\n" for pid, command in leaked)
         )
         if _SESSION and _SESSION[0].exitstatus == 0:
             _SESSION[0].exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -180,14 +180,25 @@ def _marked_processes(mark: str) -> list[tuple[int, str]]:
         if pid in mine:
             continue
         try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if needle not in environ:
                 continue
             status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError):
             continue
+        # The test that started it: pytest keeps the running test's id in the environment,
+        # which a process it starts inherits.
+        test = next(
+            (
+                v.split(b"=", 1)[1].decode(errors="replace")
+                for v in environ
+                if v.startswith(b"PYTEST_CURRENT_TEST=")
+            ),
+            "",
+        )
         if status != "Z":  # a zombie has exited; its parent reaps it
-            found.append((pid, command.strip()))
+            found.append((pid, command.strip()[:200] + (f" (started by {test})" if test else "")))
     return found
 
 
