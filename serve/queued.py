@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from metadata.db import CONNECT_TIMEOUT_S
 from metadata.records import write
 from millpond.core.logs import logger
 from millpond.core.masking import mask
@@ -58,12 +59,19 @@ class QueuedRun:
         the run (an option it refused, a crash at import); the run's own failures it records
         itself."""
 
+        # The ledger's address is taken now, in the request: when the process exits, the
+        # service's settings may be another stack's (or gone), and resolving them then could
+        # open another ledger (an embedded one started for the wrong folder).
+        from serve.deps import ledger_pool
+
+        url = ledger_pool().conninfo  # the ledger of this request's connection
+
         def wait() -> None:
             code = process.wait()
-            from serve.deps import ledger_pool
-
             try:
-                with ledger_pool().connection() as conn:
+                with psycopg.connect(
+                    url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as conn:
                     self.fail(
                         f"the run process exited with {code} before it began; see {log}", conn
                     )
