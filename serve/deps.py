@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import psycopg
 from fastapi import Depends, HTTPException, Request, Security
@@ -101,6 +101,7 @@ def require_api_key(
 
 
 ApiKey = Depends(require_api_key)
+T = TypeVar("T")
 
 
 def marts_catalog(config: Annotated[MillpondConfig, Depends(stack_config)]) -> Catalog:
@@ -110,8 +111,14 @@ def marts_catalog(config: Annotated[MillpondConfig, Depends(stack_config)]) -> C
 
 def catalog_or_503(config: MillpondConfig) -> Catalog:
     """The catalog, or a 503 that names no file (the log has it)."""
+    return _or_503(load_catalog, config)
+
+
+def _or_503(open_marts: Callable[[MillpondConfig], T], config: MillpondConfig) -> T:
+    """What `open_marts` gives for the published marts, or a 503 that names no file: nothing
+    published yet, or marts that cannot be read (the log has the path and the error)."""
     try:
-        return load_catalog(config)
+        return open_marts(config)
     except FileNotFoundError as exc:
         raise unavailable(NOTHING_PUBLISHED, exc) from None
     except Exception as exc:
@@ -129,12 +136,7 @@ def marts_reader(config: Annotated[MillpondConfig, Depends(stack_config)]) -> It
 
 def reader_or_503(config: MillpondConfig) -> MartsReader:
     """A reader of the published marts, or a 503 that names no file (the log has it)."""
-    try:
-        return open_reader(config)
-    except FileNotFoundError as exc:
-        raise unavailable(NOTHING_PUBLISHED, exc) from None
-    except Exception as exc:
-        raise unavailable(MARTS_UNAVAILABLE, exc) from None
+    return _or_503(open_reader, config)
 
 
 Marts = Annotated[MartsReader, Depends(marts_reader)]
