@@ -10,7 +10,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from conftest import REPO, chromium_driver, free_port, millpond, write_project
 from fastapi.testclient import TestClient
 from serve_helpers import api_for
+from webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -47,33 +47,11 @@ def predict(customer_key: int, marts: PublishedMarts) -> dict:
 '''
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/secret-token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 @pytest.fixture(scope="module")
