@@ -343,7 +343,7 @@ def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> Non
                 Finding(
                     "ledger",
                     f"runs/{run['run_id']}",
-                    f"`running`, but {reason}",
+                    f"`{run.get('status', 'running')}`, but {reason}",
                     "closed as abandoned, with its running nodes",
                     lambda: f"closed {len(close_dead_runs(ctx))} run(s) as abandoned",
                 )
