@@ -302,8 +302,8 @@ def database_url(server: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-def machine_pg(pg_server: str) -> Iterator[str]:
+@contextlib.contextmanager
+def new_database(pg_server: str) -> Iterator[str]:
     """A fresh database on the session's PostgreSQL, dropped afterwards."""
     name = f"millpond_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
@@ -311,6 +311,43 @@ def machine_pg(pg_server: str) -> Iterator[str]:
     yield database_url(pg_server, name)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def machine_pg(pg_server: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL, dropped afterwards."""
+    with new_database(pg_server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """The messages of the WARNING (and higher) log records made inside the block."""
+    from millpond.core.logs import logger
+
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING", format="{message}")
+    try:
+        yield messages
+    finally:
+        logger.remove(sink)
+
+
+def write_acme_project(root: Path, extra: str = "") -> Path:
+    """A tiny project folder: the acme dbt project and its five orders rows, with its own
+    state dir; `extra` is appended to millpond.yml."""
+    fixtures = REPO / "tests" / "fixtures"
+    shutil.copytree(fixtures / "acme_dbt", root / "dbt")
+    shutil.copytree(fixtures / "acme_inbox", root / "inbox" / "shop")
+    (root / "millpond.yml").write_text(
+        "project: acme\n"
+        "dbt:\n"
+        "  project_dir: dbt\n"
+        "  vars: {api_token: not-a-secret}\n"
+        "sources:\n"
+        "  shop: {kind: files, path: inbox/shop, tables: [orders]}\n" + extra
+    )
+    return root
 
 
 def millpond(

@@ -10,15 +10,13 @@ row count of every ledger table when a ledger URL is given.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from conftest import write_acme_project
 
 # Files that change without any state change a user could notice: the run log of a command
 # that was refused, caches of parsed dbt projects.
@@ -68,17 +66,6 @@ def tiny_project(tmp_path: Path) -> Callable[..., Path]:
     its own state dir: `tiny_project("name", config_extra="lake: ...")`."""
 
     def make(name: str = "tiny", config_extra: str = "") -> Path:
-        root = tmp_path / name
-        shutil.copytree(FIXTURES / "acme_dbt", root / "dbt")
-        shutil.copytree(FIXTURES / "acme_inbox", root / "inbox" / "shop")
-        (root / "millpond.yml").write_text(
-            "project: acme\n"
-            "dbt:\n"
-            "  project_dir: dbt\n"
-            "  vars: {api_token: not-a-secret}\n"
-            "sources:\n"
-            "  shop: {kind: files, path: inbox/shop, tables: [orders]}\n" + config_extra
-        )
-        return root
+        return write_acme_project(tmp_path / name, config_extra)
 
     return make

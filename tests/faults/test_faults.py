@@ -24,29 +24,25 @@ from typing import Any
 import duckdb
 import psycopg
 import pytest
-from conftest import REPO, S3_KEY_ID, S3_SECRET, free_port, millpond, s3_client
+from conftest import (
+    S3_KEY_ID,
+    S3_SECRET,
+    free_port,
+    millpond,
+    s3_client,
+    write_acme_project,
+)
 from psycopg.rows import dict_row
 
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = REPO / "tests" / "fixtures"
 # The acme inbox: five orders, 2 FR, 2 DE, 1 NL; revenue 43.75 in all.
 ORDERS, REVENUE = 5, 43.75
 
 
 def tiny_project(root: Path, extra: str = "") -> Path:
-    shutil.copytree(FIXTURES / "acme_dbt", root / "dbt")
-    shutil.copytree(FIXTURES / "acme_inbox", root / "inbox" / "shop")
-    (root / "millpond.yml").write_text(
-        "project: acme\n"
-        "dbt:\n"
-        "  project_dir: dbt\n"
-        "  vars: {api_token: not-a-secret}\n"
-        "sources:\n"
-        "  shop: {kind: files, path: inbox/shop, tables: [orders]}\n" + extra
-    )
-    return root
+    return write_acme_project(root, extra)
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import database_url
-from loguru import logger
+from conftest import captured_warnings, database_url
 from pg_helpers import refusing
 
 from metadata import queries
@@ -67,16 +66,6 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 
 def new_id(prefix: str = "run") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@contextlib.contextmanager
-def captured_warnings() -> Iterator[list[str]]:
-    messages: list[str] = []
-    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING", format="{message}")
-    try:
-        yield messages
-    finally:
-        logger.remove(sink)
 
 
 # --- migrations ----------------------------------------------------------------------------

@@ -3,18 +3,15 @@ PostgreSQL databases: ledger A goes down mid-run, `metadata.url` moves to ledger
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import database_url
-from loguru import logger
+from conftest import captured_warnings, new_database
 from pg_helpers import refusing
 from psycopg.rows import dict_row
 
@@ -31,22 +28,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def ledger_b(pg_server: str) -> Iterator[str]:
     """A second fresh database on the session's PostgreSQL (machine_pg is the first)."""
-    name = f"millpond_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield database_url(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-@contextlib.contextmanager
-def warnings() -> Iterator[list[str]]:
-    messages: list[str] = []
-    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING", format="{message}")
-    try:
-        yield messages
-    finally:
-        logger.remove(sink)
+    with new_database(pg_server) as url:
+        yield url
 
 
 def runs(url: str) -> dict[str, dict[str, Any]]:
@@ -89,7 +72,7 @@ def test_a_run_buffered_for_ledger_a_is_replayed_into_a_only(
     first.ledger.close()
 
     # metadata.url now points at B: A's records stay where they are, and the user is told.
-    with warnings() as said:
+    with captured_warnings() as said:
         second = context(tmp_path, ledger_b, "20261204T070000Z-123456")
         second.ledger.start_run(second.run_id, "prefect", "cli", "duckdb")
     assert run_id not in runs(ledger_b)
@@ -125,7 +108,7 @@ def test_a_buffer_from_before_buffers_had_keys_is_kept_and_named(
         '"2026-12-01T06:00:00+00:00"}}}\n'
     )
     legacy.write_text(line)
-    with warnings() as said:
+    with captured_warnings() as said:
         ctx = context(tmp_path, machine_pg, "20261204T090000Z-aaaaaa")
         ctx.ledger.start_run(ctx.run_id, "prefect", "cli", "duckdb")
     assert "old" not in runs(machine_pg)
