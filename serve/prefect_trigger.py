@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from tenacity import retry, retry_if_result, stop_after_attempt, wait_exponential
 
 from millpond.core.config import MillpondConfig
 from millpond.core.prefect_api import API_TAG, api_url, read_deployment
@@ -22,6 +23,9 @@ from millpond.core.runid import new_run_id
 from serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
 
 TIMEOUT_S = 5.0
+# What the Prefect client itself retries: a busy server (its database locked under load answers
+# 503) is not a refusal. Safe to repeat: the run id is the flow run's idempotency key.
+_BUSY = {429, 502, 503, 504}
 _ACTIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
 
 _lock = threading.Lock()
@@ -45,6 +49,16 @@ def _still_active(api: str) -> str | None:
         return None
     state = (response.json().get("state") or {}) if response.status_code == 200 else {}
     return run_id if state.get("type") in _ACTIVE else None
+
+
+@retry(
+    retry=retry_if_result(lambda response: response.status_code in _BUSY),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.5, max=4),
+    retry_error_callback=lambda state: state.outcome.result(),  # the last answer, refused
+)
+def _create_flow_run(deployment_url: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{deployment_url}/create_flow_run", json=body, timeout=TIMEOUT_S)
 
 
 def start_run(
@@ -73,13 +87,10 @@ def start_run(
             "name": run_id,
             "parameters": parameters,
             "tags": ["millpond", API_TAG],
+            "idempotency_key": run_id,
         }
         try:
-            response = httpx.post(
-                f"{api}/deployments/{deployment['id']}/create_flow_run",
-                json=body,
-                timeout=TIMEOUT_S,
-            )
+            response = _create_flow_run(f"{api}/deployments/{deployment['id']}", body)
         except httpx.HTTPError as exc:
             raise TriggerFailed(f"the Prefect API did not answer: {exc}") from None
         if response.status_code >= 300:

@@ -269,11 +269,13 @@ def test_run_with_a_run_id_that_cannot_start(
 
 
 class RefusingPrefect:
-    """A Prefect API on 127.0.0.1 that serves the deployment (READY) but refuses to create
-    its flow runs with `status`."""
+    """A Prefect API on 127.0.0.1 that serves the deployment (READY) and answers the first
+    `busy` requests for a flow run with 503 (a busy server), the others with `status`."""
 
-    def __init__(self, status: int, project: str) -> None:
+    def __init__(self, status: int, project: str, busy: int = 0) -> None:
         answer = {"id": "0b0e6f4a-0000-4000-8000-000000000000", "status": "READY"}
+        self.bodies: list[dict[str, Any]] = []
+        bodies = self.bodies
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -281,8 +283,9 @@ class RefusingPrefect:
                 self._send(200 if found else 404, answer if found else {"detail": "no"})
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                self._send(status, {"detail": f"refused with {status}"})
+                bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                code = 503 if len(bodies) <= busy else status
+                self._send(code, answer if code < 300 else {"detail": f"refused with {code}"})
 
             def _send(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -300,7 +303,7 @@ class RefusingPrefect:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.mark.parametrize("status", [500, 422, 404])
+@pytest.mark.parametrize("status", [500, 422, 404, 503])
 def test_post_runs_when_prefect_refuses_the_flow_run_records_the_run_failed(
     status: int,
     tmp_path: Path,
@@ -328,6 +331,30 @@ def test_post_runs_when_prefect_refuses_the_flow_run_records_the_run_failed(
     assert (run["status"], run["trigger"]) == ("failed", "api"), run
     assert f"Prefect API refused the flow run ({status})" in run["error"]
     assert ledger_counts(ledger) == {**counts, "runs": counts["runs"] + 1}
+
+
+def test_post_runs_when_prefect_is_busy_asks_again_for_the_same_flow_run(
+    tmp_path: Path, ledger: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Prefect server under load answers 503 for a while (its database is locked): the run
+    is started on a later try, and every try carries the run id as the idempotency key, so a
+    try whose answer was lost cannot make a second flow run."""
+    from serve_helpers import api_for
+
+    prefect = RefusingPrefect(201, "acme", busy=2)
+    config = write_project(tmp_path / "p", "{HEAD}" + GOOD, ledger, receiver)
+    config.write_text(config.read_text() + f"prefect: {{api_url: '{prefect.url}'}}\n")
+    monkeypatch.delenv("MILLPOND_API_KEYS", raising=False)
+    try:
+        with api_for(config, monkeypatch) as api:
+            started = api.post("/runs")
+            assert started.status_code == 202, started.text
+            run_id = started.json()["run_id"]
+            run = api.get(f"/runs/{run_id}").json()
+    finally:
+        prefect.server.shutdown()
+    assert run["status"] == "queued", run  # no runner here takes it: it stays asked for
+    assert [body["idempotency_key"] for body in prefect.bodies] == [run_id] * 3
 
 
 def test_post_runs_while_a_run_holds_the_lock_is_refused_and_records_nothing(
