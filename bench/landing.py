@@ -29,7 +29,8 @@ CHILD = (
     mode, csv_path, work, endpoint = sys.argv[1:5]
     import duckdb
     from pathlib import Path
-    from ingest.files import FilesSource, FilesSourceConfig
+    from ingest.sources.files import FilesSource
+    from ingest.sources.files.config import FilesSourceConfig
     from ingest.lake import Lake
     from ingest.landing import land_table
     started = time.perf_counter()  # imports excluded

@@ -34,7 +34,7 @@ def run_one(way: str, url: str, work: Path) -> dict[str, float]:
         import duckdb
 
         from ingest.duckdb_extensions import load_extension
-        from ingest.sql import dsn
+        from ingest.sources.sql import dsn
 
         con = duckdb.connect()
         load_extension(con, "postgres_scanner")
@@ -47,12 +47,12 @@ def run_one(way: str, url: str, work: Path) -> dict[str, float]:
 
         lake = Lake.from_url(f"file://{work / way}")
         if way == "sql":
-            from ingest.sql import SqlSource, SqlSourceConfig
+            from ingest.sources.sql import SqlSource, SqlSourceConfig
 
             config = SqlSourceConfig(kind="sql", url=url, tables={"bench": {}})
             source = SqlSource("pg", config)
         else:
-            from ingest.odbc import OdbcSource, OdbcSourceConfig
+            from ingest.sources.odbc import OdbcSource, OdbcSourceConfig
 
             parts = urlsplit(url)
             connection = (

@@ -38,7 +38,7 @@ FORMATS = ("csv", "tsv", "xlsx", "parquet", "json", "jsonl")
 
 
 def open_file(path: Path, fmt: str, read: ReadOptions) -> FileRead:
-    """Open one file of a known format (see ingest.files for formats by extension)."""
+    """Open one file of a known format (see ingest.sources.files for formats by extension)."""
     if fmt == "csv":
         return open_csv(path, read)
     if fmt == "tsv":

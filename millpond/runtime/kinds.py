@@ -6,10 +6,10 @@ graph in this order, so a kind sees the nodes of the kinds above it.
 
 from __future__ import annotations
 
-from ingest.files import FILES
-from ingest.odbc import ODBC
-from ingest.rest import REST
-from ingest.sql import SQL
+from ingest.sources.files import FILES
+from ingest.sources.odbc import ODBC
+from ingest.sources.rest import REST
+from ingest.sources.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
 from millpond.nodes.dbt import DBT
 from millpond.nodes.extract import EXTRACT

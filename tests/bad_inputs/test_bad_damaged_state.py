@@ -27,7 +27,7 @@ import pytest
 from conftest import database_url, millpond, write_project
 
 from ingest.lake import Lake, ManifestDamaged
-from ingest.landing import StorageError, _raise_if_storage
+from ingest.storage_errors import StorageError, raise_if_storage
 from millpond.targets.duckdb.damage import WarehouseDamaged, open_checked
 from millpond.targets.duckdb.health import snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.publish import orphan_temp_files, remove_orphans
@@ -228,7 +228,7 @@ def test_a_storage_error_fails_the_node_naming_path_and_cause(case: str) -> None
     error, said = STORAGE_CASES[case]
 
     with pytest.raises(StorageError) as raised:
-        _raise_if_storage(error, "/lake/raw/erp/orders/part-00000.parquet", "orders.csv")
+        raise_if_storage(error, "/lake/raw/erp/orders/part-00000.parquet", "orders.csv")
 
     message = str(raised.value)
     assert "/lake/raw/erp/orders/part-00000.parquet" in message and said in message
@@ -237,7 +237,7 @@ def test_a_storage_error_fails_the_node_naming_path_and_cause(case: str) -> None
 
 
 def test_a_file_error_is_not_a_storage_error() -> None:
-    _raise_if_storage(ValueError("orders.csv, line 3: bad date"), "/lake/x.parquet", "orders.csv")
+    raise_if_storage(ValueError("orders.csv, line 3: bad date"), "/lake/x.parquet", "orders.csv")
 
 
 def _mount_small_disk(folder: Path) -> bool:
@@ -252,8 +252,9 @@ def _mount_small_disk(folder: Path) -> bool:
 
 def test_a_full_disk_while_landing_is_an_infrastructure_error(tmp_path: Path) -> None:
     """A real full disk: a 256 KiB tmpfs as the lake (needs root; else skipped)."""
-    from ingest.files import FilesSource, FilesSourceConfig
     from ingest.landing import land_table
+    from ingest.sources.files import FilesSource
+    from ingest.sources.files.config import FilesSourceConfig
 
     disk = tmp_path / "small"
     if not _mount_small_disk(disk):

@@ -25,7 +25,8 @@ from rest_server import TOKEN, Api, serve_api
 
 from ingest.lake import Lake
 from ingest.landing import CursorStalled, land_table
-from ingest.rest import RestSource, RestSourceConfig, RestSourceError
+from ingest.sources.rest import RestSource
+from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.config_file import ConfigError
 from millpond.core.config_loading import load_config
 

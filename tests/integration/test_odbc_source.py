@@ -16,8 +16,8 @@ from conftest import mariadb_execute, postgres_execute, require_server
 
 from ingest.lake import Lake
 from ingest.landing import land_table
-from ingest.odbc import OdbcSource, OdbcSourceConfig, secrets_of
-from ingest.tables import TableReadError
+from ingest.sources.odbc import OdbcSource, OdbcSourceConfig, secrets_of
+from ingest.sources.tables import TableReadError
 from millpond.targets.duckdb.raw import load_table
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,8 @@ from rest_server import CUSTOMERS, TOKEN, serve_api
 
 from ingest.lake import Lake
 from ingest.landing import CursorStalled, land_table, table_state
-from ingest.rest import RestSource, RestSourceConfig, RestSourceError
+from ingest.sources.rest import RestSource
+from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.logs import logger
 from millpond.targets.duckdb.raw import load_table
 

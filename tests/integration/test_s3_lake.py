@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import S3_KEY_ID, S3_SECRET, s3_client
 
-from ingest.files import FilesSource, FilesSourceConfig
-from ingest.inbox import S3Inbox
 from ingest.lake import MANIFEST, Lake
 from ingest.landing import land_table
+from ingest.sources.files import FilesSource
+from ingest.sources.files.config import FilesSourceConfig
+from ingest.sources.inbox import S3Inbox
 from millpond.core.config import S3Connection
 from millpond.core.registry import SourceItem
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from conftest import S3_KEY_ID, S3_SECRET
 
-from ingest.files import FilesSource, FilesSourceConfig
 from ingest.lake import Lake
 from ingest.landing import land_table
+from ingest.sources.files import FilesSource
+from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config_loading import load_config
 from millpond.core.registry import TARGETS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.files import FilesSourceConfig
+from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import ConfigError, MillpondConfig
 from millpond.core.config_loading import apply_env_overrides, interpolate, load_config
 

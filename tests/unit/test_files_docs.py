@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from conftest import REPO
 
-from ingest.files import FilesSourceConfig
+from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import config_model
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ingest.files import FilesSourceConfig
+from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
 from millpond.nodes.dbt.graph import DbtParams, dbt_nodes

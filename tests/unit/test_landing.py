@@ -14,20 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest import inbox as inbox_module
-from ingest.files import (
-    FilesSource,
-    FilesSourceConfig,
-    discover,
-    file_format,
-    sha256_of,
-    table_for,
-    unclaimed_files,
-)
 from ingest.formats import SourceFileError
-from ingest.inbox import LocalInbox
 from ingest.lake import MANIFEST, Lake, Manifest
 from ingest.landing import land_table, table_state
+from ingest.sources import inbox as inbox_module
+from ingest.sources.files import FilesSource
+from ingest.sources.files.config import FilesSourceConfig
+from ingest.sources.files.discovery import discover, file_format, table_for, unclaimed_files
+from ingest.sources.inbox import LocalInbox, sha256_of
 from millpond.core.registry import SourceItem, TableState
 
 DAY = dt.date(2024, 3, 1)

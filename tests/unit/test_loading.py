@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import millpond.targets.duckdb.raw as raw
-from ingest.files import FilesSource, FilesSourceConfig
 from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile, raw_table_name
 from ingest.landing import land_table
+from ingest.sources.files import FilesSource
+from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import config_model
 from millpond.targets.duckdb import DuckDBConfig, DuckDBTarget
 from millpond.targets.duckdb.raw import (

@@ -23,7 +23,9 @@ from pydantic import ValidationError
 
 from ingest.lake import Lake
 from ingest.landing import land_table, table_state
-from ingest.rest import RestSource, RestSourceConfig, RestSourceError, cursor_order, latest
+from ingest.sources.records import cursor_order, latest
+from ingest.sources.rest import RestSource
+from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.logs import logger
 
 DAY = dt.date(2026, 11, 28)

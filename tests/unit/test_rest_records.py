@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from ingest.rest import RestSourceConfig, dig, flatten, record_hash, since, to_table
+from ingest.sources.records import dig, flatten, record_hash, since, to_table
+from ingest.sources.rest.config import RestSourceConfig
 
 
 def test_nested_objects_flatten_and_lists_become_json() -> None:
@@ -60,7 +61,7 @@ def test_since_drops_records_older_than_the_cursor_and_repeats_of_the_landed_bou
         {"id": 3, "at": "2026-01-01T11:00:00Z"},
         {"id": 4, "at": None},  # no value: kept, it cannot be placed
     ]
-    kept, cursor, report = since(records, "at", AT, frozenset({record_hash(landed)}))
+    kept, cursor, report = since(records, "at", AT, frozenset({record_hash(landed)}), kind="rest")
     assert [r["id"] for r in kept] == [2, 3, 4]
     assert cursor == "2026-01-01T11:00:00Z" and report.moved
     assert (report.returned, report.fresh, report.dropped) == (5, 4, 2)
@@ -70,7 +71,9 @@ def test_since_drops_records_older_than_the_cursor_and_repeats_of_the_landed_bou
 def test_since_at_the_same_cursor_keeps_the_old_boundary_and_the_start_text() -> None:
     landed = {"id": 1, "at": AT}
     same_instant = {"id": 2, "at": "2026-01-01T10:00:00+00:00"}
-    kept, cursor, report = since([landed, same_instant], "at", AT, frozenset({record_hash(landed)}))
+    kept, cursor, report = since(
+        [landed, same_instant], "at", AT, frozenset({record_hash(landed)}), kind="rest"
+    )
     assert kept == [same_instant] and cursor == AT and not report.moved
     assert set(report.boundary) == {record_hash(landed), record_hash(same_instant)}
     assert report.fresh == 1  # a record at the cursor that was not landed: counts as stalled
@@ -78,8 +81,8 @@ def test_since_at_the_same_cursor_keeps_the_old_boundary_and_the_start_text() ->
 
 def test_since_identity_is_what_was_kept_not_where_it_started() -> None:
     records = [{"id": 1, "at": AT}]
-    first = since(records, "at", None, frozenset())[2]
-    again = since(records, "at", "2025-12-31T00:00:00Z", frozenset())[2]
-    other = since([{"id": 1, "at": AT, "v": 2}], "at", None, frozenset())[2]
+    first = since(records, "at", None, frozenset(), kind="rest")[2]
+    again = since(records, "at", "2025-12-31T00:00:00Z", frozenset(), kind="rest")[2]
+    other = since([{"id": 1, "at": AT, "v": 2}], "at", None, frozenset(), kind="rest")[2]
     assert first.identity == again.identity != other.identity
-    assert since([], "at", None, frozenset())[1] is None  # nothing read, no cursor
+    assert since([], "at", None, frozenset(), kind="rest")[1] is None  # nothing read, no cursor

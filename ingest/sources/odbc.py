@@ -2,8 +2,9 @@
 
 Read through unixODBC with arrow-odbc, which fetches straight into Arrow record batches (no row
 objects in Python), so memory stays bounded by `batch_size`. Tables, queries, full snapshots,
-incremental cursors and primary keys work as for `kind: sql` (ingest.tables). The incremental
-filter is a bound parameter (`where <column> > ?`), sent as text and converted by the driver.
+incremental cursors and primary keys work as for `kind: sql` (ingest.sources.tables). The
+incremental filter is a bound parameter (`where <column> > ?`), sent as text and converted by
+the driver.
 
 Driver notes (Debian's drivers, tested here): psqlODBC returns `timestamptz` as a timestamp
 without zone in the server's time zone; MariaDB Connector/ODBC marks columns NOT NULL as they
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from ingest.tables import (
+from ingest.sources.tables import (
     TableReadError,
     TableSpec,
     minus_lookback,

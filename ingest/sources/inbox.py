@@ -1,8 +1,8 @@
 """Where a `files` source's exports come from: a local folder or an S3 prefix.
 
-Both give the same three things to `ingest.files`: the visible files (name, size, mtime), each
-file's content hash (the fingerprint a landed file is recognised by), and a local path for the
-readers (ingest.formats), which read local files only.
+Both give the same three things to a source reading files (`ingest.sources.files`): the visible
+files (name, size, mtime), each file's content hash (the fingerprint a landed file is recognised
+by), and a local path for the readers (ingest.formats), which read local files only.
 
 Hashing every file on every run would make a run with nothing new cost a read of the whole
 inbox (a second or more per GB), so each file's hash is remembered in the state dir
@@ -69,7 +69,7 @@ class RemoteFile:
 
 
 class Inbox(Protocol):
-    """What ingest.files needs from a place exports are dropped into."""
+    """What a source reading files needs from a place exports are dropped into."""
 
     location: str
 

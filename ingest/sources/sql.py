@@ -26,7 +26,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from ingest.duckdb_extensions import load_extension
-from ingest.tables import (
+from ingest.sources.tables import (
     TableReadError,
     TableSpec,
     minus_lookback,
