@@ -31,6 +31,7 @@ EXTENSIONS = {
 
 
 def file_format(path: Any, configured: str) -> str:
+    """The format a file is read as: the configured one, else its extension's."""
     if configured != "auto":
         return configured
     try:
