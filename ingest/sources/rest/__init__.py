@@ -32,7 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ingest.sources.records import flatten, flattened_name, latest, since, to_table
+from ingest.sources.records import Record, flatten, flattened_name, latest, since, to_table
 from ingest.sources.rest import pagination
 from ingest.sources.rest.client import ApiClient
 from ingest.sources.rest.config import RestIncremental, RestSourceConfig, RestSourceError
@@ -43,11 +43,47 @@ from millpond.core.registry import ReadReport, SourceItem, SourceKind, StallChec
 
 
 @dataclass
-class _ReadOutcome:
-    """What a read found, for the item's `cursor()` and `report()` once it ran."""
+class _EndpointRead:
+    """One run's read of one table: where it starts, and what it found once it ran (the
+    cursor and the report landing asks for after the batches were read)."""
 
-    cursor: Any
+    source: str
+    config: RestSourceConfig
+    table: str
+    start: Any
+    boundary: frozenset[str]
+    cursor: Any = None
     report: ReadReport | None = None
+
+    def read(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """Every page's records, flattened, less what is landed already, as Arrow."""
+        spec = self.config.tables[self.table]
+        with ApiClient(self.source, self.config) as api:
+            records = [flatten(r) for r in pagination.records(api, self.table, spec, self.start)]
+        if spec.incremental is not None:
+            records = self._since(spec.incremental, records)
+        data = to_table(records)
+        return data.schema, iter(data.to_batches())
+
+    def _since(self, incremental: RestIncremental, records: list[Record]) -> list[Record]:
+        """The records not landed yet; sets the cursor and the read's report."""
+        where = f"{self.source}.{self.table}"
+        field = flattened_name(incremental.cursor_field)
+        if records and latest(r.get(field) for r in records) is None:
+            raise RestSourceError(
+                f"{where}: no record has the cursor field "
+                f"{incremental.cursor_field!r} (fields: "
+                f"{', '.join(list(records[0])[:10])}); set "
+                f"sources.{self.source}.tables.{self.table}.incremental.cursor_field"
+            )
+        kept, self.cursor, report = since(records, field, self.start, self.boundary, kind="rest")
+        self.report = report
+        if report.dropped:
+            logger.info(
+                f"{where}: {report.dropped} of {report.returned} records sent were landed "
+                f"already (at or before the cursor {self.start}); not landed again"
+            )
+        return kept
 
     def read_report(self) -> ReadReport:
         """The report, which landing asks for only after the read ran."""
@@ -79,24 +115,15 @@ class RestSource:
         # Every read asks the API: a full read lands a snapshot, an incremental read is
         # recorded under what it returned (its report's identity).
         key = f"{fingerprint.hexdigest()}:{time.time_ns()}"
-        found = _ReadOutcome(cursor=start)
-
-        def read() -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-            with ApiClient(self.name, self.config) as api:
-                records = [flatten(r) for r in pagination.records(api, table, spec, start)]
-            if incremental is not None:
-                records = self._since(table, incremental, records, start, boundary, found)
-            data = to_table(records)
-            return data.schema, iter(data.to_batches())
-
+        read = _EndpointRead(self.name, self.config, table, start, boundary, cursor=start)
         return [
             SourceItem(
                 name=f"{self.name}.{table}" + (f" after {start}" if start is not None else ""),
                 fingerprint=f"rest:{key}",
                 size=0,
-                read=read,
-                cursor=(lambda: found.cursor) if incremental else None,
-                report=found.read_report if incremental else None,
+                read=read.read,
+                cursor=(lambda: read.cursor) if incremental else None,
+                report=read.read_report if incremental else None,
                 stall=self._stall(table) if incremental else None,
                 # Nothing read, nothing landed: an empty full read would wipe the columns
                 # the models select; the last snapshot stays.
@@ -106,33 +133,6 @@ class RestSource:
                 order_by=flattened_name(incremental.cursor_field) if incremental else None,
             )
         ]
-
-    def _since(
-        self,
-        table: str,
-        incremental: RestIncremental,
-        records: list[dict[str, Any]],
-        start: Any,
-        boundary: frozenset[str],
-        found: _ReadOutcome,
-    ) -> list[dict[str, Any]]:
-        """The records not landed yet; `found` gets the cursor and the read's report."""
-        field = flattened_name(incremental.cursor_field)
-        if records and latest(r.get(field) for r in records) is None:
-            raise RestSourceError(
-                f"{self.name}.{table}: no record has the cursor field "
-                f"{incremental.cursor_field!r} (fields: "
-                f"{', '.join(list(records[0])[:10])}); set "
-                f"sources.{self.name}.tables.{table}.incremental.cursor_field"
-            )
-        kept, found.cursor, report = since(records, field, start, boundary, kind="rest")
-        found.report = report
-        if report.dropped:
-            logger.info(
-                f"{self.name}.{table}: {report.dropped} of {report.returned} records sent "
-                f"were landed already (at or before the cursor {start}); not landed again"
-            )
-        return kept
 
     def _stall(self, table: str) -> StallCheck:
         """The table's stall check, with what to look at when it fires."""
