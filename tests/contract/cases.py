@@ -126,7 +126,7 @@ SOURCE_CASES: dict[str, Callable[[Kit], SourceCase]] = {
 
 
 def duckdb_case(kit: Kit) -> TargetCase:
-    return TargetCase({"path": str(kit.tmp / "warehouse.duckdb")})
+    return TargetCase({})  # the default file, under the stack's own folder
 
 
 def postgres_case(kit: Kit) -> TargetCase:

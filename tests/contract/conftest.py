@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .cases import SOURCE_CASES, TARGET_CASES, SourceCase, TargetCase
-from .kinds import SOURCE_KINDS, TARGET_KINDS, case_of, register_toys
+from .kinds import SOURCE_KINDS, TARGET_KINDS, kind_case, register_toys
 
 
 @pytest.fixture(autouse=True)
@@ -30,11 +30,13 @@ def target_kind(request: pytest.FixtureRequest) -> str:
 def source_case(
     source_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[SourceCase]:
-    yield from case_of("source", source_kind, SOURCE_CASES, request, tmp_path)
+    with kind_case("source", source_kind, SOURCE_CASES, request, tmp_path) as case:
+        yield case
 
 
 @pytest.fixture
 def target_case(
     target_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[TargetCase]:
-    yield from case_of("target", target_kind, TARGET_CASES, request, tmp_path)
+    with kind_case("target", target_kind, TARGET_CASES, request, tmp_path) as case:
+        yield case

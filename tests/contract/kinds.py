@@ -4,7 +4,7 @@ only in this folder, and the case each needs (a kind without one fails)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,7 +12,7 @@ import pytest
 
 from millpond.core.registry import SOURCES, TARGETS, SourceKind, TargetKind
 
-from .cases import Kit
+from .cases import TARGET_CASES, Kit, TargetCase
 from .toy_source import INLINE
 from .toy_target import FOLDER
 
@@ -34,20 +34,29 @@ def register_toys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(TARGETS.kinds, name, target)
 
 
-def case_of(
+@contextmanager
+def kind_case(
     family: str,
     kind: str,
     cases: dict[str, Callable[[Kit], C]],
     request: pytest.FixtureRequest,
     tmp: Path,
 ) -> Iterator[C]:
-    """The kind's case, with whatever it started stopped after the test; a kind registered
-    without a case fails the suite."""
+    """The kind's case, with whatever it started stopped afterwards; a kind registered
+    without a case fails the suite (and every test that takes its kinds from the registry)."""
     factory = cases.get(kind)
     if factory is None:
         pytest.fail(
             f"{family} kind {kind!r} is registered but has no contract case: add a factory "
             f"for it to {family.upper()}_CASES in tests/contract/cases.py"
         )
+    tmp.mkdir(parents=True, exist_ok=True)
     with ExitStack() as exits:
         yield factory(Kit(tmp, request, exits))
+
+
+@contextmanager
+def target_case(kind: str, request: pytest.FixtureRequest, tmp: Path) -> Iterator[TargetCase]:
+    """A registered target's case (for the tests outside this folder that run every target)."""
+    with kind_case("target", kind, TARGET_CASES, request, tmp) as case:
+        yield case
