@@ -13,11 +13,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from metadata.db import CONNECT_TIMEOUT_S, migrate, normalize_url, resolve_url
 from millpond.core.config import ConfigError, MillpondConfig
+from millpond.core.registry import MartsReader
 from serve.auth import HEADER, check
 from serve.errors import unavailable
 from serve.guard import public_paths
 from serve.marts.catalog import Catalog, load_catalog
-from serve.marts.readers import MartsReader, open_reader
+from serve.marts.readers import open_reader
 from serve.settings import ServeSettings, get_settings, get_stack_config
 
 CONFIG_UNUSABLE = "millpond config unusable"

@@ -27,7 +27,7 @@ ALLOWED = {
     "flows": set(),
     "airflow_compat": set(),
     "millpond.notify": set(),
-    "serve": {"metadata", "millpond.targets"},
+    "serve": {"metadata"},
 }
 PACKAGES = [KERNEL, *ROOT, *ALLOWED]
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from millpond.core.config import MillpondConfig
     from millpond.core.graph import Node
 
@@ -290,12 +292,46 @@ class Target(Protocol):
         ...
 
 
+class MartsReader(Protocol):
+    """A read-only session on a target's published marts: what the marts API and a team's
+    own routers query. Each target brings its own (`TargetKind.reader`), so the API names no
+    target; a reader sees one publish from open to close, never a mix of two."""
+
+    snapshot: str | None  # which publish is being read (DuckDB: the snapshot's run id)
+    location: str
+    placeholder: str  # how a bound parameter is written in this engine's SQL
+    # The engine's errors that mean a request's values do not fit a column (the API answers
+    # 400 with the message, not 503).
+    bad_input: tuple[type[Exception], ...]
+
+    def relation(self, schema: str, name: str) -> str:
+        """The quoted relation readers query for the dbt schema's table `name`."""
+        ...
+
+    def relations(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(dbt schema, table) -> [(column, SQL type)] of every published relation."""
+        ...
+
+    def scalar(self, query: str, params: list[Any]) -> Any: ...
+    def rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]: ...
+    def batches(self, query: str, params: list[Any]) -> pa.RecordBatchReader: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class TargetKind:
-    """A warehouse kind: its config model and its factory."""
+    """A warehouse kind: its config model, its factory and its marts reader.
+
+    `reader(config)` opens the published marts read-only and raises FileNotFoundError when
+    nothing is published yet. `published_key(config)` names the publish readers see now
+    without opening it (DuckDB: the snapshot file), so the API rebuilds what it derives from
+    the marts only when it changed; None (or no such function) when nothing is cheaper than
+    opening a reader."""
 
     config_model: type[BaseModel]
     create: Callable[[Any, MillpondConfig], Target]
+    reader: Callable[[MillpondConfig], MartsReader]
+    published_key: Callable[[MillpondConfig], str | None] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

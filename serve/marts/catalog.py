@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from millpond.core.config import MillpondConfig
-from serve.marts.readers import MartsReader, open_reader, snapshot_key
+from millpond.core.registry import MartsReader
+from serve.marts.readers import open_reader, snapshot_key
 from serve.marts.types import kind_of
 
 TABLE_MATERIALIZATIONS = {"table", "incremental", "snapshot"}

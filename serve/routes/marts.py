@@ -8,25 +8,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-import duckdb
-import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
+from millpond.core.registry import MartsReader
 from serve.deps import ApiKey, MartsCatalog, Settings, catalog_or_503, reader_or_503, stack_config
 from serve.errors import unavailable
 from serve.marts import formats
 from serve.marts.catalog import Catalog, Mart, load_catalog
 from serve.marts.query import LIST_OPERATORS, OPERATORS, QueryProblem, build_sql, parse_query
-from serve.marts.readers import MartsReader
 from serve.marts.types import json_type
 from serve.schemas import MartInfo, MartList
 
 router = APIRouter(prefix="/marts", tags=["marts"], dependencies=[ApiKey])
 Format = Literal["json", "csv", "parquet", "arrow"]
-BAD_INPUT = (duckdb.ConversionException, duckdb.InvalidInputException, psycopg.DataError)
 
 
 def describe(mart: Mart) -> dict[str, Any]:
@@ -95,7 +92,7 @@ def query_mart(
         )
         total = int(reader.scalar(count, params) or 0)
         batches = reader.batches(page, params)
-    except BAD_INPUT as exc:
+    except reader.bad_input as exc:
         reader.close()
         raise HTTPException(400, f"query refused: {mask(str(exc)).splitlines()[0][:300]}") from None
     except Exception as exc:

@@ -1,6 +1,6 @@
 """The demo pipeline with the lake on S3 and the ERP exports pulled from an S3 prefix (moto
-over real HTTP), on both targets: the published marts equal a local-lake run's; a backfill run
-twice changes nothing; no file millpond writes holds the S3 secret."""
+over real HTTP), on every registered target: the published marts equal a local-lake run's; a
+backfill run twice changes nothing; no file millpond writes holds the S3 secret."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import psycopg
 import pytest
 import yaml
 from conftest import REPO, S3_KEY_ID, S3_SECRET, millpond, s3_client, s3_env, write_project
-from test_postgres_target import differences, duckdb_marts, postgres_marts
+from contract.kinds import target_case
+from test_postgres_target import differences, published_marts, target_env
+
+from millpond.core.registry import TARGETS
 
 pytestmark = pytest.mark.e2e
 
@@ -52,11 +55,12 @@ def raw_profile(project: Path, endpoint: str) -> dict[str, tuple]:
 
 
 def test_the_demo_on_an_s3_lake_and_inbox_equals_the_local_run(
-    project, prefect_api, tmp_path, s3_server, s3_bucket, demo_files, machine_pg
+    project, prefect_api, tmp_path, s3_server, s3_bucket, demo_files, machine_pg, request
 ):
+    first, *others = TARGETS.names()  # the default target, then every other registered one
     local = millpond(project, "run", env={"MILLPOND_METADATA__URL": machine_pg})
     assert local.returncode == 0, local.stdout + local.stderr
-    expected = duckdb_marts(project)
+    expected = published_marts(project, first, {})
     assert len(expected) == 8
 
     client = s3_client(s3_server)
@@ -73,15 +77,18 @@ def test_the_demo_on_an_s3_lake_and_inbox_equals_the_local_run(
     try:
         on_s3 = millpond(remote, "run", env=env)
         assert on_s3.returncode == 0, on_s3.stdout + on_s3.stderr
-        assert differences(expected, duckdb_marts(remote)) == []
+        assert differences(expected, published_marts(remote, first, env)) == []
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
         assert sum(k.startswith("lake/raw/erp/") and k.endswith(".parquet") for k in keys) == 8
         assert not (remote / ".millpond" / "lake").exists()
 
-        # The PostgreSQL target loads the same S3 partitions.
-        on_pg = millpond(remote, "run", "--target", "postgres", env=env)
-        assert on_pg.returncode == 0, on_pg.stdout + on_pg.stderr
-        assert differences(expected, postgres_marts(machine_pg)) == []
+        # Every other target loads the same S3 partitions.
+        for name in others:
+            with target_case(name, request, tmp_path / name) as case:
+                on_target = {**env, **target_env(case)}
+                done = millpond(remote, "run", "--target", name, env=on_target)
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert differences(expected, published_marts(remote, name, on_target)) == []
 
         listed = millpond(remote, "lake", "ls", "erp", env=env)
         assert listed.returncode == 0, listed.stderr
@@ -101,7 +108,7 @@ def test_the_demo_on_an_s3_lake_and_inbox_equals_the_local_run(
             assert raw_profile(remote, s3_server) == before
         rerun = millpond(remote, "run", env=env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        assert differences(expected, duckdb_marts(remote)) == []
+        assert differences(expected, published_marts(remote, first, env)) == []
 
         # Secrets never reach a file millpond wrote (profile, logs, warehouse, dbt target).
         leaked = [
@@ -113,7 +120,8 @@ def test_the_demo_on_an_s3_lake_and_inbox_equals_the_local_run(
         assert not (remote / ".millpond" / "pg").exists()  # the ledger is on PostgreSQL
         with psycopg.connect(machine_pg) as conn:
             runs = conn.execute("select count(*) from millpond.runs where status = 'success'")
-            assert runs.fetchone()[0] == 4  # the local run's too: one ledger
+            # The local run's too (one ledger), one on S3, one per other target, the rerun.
+            assert runs.fetchone()[0] == 3 + len(others)
             relanded = conn.execute(
                 "select count(*) from millpond.lake_actions where action = 'reland'"
             )

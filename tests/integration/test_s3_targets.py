@@ -1,15 +1,18 @@
-"""Both warehouse targets over an S3 lake (moto over HTTP): DuckDB's raw views read s3://
-Parquet through httpfs with a temporary secret, PostgreSQL COPYs partitions from S3; a
-partition taken back leaves both raw relations."""
+"""Every registered warehouse target over an S3 lake (moto over HTTP): DuckDB's raw views read
+s3:// Parquet through httpfs with a temporary secret, PostgreSQL COPYs partitions from S3; a
+partition taken back leaves the raw relation. The targets come from the registry, each with its
+contract case (tests/contract/cases.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import S3_KEY_ID, S3_SECRET
+from contract.kinds import target_case
 
 from ingest.lake import Lake
 from ingest.landing import land_table
@@ -21,7 +24,8 @@ from millpond.core.registry import TARGETS
 DAY = dt.date(2024, 3, 1)
 
 
-def stack(tmp_path: Path, endpoint: str, bucket: str, target: str, pg_url: str = "") -> object:
+def stack(tmp_path: Path, endpoint: str, bucket: str, target: str, section: dict) -> object:
+    warehouse = yaml.safe_dump({"warehouse": {"target": target, target: section}})
     (tmp_path / "millpond.yml").write_text(
         f"""
 lake:
@@ -29,9 +33,7 @@ lake:
   endpoint_url: ${{S3_ENDPOINT}}
   access_key_id: ${{S3_KEY_ID}}
   secret_access_key: ${{S3_SECRET}}
-warehouse:
-  target: {target}
-  url: {pg_url or "postgresql://postgres@127.0.0.1:5432/postgres"}
+{warehouse}
 sources:
   erp: {{kind: files, path: inbox, tables: [orders]}}
 """
@@ -49,13 +51,19 @@ def land(lake: Lake, tmp_path: Path, name: str, text: str, run_id: str) -> objec
     return result.manifest
 
 
-@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
-def test_a_target_loads_and_drops_partitions_of_an_s3_lake(
-    target_name, tmp_path, s3_server, s3_bucket, machine_pg
-):
-    config = stack(tmp_path, s3_server, s3_bucket, target_name, machine_pg)
+@pytest.fixture(params=TARGETS.names())
+def target(request, tmp_path) -> Iterator[tuple[str, dict]]:
+    """Each registered target, with the warehouse section of its contract case."""
+    with target_case(request.param, request, tmp_path) as case:
+        yield request.param, case.section
+
+
+def test_a_target_loads_and_drops_partitions_of_an_s3_lake(target, tmp_path, s3_server, s3_bucket):
+    target_name, section = target
+    config = stack(tmp_path, s3_server, s3_bucket, target_name, section)
     lake = Lake.from_config(config)
     target = TARGETS.get(target_name).create(config.target_config, config)
+    assert S3_SECRET not in yaml.safe_dump(target.dbt_output())  # env_var() references only
     first = land(lake, tmp_path, "orders_1.csv", "id,amount\n1,10.5\n2,3.25\n", "r1")
     second = land(lake, tmp_path, "orders_2.csv", "id,amount\n3,7.75\n", "r2")
 
@@ -70,7 +78,7 @@ def test_a_target_loads_and_drops_partitions_of_an_s3_lake(
 
 
 def test_the_duckdb_profile_for_an_s3_lake_holds_no_secret_value(tmp_path, s3_server, s3_bucket):
-    config = stack(tmp_path, s3_server, s3_bucket, "duckdb")
+    config = stack(tmp_path, s3_server, s3_bucket, "duckdb", {})
     target = TARGETS.get("duckdb").create(config.target_config, config)
 
     output = target.dbt_output()

@@ -2,7 +2,8 @@
 
 Raw relations are views over the lake's Parquet (millpond.targets.duckdb.raw), every writer
 holds the file's writer lock (millpond.targets.duckdb.lock), and publish copies the marts into
-a snapshot file that `current` points at (millpond.targets.duckdb.publish).
+a snapshot file that `current` points at (millpond.targets.duckdb.publish), which readers
+open read-only (millpond.targets.duckdb.reader).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import field_validator
 
 from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
-from millpond.targets.duckdb import raw
+from millpond.targets.duckdb import raw, reader
 from millpond.targets.duckdb.health import Damage, snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 from millpond.targets.duckdb.publish import orphan_temp_files, publish, remove_orphans
@@ -188,4 +189,9 @@ def _release_dbt_duckdb() -> None:
             environment.close()
 
 
-DUCKDB = TargetKind(config_model=DuckDBConfig, create=DuckDBTarget)
+DUCKDB = TargetKind(
+    config_model=DuckDBConfig,
+    create=DuckDBTarget,
+    reader=reader.open_reader,
+    published_key=reader.published_key,
+)

@@ -20,7 +20,7 @@ from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.locks import file_lock
 from millpond.core.masking import mask_url
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
-from millpond.targets.postgres import load, publish
+from millpond.targets.postgres import load, publish, reader
 
 PASSWORD_ENV = "MILLPOND_WAREHOUSE_PASSWORD"
 
@@ -144,4 +144,4 @@ class PostgresTarget:
         """dbt-postgres keeps no file open between invocations."""
 
 
-POSTGRES = TargetKind(config_model=PostgresConfig, create=PostgresTarget)
+POSTGRES = TargetKind(config_model=PostgresConfig, create=PostgresTarget, reader=reader.open_reader)
