@@ -7,6 +7,11 @@ through the same `millpond.runtime.execute.run_node` as under Prefect. A first t
 (`run_finish`, trigger rule `all_done`, downstream of every node) closes it with its real
 status and fails when the run failed, so the DAG run fails too.
 
+The nodes are written as a table, one line per node (id, upstream ids, retries, retry delay,
+timeout), read by one loop that makes the tasks and edges: the file grows by a line per node,
+not by a block of code, so a large graph stays readable and reviewable, and parses no slower
+(bench/dag_parse.py, docs/deploy-airflow.md).
+
 The file is deterministic: the same graph and config render the same bytes on any machine, so
 a check can tell a stale committed DAG (`millpond dag --check`). Paths to the millpond
 executable and config are written relative to the DAG file when both live in the same project
@@ -20,7 +25,7 @@ import os
 from pathlib import Path
 
 from millpond.core.config import MillpondConfig
-from millpond.core.graph import Graph
+from millpond.core.graph import Graph, Node
 
 START, FINISH = "run_start", "run_finish"
 
@@ -55,6 +60,14 @@ RUN = ' --run-id "$MILLPOND_RUN_ID" --orchestrator airflow --config ' + CONFIG
 COMMAND = MILLPOND + ' run-node {{node}} --attempt "$MILLPOND_ATTEMPT"' + RUN
 ENV = {{"MILLPOND_RUN_ID": "{{{{ run_id }}}}", "MILLPOND_ATTEMPT": "{{{{ ti.try_number }}}}"}}
 
+# One row per node, upstream before downstream:
+# (task id, upstream task ids, retries, retry delay in seconds, timeout in seconds)
+NODES = [
+'''
+
+BODY = """\
+]
+
 with DAG(
     dag_id={dag_id!r},
     schedule={schedule!r},
@@ -83,27 +96,28 @@ with DAG(
         retries=0,
     )
     tasks = {{}}
-'''
-
-TASK = """    tasks[{id!r}] = BashOperator(
-        task_id={id!r},
-        bash_command=COMMAND.format(node={id!r}),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries={retries},
-        retry_delay=datetime.timedelta(seconds={delay}),
-        execution_timeout=datetime.timedelta(seconds={timeout}),
-    )
-"""
-
-FOOTER = """
-    roots = [
-{roots}
-    ]
-    start >> [tasks[node] for node in roots]
+    for node, upstream, retries, delay, timeout in NODES:
+        tasks[node] = BashOperator(
+            task_id=node,
+            bash_command=COMMAND.format(node=node),
+            env=ENV,
+            append_env=True,
+            pool=POOL,
+            retries=retries,
+            retry_delay=datetime.timedelta(seconds=delay),
+            execution_timeout=datetime.timedelta(seconds=timeout),
+        )
+        # A node with no upstream node waits for the run to be opened.
+        tasks[node].set_upstream([tasks[up] for up in upstream] or start)
     list(tasks.values()) >> finish
 """
+
+
+def _row(node: Node) -> str:
+    """The node's line of the table: Python literals only, so the file stays deterministic."""
+    fields = (node.id, tuple(node.upstream), node.retries)
+    delays = (node.retry_delay_seconds, node.timeout_seconds)
+    return "    (" + ", ".join(repr(field) for field in (*fields, *delays)) + "),\n"
 
 
 def _portable(path: Path, dag_path: Path | None, project: Path) -> str:
@@ -124,30 +138,11 @@ def render_dag(
     config_path: Path,
     dag_path: Path | None = None,
 ) -> str:
-    """The DAG file's source: the open task, one task per node, the close task, one `>>` per
-    edge, in graph order."""
-    parts = [
-        HEADER.format(
-            bin=_portable(Path(millpond_bin), dag_path, config_path.parent),
-            config=_portable(config_path, dag_path, config_path.parent),
-            dag_id=config.project,
-            schedule=config.schedule,
-            start=START,
-            finish=FINISH,
-        )
-    ]
-    for node in graph.nodes:
-        parts.append(
-            TASK.format(
-                id=node.id,
-                retries=node.retries,
-                delay=node.retry_delay_seconds,
-                timeout=node.timeout_seconds,
-            )
-        )
-    parts.append("\n")
-    for upstream, downstream in graph.edges():
-        parts.append(f"    tasks[{upstream!r}] >> tasks[{downstream!r}]\n")
-    roots = "\n".join(f"        {n.id!r}," for n in graph.nodes if not n.upstream)
-    parts.append(FOOTER.format(roots=roots))
-    return "".join(parts)
+    """The DAG file's source: the paths and commands, the table of nodes in graph order, and
+    the DAG with its open task, close task and the loop that makes a task per node."""
+    header = HEADER.format(
+        bin=_portable(Path(millpond_bin), dag_path, config_path.parent),
+        config=_portable(config_path, dag_path, config_path.parent),
+    )
+    body = BODY.format(dag_id=config.project, schedule=config.schedule, start=START, finish=FINISH)
+    return header + "".join(_row(node) for node in graph.nodes) + body

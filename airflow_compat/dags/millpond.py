@@ -29,6 +29,44 @@ RUN = ' --run-id "$MILLPOND_RUN_ID" --orchestrator airflow --config ' + CONFIG
 COMMAND = MILLPOND + ' run-node {node} --attempt "$MILLPOND_ATTEMPT"' + RUN
 ENV = {"MILLPOND_RUN_ID": "{{ run_id }}", "MILLPOND_ATTEMPT": "{{ ti.try_number }}"}
 
+# One row per node, upstream before downstream:
+# (task id, upstream task ids, retries, retry delay in seconds, timeout in seconds)
+NODES = [
+    ('extract.erp.customer', (), 2, 5.0, 3600.0),
+    ('extract.erp.lineitem', (), 2, 5.0, 3600.0),
+    ('extract.erp.nation', (), 2, 5.0, 3600.0),
+    ('extract.erp.orders', (), 2, 5.0, 3600.0),
+    ('extract.erp.part', (), 2, 5.0, 3600.0),
+    ('extract.erp.partsupp', (), 2, 5.0, 3600.0),
+    ('extract.erp.region', (), 2, 5.0, 3600.0),
+    ('extract.erp.supplier', (), 2, 5.0, 3600.0),
+    ('load.erp.customer', ('extract.erp.customer',), 1, 5.0, 3600.0),
+    ('load.erp.lineitem', ('extract.erp.lineitem',), 1, 5.0, 3600.0),
+    ('load.erp.nation', ('extract.erp.nation',), 1, 5.0, 3600.0),
+    ('load.erp.orders', ('extract.erp.orders',), 1, 5.0, 3600.0),
+    ('load.erp.part', ('extract.erp.part',), 1, 5.0, 3600.0),
+    ('load.erp.partsupp', ('extract.erp.partsupp',), 1, 5.0, 3600.0),
+    ('load.erp.region', ('extract.erp.region',), 1, 5.0, 3600.0),
+    ('load.erp.supplier', ('extract.erp.supplier',), 1, 5.0, 3600.0),
+    ('dbt.stg_erp__part', ('load.erp.part',), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__region', ('load.erp.region',), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__nation', ('dbt.stg_erp__region', 'load.erp.nation'), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__customer', ('dbt.stg_erp__nation', 'load.erp.customer'), 0, 5.0, 3600.0),
+    ('dbt.dim_customer', ('dbt.stg_erp__customer', 'dbt.stg_erp__nation', 'dbt.stg_erp__region'), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__orders', ('dbt.stg_erp__customer', 'load.erp.orders'), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__supplier', ('dbt.stg_erp__nation', 'load.erp.supplier'), 0, 5.0, 3600.0),
+    ('dbt.dim_supplier', ('dbt.stg_erp__nation', 'dbt.stg_erp__region', 'dbt.stg_erp__supplier'), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__lineitem', ('dbt.stg_erp__orders', 'dbt.stg_erp__part', 'dbt.stg_erp__supplier', 'load.erp.lineitem'), 0, 5.0, 3600.0),
+    ('dbt.stg_erp__partsupp', ('dbt.stg_erp__part', 'dbt.stg_erp__supplier', 'load.erp.partsupp'), 0, 5.0, 3600.0),
+    ('dbt.dim_part', ('dbt.stg_erp__part', 'dbt.stg_erp__partsupp'), 0, 5.0, 3600.0),
+    ('dbt.fct_order_lines', ('dbt.dim_customer', 'dbt.dim_part', 'dbt.dim_supplier', 'dbt.stg_erp__lineitem', 'dbt.stg_erp__orders'), 0, 5.0, 3600.0),
+    ('dbt.agg_pricing_summary', ('dbt.fct_order_lines',), 0, 5.0, 3600.0),
+    ('dbt.fct_orders', ('dbt.fct_order_lines', 'dbt.stg_erp__orders'), 0, 5.0, 3600.0),
+    ('dbt.agg_monthly_revenue', ('dbt.fct_orders',), 0, 5.0, 3600.0),
+    ('dbt.agg_revenue_by_nation_year', ('dbt.dim_customer', 'dbt.fct_orders'), 0, 5.0, 3600.0),
+    ('publish', ('dbt.agg_monthly_revenue', 'dbt.agg_pricing_summary', 'dbt.agg_revenue_by_nation_year'), 1, 5.0, 3600.0),
+]
+
 with DAG(
     dag_id='millpond',
     schedule='0 6 * * *',
@@ -57,394 +95,17 @@ with DAG(
         retries=0,
     )
     tasks = {}
-    tasks['extract.erp.customer'] = BashOperator(
-        task_id='extract.erp.customer',
-        bash_command=COMMAND.format(node='extract.erp.customer'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.lineitem'] = BashOperator(
-        task_id='extract.erp.lineitem',
-        bash_command=COMMAND.format(node='extract.erp.lineitem'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.nation'] = BashOperator(
-        task_id='extract.erp.nation',
-        bash_command=COMMAND.format(node='extract.erp.nation'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.orders'] = BashOperator(
-        task_id='extract.erp.orders',
-        bash_command=COMMAND.format(node='extract.erp.orders'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.part'] = BashOperator(
-        task_id='extract.erp.part',
-        bash_command=COMMAND.format(node='extract.erp.part'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.partsupp'] = BashOperator(
-        task_id='extract.erp.partsupp',
-        bash_command=COMMAND.format(node='extract.erp.partsupp'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.region'] = BashOperator(
-        task_id='extract.erp.region',
-        bash_command=COMMAND.format(node='extract.erp.region'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['extract.erp.supplier'] = BashOperator(
-        task_id='extract.erp.supplier',
-        bash_command=COMMAND.format(node='extract.erp.supplier'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.customer'] = BashOperator(
-        task_id='load.erp.customer',
-        bash_command=COMMAND.format(node='load.erp.customer'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.lineitem'] = BashOperator(
-        task_id='load.erp.lineitem',
-        bash_command=COMMAND.format(node='load.erp.lineitem'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.nation'] = BashOperator(
-        task_id='load.erp.nation',
-        bash_command=COMMAND.format(node='load.erp.nation'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.orders'] = BashOperator(
-        task_id='load.erp.orders',
-        bash_command=COMMAND.format(node='load.erp.orders'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.part'] = BashOperator(
-        task_id='load.erp.part',
-        bash_command=COMMAND.format(node='load.erp.part'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.partsupp'] = BashOperator(
-        task_id='load.erp.partsupp',
-        bash_command=COMMAND.format(node='load.erp.partsupp'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.region'] = BashOperator(
-        task_id='load.erp.region',
-        bash_command=COMMAND.format(node='load.erp.region'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['load.erp.supplier'] = BashOperator(
-        task_id='load.erp.supplier',
-        bash_command=COMMAND.format(node='load.erp.supplier'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__part'] = BashOperator(
-        task_id='dbt.stg_erp__part',
-        bash_command=COMMAND.format(node='dbt.stg_erp__part'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__region'] = BashOperator(
-        task_id='dbt.stg_erp__region',
-        bash_command=COMMAND.format(node='dbt.stg_erp__region'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__nation'] = BashOperator(
-        task_id='dbt.stg_erp__nation',
-        bash_command=COMMAND.format(node='dbt.stg_erp__nation'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__customer'] = BashOperator(
-        task_id='dbt.stg_erp__customer',
-        bash_command=COMMAND.format(node='dbt.stg_erp__customer'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.dim_customer'] = BashOperator(
-        task_id='dbt.dim_customer',
-        bash_command=COMMAND.format(node='dbt.dim_customer'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__orders'] = BashOperator(
-        task_id='dbt.stg_erp__orders',
-        bash_command=COMMAND.format(node='dbt.stg_erp__orders'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__supplier'] = BashOperator(
-        task_id='dbt.stg_erp__supplier',
-        bash_command=COMMAND.format(node='dbt.stg_erp__supplier'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.dim_supplier'] = BashOperator(
-        task_id='dbt.dim_supplier',
-        bash_command=COMMAND.format(node='dbt.dim_supplier'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__lineitem'] = BashOperator(
-        task_id='dbt.stg_erp__lineitem',
-        bash_command=COMMAND.format(node='dbt.stg_erp__lineitem'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.stg_erp__partsupp'] = BashOperator(
-        task_id='dbt.stg_erp__partsupp',
-        bash_command=COMMAND.format(node='dbt.stg_erp__partsupp'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.dim_part'] = BashOperator(
-        task_id='dbt.dim_part',
-        bash_command=COMMAND.format(node='dbt.dim_part'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.fct_order_lines'] = BashOperator(
-        task_id='dbt.fct_order_lines',
-        bash_command=COMMAND.format(node='dbt.fct_order_lines'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.agg_pricing_summary'] = BashOperator(
-        task_id='dbt.agg_pricing_summary',
-        bash_command=COMMAND.format(node='dbt.agg_pricing_summary'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.fct_orders'] = BashOperator(
-        task_id='dbt.fct_orders',
-        bash_command=COMMAND.format(node='dbt.fct_orders'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.agg_monthly_revenue'] = BashOperator(
-        task_id='dbt.agg_monthly_revenue',
-        bash_command=COMMAND.format(node='dbt.agg_monthly_revenue'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['dbt.agg_revenue_by_nation_year'] = BashOperator(
-        task_id='dbt.agg_revenue_by_nation_year',
-        bash_command=COMMAND.format(node='dbt.agg_revenue_by_nation_year'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=0,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-    tasks['publish'] = BashOperator(
-        task_id='publish',
-        bash_command=COMMAND.format(node='publish'),
-        env=ENV,
-        append_env=True,
-        pool=POOL,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=5.0),
-        execution_timeout=datetime.timedelta(seconds=3600.0),
-    )
-
-    tasks['extract.erp.customer'] >> tasks['load.erp.customer']
-    tasks['extract.erp.lineitem'] >> tasks['load.erp.lineitem']
-    tasks['extract.erp.nation'] >> tasks['load.erp.nation']
-    tasks['extract.erp.orders'] >> tasks['load.erp.orders']
-    tasks['extract.erp.part'] >> tasks['load.erp.part']
-    tasks['extract.erp.partsupp'] >> tasks['load.erp.partsupp']
-    tasks['extract.erp.region'] >> tasks['load.erp.region']
-    tasks['extract.erp.supplier'] >> tasks['load.erp.supplier']
-    tasks['load.erp.part'] >> tasks['dbt.stg_erp__part']
-    tasks['load.erp.region'] >> tasks['dbt.stg_erp__region']
-    tasks['dbt.stg_erp__region'] >> tasks['dbt.stg_erp__nation']
-    tasks['load.erp.nation'] >> tasks['dbt.stg_erp__nation']
-    tasks['dbt.stg_erp__nation'] >> tasks['dbt.stg_erp__customer']
-    tasks['load.erp.customer'] >> tasks['dbt.stg_erp__customer']
-    tasks['dbt.stg_erp__customer'] >> tasks['dbt.dim_customer']
-    tasks['dbt.stg_erp__nation'] >> tasks['dbt.dim_customer']
-    tasks['dbt.stg_erp__region'] >> tasks['dbt.dim_customer']
-    tasks['dbt.stg_erp__customer'] >> tasks['dbt.stg_erp__orders']
-    tasks['load.erp.orders'] >> tasks['dbt.stg_erp__orders']
-    tasks['dbt.stg_erp__nation'] >> tasks['dbt.stg_erp__supplier']
-    tasks['load.erp.supplier'] >> tasks['dbt.stg_erp__supplier']
-    tasks['dbt.stg_erp__nation'] >> tasks['dbt.dim_supplier']
-    tasks['dbt.stg_erp__region'] >> tasks['dbt.dim_supplier']
-    tasks['dbt.stg_erp__supplier'] >> tasks['dbt.dim_supplier']
-    tasks['dbt.stg_erp__orders'] >> tasks['dbt.stg_erp__lineitem']
-    tasks['dbt.stg_erp__part'] >> tasks['dbt.stg_erp__lineitem']
-    tasks['dbt.stg_erp__supplier'] >> tasks['dbt.stg_erp__lineitem']
-    tasks['load.erp.lineitem'] >> tasks['dbt.stg_erp__lineitem']
-    tasks['dbt.stg_erp__part'] >> tasks['dbt.stg_erp__partsupp']
-    tasks['dbt.stg_erp__supplier'] >> tasks['dbt.stg_erp__partsupp']
-    tasks['load.erp.partsupp'] >> tasks['dbt.stg_erp__partsupp']
-    tasks['dbt.stg_erp__part'] >> tasks['dbt.dim_part']
-    tasks['dbt.stg_erp__partsupp'] >> tasks['dbt.dim_part']
-    tasks['dbt.dim_customer'] >> tasks['dbt.fct_order_lines']
-    tasks['dbt.dim_part'] >> tasks['dbt.fct_order_lines']
-    tasks['dbt.dim_supplier'] >> tasks['dbt.fct_order_lines']
-    tasks['dbt.stg_erp__lineitem'] >> tasks['dbt.fct_order_lines']
-    tasks['dbt.stg_erp__orders'] >> tasks['dbt.fct_order_lines']
-    tasks['dbt.fct_order_lines'] >> tasks['dbt.agg_pricing_summary']
-    tasks['dbt.fct_order_lines'] >> tasks['dbt.fct_orders']
-    tasks['dbt.stg_erp__orders'] >> tasks['dbt.fct_orders']
-    tasks['dbt.fct_orders'] >> tasks['dbt.agg_monthly_revenue']
-    tasks['dbt.dim_customer'] >> tasks['dbt.agg_revenue_by_nation_year']
-    tasks['dbt.fct_orders'] >> tasks['dbt.agg_revenue_by_nation_year']
-    tasks['dbt.agg_monthly_revenue'] >> tasks['publish']
-    tasks['dbt.agg_pricing_summary'] >> tasks['publish']
-    tasks['dbt.agg_revenue_by_nation_year'] >> tasks['publish']
-
-    roots = [
-        'extract.erp.customer',
-        'extract.erp.lineitem',
-        'extract.erp.nation',
-        'extract.erp.orders',
-        'extract.erp.part',
-        'extract.erp.partsupp',
-        'extract.erp.region',
-        'extract.erp.supplier',
-    ]
-    start >> [tasks[node] for node in roots]
+    for node, upstream, retries, delay, timeout in NODES:
+        tasks[node] = BashOperator(
+            task_id=node,
+            bash_command=COMMAND.format(node=node),
+            env=ENV,
+            append_env=True,
+            pool=POOL,
+            retries=retries,
+            retry_delay=datetime.timedelta(seconds=delay),
+            execution_timeout=datetime.timedelta(seconds=timeout),
+        )
+        # A node with no upstream node waits for the run to be opened.
+        tasks[node].set_upstream([tasks[up] for up in upstream] or start)
     list(tasks.values()) >> finish

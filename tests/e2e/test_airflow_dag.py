@@ -24,15 +24,20 @@ from psycopg.rows import dict_row
 
 pytestmark = pytest.mark.e2e
 
-# Loads every DAG file of a folder the way the scheduler does; prints errors, tasks, edges.
+# Loads every DAG file of a folder the way the scheduler does; prints errors, tasks, edges,
+# and each task's retries, retry delay and timeout in seconds.
 DAGBAG = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(sys.argv[1])
+seconds = lambda delta: delta and delta.total_seconds()
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": {d.dag_id: {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks}
              for d in bag.dags.values()},
+    "policies": {d.dag_id: {t.task_id: [t.retries, seconds(t.retry_delay),
+                                        seconds(t.execution_timeout)] for t in d.tasks}
+                 for d in bag.dags.values()},
 }))
 """
 
@@ -92,14 +97,29 @@ def marts(project: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def graph_nodes(project: Path) -> list[dict[str, Any]]:
+    result = millpond(project, "graph", "--json")
+    assert result.returncode == 0, result.stderr
+    nodes: list[dict[str, Any]] = json.loads(result.stdout)["nodes"]
+    return nodes
+
+
 def expected_edges(project: Path) -> dict[str, list[str]]:
     """`millpond graph --json` plus the open task before every root and the close task after
     every node."""
-    result = millpond(project, "graph", "--json")
-    assert result.returncode == 0, result.stderr
-    nodes = json.loads(result.stdout)["nodes"]
-    tasks = {n["id"]: sorted(n["upstream"] or ["run_start"]) for n in nodes}
+    tasks = {n["id"]: sorted(n["upstream"] or ["run_start"]) for n in graph_nodes(project)}
     return {"run_start": [], **tasks, "run_finish": sorted(tasks)}
+
+
+def expected_policies(project: Path) -> dict[str, list[float | None]]:
+    """Each task's retries, retry delay and timeout: the node's policy from millpond.yml;
+    `run_start` retries twice after 10 s, `run_finish` never (its delay is Airflow 3.3.2's
+    default, 300 s; docs/deploy-airflow.md)."""
+    nodes = {
+        n["id"]: [n["retries"], n["retry_delay_seconds"], n["timeout_seconds"]]
+        for n in graph_nodes(project)
+    }
+    return {"run_start": [2, 10.0, None], **nodes, "run_finish": [0, 300.0, None]}
 
 
 def test_the_dag_imports_and_has_the_graphs_tasks_and_edges(
@@ -109,6 +129,7 @@ def test_the_dag_imports_and_has_the_graphs_tasks_and_edges(
     bag = dag_bag(airflow_home, folder)
     assert bag["errors"] == {}
     assert bag["dags"]["millpond_shape"] == expected_edges(project)
+    assert bag["policies"]["millpond_shape"] == expected_policies(project)
     # The DAG committed in the repo imports too (its freshness: test_committed_dag_is_current).
     committed = dag_bag(airflow_home, REPO / "airflow_compat" / "dags")
     assert committed["errors"] == {} and list(committed["dags"]) == ["millpond"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import datetime
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,15 +21,79 @@ def graph() -> Graph:
         topological(
             [
                 Node("extract.erp.orders", "extract", retries=2),
+                Node("extract.erp.customer", "extract", retries=2, retry_delay_seconds=7.5),
                 Node("load.erp.orders", "load", ("extract.erp.orders",)),
-                Node("dbt.stg_erp__orders", "dbt", ("load.erp.orders",), timeout_seconds=60),
+                Node(
+                    "dbt.stg_erp__orders",
+                    "dbt",
+                    ("extract.erp.customer", "load.erp.orders"),
+                    timeout_seconds=60,
+                ),
                 Node("publish", "publish", ("dbt.stg_erp__orders",)),
             ]
         )
     )
 
 
-def test_dag_file_has_every_node_and_edge_and_no_millpond_import(tmp_path: Path) -> None:
+class StandInOperator:
+    """What the DAG file asks of Airflow's BashOperator: its arguments and its upstream tasks."""
+
+    def __init__(self, made: dict[str, StandInOperator], task_id: str, **kwargs: Any) -> None:
+        assert task_id not in made, f"task {task_id} made twice"
+        self.task_id, self.kwargs, self.upstream = task_id, kwargs, set[str]()
+        made[task_id] = self
+
+    def set_upstream(self, other: StandInOperator | list[StandInOperator]) -> None:
+        for task in other if isinstance(other, list) else [other]:
+            self.upstream.add(task.task_id)
+
+    def __rshift__(self, other: StandInOperator | list[StandInOperator]) -> Any:
+        for task in other if isinstance(other, list) else [other]:
+            task.set_upstream(self)
+        return other
+
+    def __rrshift__(self, other: StandInOperator | list[StandInOperator]) -> StandInOperator:
+        self.set_upstream(other)
+        return self
+
+
+class StandInDAG:
+    def __init__(self, made: dict[str, Any], **kwargs: Any) -> None:
+        made["dag"] = kwargs
+
+    def __enter__(self) -> StandInDAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def run_dag_file(
+    source: str, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, StandInOperator]]:
+    """Execute the DAG file against a stand-in Airflow (millpond does not install Airflow;
+    tests/e2e/test_airflow_dag.py parses it with the real one): the DAG's arguments and the
+    tasks it made, by task id, in the order made."""
+    dag: dict[str, Any] = {}
+    tasks: dict[str, StandInOperator] = {}
+    bash = types.ModuleType("airflow.providers.standard.operators.bash")
+    bash.BashOperator = lambda **kwargs: StandInOperator(tasks, **kwargs)  # type: ignore[attr-defined]
+    sdk = types.ModuleType("airflow.sdk")
+    sdk.DAG = lambda **kwargs: StandInDAG(dag, **kwargs)  # type: ignore[attr-defined]
+    for name in ("airflow", "airflow.providers", "airflow.providers.standard"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "airflow.providers.standard.operators", types.ModuleType("o"))
+    monkeypatch.setitem(sys.modules, bash.__name__, bash)
+    monkeypatch.setitem(sys.modules, sdk.__name__, sdk)
+    for variable in ("MILLPOND_BIN", "MILLPOND_CONFIG", "MILLPOND_POOL"):
+        monkeypatch.delenv(variable, raising=False)
+    exec(compile(source, str(path), "exec"), {"__file__": str(path), "__name__": "dag_file"})
+    return dag["dag"], tasks
+
+
+def test_dag_file_has_every_node_and_edge_and_no_millpond_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = render_dag(graph(), MillpondConfig(), "/opt/my env/bin/millpond", tmp_path / "m.yml")
     tree = ast.parse(source)
     imports = {
@@ -35,28 +103,47 @@ def test_dag_file_has_every_node_and_edge_and_no_millpond_import(tmp_path: Path)
         for alias in node.names
     }
     assert not any(str(name).startswith(("millpond", "ingest", "flows")) for name in imports)
-    task_ids = [
-        kw.value.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        for kw in node.keywords
-        if kw.arg == "task_id"
-    ]
-    assert task_ids == ["run_start", "run_finish", *[n.id for n in graph().nodes]]
-    edges = [
-        (n.left.slice.value, n.right.slice.value)
-        for n in ast.walk(tree)
-        if isinstance(n, ast.BinOp)
-        and isinstance(n.op, ast.RShift)
-        and isinstance(n.left, ast.Subscript)
-    ]
-    assert edges == graph().edges()
     assert 'run-node {node} --attempt "$MILLPOND_ATTEMPT"' in source
     assert 'RUN = \' --run-id "$MILLPOND_RUN_ID" --orchestrator airflow' in source
     assert '"MILLPOND_RUN_TYPE": "{{ dag_run.run_type }}"' in source
     assert 'trigger_rule="all_done"' in source
     assert '"MILLPOND_RUN_ID": "{{ run_id }}"' in source
-    assert "retries=2" in source and "execution_timeout=datetime.timedelta(seconds=60)" in source
+    # The table of nodes: one line per node, read by the loop that makes the tasks.
+    assert "('dbt.stg_erp__orders', ('extract.erp.customer', 'load.erp.orders'), 0, 5.0, 60)," in (
+        source
+    )
+
+    dag, tasks = run_dag_file(source, tmp_path / "dags" / "m.py", monkeypatch)
+    assert dag["dag_id"] == "millpond" and dag["schedule"] == MillpondConfig().schedule
+    assert (dag["max_active_runs"], dag["catchup"], dag["tags"]) == (1, False, ["millpond"])
+    nodes = graph().nodes
+    assert list(tasks) == ["run_start", "run_finish", *[n.id for n in nodes]]
+    env = {"MILLPOND_RUN_ID": "{{ run_id }}", "MILLPOND_ATTEMPT": "{{ ti.try_number }}"}
+    start, finish = tasks["run_start"], tasks["run_finish"]
+    assert start.upstream == set() and start.kwargs["retries"] == 2
+    assert start.kwargs["env"] == {**env, "MILLPOND_RUN_TYPE": "{{ dag_run.run_type }}"}
+    assert " run-start --trigger " in start.kwargs["bash_command"]
+    assert finish.upstream == {n.id for n in nodes}
+    assert (finish.kwargs["trigger_rule"], finish.kwargs["retries"]) == ("all_done", 0)
+    assert " run-finish --run-id " in finish.kwargs["bash_command"]
+    for node in nodes:
+        task = tasks[node.id].kwargs
+        assert tasks[node.id].upstream == (set(node.upstream) or {"run_start"}), node.id
+        assert f" run-node {node.id} --attempt " in task["bash_command"]
+        assert task["bash_command"].endswith(finish.kwargs["bash_command"].split(" run-finish")[1])
+        assert (task["env"], task["append_env"], task["pool"]) == (env, True, "default_pool")
+        assert task["retries"] == node.retries
+        assert task["retry_delay"] == datetime.timedelta(seconds=node.retry_delay_seconds)
+        assert task["execution_timeout"] == datetime.timedelta(seconds=node.timeout_seconds)
+
+
+def test_each_node_is_one_line_of_the_dag_file(tmp_path: Path) -> None:
+    """The DAG file grows by a line per node, not a block per node (issue 24)."""
+    small = render_dag(graph(), MillpondConfig(), "/opt/mp/bin/millpond", tmp_path / "m.yml")
+    added = [Node(f"dbt.model_{i}", "dbt", ("publish",)) for i in range(50)]
+    more = Graph((*graph().nodes, *added))
+    large = render_dag(more, MillpondConfig(), "/opt/mp/bin/millpond", tmp_path / "m.yml")
+    assert len(large.splitlines()) == len(small.splitlines()) + 50
 
 
 def test_paths_with_spaces_are_quoted_for_the_shell(tmp_path: Path) -> None:
