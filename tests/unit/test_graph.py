@@ -12,7 +12,7 @@ import pytest
 from ingest.files import FilesSourceConfig
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
-from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
+from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
 from millpond.nodes.publish import PUBLISH, PUBLISH_KIND, PublishParams
 from millpond.nodes.source_table import SourceTable
 
@@ -476,7 +476,7 @@ def test_a_dbt_source_waits_for_whichever_node_provides_it():
         sources=[source("api", "events"), source("erp", "orders")],
     )
 
-    nodes = dbt_nodes(config, stg, {"source:api.events": "land.api.events"})
+    nodes = DbtTranslator(config, stg, {"source:api.events": "land.api.events"}).nodes()
 
     upstream = {n.id: set(n.upstream) for n in nodes}
     assert upstream == {"dbt.stg_api__events": {"land.api.events"}, "dbt.stg_erp__orders": set()}
@@ -485,7 +485,7 @@ def test_a_dbt_source_waits_for_whichever_node_provides_it():
 def test_dbt_nodes_carry_the_dbt_retry_policy():
     config = config_model()(dbt={"policy": {"retries": 3, "timeout_seconds": 60}})
 
-    (node,) = dbt_nodes(config, manifest(model("fct_orders")), {})
+    (node,) = DbtTranslator(config, manifest(model("fct_orders")), {}).nodes()
 
     assert (node.retries, node.timeout_seconds) == (3, 60)
 
@@ -524,8 +524,6 @@ def test_publish_with_nothing_to_publish_fails_saying_what_to_set():
 
 
 def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_reads():
-    from millpond.nodes.dbt.graph import dbt_nodes
-
     manifest = {
         "nodes": {
             "model.p.stg_orders": {
@@ -550,7 +548,7 @@ def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_re
         "relation:raw.erp__orders": "load.erp.orders",
     }
 
-    (node,) = dbt_nodes(make_config(), manifest, provided)
+    (node,) = DbtTranslator(make_config(), manifest, provided).nodes()
 
     assert node.upstream == ("load.erp.orders",)
 

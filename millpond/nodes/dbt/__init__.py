@@ -17,7 +17,7 @@ from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
-from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
+from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject
 from millpond.nodes.dbt.wave import Waves
 from millpond.nodes.fingerprints import run_fingerprints
@@ -39,7 +39,7 @@ def project(scope: BuildScope) -> DbtProject:
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
     manifest = project(scope).graph_manifest()
-    return dbt_nodes(scope.config, manifest, providers(nodes))
+    return DbtTranslator(scope.config, manifest, providers(nodes)).nodes()
 
 
 def _fingerprints(scope: NodeScope) -> DbtFingerprints:
