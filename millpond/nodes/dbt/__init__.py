@@ -15,9 +15,9 @@ from typing import Any
 
 from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
-from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
+from millpond.nodes.dbt.graph import DBT_KIND, DbtParams, DbtTranslator
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject
 from millpond.nodes.dbt.wave import Waves
 from millpond.nodes.fingerprints import run_fingerprints
@@ -79,7 +79,7 @@ def what_a_build_reads(output: dict[str, Any]) -> dict[str, Any]:
 def decide(scope: NodeScope, node: Node) -> tuple[str | None, bool, int | None]:
     """The node's fingerprint, whether it is unchanged, and the rows it had then."""
     fingerprint = _fingerprints(scope).of(node)
-    unchanged, rows = run_fingerprints(scope).check(node.id, "dbt", fingerprint)
+    unchanged, rows = run_fingerprints(scope).check(node.id, DBT_KIND, fingerprint)
     return fingerprint, unchanged, rows
 
 
@@ -165,4 +165,6 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return lambda report: _unchanged(scope, node, report, fingerprint, rows)
 
 
-DBT = NodeKind(build=build, run=run, needs_project=True, up_to_date=up_to_date)
+DBT = NodeKind(
+    build=build, run=run, needs_project=True, up_to_date=up_to_date, stage=Stage.TRANSFORM
+)
