@@ -1,12 +1,13 @@
 """The dbt node kind: one node per model, seed or snapshot, its tests run right after it.
 
-The graph part reads the manifest (millpond.nodes.dbt.graph; reused without a parse while the
-project is unchanged). A node whose fingerprint (millpond.nodes.dbt.fingerprint) equals the
-published run's is `unchanged` and not built. Under the Prefect flow (`scope.batch`) the ready
-nodes share one dbt build (millpond.nodes.dbt.wave) and each node records its own outcome from
-dbt's events; alone (a `run-node` under Airflow, a retry, a node dbt skipped in a wave) a node
-is built by its own `dbt build` of the model and its tests. Either way the node records the
-same things: rows of the relation it built, its tests, its fingerprint.
+The graph part translates the manifest (millpond.nodes.dbt.graph.DbtTranslator; the manifest
+is reused without a parse while the project is unchanged). A node whose fingerprint
+(millpond.nodes.dbt.fingerprint) equals the published run's is `unchanged` and not built. Under
+the Prefect flow (`scope.batch`) the ready nodes share one dbt build (millpond.nodes.dbt.wave)
+and each node records its own outcome from dbt's events; alone (a `run-node` under Airflow, a
+retry, a node dbt skipped in a wave) a node is built by its own `dbt build` of the model and its
+tests. Either way the node records the same things: rows of the relation it built, its tests,
+its fingerprint.
 """
 
 from __future__ import annotations
