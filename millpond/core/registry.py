@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import IntEnum
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -63,21 +64,32 @@ def load_plugins() -> None:
 
 
 class Registry(Generic[K]):
-    """Kinds of one family by name, in registration order (the order is the graph's rank)."""
+    """Kinds of one family by name. Without `order`, in registration order; with it, by the
+    order each kind declares (`order(kind)`, lowest first), registration order among equals,
+    so the order never depends on which entry point happened to load first."""
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: str, order: Callable[[K], int] | None = None) -> None:
         self.family = family
+        self._order = order
         self._kinds: dict[str, K] = {}
+        self._ordered: dict[str, K] | None = None
 
     @property
     def kinds(self) -> dict[str, K]:
         load_plugins()
-        return self._kinds
+        if self._ordered is None:
+            order = self._order
+            items = list(self._kinds.items())
+            if order is not None:
+                items.sort(key=lambda item: order(item[1]))  # stable: registration among equals
+            self._ordered = dict(items)
+        return self._ordered
 
     def register(self, name: str, kind: K) -> K:
         if name in self._kinds and self._kinds[name] is not kind:
             raise RegistryError(f"{self.family} kind {name!r} is registered twice")
         self._kinds[name] = kind
+        self._ordered = None
         return kind
 
     def get(self, name: str) -> K:
@@ -94,7 +106,8 @@ class Registry(Generic[K]):
         return list(self.kinds.items())
 
     def rank(self, name: str) -> int:
-        """Registration order, used to break ties so renderings are stable."""
+        """The kind's place in the family's order, used to break ties so renderings are
+        stable; an unknown name comes last."""
         names = self.names()
         return names.index(name) if name in names else len(names)
 
@@ -376,12 +389,25 @@ class NodeReport(Protocol):
 Settle = Callable[[NodeReport], None]
 
 
+class Stage(IntEnum):
+    """Where a node kind's nodes enter the graph. Kinds build stage by stage (kinds of one
+    stage in registration order), each seeing the nodes of the kinds built before it, so a
+    kind declares its stage and its place holds whatever name its entry point has."""
+
+    EXTRACT = 10  # data into the lake; sees no other node
+    LOAD = 20  # the lake into the warehouse; sees what is extracted
+    TRANSFORM = 30  # built from what is loaded (dbt, a command, a Python node)
+    PUBLISH = 40  # after everything else: waits for every node before it
+
+
 @dataclass(frozen=True)
 class NodeKind:
     """A node kind: how its nodes enter the graph and how one runs.
 
-    `build(scope, nodes_so_far)` returns this kind's nodes; kinds build in registration
-    order, so a kind sees the nodes of the kinds before it (publish waits for every sink).
+    `build(scope, nodes_so_far)` returns this kind's nodes; kinds build in the order of
+    their `stage` (registration order within a stage), so a kind sees the nodes of the
+    kinds before it (publish, the last stage, waits for every sink). A kind that does not
+    say is a `TRANSFORM` kind: built after the loads, and waited for by publish.
     `needs_project` says whether building parses the dbt project, so a single extract node
     under Airflow starts without it.
 
@@ -395,8 +421,9 @@ class NodeKind:
     run: Callable[[NodeScope, Node, NodeReport], None]
     needs_project: bool = False
     up_to_date: Callable[[NodeScope, Node], Settle | None] | None = None
+    stage: Stage = Stage.TRANSFORM
 
 
 SOURCES: Registry[SourceKind] = Registry("source")
 TARGETS: Registry[TargetKind] = Registry("target")
-NODE_KINDS: Registry[NodeKind] = Registry("node")
+NODE_KINDS: Registry[NodeKind] = Registry("node", order=lambda kind: kind.stage)

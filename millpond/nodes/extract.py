@@ -21,8 +21,11 @@ from millpond.core.registry import (
     NodeScope,
     Settle,
     Source,
+    Stage,
 )
 from millpond.nodes.source_table import SourceTable, nothing_to_do
+
+EXTRACT_KIND = "extract"  # the node kind's registered name: `Node.kind` of every extract node
 
 
 def source_of(scope: NodeScope, name: str) -> Source:
@@ -38,7 +41,7 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
     return [
         Node(
             f"extract.{name}.{table}",
-            "extract",
+            EXTRACT_KIND,
             params=SourceTable(name, table),
             **policy(source.extract),
         )
@@ -144,4 +147,4 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return nothing_to_do
 
 
-EXTRACT = NodeKind(build=build, run=run, up_to_date=up_to_date)
+EXTRACT = NodeKind(build=build, run=run, up_to_date=up_to_date, stage=Stage.EXTRACT)

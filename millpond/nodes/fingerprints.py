@@ -19,7 +19,10 @@ from typing import Any
 
 from millpond.core.logs import logger
 
-PUBLISH_KIND = "publish"  # a run is published once a node of this kind succeeded in it
+# The publish node kind's registered name (`Node.kind` of the publish node): a run is published
+# once a node of this kind succeeded in it. Spelled here, not in millpond.nodes.publish, because
+# publish builds on these fingerprints.
+PUBLISH_KIND = "publish"
 
 
 def digest(value: Any) -> str:

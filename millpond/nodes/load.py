@@ -13,9 +13,11 @@ from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
 from millpond.core.graph import Node, policy
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.nodes.extract import EXTRACT_KIND
 from millpond.nodes.source_table import SourceTable, nothing_to_do
 
+LOAD_KIND = "load"  # the node kind's registered name: `Node.kind` of every load node
 RELATION = "relation:"  # what a load node provides: the raw relation it fills
 
 
@@ -24,13 +26,13 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
     loads = []
     for extract in nodes:
         params = extract.params
-        if extract.kind != "extract" or not isinstance(params, SourceTable):
+        if extract.kind != EXTRACT_KIND or not isinstance(params, SourceTable):
             continue
         source = config.sources[params.source]
         loads.append(
             Node(
                 f"load.{params.source}.{params.table}",
-                "load",
+                LOAD_KIND,
                 (extract.id,),
                 params=params,
                 provides=(
@@ -130,4 +132,4 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return settle
 
 
-LOAD = NodeKind(build=build, run=run, up_to_date=up_to_date)
+LOAD = NodeKind(build=build, run=run, up_to_date=up_to_date, stage=Stage.LOAD)

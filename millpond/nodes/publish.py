@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
-from millpond.nodes.fingerprints import digest, run_fingerprints
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.nodes.fingerprints import PUBLISH_KIND, digest, run_fingerprints
 
-PUBLISH = "publish"
+PUBLISH_NODE = "publish"  # the id of the one publish node
 PUBLISHABLE = "publishable:"
 
 
@@ -35,7 +35,9 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
         p.removeprefix(PUBLISHABLE) for n in nodes for p in n.provides if p.startswith(PUBLISHABLE)
     }
     schemas = tuple(declared) if declared is not None else tuple(sorted(found))
-    return [Node(PUBLISH, "publish", sinks(nodes), retries=1, params=PublishParams(schemas))]
+    return [
+        Node(PUBLISH_NODE, PUBLISH_KIND, sinks(nodes), retries=1, params=PublishParams(schemas))
+    ]
 
 
 def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
@@ -87,4 +89,6 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return settle
 
 
-PUBLISH_KIND = NodeKind(build=build, run=run, needs_project=True, up_to_date=up_to_date)
+PUBLISH = NodeKind(
+    build=build, run=run, needs_project=True, up_to_date=up_to_date, stage=Stage.PUBLISH
+)

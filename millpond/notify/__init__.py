@@ -1,6 +1,6 @@
 """Run notifications: a summary of each run posted to the webhooks of `notify:` in millpond.yml.
 
-`notify_run` is the one call the run lifecycle makes (millpond.runtime.execute.finish_run). It
+`notify_run` is the one call the run lifecycle makes (millpond.runtime.lifecycle.close_run). It
 never raises: a webhook that is down, slow or refusing costs a few retries and is recorded in
 the run's ledger summary (`summary.notifications`), and the run keeps its own status.
 """

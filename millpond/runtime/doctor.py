@@ -32,6 +32,7 @@ from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.nodes.load import mark_loaded
+from millpond.nodes.publish import PUBLISH_NODE
 from millpond.runtime.context import RunContext
 from millpond.runtime.damage import landed_anything
 from millpond.runtime.lake_actions import tables_of
@@ -313,7 +314,7 @@ def _published(ctx: RunContext) -> bool:
 
 
 def _republish(ctx: RunContext) -> str:
-    schemas = list(ctx.graph.node("publish").params.schemas)
+    schemas = list(ctx.graph.node(PUBLISH_NODE).params.schemas)
     done = ctx.target.publish(ctx.run_id, schemas, ctx.config.publish.keep)
     return f"published again as {done.location} ({len(done.tables)} tables)"
 

@@ -1,7 +1,8 @@
 """The registration: every built-in source kind, target and node kind, one line each.
 
 Adding a kind is one module plus one line here (see docs/architecture.md). Node kinds build the
-graph in this order, so a kind sees the nodes of the kinds above it.
+graph in the order of their declared `stage` (millpond.core.registry.Stage), whatever the order
+of the lines here or the name of the entry point that registers them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from ingest.sources.odbc import ODBC
 from ingest.sources.rest import REST
 from ingest.sources.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
-from millpond.nodes.dbt import DBT
-from millpond.nodes.extract import EXTRACT
-from millpond.nodes.load import LOAD
-from millpond.nodes.publish import PUBLISH_KIND
+from millpond.nodes.dbt import DBT, DBT_KIND
+from millpond.nodes.extract import EXTRACT, EXTRACT_KIND
+from millpond.nodes.fingerprints import PUBLISH_KIND
+from millpond.nodes.load import LOAD, LOAD_KIND
+from millpond.nodes.publish import PUBLISH
 from millpond.targets.duckdb import DUCKDB
 from millpond.targets.postgres import POSTGRES
 
@@ -29,7 +31,7 @@ def register_builtin_kinds() -> None:
     TARGETS.register("duckdb", DUCKDB)
     TARGETS.register("postgres", POSTGRES)
 
-    NODE_KINDS.register("extract", EXTRACT)
-    NODE_KINDS.register("load", LOAD)
-    NODE_KINDS.register("dbt", DBT)
-    NODE_KINDS.register("publish", PUBLISH_KIND)
+    NODE_KINDS.register(EXTRACT_KIND, EXTRACT)
+    NODE_KINDS.register(LOAD_KIND, LOAD)
+    NODE_KINDS.register(DBT_KIND, DBT)
+    NODE_KINDS.register(PUBLISH_KIND, PUBLISH)

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from millpond.core.graph import Graph, Node
+from millpond.nodes.dbt import DBT_KIND
 from millpond.nodes.dbt import project as dbt_project
 from millpond.nodes.dbt.select import SelectionError, selected_nodes
-from millpond.nodes.publish import PUBLISHABLE, PublishParams
-
-DBT_KIND = "dbt"
+from millpond.nodes.publish import PUBLISH_NODE, PUBLISHABLE, PublishParams
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def select_graph(
         return Selection(whole)
     direct_sel, dbt_sel = _partition(whole, select)
     direct_excl, dbt_excl = _partition(whole, exclude)
-    if "publish" in direct_sel:
+    if PUBLISH_NODE in direct_sel:
         raise SelectionError(
             "publish cannot be selected: it runs by itself when the selection rebuilds every "
             "publishable model (or leave out --select)"

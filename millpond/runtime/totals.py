@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from millpond.core.graph import Graph
+from millpond.nodes.load import LOAD_KIND
 
-ROW_KINDS = ("load",)
+ROW_KINDS = (LOAD_KIND,)
 
 
 def rows_loaded(graph: Graph, outcomes: Iterable[Any]) -> int:

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+import millpond.core.graph as graph_module
 from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
-from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
-from millpond.nodes.publish import PUBLISH, PUBLISH_KIND, PublishParams
+from millpond.core.registry import NODE_KINDS, NodeKind, Registry
+from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
+from millpond.nodes.publish import PUBLISH, PUBLISH_NODE, PublishParams
 from millpond.nodes.source_table import SourceTable
 
 
@@ -316,7 +318,7 @@ def test_source_test_without_a_reading_model_becomes_its_own_node_after_the_load
     node = graph.node("dbt.source_unique_erp_items_id")
     assert node.kind == "dbt"
     assert set(node.upstream) == {"load.erp.items"}
-    assert "dbt.source_unique_erp_items_id" in upstream(graph, PUBLISH)
+    assert "dbt.source_unique_erp_items_id" in upstream(graph, PUBLISH_NODE)
 
 
 # --- publish, order, cycles ----------------------------------------------------------------
@@ -328,17 +330,21 @@ def test_publish_waits_for_every_node():
         demo_manifest(test_node("rel", STG_ORDERS, STG_CUSTOMERS, attached=STG_ORDERS)),
     )
 
-    others = {n.id for n in graph.nodes} - {PUBLISH}
-    assert ancestors(graph, PUBLISH) == others
+    others = {n.id for n in graph.nodes} - {PUBLISH_NODE}
+    assert ancestors(graph, PUBLISH_NODE) == others
     # only sinks are direct parents: agg_daily, country_codes and the unused crm load
-    assert upstream(graph, PUBLISH) == {"dbt.agg_daily", "dbt.country_codes", "load.crm.contacts"}
-    assert graph.nodes[-1].id == PUBLISH
+    assert upstream(graph, PUBLISH_NODE) == {
+        "dbt.agg_daily",
+        "dbt.country_codes",
+        "load.crm.contacts",
+    }
+    assert graph.nodes[-1].id == PUBLISH_NODE
 
 
 def test_publish_without_dbt_resources_waits_for_every_load():
     graph = graph_of(make_config(erp=["orders", "customers"]), None)
 
-    assert upstream(graph, PUBLISH) == {"load.erp.orders", "load.erp.customers"}
+    assert upstream(graph, PUBLISH_NODE) == {"load.erp.orders", "load.erp.customers"}
 
 
 def test_nodes_come_upstream_first():
@@ -400,7 +406,7 @@ def test_downstream_lists_every_transitive_child():
         "dbt.stg_erp__customers",
         "dbt.dim_customers",
         "dbt.agg_daily",
-        PUBLISH,
+        PUBLISH_NODE,
     }
 
 
@@ -426,7 +432,7 @@ def test_json_lists_every_node_with_its_edges_params_and_provides():
     assert orders["select"] == ["stg_erp__orders", "rel"]
     assert orders["relation"] == "staging.stg_erp__orders"
     assert nodes["dbt.fct_orders"]["provides"] == ["publishable:marts"]
-    assert nodes[PUBLISH]["params"] == {"schemas": ["aggregates", "marts"]}
+    assert nodes[PUBLISH_NODE]["params"] == {"schemas": ["aggregates", "marts"]}
 
 
 def test_mermaid_has_one_line_per_node_and_per_edge():
@@ -476,7 +482,7 @@ def test_a_dbt_source_waits_for_whichever_node_provides_it():
         sources=[source("api", "events"), source("erp", "orders")],
     )
 
-    nodes = dbt_nodes(config, stg, {"source:api.events": "land.api.events"})
+    nodes = DbtTranslator(config, stg, {"source:api.events": "land.api.events"}).nodes()
 
     upstream = {n.id: set(n.upstream) for n in nodes}
     assert upstream == {"dbt.stg_api__events": {"land.api.events"}, "dbt.stg_erp__orders": set()}
@@ -485,7 +491,7 @@ def test_a_dbt_source_waits_for_whichever_node_provides_it():
 def test_dbt_nodes_carry_the_dbt_retry_policy():
     config = config_model()(dbt={"policy": {"retries": 3, "timeout_seconds": 60}})
 
-    (node,) = dbt_nodes(config, manifest(model("fct_orders")), {})
+    (node,) = DbtTranslator(config, manifest(model("fct_orders")), {}).nodes()
 
     assert (node.retries, node.timeout_seconds) == (3, 60)
 
@@ -503,7 +509,7 @@ def test_publish_defaults_to_the_schemas_of_table_and_incremental_models():
     )
 
     # not staging (views), seeds or reports (a view): only what table/incremental models build
-    assert graph.node(PUBLISH).params == PublishParams(("aggregates", "events", "marts"))
+    assert graph.node(PUBLISH_NODE).params == PublishParams(("aggregates", "events", "marts"))
 
 
 def test_configured_publish_schemas_win_over_the_models_schemas():
@@ -511,21 +517,19 @@ def test_configured_publish_schemas_win_over_the_models_schemas():
         make_config(publish_schemas=["reports", "marts"], erp=["orders"]), demo_manifest()
     )
 
-    assert graph.node(PUBLISH).params == PublishParams(("reports", "marts"))
+    assert graph.node(PUBLISH_NODE).params == PublishParams(("reports", "marts"))
 
 
 def test_publish_with_nothing_to_publish_fails_saying_what_to_set():
     graph = graph_of(make_config(erp=["orders"]), None)
-    node = graph.node(PUBLISH)
+    node = graph.node(PUBLISH_NODE)
     assert node.params == PublishParams(())
 
     with pytest.raises(RuntimeError, match=r"nothing to publish.*publish\.schemas"):
-        PUBLISH_KIND.run(Scope(make_config(), None), node, None)  # type: ignore[arg-type]
+        PUBLISH.run(Scope(make_config(), None), node, None)  # type: ignore[arg-type]
 
 
 def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_reads():
-    from millpond.nodes.dbt.graph import dbt_nodes
-
     manifest = {
         "nodes": {
             "model.p.stg_orders": {
@@ -550,7 +554,7 @@ def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_re
         "relation:raw.erp__orders": "load.erp.orders",
     }
 
-    (node,) = dbt_nodes(make_config(), manifest, provided)
+    (node,) = DbtTranslator(make_config(), manifest, provided).nodes()
 
     assert node.upstream == ("load.erp.orders",)
 
@@ -576,3 +580,26 @@ def test_a_subgraph_keeps_the_order_through_the_nodes_it_leaves_out() -> None:
     assert whole.ancestors(["e"]) == {"a", "b", "c", "d"}
     with pytest.raises(GraphError, match="unknown node 'x'"):
         whole.subgraph(["x"])
+
+
+def test_publish_waits_for_a_plugin_kind_registered_after_the_builtins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A team's package registers its kind through its own `millpond.kinds` entry point, named
+    # after `builtin`, so it is registered after millpond's kinds, publish included.
+    registry: Registry[NodeKind] = Registry("node", order=lambda kind: kind.stage)
+    for name, kind in NODE_KINDS.items():
+        registry.register(name, kind)
+
+    def audits(scope: Any, nodes: list[Node]) -> list[Node]:
+        """One data-quality check per loaded table (a TRANSFORM kind, the default stage)."""
+        return [Node(f"audit.{n.id}", "audit", (n.id,)) for n in nodes if n.kind == "load"]
+
+    registry.register("zz_audit", NodeKind(build=audits, run=lambda scope, node, report: None))
+    monkeypatch.setattr(graph_module, "NODE_KINDS", registry)
+
+    graph = graph_of(make_config(erp=["orders"]), demo_manifest())
+
+    assert "audit.load.erp.orders" in upstream(graph, PUBLISH_NODE)
+    assert graph.nodes[-1].id == PUBLISH_NODE
+    assert registry.names() == ["extract", "load", "dbt", "zz_audit", "publish"]

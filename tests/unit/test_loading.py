@@ -26,9 +26,9 @@ from millpond.targets.duckdb.raw import (
     FILES,
     PARTITIONS,
     LoadError,
+    load_partition,
     load_table,
     raw_row_count,
-    register_partition,
     relation_kind,
 )
 
@@ -177,10 +177,10 @@ def test_loading_twice_keeps_each_partition_once(con, lake, inbox):
 def test_registering_the_same_partition_again_changes_nothing(con, lake, inbox):
     land_file(lake, inbox, "orders.csv", "id,amount\n1,10.5\n2,3.25\n", "r1")
     (manifest,) = lake.manifests("erp", "orders")
-    register_partition(con, lake, "raw", manifest)
+    load_partition(con, lake, "raw", manifest)
     before = (raw_rows(con), registered(con), registered_files(con))
 
-    register_partition(con, lake, "raw", manifest)
+    load_partition(con, lake, "raw", manifest)
 
     assert (raw_rows(con), registered(con), registered_files(con)) == before
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS, Registry, RegistryError
+from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS, Registry, RegistryError, Stage
 
 
 def test_builtin_kinds_are_registered_on_first_use():
@@ -43,3 +43,22 @@ def test_rank_follows_registration_order_and_unknown_names_come_last():
         registry.register(name, object())
 
     assert [registry.rank(n) for n in ["zeta", "alpha", "other"]] == [0, 1, 2]
+
+
+def test_a_declared_order_wins_over_registration_order_and_keeps_it_among_equals():
+    registry: Registry[tuple[str, int]] = Registry("widget", order=lambda kind: kind[1])
+    for name, place in [("last", 40), ("b", 30), ("first", 10), ("a", 30)]:
+        registry.register(name, (name, place))
+
+    assert registry.names() == ["first", "b", "a", "last"]
+    assert [registry.rank(n) for n in ["first", "b", "a", "last", "other"]] == [0, 1, 2, 3, 4]
+
+
+def test_builtin_node_kinds_declare_their_stage():
+    stages = {name: kind.stage for name, kind in NODE_KINDS.items()}
+    assert stages == {
+        "extract": Stage.EXTRACT,
+        "load": Stage.LOAD,
+        "dbt": Stage.TRANSFORM,
+        "publish": Stage.PUBLISH,
+    }

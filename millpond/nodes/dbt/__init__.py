@@ -1,12 +1,13 @@
 """The dbt node kind: one node per model, seed or snapshot, its tests run right after it.
 
-The graph part reads the manifest (millpond.nodes.dbt.graph; reused without a parse while the
-project is unchanged). A node whose fingerprint (millpond.nodes.dbt.fingerprint) equals the
-published run's is `unchanged` and not built. Under the Prefect flow (`scope.batch`) the ready
-nodes share one dbt build (millpond.nodes.dbt.wave) and each node records its own outcome from
-dbt's events; alone (a `run-node` under Airflow, a retry, a node dbt skipped in a wave) a node
-is built by its own `dbt build` of the model and its tests. Either way the node records the
-same things: rows of the relation it built, its tests, its fingerprint.
+The graph part translates the manifest (millpond.nodes.dbt.graph.DbtTranslator; the manifest
+is reused without a parse while the project is unchanged). A node whose fingerprint
+(millpond.nodes.dbt.fingerprint) equals the published run's is `unchanged` and not built. Under
+the Prefect flow (`scope.batch`) the ready nodes share one dbt build (millpond.nodes.dbt.wave)
+and each node records its own outcome from dbt's events; alone (a `run-node` under Airflow, a
+retry, a node dbt skipped in a wave) a node is built by its own `dbt build` of the model and its
+tests. Either way the node records the same things: rows of the relation it built, its tests,
+its fingerprint.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
-from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle
+from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
-from millpond.nodes.dbt.graph import DbtParams, dbt_nodes
+from millpond.nodes.dbt.graph import DBT_KIND, DbtParams, DbtTranslator
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject
 from millpond.nodes.dbt.wave import Waves
 from millpond.nodes.fingerprints import run_fingerprints
@@ -39,7 +40,7 @@ def project(scope: BuildScope) -> DbtProject:
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
     manifest = project(scope).graph_manifest()
-    return dbt_nodes(scope.config, manifest, providers(nodes))
+    return DbtTranslator(scope.config, manifest, providers(nodes)).nodes()
 
 
 def _fingerprints(scope: NodeScope) -> DbtFingerprints:
@@ -79,7 +80,7 @@ def what_a_build_reads(output: dict[str, Any]) -> dict[str, Any]:
 def decide(scope: NodeScope, node: Node) -> tuple[str | None, bool, int | None]:
     """The node's fingerprint, whether it is unchanged, and the rows it had then."""
     fingerprint = _fingerprints(scope).of(node)
-    unchanged, rows = run_fingerprints(scope).check(node.id, "dbt", fingerprint)
+    unchanged, rows = run_fingerprints(scope).check(node.id, DBT_KIND, fingerprint)
     return fingerprint, unchanged, rows
 
 
@@ -165,4 +166,6 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return lambda report: _unchanged(scope, node, report, fingerprint, rows)
 
 
-DBT = NodeKind(build=build, run=run, needs_project=True, up_to_date=up_to_date)
+DBT = NodeKind(
+    build=build, run=run, needs_project=True, up_to_date=up_to_date, stage=Stage.TRANSFORM
+)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from millpond.core.graph import Graph, Node, providers
-from millpond.nodes.dbt.graph import DbtParams, _provider
+from millpond.nodes.dbt.graph import DbtParams, source_provider
 from millpond.nodes.fingerprints import digest
 from millpond.nodes.source_table import SourceTable
 
@@ -62,7 +62,7 @@ class DbtFingerprints:
         sources: dict[str, Any] = {}
         for uid in uids:
             for source_uid in self._sources_read(uid, set()):
-                provider = _provider(self.sources[source_uid], self.provided)
+                provider = source_provider(self.sources[source_uid], self.provided)
                 if provider is None:
                     return None  # data millpond does not load: cannot tell if it changed
                 sources[source_uid] = self._source_state(provider)

@@ -5,6 +5,11 @@ their own: each runs inside the node of the model it belongs to, right after tha
 failing test stops the model's children. A test over several models (e.g. `relationships`)
 belongs to the parent built last, and the other parents become upstream of that node, so the
 test never runs before the tables it compares exist.
+
+`DbtTranslator` takes each decision in a method of its own, the shape of dagster-dbt's
+`DagsterDbtTranslator`: which resources become nodes, a node's id, the nodes it waits for,
+which node a dbt source waits for, where a test runs, what a node provides, its parameters
+and its policy. `DbtTranslator.nodes` only walks the manifest and combines the answers.
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from millpond.core.config import MillpondConfig
-from millpond.core.graph import GraphError, Node, policy
+from millpond.core.config import MillpondConfig, NodePolicy
+from millpond.core.graph import GraphError, Node
 
+DBT_KIND = "dbt"  # the node kind's registered name: `Node.kind` of every dbt node
 EXECUTABLE_DBT = {"model", "seed", "snapshot"}
+
+# One resource of the manifest's `nodes` or `sources`, as manifest.json spells it.
+Resource = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -32,108 +41,161 @@ class DbtParams:
     schema: str | None = None
 
 
-def dbt_nodes(
-    config: MillpondConfig, manifest: dict[str, Any], provided: dict[str, str]
-) -> list[Node]:
-    """One node per executable dbt resource (model, seed, snapshot) with its tests attached;
-    `provided` maps `source:<source>.<table>` to the node that makes the dbt source ready."""
-    resources = manifest.get("nodes", {})
-    sources = manifest.get("sources", {})
-    executable = {
-        uid: r
-        for uid, r in resources.items()
-        if r["resource_type"] in EXECUTABLE_DBT
-        and r.get("config", {}).get("materialized") != "ephemeral"
-    }
+class DbtTranslator:
+    """The dbt part of the graph, one decision per method, for one manifest and what the
+    nodes built before offer (`provided` maps `source:<source>.<table>` and
+    `relation:<schema>.<table>` to the node that makes it ready)."""
 
-    def parents(uid: str, seen: set[str] | None = None) -> set[str]:
+    def __init__(
+        self, config: MillpondConfig, manifest: dict[str, Any], provided: dict[str, str]
+    ) -> None:
+        self.config = config
+        self.resources: dict[str, Resource] = manifest.get("nodes", {})
+        self.sources: dict[str, Resource] = manifest.get("sources", {})
+        self.provided = provided
+        self.executable = {uid: r for uid, r in self.resources.items() if self.is_node(r)}
+
+    # --- the decisions ------------------------------------------------------------------------
+
+    def is_node(self, resource: Resource) -> bool:
+        """Models, seeds and snapshots are nodes; an ephemeral model is inlined into the
+        models reading it, and a test runs inside a node (`test_owner`)."""
+        return (
+            resource["resource_type"] in EXECUTABLE_DBT
+            and resource.get("config", {}).get("materialized") != "ephemeral"
+        )
+
+    def node_id(self, resource: Resource) -> str:
+        return f"dbt.{resource['name']}"
+
+    def upstream_ids(self, uid: str) -> set[str]:
+        """The nodes a resource waits for: the nodes of its dbt parents (through ephemeral
+        models), and the node providing each dbt source it reads (a source no node provides
+        adds none)."""
+        upstream: set[str] = set()
+        for dep in self._parents(uid):
+            if dep in self.executable:
+                upstream.add(self.node_id(self.executable[dep]))
+            else:
+                provider = self.source_provider(self.sources[dep])
+                if provider:
+                    upstream.add(provider)
+        return upstream
+
+    def source_provider(self, source: Resource) -> str | None:
+        return source_provider(source, self.provided)
+
+    def test_owner(self, test: str, ancestors: Callable[[str], set[str]]) -> str | None:
+        """The model whose node runs a test: the one it is declared on (dbt's
+        `attached_node`) unless another parent depends on it, else a parent no other parent
+        depends on; a test of sources only runs with the first model reading all of them.
+        None: the test is a node of its own (no model reads its sources)."""
+        parents = self._parents(test)
+        models = {p for p in parents if p in self.executable}
+        if models:
+            return _downstream_parent(self.resources[test].get("attached_node"), models, ancestors)
+        if not parents:
+            return None
+        readers = sorted(m for m in self.executable if parents <= self._parents(m))
+        return readers[0] if readers else None
+
+    def provides(self, resource: Resource) -> tuple[str, ...]:
+        """Table and incremental models are what readers get; views, seeds and snapshots
+        history stay in the warehouse unless publish.schemas names their schema."""
+        materialized = resource.get("config", {}).get("materialized")
+        if resource["resource_type"] == "model" and materialized in ("table", "incremental"):
+            return (f"publishable:{resource.get('schema')}",)
+        return ()
+
+    def relation(self, resource: Resource) -> str:
+        """schema.name of a built dbt resource (the database is the target's own)."""
+        return f"{resource.get('schema')}.{resource.get('alias') or resource['name']}"
+
+    def params(self, uid: str, resource: Resource, tests: list[str]) -> DbtParams:
+        """What the node selects in `dbt build`: its resource and the tests it runs."""
+        if resource["resource_type"] == "test":
+            return DbtParams(uid, "test", (resource["name"],))
+        ordered = tuple(sorted(tests))
+        return DbtParams(
+            uid,
+            resource["resource_type"],
+            (resource["name"], *ordered),
+            ordered,
+            self.relation(resource),
+            resource.get("schema"),
+        )
+
+    def policy(self, resource: Resource) -> NodePolicy:
+        """Retries and timeout: `dbt.policy`, the same for every dbt node."""
+        return self.config.dbt.policy
+
+    # --- the walk -----------------------------------------------------------------------------
+
+    def nodes(self) -> list[Node]:
+        """One node per executable resource with its tests, then the tests of their own."""
+        upstream = {uid: self.upstream_ids(uid) for uid in self.executable}
+        by_id = {self.node_id(r): uid for uid, r in self.executable.items()}
+
+        def ancestors(uid: str) -> set[str]:
+            """The executable resources a node waits for so far (tests placed already add
+            edges, so a later test sees them and never closes a cycle)."""
+            seen: set[str] = set()
+            stack = [uid]
+            while stack:
+                for up in upstream[stack.pop()]:
+                    if up in by_id and by_id[up] not in seen:
+                        seen.add(by_id[up])
+                        stack.append(by_id[up])
+            return seen
+
+        tests: dict[str, list[str]] = {uid: [] for uid in self.executable}
+        standalone: list[Node] = []
+        for uid, resource in sorted(self.resources.items()):
+            if resource["resource_type"] != "test":
+                continue
+            owner = self.test_owner(uid, ancestors)
+            if owner is None:
+                standalone.append(self._node(uid, resource, self.upstream_ids(uid), []))
+                continue
+            tests[owner].append(resource["name"])
+            upstream[owner] |= {u for u in self.upstream_ids(uid) if u not in by_id}  # sources
+            models = {p for p in self._parents(uid) if p in self.executable}
+            for other in models - {owner} - ancestors(owner):
+                upstream[owner].add(self.node_id(self.executable[other]))
+        built = [
+            self._node(uid, r, upstream[uid], tests[uid]) for uid, r in self.executable.items()
+        ]
+        return built + standalone
+
+    def _node(self, uid: str, resource: Resource, upstream: set[str], tests: list[str]) -> Node:
+        policy = self.policy(resource)
+        return Node(
+            self.node_id(resource),
+            DBT_KIND,
+            tuple(sorted(upstream)),
+            params=self.params(uid, resource, tests),
+            provides=self.provides(resource),
+            retries=policy.retries,
+            retry_delay_seconds=policy.retry_delay_seconds,
+            timeout_seconds=policy.timeout_seconds,
+        )
+
+    def _parents(self, uid: str, seen: set[str] | None = None) -> set[str]:
         """Executable dbt parents and source uids, looking through ephemeral models."""
         seen = seen if seen is not None else set()
         found: set[str] = set()
-        for dep in resources.get(uid, {}).get("depends_on", {}).get("nodes", []):
+        for dep in self.resources.get(uid, {}).get("depends_on", {}).get("nodes", []):
             if dep in seen:
                 continue
             seen.add(dep)
-            if dep in executable or dep in sources:
+            if dep in self.executable or dep in self.sources:
                 found.add(dep)
-            elif dep in resources:  # ephemeral model: inherit its parents
-                found |= parents(dep, seen)
+            elif dep in self.resources:  # ephemeral model: inherit its parents
+                found |= self._parents(dep, seen)
         return found
 
-    def upstream_of(uid: str) -> set[str]:
-        ups: set[str] = set()
-        for dep in parents(uid):
-            if dep in executable:
-                ups.add(f"dbt.{executable[dep]['name']}")
-            else:
-                provider = _provider(sources[dep], provided)
-                if provider:
-                    ups.add(provider)
-        return ups
 
-    upstream = {uid: upstream_of(uid) for uid in executable}
-    by_name = {f"dbt.{r['name']}": uid for uid, r in executable.items()}
-
-    def ancestors(uid: str) -> set[str]:
-        seen: set[str] = set()
-        stack = [uid]
-        while stack:
-            for up in upstream[stack.pop()]:
-                if up in by_name and by_name[up] not in seen:
-                    seen.add(by_name[up])
-                    stack.append(by_name[up])
-        return seen
-
-    tests: dict[str, list[str]] = {uid: [] for uid in executable}
-    standalone: list[Node] = []
-    for uid, r in sorted(resources.items()):
-        if r["resource_type"] != "test":
-            continue
-        found = parents(uid)
-        model_parents = {p for p in found if p in executable}
-        owner = _test_owner(r.get("attached_node"), model_parents, ancestors)
-        if owner is None and found:
-            # A test of sources only runs with the first model that reads all those sources.
-            readers = sorted(m for m in executable if found <= parents(m))
-            owner = readers[0] if readers else None
-        if owner is None:
-            standalone.append(
-                Node(
-                    f"dbt.{r['name']}",
-                    "dbt",
-                    tuple(sorted(upstream_of(uid))),
-                    params=DbtParams(uid, "test", (r["name"],)),
-                    **policy(config.dbt.policy),
-                )
-            )
-            continue
-        tests[owner].append(r["name"])
-        upstream[owner] |= {u for u in upstream_of(uid) if u not in by_name}  # its sources
-        for other in model_parents - {owner} - ancestors(owner):
-            upstream[owner].add(f"dbt.{executable[other]['name']}")
-
-    nodes = [
-        Node(
-            f"dbt.{r['name']}",
-            "dbt",
-            tuple(sorted(upstream[uid])),
-            params=DbtParams(
-                uid,
-                r["resource_type"],
-                (r["name"], *sorted(tests[uid])),
-                tuple(sorted(tests[uid])),
-                _relation(r),
-                r.get("schema"),
-            ),
-            provides=_publishable(r),
-            **policy(config.dbt.policy),
-        )
-        for uid, r in executable.items()
-    ]
-    return nodes + standalone
-
-
-def _provider(source: dict[str, Any], provided: dict[str, str]) -> str | None:
+def source_provider(source: Resource, provided: dict[str, str]) -> str | None:
     """The node that makes a dbt source ready: by name (a dbt source named after millpond's
     source and table), else by the relation it reads (`raw.<source>__<table>`, or its
     `__latest` view), so a project with its own source names still waits for its loads."""
@@ -145,30 +207,13 @@ def _provider(source: dict[str, Any], provided: dict[str, str]) -> str | None:
     return provided.get(relation) or provided.get(relation.removesuffix("__latest"))
 
 
-def _publishable(resource: dict[str, Any]) -> tuple[str, ...]:
-    """Table and incremental models are what readers get; views, seeds and snapshots
-    history stay in the warehouse unless publish.schemas names their schema."""
-    materialized = resource.get("config", {}).get("materialized")
-    if resource["resource_type"] == "model" and materialized in ("table", "incremental"):
-        return (f"publishable:{resource.get('schema')}",)
-    return ()
-
-
-def _test_owner(
-    attached: str | None, model_parents: set[str], ancestors: Callable[[str], set[str]]
-) -> str | None:
-    """The model whose node runs a test: the one the test is declared on (dbt's
-    `attached_node`) unless another parent depends on it, else a parent no other parent
-    depends on. None for a test of sources only."""
-    if not model_parents:
-        return None
-    candidates = ([attached] if attached in model_parents else []) + sorted(model_parents)
+def _downstream_parent(
+    attached: str | None, models: set[str], ancestors: Callable[[str], set[str]]
+) -> str:
+    """Of a test's parent models, the attached one unless another depends on it, else the
+    first no other parent depends on."""
+    candidates = ([attached] if attached in models else []) + sorted(models)
     for candidate in candidates:
-        if all(candidate not in ancestors(other) for other in model_parents - {candidate}):
+        if all(candidate not in ancestors(other) for other in models - {candidate}):
             return candidate
-    raise GraphError(f"cannot place a test over {sorted(model_parents)}: they form a cycle")
-
-
-def _relation(resource: dict[str, Any]) -> str:
-    """schema.name of a built dbt resource (the database is the target's own)."""
-    return f"{resource.get('schema')}.{resource.get('alias') or resource['name']}"
+    raise GraphError(f"cannot place a test over {sorted(models)}: they form a cycle")

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from millpond.core.graph import Graph, providers
-from millpond.nodes.dbt.graph import DbtParams, _provider
+from millpond.nodes.dbt.graph import DbtParams, source_provider
 from millpond.nodes.dbt.runner import DbtProject
 
 
@@ -74,7 +74,7 @@ def selected_nodes(
             if owner:
                 found.add(owner)
         elif uid in manifest.sources:
-            provider = _provider(manifest.sources[uid].to_dict(), provided)
+            provider = source_provider(manifest.sources[uid].to_dict(), provided)
             if provider:
                 found.add(provider)
     return found

@@ -28,7 +28,7 @@ from typing import Any
 
 from millpond.core.graph import Node
 from millpond.core.logs import logger, node_context
-from millpond.nodes.dbt.graph import DbtParams
+from millpond.nodes.dbt.graph import DBT_KIND, DbtParams
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject, DbtResult
 
 OK = ("success", "unchanged")
@@ -75,7 +75,9 @@ class Waves:
         self.project = project
         self.fingerprint = fingerprint  # node -> (fingerprint, unchanged, rows)
         graph = scope.graph
-        self.nodes = [n for n in graph.nodes if n.kind == "dbt" and isinstance(n.params, DbtParams)]
+        self.nodes = [
+            n for n in graph.nodes if n.kind == DBT_KIND and isinstance(n.params, DbtParams)
+        ]
         self.dbt_ids = {n.id for n in self.nodes}
         self.feeders = _feeders(graph, self.dbt_ids)
         self._slots: dict[str, _Slot] = {}

@@ -95,11 +95,11 @@ class DuckDBTarget:
 
     def loaded_partitions(self, source: str, table: str) -> set[str]:
         with open_warehouse(self.path, self._setup) as con:
-            return raw.registered_partitions(con, self.raw_schema, source, table)
+            return raw.loaded_partitions(con, self.raw_schema, source, table)
 
     def drop_partition(self, source: str, table: str, partition_id: str) -> bool:
         with open_warehouse(self.path, self._setup) as con:
-            return raw.unregister_partition(con, self.raw_schema, source, table, partition_id)
+            return raw.drop_partition(con, self.raw_schema, source, table, partition_id)
 
     def row_count(self, relation: str) -> int:
         schema, _, name = relation.rpartition(".")

@@ -41,7 +41,7 @@ FILE_COLUMN = "_millpond_file"
 
 
 class LoadError(Exception):
-    """A partition that cannot be registered; the raw relation is left as it was, apart
+    """A partition that cannot be loaded; the raw relation is left as it was, apart
     from the partitions before it (`loaded`, when there were any)."""
 
     retryable = False
@@ -82,7 +82,7 @@ def ensure_state(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     )
 
 
-def registered_partitions(
+def loaded_partitions(
     con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str
 ) -> set[str]:
     ensure_state(con, schema)
@@ -97,13 +97,13 @@ def registered_partitions(
 def load_table(
     con: duckdb.DuckDBPyConnection, lake: Lake, schema: str, source: str, table: str
 ) -> LoadedTable:
-    """Register every landed partition of the table that the warehouse does not hold yet.
+    """Load every landed partition of the table that the warehouse does not hold yet.
 
     Partitions are checked one by one against the reconciled columns, then the good ones are
     registered together and the view is recreated once (recreating it per partition re-reads
     every file's metadata each time: quadratic in partitions). A partition that cannot join
     the table is refused with LoadError after the ones before it are registered."""
-    done = registered_partitions(con, schema, source, table)
+    done = loaded_partitions(con, schema, source, table)
     manifests = lake.manifests(source, table)  # ManifestDamaged names an unreadable one
     gone = sorted(done - {m.partition_id for m in manifests})
     if gone:
@@ -115,7 +115,7 @@ def load_table(
             "of the warehouse, `millpond doctor --repair` all of them"
         )
     pending = [m for m in manifests if m.partition_id not in done]
-    good, refused = register_partitions(con, lake, schema, source, table, pending)
+    good, refused = load_partitions(con, lake, schema, source, table, pending)
     for manifest in good:
         logger.info(f"{table}: registered {manifest.partition_id} ({manifest.rows:,} rows)")
     if not pending:
@@ -187,7 +187,7 @@ def _checked_columns(
     return files, joined, changes
 
 
-def register_partitions(
+def load_partitions(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
     schema: str,
@@ -195,16 +195,16 @@ def register_partitions(
     table: str,
     manifests: list[Manifest],
 ) -> tuple[list[Manifest], LoadError | None]:
-    """Register the partitions that can join the table, in one transaction with their
-    bookkeeping and the recreated view; returns them and the LoadError of the first one that
-    cannot (none after it is tried). Anything but a data problem propagates unchanged, so the
-    orchestrator may retry it."""
+    """Load the partitions that can join the table: register their files with their
+    bookkeeping and recreate the view, in one transaction; returns them and the LoadError of
+    the first one that cannot (none after it is tried). Anything but a data problem propagates
+    unchanged, so the orchestrator may retry it."""
     name = raw_table_name(source, table)
     ensure_state(con, schema)
     columns = _existing_columns(con, schema, name)
     # Until a partition with rows is registered, column types are provisional: a header-only
     # export reads as all text and must not fix the table's types for good.
-    typed = _registered_rows(con, schema, source, table) > 0
+    typed = _loaded_rows(con, schema, source, table) > 0
     good: list[tuple[Manifest, list[str]]] = []
     changes: list[str] = []
     refused: LoadError | None = None
@@ -262,11 +262,11 @@ def register_partitions(
     return [m for m, _ in good], refused
 
 
-def register_partition(
+def load_partition(
     con: duckdb.DuckDBPyConnection, lake: Lake, schema: str, manifest: Manifest
 ) -> None:
-    """Register one partition (see register_partitions); LoadError if it cannot join."""
-    _, refused = register_partitions(con, lake, schema, manifest.source, manifest.table, [manifest])
+    """Load one partition (see load_partitions); LoadError if it cannot join."""
+    _, refused = load_partitions(con, lake, schema, manifest.source, manifest.table, [manifest])
     if refused is not None:
         raise refused
 
@@ -277,7 +277,7 @@ def _replace_copied_table(
     name: str,
     source: str,
     table: str,
-    registering: list[Manifest],
+    loading: list[Manifest],
 ) -> None:
     """Drop a raw table copied by an older millpond, once every partition it held is about to
     be registered from the lake; otherwise refuse, since its rows would be lost."""
@@ -292,7 +292,7 @@ def _replace_copied_table(
                 [source, table],
             ).fetchall()
         }
-    missing = sorted(held - {m.partition_id for m in registering})
+    missing = sorted(held - {m.partition_id for m in loading})
     if missing:
         raise LoadError(
             f"{schema}.{name} is a copied raw table holding partitions the lake no longer has "
@@ -308,7 +308,7 @@ def _replace_copied_table(
         )
 
 
-def _registered_rows(con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str) -> int:
+def _loaded_rows(con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str) -> int:
     row = con.execute(
         f"select coalesce(sum(rows), 0) from {quote(schema)}.{PARTITIONS} "
         "where source = ? and table_name = ?",
@@ -416,13 +416,13 @@ def lake_files(con: duckdb.DuckDBPyConnection, schema: str) -> list[Path]:
     return [Path(r[0]) for r in con.execute(f"select path from {quote(schema)}.{FILES}").fetchall()]
 
 
-def unregister_partition(
+def drop_partition(
     con: duckdb.DuckDBPyConnection, schema: str, source: str, table: str, partition_id: str
 ) -> bool:
     """Take a partition out of the raw view (its files stay in the lake until the caller
-    deletes them), in one transaction; False when it was not registered. The view keeps its
+    deletes them), in one transaction; False when it was not loaded. The view keeps its
     columns; with no partition left it is dropped, as before the first load."""
-    if partition_id not in registered_partitions(con, schema, source, table):
+    if partition_id not in loaded_partitions(con, schema, source, table):
         return False
     name = raw_table_name(source, table)
     try:
@@ -437,7 +437,7 @@ def unregister_partition(
         con.execute(
             f"delete from {quote(schema)}.{PARTITIONS} where partition_id = ?", [partition_id]
         )
-        if registered_partitions(con, schema, source, table):
+        if loaded_partitions(con, schema, source, table):
             _recreate_view(con, schema, source, table, columns)
         else:
             con.execute(f"drop view if exists {quote(schema)}.{quote(name + '__latest')}")
