@@ -2,8 +2,11 @@
 row counts, landed partitions and source cursors.
 
 Modules: ``embedded`` (embedded PostgreSQL for laptops), ``db`` (URLs, connections,
-migrations), ``ledger`` (buffered idempotent writes), ``queries`` (reads as plain dicts).
-Kept free of millpond imports so any process (Airflow task, API, CLI) can use it alone.
+migrations), ``records`` (one typed, frozen record per kind of write, carrying its SQL),
+``ledger`` (the run's writer: records written or buffered through one path), ``buffer`` (the
+local buffer file records wait in while the database is down), ``reads`` (what a run reads
+back through its writer), ``queries`` (the API's and the CLI's reads as plain dicts).
+Imports only the kernel, so any process (Airflow task, API, CLI) can use it alone.
 """
 
 from metadata.db import connect, migrate, resolve_url

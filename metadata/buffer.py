@@ -1,6 +1,7 @@
 """The ledger's local buffer: records kept on disk while the ledger database is unreachable.
 
-One JSON line per record (datetimes tagged so they come back as datetimes), appended and
+One JSON line per record, `{"op": <its kind's name>, "args": <its fields>, ...}` (datetimes
+tagged so they come back as datetimes), read back as the same `metadata.records` class, appended and
 replayed under an inter-process lock because several millpond processes on one machine may share
 the file. Replay removes a line only after it was applied, so a crash mid-replay at worst applies
 a few records twice (harmless: ledger writes are upserts). A line the database refuses is set
@@ -24,15 +25,17 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
 from metadata.db import normalize_url
+from metadata.records import LedgerRecord
 from millpond.core.locks import file_lock
 
-Apply = Callable[[str, dict[str, Any]], None]
+Apply = Callable[[LedgerRecord], Any]
+R = TypeVar("R", bound=LedgerRecord)
 
 BUFFER_DIR = "ledger-buffer"
 # Where buffered records went before buffers were kept per ledger (their ledger is unknown).
@@ -124,28 +127,36 @@ class RecordBuffer:
         except FileNotFoundError:
             return False
 
-    def append(self, op: str, args: dict[str, Any]) -> None:
-        record = {"op": op, "args": args, "buffered_at": datetime.now(UTC), "pid": os.getpid()}
-        line = json.dumps(record, default=_encode) + "\n"
+    def append(self, record: LedgerRecord) -> None:
+        """Keep a record as one line: its kind's name (`op`), its fields, when and by whom."""
+        entry = {
+            "op": record.op,
+            "args": record.args(),
+            "buffered_at": datetime.now(UTC),
+            "pid": os.getpid(),
+        }
+        line = json.dumps(entry, default=_encode) + "\n"
         with file_lock(self._lock_path, "ledger buffer"):
             if self._for is not None and not self._ledger_path.exists():
                 self._ledger_path.write_text(json.dumps({"ledger": self._for}), encoding="utf-8")
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
 
-    def latest(self, op: str, **match: Any) -> dict[str, Any] | None:
-        """The arguments of the newest buffered `op` record whose arguments include `match`."""
+    def latest(self, kind: type[R], **match: Any) -> R | None:
+        """The newest buffered record of a kind whose fields include `match`."""
         found: dict[str, Any] | None = None
         with file_lock(self._lock_path, "ledger buffer"):
             if not self.path.exists():
                 return None
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 with contextlib.suppress(ValueError):
-                    record = json.loads(line, object_hook=_decode)
-                    args = record.get("args", {})
-                    if record.get("op") == op and all(args.get(k) == v for k, v in match.items()):
+                    entry = json.loads(line, object_hook=_decode)
+                    args = entry.get("args", {})
+                    if entry.get("op") == kind.op and all(
+                        args.get(k) == v for k, v in match.items()
+                    ):
                         found = args
-        return found
+        return None if found is None else kind(**found)
 
     def replay(
         self,
@@ -164,8 +175,8 @@ class RecordBuffer:
             for index, line in enumerate(lines):
                 if line.strip():
                     try:
-                        record = json.loads(line, object_hook=_decode)
-                        apply(record["op"], record["args"])
+                        entry = json.loads(line, object_hook=_decode)
+                        apply(LedgerRecord.from_buffer(entry["op"], entry["args"]))
                         applied += 1
                     except stop_on as exc:
                         stopped = exc

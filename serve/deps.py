@@ -75,7 +75,8 @@ def ledger_connection() -> Iterator[psycopg.Connection]:
         raise unavailable(f"metadata database unavailable: {type(exc).__name__}", exc) from None
 
 
-Ledger = Annotated[psycopg.Connection, Depends(ledger_connection)]
+# A request's ledger connection (not metadata.ledger.Ledger, the buffered writer of a run).
+LedgerConn = Annotated[psycopg.Connection, Depends(ledger_connection)]
 # Documents the key in the OpenAPI schema (Swagger's "Authorize" sends it); the check is ours.
 API_KEY_HEADER = APIKeyHeader(name=HEADER, auto_error=False)
 Settings = Annotated[ServeSettings, Depends(get_settings)]

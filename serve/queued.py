@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 from metadata.db import CONNECT_TIMEOUT_S
-from metadata.records import write
+from metadata.records import QueuedRunFailed, RunQueued, commit
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 
@@ -32,27 +31,12 @@ class QueuedRun:
 
     def __call__(self, run_id: str, flow_run_id: str | None = None) -> None:
         self.run_id = run_id
-        write(
-            self.conn,
-            "queue_run",
-            run_id=run_id,
-            orchestrator="prefect",
-            trigger="api",
-            target=self.target,
-            flow_run_id=flow_run_id,
-            at=datetime.now(UTC),
-        )
+        commit(self.conn, RunQueued(run_id, "prefect", "api", self.target, flow_run_id))
 
     def fail(self, reason: str, conn: psycopg.Connection | None = None) -> None:
         """Close the run as failed if it is still queued: it could not be started."""
         if self.run_id is not None:
-            write(
-                conn or self.conn,
-                "fail_queued",
-                run_id=self.run_id,
-                error=mask(reason),
-                at=datetime.now(UTC),
-            )
+            commit(conn or self.conn, QueuedRunFailed(self.run_id, mask(reason)))
 
     def watch(self, process: subprocess.Popen[bytes], log: Path) -> None:
         """Close the run as failed, in the background, if its process exits before it opened

@@ -22,7 +22,7 @@ ROOT = ("millpond.runtime", "millpond.cli")
 ALLOWED = {
     "ingest": set(),
     "metadata": set(),
-    "millpond.nodes": {"ingest"},
+    "millpond.nodes": {"ingest", "metadata"},
     "millpond.targets": {"ingest"},
     "flows": set(),
     "airflow_compat": set(),

@@ -336,6 +336,7 @@ def run_node_command(
     Served by the stack's warm node worker when `millpond run-start` started one on this
     machine (millpond.cli.warm), else run in this process."""
     config = load(config_path, target)
+    from metadata.records import RunStarted
     from millpond.cli.warm import client
     from millpond.core.graph import GraphError
     from millpond.nodes.dbt.runner import DbtError
@@ -352,7 +353,7 @@ def run_node_command(
     try:
         # The trigger is the open task's to record (`millpond run-start`); every node task
         # keeps the run's lease alive while it works (millpond.runtime.lifecycle).
-        ctx.ledger.start_run(run_id, orchestrator, None, config.target_name)
+        ctx.ledger.write(RunStarted(run_id, orchestrator, None, config.target_name))
         keep_alive(ctx)
         outcome = run_node(ctx, node_id, attempt)
     except (GraphError, DbtError) as exc:

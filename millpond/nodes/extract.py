@@ -11,6 +11,7 @@ from typing import Any
 
 from ingest.landing import LandingResult, land_table, table_state
 from ingest.rejections import record_rejections
+from metadata.records import PartitionLanded, Rejection, SourceState
 from millpond.core.graph import Node, policy
 from millpond.core.locks import file_lock
 from millpond.core.registry import (
@@ -69,19 +70,21 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     _report_rejections(scope, params, result, report)
     if result.manifest is not None:
         m = result.manifest
-        scope.ledger.record_partition(
-            params.source,
-            params.table,
-            m.partition_id,
-            m.sha256,
-            m.rows,
-            m.bytes,
-            dt.datetime.fromisoformat(m.landed_at),
-            scope.run_id,
+        scope.ledger.write(
+            PartitionLanded(
+                params.source,
+                params.table,
+                m.partition_id,
+                m.sha256,
+                m.rows,
+                m.bytes,
+                dt.datetime.fromisoformat(m.landed_at),
+                scope.run_id,
+            )
         )
         report.detail["partition"] = m.partition_id
         if m.cursor is not None:  # mirrored in the ledger once the partition is durable
-            scope.ledger.set_source_state(params.source, params.table, m.cursor)
+            scope.ledger.write(SourceState(params.source, params.table, m.cursor))
 
 
 def _report_rejections(
@@ -95,15 +98,17 @@ def _report_rejections(
     or the table's settings let it in."""
     record_rejections(scope.lake, params.source, params.table, scope.run_id, result.rejected)
     for rejection in result.rejected:
-        scope.ledger.record_rejection(
-            scope.run_id,
-            params.source,
-            params.table,
-            rejection.file,
-            rejection.fingerprint,
-            rejection.reason,
-            "rejected",
-            rejection.bad_rows,
+        scope.ledger.write(
+            Rejection(
+                scope.run_id,
+                params.source,
+                params.table,
+                rejection.file,
+                rejection.fingerprint,
+                rejection.reason,
+                "rejected",
+                rejection.bad_rows,
+            )
         )
     if result.rejected:
         report.detail["rejected_files"] = [
@@ -116,15 +121,17 @@ def _report_rejections(
         report.detail["quarantine"] = result.manifest.quarantine
         for landed in result.manifest.files:
             if landed.bad_rows:
-                scope.ledger.record_rejection(
-                    scope.run_id,
-                    params.source,
-                    params.table,
-                    landed.name,
-                    landed.sha256,
-                    f"{landed.bad_rows} bad rows quarantined",
-                    "quarantined",
-                    landed.bad_rows,
+                scope.ledger.write(
+                    Rejection(
+                        scope.run_id,
+                        params.source,
+                        params.table,
+                        landed.name,
+                        landed.sha256,
+                        f"{landed.bad_rows} bad rows quarantined",
+                        "quarantined",
+                        landed.bad_rows,
+                    )
                 )
 
 

@@ -17,6 +17,7 @@ import json
 import threading
 from typing import Any
 
+from metadata import reads
 from millpond.core.logs import logger
 
 # The publish node kind's registered name (`Node.kind` of the publish node): a run is published
@@ -47,7 +48,7 @@ class RunFingerprints:
         with self._lock:
             if self._known is None:
                 try:
-                    self._known = self.ledger.fingerprints(PUBLISH_KIND)
+                    self._known = reads.fingerprints(self.ledger, PUBLISH_KIND)
                 except Exception as exc:
                     logger.info(f"no fingerprints from the ledger ({exc}): rebuilding")
                     self._known = ({}, {})

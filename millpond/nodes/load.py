@@ -11,6 +11,8 @@ from typing import Any
 
 from ingest.lake import raw_table_name
 from ingest.rejections import rejections_of_run
+from metadata import reads
+from metadata.records import PartitionLanded, PartitionLoaded, RowCounts
 from millpond.core.graph import Node, policy
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
@@ -55,12 +57,12 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         partial = getattr(exc, "loaded", None)
         if partial is not None:
             for partition_id in partial.partitions:
-                scope.ledger.mark_partition_loaded(partition_id)
+                scope.ledger.write(PartitionLoaded(partition_id))
         raise
     for partition_id in loaded.partitions:
-        scope.ledger.mark_partition_loaded(partition_id)
+        scope.ledger.write(PartitionLoaded(partition_id))
     _record_unrecorded(scope, params, loaded.partitions)
-    scope.ledger.record_row_counts(scope.run_id, {loaded.relation: loaded.table_rows})
+    scope.ledger.write(RowCounts(scope.run_id, {loaded.relation: loaded.table_rows}))
     report.rows, report.bytes = loaded.rows, loaded.bytes
     report.detail = {"partitions": loaded.partitions, "table_rows": loaded.table_rows}
     rejected = rejections_of_run(scope.lake, params.source, params.table, scope.run_id)
@@ -79,7 +81,9 @@ def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[
     `loaded_at` stays NULL (or the partition unknown) for good, and every later run with
     nothing new still starts a flow to find nothing to load."""
     try:
-        recorded = {p for p, _ in scope.ledger.loaded_partitions(params.source, params.table)}
+        recorded = {
+            p for p, _ in reads.loaded_partitions(scope.ledger, params.source, params.table)
+        }
         held = scope.target.loaded_partitions(params.source, params.table)
     except Exception as exc:  # a ledger down or buffering: the next run reconciles
         logger.debug(f"cannot reconcile loaded partitions now ({exc})")
@@ -92,16 +96,25 @@ def _record_unrecorded(scope: NodeScope, params: SourceTable, just_loaded: list[
 def mark_loaded(ledger: Any, lake: Any, source: str, table: str, partition_ids: set[str]) -> int:
     """Mark these partitions of a table loaded in the ledger, recording first what their
     manifests say (a partition the ledger never heard of has no row that a bare
-    `mark_partition_loaded` could update). Shared by the load node and `millpond doctor`;
+    `PartitionLoaded` could update). Shared by the load node and `millpond doctor`;
     returns how many were marked."""
     marked = 0
     for m in lake.manifests(source, table):
         if m.partition_id in partition_ids:
             landed_at = dt.datetime.fromisoformat(m.landed_at)
-            ledger.record_partition(
-                m.source, m.table, m.partition_id, m.sha256, m.rows, m.bytes, landed_at, m.run_id
+            ledger.write(
+                PartitionLanded(
+                    m.source,
+                    m.table,
+                    m.partition_id,
+                    m.sha256,
+                    m.rows,
+                    m.bytes,
+                    landed_at,
+                    m.run_id,
+                )
             )
-            ledger.mark_partition_loaded(m.partition_id)
+            ledger.write(PartitionLoaded(m.partition_id))
             marked += 1
     return marked
 
@@ -117,16 +130,16 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     manifests) in the warehouse."""
     params: SourceTable = node.params
     landed = {(m.partition_id, m.sha256) for m in scope.lake.manifests(params.source, params.table)}
-    if landed != set(scope.ledger.loaded_partitions(params.source, params.table)):
+    if landed != set(reads.loaded_partitions(scope.ledger, params.source, params.table)):
         return None
     relation = next(p.removeprefix(RELATION) for p in node.provides if p.startswith(RELATION))
-    table_rows = scope.ledger.latest_row_count(relation)
+    table_rows = reads.latest_row_count(scope.ledger, relation)
     if table_rows is None:
         return None
 
     def settle(report: NodeReport) -> None:
         nothing_to_do(report)  # the raw relation's rows are recorded every run, as run() does
-        scope.ledger.record_row_counts(scope.run_id, {relation: table_rows})
+        scope.ledger.write(RowCounts(scope.run_id, {relation: table_rows}))
         report.detail["table_rows"] = table_rows
 
     return settle

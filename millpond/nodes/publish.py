@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metadata.records import Fingerprints
 from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
@@ -53,7 +54,7 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     report.rows = published.rows
     report.bytes = published.bytes
     report.detail = {"snapshot": published.location, "tables": published.tables}
-    scope.ledger.record_fingerprints(scope.run_id, {node.id: (_fingerprint(params), None)})
+    scope.ledger.write(Fingerprints(scope.run_id, {node.id: (_fingerprint(params), None)}))
 
 
 def _fingerprint(params: PublishParams) -> str:
@@ -81,7 +82,7 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
         return None
 
     def settle(report: NodeReport) -> None:
-        scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, None)})
+        scope.ledger.write(Fingerprints(scope.run_id, {node.id: (fingerprint, None)}))
         report.status = "unchanged"
         report.detail = {"unchanged": True}
         logger.info("nothing new to publish: readers keep the current snapshot")

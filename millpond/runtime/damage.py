@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metadata import reads
+from metadata.records import Fingerprints
 from millpond.core.logs import logger
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.runtime.context import RunContext
@@ -66,7 +68,7 @@ def _check(ctx: RunContext) -> WarehouseCheck:
     if not latest and latest is not None and not _known_loads(ctx) and not landed_anything(ctx):
         return WarehouseCheck()  # a first run: nothing was ever landed or built
     if latest:
-        ctx.ledger.record_fingerprints(ctx.run_id, {node: (None, None) for node in latest})
+        ctx.ledger.write(Fingerprints(ctx.run_id, {node: (None, None) for node in latest}))
     if latest is None:
         # The ledger cannot say what it believes now, and may answer later in the run:
         # this run rebuilds everything whatever it says then.
@@ -83,7 +85,7 @@ def _known_models(ctx: RunContext) -> list[str] | None:
     """Every node the ledger holds a fingerprint for (what it believes the warehouse holds);
     None when the ledger cannot be read."""
     try:
-        _, latest = ctx.ledger.fingerprints(PUBLISH_KIND)
+        _, latest = reads.fingerprints(ctx.ledger, PUBLISH_KIND)
     except Exception:
         return None
     return sorted(node for node, record in latest.items() if record[0] is not None)
@@ -103,7 +105,7 @@ def _known_loads(ctx: RunContext) -> bool:
     for name, source in ctx.config.sources.items():
         for table in source.table_names():
             try:
-                if ctx.ledger.loaded_partitions(name, table):
+                if reads.loaded_partitions(ctx.ledger, name, table):
                     return True
             except Exception:
                 return False

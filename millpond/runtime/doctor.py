@@ -28,6 +28,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from ingest.lake import Manifest
+from metadata import reads
+from metadata.records import Fingerprints, LakeAction, RunFinished, RunStarted
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.nodes.fingerprints import PUBLISH_KIND
@@ -83,7 +85,7 @@ def repair(ctx: RunContext, exam: Examination) -> None:
     under the repair; recorded in the ledger as a run."""
     if not any(f.fix for f in exam.findings):
         return
-    ctx.ledger.start_run(ctx.run_id, "doctor", "doctor", ctx.config.target_name)
+    ctx.ledger.write(RunStarted(ctx.run_id, "doctor", "doctor", ctx.config.target_name))
     with file_lock(ctx.config.locks_dir / "run.lock", "run", wait_seconds=60):
         # The lake first (a damaged partition would stop the warehouse's rebuild), the
         # warehouse before the ledger and the snapshots that are read from it.
@@ -97,11 +99,15 @@ def repair(ctx: RunContext, exam: Examination) -> None:
                 finding.failed = f"{type(exc).__name__}: {exc}"
                 logger.error(f"{finding.where}: repair failed: {finding.failed}")
     failed = [f for f in exam.findings if f.failed]
-    ctx.ledger.finish_run(
-        ctx.run_id,
-        "failed" if failed else "success",
-        error="; ".join(f"{f.where}: {f.failed}" for f in failed) or None,
-        summary={"repairs": [{"where": f.where, "done": f.done} for f in exam.findings if f.done]},
+    ctx.ledger.write(
+        RunFinished(
+            ctx.run_id,
+            "failed" if failed else "success",
+            error="; ".join(f"{f.where}: {f.failed}" for f in failed) or None,
+            summary={
+                "repairs": [{"where": f.where, "done": f.done} for f in exam.findings if f.done]
+            },
+        )
     )
 
 
@@ -154,8 +160,8 @@ def _rebuild_warehouse(ctx: RunContext, exam: Examination, set_aside: bool) -> s
 
 def _void_fingerprints(ctx: RunContext) -> None:
     """Every model rebuilt by the next run, whatever orchestrator runs it."""
-    _, latest = ctx.ledger.fingerprints(PUBLISH_KIND)
-    ctx.ledger.record_fingerprints(ctx.run_id, {node: (None, None) for node in latest})
+    _, latest = reads.fingerprints(ctx.ledger, PUBLISH_KIND)
+    ctx.ledger.write(Fingerprints(ctx.run_id, {node: (None, None) for node in latest}))
 
 
 # --- the lake -----------------------------------------------------------------------------
@@ -266,8 +272,10 @@ def _unregister(ctx: RunContext, source: str, table: str, partition_id: str) -> 
         was_loaded = ctx.target.drop_partition(source, table, partition_id)
     except Exception as exc:  # a damaged warehouse is rebuilt without it anyway
         logger.warning(f"{partition_id}: not taken out of the warehouse ({exc})")
-    ctx.ledger.record_lake_action(
-        "drop", partition_id, source, table, None, {"doctor": True, "was_loaded": was_loaded}
+    ctx.ledger.write(
+        LakeAction(
+            "drop", partition_id, source, table, None, {"doctor": True, "was_loaded": was_loaded}
+        )
     )
 
 
@@ -308,7 +316,7 @@ def _check_snapshots(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> 
 def _published(ctx: RunContext) -> bool:
     """Whether the ledger says some run published (then `current` must exist)."""
     try:
-        return bool(ctx.ledger.fingerprints(PUBLISH_KIND)[0])
+        return bool(reads.fingerprints(ctx.ledger, PUBLISH_KIND)[0])
     except Exception:
         return False
 
@@ -332,7 +340,7 @@ def _remove_orphan(ctx: RunContext, path: Path) -> str:
 def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> None:
     ledger = ctx.ledger
     try:
-        running = ledger.running_runs()
+        running = reads.running_runs(ledger)
     except Exception as exc:
         exam.findings.append(Finding("ledger", LEDGER_WHERE, f"unreachable ({exc})", ""))
         return
@@ -354,7 +362,7 @@ def _check_ledger(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> Non
     for source, table in tables_of(ctx, None):
         manifests, _ = ctx.lake.scan(source, table)
         landed = {m.partition_id: m.sha256 for m in manifests}
-        marked = dict(ledger.loaded_partitions(source, table))
+        marked = dict(reads.loaded_partitions(ledger, source, table))
         registered = ctx.target.loaded_partitions(source, table) & set(landed)
         unmarked = sorted(registered - set(marked))
         if unmarked:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from metadata.records import NodeFinished, NodeStarted, RunStarted
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
@@ -63,7 +64,7 @@ def run_node(
     (millpond.runtime.nothing_new)."""
     node = ctx.graph.node(node_id)
     with node_context(ctx.run_id, node_id):
-        ctx.ledger.node_started(ctx.run_id, node_id, node.kind, attempt)
+        ctx.ledger.write(NodeStarted(ctx.run_id, node_id, node.kind, attempt))
         started = time.perf_counter()
         outcome = NodeOutcome(node_id, "running", attempt)
         retryable = True
@@ -86,15 +87,17 @@ def run_node(
         finally:
             ctx.running.discard(node_id)
         outcome.duration_ms = int((time.perf_counter() - started) * 1000)
-        ctx.ledger.node_finished(
-            ctx.run_id,
-            node_id,
-            attempt,
-            outcome.status,
-            outcome.duration_ms,
-            rows=outcome.rows,
-            bytes=outcome.bytes,
-            error=outcome.error,
+        ctx.ledger.write(
+            NodeFinished(
+                ctx.run_id,
+                node_id,
+                attempt,
+                outcome.status,
+                outcome.duration_ms,
+                rows=outcome.rows,
+                bytes=outcome.bytes,
+                error=outcome.error,
+            )
         )
         ctx.outcomes[node_id] = outcome
         if ctx.on_node_done:
@@ -111,8 +114,8 @@ def skip_node(ctx: RunContext, node_id: str, reason: str) -> None:
     outcome = NodeOutcome(node_id, "skipped", 0, error=reason)
     with node_context(ctx.run_id, node_id):
         logger.warning(f"skipped: {reason}")
-        ctx.ledger.node_started(ctx.run_id, node_id, node.kind, 0)
-        ctx.ledger.node_finished(ctx.run_id, node_id, 0, "skipped", 0, error=reason)
+        ctx.ledger.write(NodeStarted(ctx.run_id, node_id, node.kind, 0))
+        ctx.ledger.write(NodeFinished(ctx.run_id, node_id, 0, "skipped", 0, error=reason))
     ctx.outcomes[node_id] = outcome
     if ctx.on_node_done:
         ctx.on_node_done(outcome)
@@ -165,7 +168,9 @@ class _FlowHooks:
 
     def flow_started(self, flow_run_id: str) -> None:
         self.ctx.flow_run_id = flow_run_id
-        self.ctx.ledger.start_run(self.ctx.run_id, self.ctx.orchestrator, None, None, flow_run_id)
+        self.ctx.ledger.write(
+            RunStarted(self.ctx.run_id, self.ctx.orchestrator, None, None, flow_run_id)
+        )
 
 
 def run_with_prefect(

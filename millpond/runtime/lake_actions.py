@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ingest.lake import Manifest
 from ingest.replay import PartitionNotFound, PartitionRef, delete_partition, reland_partition
+from metadata.records import LakeAction, PartitionLanded
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.core.registry import SOURCES, SourceItem, TableState
@@ -135,7 +136,7 @@ def drop(ctx: RunContext, partition_id: str) -> Manifest | None:
     else:
         detail["damage"] = broken.reason if broken else "folder gone from the lake"
     rows = manifest.rows if manifest else None
-    ctx.ledger.record_lake_action("drop", partition_id, ref.source, ref.table, rows, detail)
+    ctx.ledger.write(LakeAction("drop", partition_id, ref.source, ref.table, rows, detail))
     return manifest
 
 
@@ -190,21 +191,23 @@ def _backfill_one(
     ctx.target.drop_partition(source, table, manifest.partition_id)
     if manifest.files and all(items):
         again = reland_partition(ctx.lake, manifest, [i for i in items if i is not None])
-        ctx.ledger.record_partition(
-            source,
-            table,
-            again.partition_id,
-            again.sha256,
-            again.rows,
-            again.bytes,
-            dt.datetime.fromisoformat(again.landed_at),
-            again.run_id,
+        ctx.ledger.write(
+            PartitionLanded(
+                source,
+                table,
+                again.partition_id,
+                again.sha256,
+                again.rows,
+                again.bytes,
+                dt.datetime.fromisoformat(again.landed_at),
+                again.run_id,
+            )
         )
         action, rows = "reland", again.rows
     else:
         action, rows = "replay", manifest.rows
     logger.info(f"{manifest.partition_id}: {action} ({rows:,} rows)")
-    ctx.ledger.record_lake_action(action, manifest.partition_id, source, table, rows)
+    ctx.ledger.write(LakeAction(action, manifest.partition_id, source, table, rows))
     return BackfillStep(action, manifest.partition_id, rows)
 
 

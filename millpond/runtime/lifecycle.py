@@ -19,7 +19,7 @@ Two kinds of lease:
 A run is opened in the ledger before the slow parts of its start (Prefect server, dbt parse),
 so a run that dies while starting leaves a row that the next start closes. A run asked for
 through `POST /runs`, the schedule or the Prefect UI is `queued` before that, from the moment
-it is asked for (`queue_run`): a queued run that no process claimed within
+it is asked for (`RunQueued`): a queued run that no process claimed within
 `QUEUED_EXPIRY_SECONDS` (its flow run never started) is abandoned the same way, and one that
 cannot start is closed `failed` with the reason (`fail_start`), webhooks included.
 
@@ -37,7 +37,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from metadata import reads
 from metadata.ledger import Ledger, LedgerUnavailableError
+from metadata.records import (
+    LeaseClaimed,
+    LeaseHeartbeat,
+    RunAbandoned,
+    RunFinished,
+    RunQueued,
+    RunStarted,
+)
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
 from millpond.core.masking import mask
@@ -100,7 +109,7 @@ def lease_gone(run: dict[str, Any], host: str, now: datetime, task_expiry: float
 def close_dead_runs(ctx: RunContext) -> list[dict[str, Any]]:
     """Close every other `running` run whose lease is gone as `abandoned`; returns them."""
     try:
-        running = ctx.ledger.running_runs()
+        running = reads.running_runs(ctx.ledger)
     except LedgerUnavailableError:
         return []  # the ledger is buffering: nothing to compare leases with
     host, now, expiry = this_host(), datetime.now(UTC), task_lease_expiry(ctx.config)
@@ -108,7 +117,7 @@ def close_dead_runs(ctx: RunContext) -> list[dict[str, Any]]:
     for run in running:
         reason = None if run["run_id"] == ctx.run_id else lease_gone(run, host, now, expiry)
         if reason:
-            ctx.ledger.abandon_run(run["run_id"], f"abandoned: {reason}")
+            ctx.ledger.write(RunAbandoned(run["run_id"], f"abandoned: {reason}"))
             logger.warning(f"closed run {run['run_id']} as abandoned: {reason}")
             closed.append(run)
     return closed
@@ -150,7 +159,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if self.ledger.heartbeat(self.run_id) is False:
+                if self.ledger.try_write(LeaseHeartbeat(self.run_id)) is False:
                     return  # the run was closed: nothing left to keep alive
             except Exception as exc:  # a heartbeat must never take the run down
                 logger.debug(f"heartbeat failed: {exc}")
@@ -161,7 +170,7 @@ def keep_alive(ctx: RunContext) -> Heartbeat:
     (once per context: a second call returns the same heartbeat)."""
 
     def start() -> Heartbeat:
-        ctx.ledger.heartbeat(ctx.run_id)
+        ctx.ledger.try_write(LeaseHeartbeat(ctx.run_id))
         return Heartbeat(ctx.ledger, ctx.run_id).start()
 
     return ctx.resource("heartbeat", start)
@@ -174,8 +183,8 @@ def open_run(ctx: RunContext, trigger: str | None, *, process: bool = True) -> l
     `process=False` is the task lease of an orchestrator whose tasks are separate short
     processes (Airflow): no pid, the heartbeat alone says the run is alive."""
     abandoned = close_dead_runs(ctx)
-    ctx.ledger.start_run(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name)
-    ctx.ledger.claim_lease(ctx.run_id, this_host(), os.getpid() if process else None)
+    ctx.ledger.write(RunStarted(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name))
+    ctx.ledger.write(LeaseClaimed(ctx.run_id, this_host(), os.getpid() if process else None))
     if process:
         keep_alive(ctx)
     return abandoned
@@ -185,10 +194,10 @@ def queue_run(ctx: RunContext, trigger: str | None) -> None:
     """Record the run as asked for (`queued`), with this process's lease, before anything
     that can fail or wait (the run lock, the graph): a run waiting behind another one shows
     as queued, and one whose process dies is abandoned by the next start."""
-    ctx.ledger.queue_run(
-        ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name, ctx.flow_run_id
+    ctx.ledger.write(
+        RunQueued(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name, ctx.flow_run_id)
     )
-    ctx.ledger.claim_lease(ctx.run_id, this_host(), os.getpid())
+    ctx.ledger.write(LeaseClaimed(ctx.run_id, this_host(), os.getpid()))
     keep_alive(ctx)
 
 
@@ -205,7 +214,7 @@ def close_run(
     rows and the same duration, the ledger's (from its start to the end recorded here, which
     is what `/runs/{id}` serves as `duration_ms`). Returns the summary recorded."""
     at = datetime.now(UTC)
-    started = ledger.run_started_at(run_id)
+    started = reads.run_started_at(ledger, run_id)
     duration_ms = None if started is None else _milliseconds(at - started)
     summary: dict[str, Any] = {"nodes": {o.node_id: o.status for o in outcomes}, "rows": rows}
     warnings = [f"{o.node_id}: {w}" for o in outcomes for w in (o.detail or {}).get("warnings", [])]
@@ -214,7 +223,7 @@ def close_run(
     summary.update(
         notify_run(config, run_id, status, error, outcomes, rows=rows, duration_ms=duration_ms)
     )
-    ledger.finish_run(run_id, status, error=error, summary=summary, at=at)
+    ledger.write(RunFinished(run_id, status, error=error, summary=summary, at=at))
     return summary
 
 

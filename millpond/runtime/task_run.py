@@ -10,7 +10,9 @@ still `running` had its process killed (a timeout, a lost worker) and is recorde
 
 from __future__ import annotations
 
+from metadata import reads
 from metadata.ledger import LedgerUnavailableError
+from metadata.records import NodeFinished
 from millpond.runtime.context import RunContext
 from millpond.runtime.damage import check_warehouse
 from millpond.runtime.execute import NodeOutcome, finish_run, skip_node
@@ -30,7 +32,7 @@ def open_task_run(ctx: RunContext, run_type: str) -> None:
 def close_task_run(ctx: RunContext) -> str:
     """Close the run from the ledger's node records; returns its status."""
     try:
-        latest = ctx.ledger.latest_attempts(ctx.run_id)
+        latest = reads.latest_attempts(ctx.ledger, ctx.run_id)
     except LedgerUnavailableError as exc:
         return finish_run(ctx, f"cannot read the nodes' outcomes: {exc}")
     for node in ctx.graph.nodes:
@@ -49,8 +51,10 @@ def close_task_run(ctx: RunContext) -> str:
         )
         if outcome.status in ("running", "abandoned"):
             outcome.status, outcome.error = "failed", outcome.error or KILLED
-            ctx.ledger.node_finished(
-                ctx.run_id, node.id, outcome.attempt, "failed", None, error=outcome.error
+            ctx.ledger.write(
+                NodeFinished(
+                    ctx.run_id, node.id, outcome.attempt, "failed", None, error=outcome.error
+                )
             )
         ctx.outcomes[node.id] = outcome
     return finish_run(ctx)

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from metadata.buffer import buffer_path
 from metadata.db import migrate, resolve_url
 from metadata.ledger import Ledger
+from metadata.records import RunQueued
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.config_file import DEFAULT_CONFIG_FILE, ConfigError, interpolate
 from millpond.core.config_loading import apply_env_overrides, load_config
@@ -154,6 +155,6 @@ def record_unstartable(
         logger.warning(f"metadata database unavailable, buffering records: {mask(str(exc))}")
     with Ledger(url, buffer_path(config.state, url)) as ledger:
         ledger.flush_buffer()
-        ledger.queue_run(run_id, "prefect", trigger, None, flow_run_id)
+        ledger.write(RunQueued(run_id, "prefect", trigger, None, flow_run_id))
         close_run(config, ledger, run_id, "failed", message, [], 0)
     return True

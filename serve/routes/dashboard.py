@@ -7,13 +7,13 @@ from fastapi.responses import HTMLResponse
 
 from millpond.core.config import MillpondConfig
 from serve.dashboard import render
-from serve.deps import Ledger, Settings, stack_config
+from serve.deps import LedgerConn, Settings, stack_config
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(
-    conn: Ledger, settings: Settings, config: MillpondConfig = Depends(stack_config)
+    conn: LedgerConn, settings: Settings, config: MillpondConfig = Depends(stack_config)
 ) -> HTMLResponse:
     return HTMLResponse(render(conn, config.project, logout=bool(settings.keys)))

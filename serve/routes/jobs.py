@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from metadata import queries
-from serve.deps import Ledger
+from serve.deps import LedgerConn
 from serve.schemas import NodeRun
 
 router = APIRouter(tags=["runs"])
 
 
 @router.get("/jobs", response_model=list[NodeRun])
-def jobs(conn: Ledger) -> list[dict[str, Any]]:
+def jobs(conn: LedgerConn) -> list[dict[str, Any]]:
     """Each node's most recent attempt (its latest run, highest attempt)."""
     return queries.job_status(conn)

@@ -12,7 +12,7 @@ from metadata import queries
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from serve import prefect_trigger, trigger
-from serve.deps import ApiKey, Ledger, Settings, stack_config
+from serve.deps import ApiKey, LedgerConn, Settings, stack_config
 from serve.queued import QueuedRun
 from serve.schemas import (
     NodeRun,
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 @router.get("", response_model=RunPage)
 def list_runs(
-    conn: Ledger,
+    conn: LedgerConn,
     status: RunStatus | None = None,
     since: Annotated[dt.datetime | None, Query(description="runs started at or after")] = None,
     until: Annotated[dt.datetime | None, Query(description="runs started before")] = None,
@@ -44,7 +44,7 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses={404: {"description": "no such run"}})
-def get_run(conn: Ledger, run_id: str) -> dict[str, Any]:
+def get_run(conn: LedgerConn, run_id: str) -> dict[str, Any]:
     """One run with its tests and row counts."""
     run = queries.get_run(conn, run_id)
     if run is None:
@@ -59,7 +59,7 @@ def get_run(conn: Ledger, run_id: str) -> dict[str, Any]:
     response_model=list[NodeRun],
     responses={404: {"description": "no such run"}},
 )
-def run_nodes(conn: Ledger, run_id: str) -> list[dict[str, Any]]:
+def run_nodes(conn: LedgerConn, run_id: str) -> list[dict[str, Any]]:
     """Every attempt of every node of the run."""
     if queries.get_run(conn, run_id) is None:
         raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
@@ -73,7 +73,7 @@ def run_nodes(conn: Ledger, run_id: str) -> list[dict[str, Any]]:
     dependencies=[ApiKey],
     responses={409: {"model": RunningConflict, "description": "a run is already running"}},
 )
-def trigger_run(conn: Ledger, settings: Settings, request: RunRequest | None = None) -> Any:
+def trigger_run(conn: LedgerConn, settings: Settings, request: RunRequest | None = None) -> Any:
     """Start a run; returns its run id at once (poll `GET /runs/{run_id}`).
 
     Through the Prefect deployment when `millpond ui` serves it (a flow run of the deployment,

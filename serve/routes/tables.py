@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from metadata import queries
-from serve.deps import Ledger
+from serve.deps import LedgerConn
 from serve.schemas import TableHistory
 
 router = APIRouter(tags=["runs"])
@@ -26,7 +26,7 @@ def group_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @router.get("/tables", response_model=list[TableHistory])
 def tables(
-    conn: Ledger,
+    conn: LedgerConn,
     relation: str | None = None,
     runs: Annotated[int, Query(ge=1, le=1000, description="how many recent runs")] = 50,
 ) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from metadata import queries
-from serve.deps import Ledger
+from serve.deps import LedgerConn
 from serve.schemas import TestResult
 
 router = APIRouter(tags=["runs"])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["runs"])
 
 @router.get("/tests", response_model=list[TestResult])
 def tests(
-    conn: Ledger,
+    conn: LedgerConn,
     status: Literal["pass", "fail", "warn", "error", "skipped"] | None = None,
     test: str | None = None,
     runs: Annotated[int, Query(ge=1, le=1000, description="how many recent runs")] = 20,

@@ -113,13 +113,14 @@ def publish_by_hand(state: Path, rows: int = 50) -> Path:
 def fill_ledger(url: str, buffer: Path) -> None:
     from metadata.db import migrate
     from metadata.ledger import Ledger
+    from metadata.records import RunAbandoned, RunFinished, RunStarted
 
     migrate(url)
     ledger = Ledger(url, buffer)
-    ledger.start_run("20261201T000000Z-ok", "prefect", "cli", "duckdb")
-    ledger.finish_run("20261201T000000Z-ok", "success")
-    ledger.start_run("20261202T000000Z-dead", "prefect", "schedule", "duckdb")
-    ledger.abandon_run("20261202T000000Z-dead", "abandoned: its process died")
+    ledger.write(RunStarted("20261201T000000Z-ok", "prefect", "cli", "duckdb"))
+    ledger.write(RunFinished("20261201T000000Z-ok", "success"))
+    ledger.write(RunStarted("20261202T000000Z-dead", "prefect", "schedule", "duckdb"))
+    ledger.write(RunAbandoned("20261202T000000Z-dead", "abandoned: its process died"))
     ledger.close()
 
 

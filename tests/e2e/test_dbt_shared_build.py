@@ -85,10 +85,11 @@ def context(root: Path, env: dict[str, str], run_id: str, **fields: Any) -> Any:
 def run_node_by_node(root: Path, url: str, run_id: str, **fields: Any) -> Any:
     """The Airflow way, in this process: one node at a time, each dbt node its own build;
     a node whose upstream did not succeed is skipped, as the DAG's trigger rule does."""
+    from metadata.records import RunStarted
     from millpond.runtime.execute import NodeFailed, finish_run, run_node, skip_node
 
     ctx = context(root, {"MILLPOND_METADATA__URL": url}, run_id, orchestrator="airflow", **fields)
-    ctx.ledger.start_run(run_id, "airflow", "manual", ctx.config.target_name)
+    ctx.ledger.write(RunStarted(run_id, "airflow", "manual", ctx.config.target_name))
     for node in ctx.graph.nodes:
         bad = [u for u in node.upstream if ctx.outcomes[u].status in ("failed", "skipped")]
         if bad:

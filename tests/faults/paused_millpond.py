@@ -45,6 +45,20 @@ def _once(folder: Path, point: str) -> Any:
     return pause
 
 
+def pause_before_writing(kind: type, pause: Any) -> None:
+    """Hold the process before the ledger's writer writes (or buffers) a record of a kind."""
+    from metadata.ledger import Ledger
+
+    write = Ledger.write
+
+    def paused_write(self: Ledger, record: Any) -> bool:
+        if isinstance(record, kind):
+            pause()
+        return write(self, record)
+
+    Ledger.write = paused_write  # type: ignore[method-assign]
+
+
 def install(point: str, folder: Path) -> None:
     pause = _once(folder, point)
     if point == "landing":
@@ -59,15 +73,9 @@ def install(point: str, folder: Path) -> None:
 
         Lake.write_text_atomic = write_manifest  # type: ignore[method-assign]
     elif point == "landed":
-        from metadata.ledger import Ledger
+        from metadata.records import PartitionLanded
 
-        record = Ledger.record_partition
-
-        def record_partition(self: Ledger, *args: Any, **kwargs: Any) -> Any:
-            pause()
-            return record(self, *args, **kwargs)
-
-        Ledger.record_partition = record_partition  # type: ignore[method-assign]
+        pause_before_writing(PartitionLanded, pause)
     elif point == "load":
         from millpond.targets.duckdb import raw
 
@@ -79,15 +87,9 @@ def install(point: str, folder: Path) -> None:
 
         raw._recreate_view = recreate_view
     elif point == "loaded":
-        from metadata.ledger import Ledger
+        from metadata.records import PartitionLoaded
 
-        mark = Ledger.mark_partition_loaded
-
-        def mark_loaded(self: Ledger, *args: Any, **kwargs: Any) -> bool:
-            pause()
-            return mark(self, *args, **kwargs)
-
-        Ledger.mark_partition_loaded = mark_loaded  # type: ignore[method-assign]
+        pause_before_writing(PartitionLoaded, pause)
     elif point == "dbt":
         from millpond.nodes.dbt import runner
 

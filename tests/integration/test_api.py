@@ -11,6 +11,7 @@ from serve_helpers import api_over
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
+from metadata.records import DataTestResults, NodeFinished, NodeStarted, RunFinished, RunStarted
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +22,13 @@ def client(
 ) -> Iterator[TestClient]:
     migrate(machine_pg)
     ledger = Ledger(machine_pg, tmp_path / "buffer.jsonl")
-    ledger.start_run("r1", "prefect", "cli", "duckdb")
-    ledger.node_started("r1", "load.erp.orders", "load", 1)
-    ledger.node_finished("r1", "load.erp.orders", 1, "success", 120, rows=15000, bytes=5)
-    ledger.record_test_results(
-        "r1", "dbt.fct_orders", [{"test": "t1", "status": "fail", "failures": 3}]
+    ledger.write(RunStarted("r1", "prefect", "cli", "duckdb"))
+    ledger.write(NodeStarted("r1", "load.erp.orders", "load", 1))
+    ledger.write(NodeFinished("r1", "load.erp.orders", 1, "success", 120, rows=15000, bytes=5))
+    ledger.write(
+        DataTestResults("r1", "dbt.fct_orders", [{"test": "t1", "status": "fail", "failures": 3}])
     )
-    ledger.finish_run("r1", "failed", error="failed nodes: dbt.fct_orders")
+    ledger.write(RunFinished("r1", "failed", error="failed nodes: dbt.fct_orders"))
     ledger.close()
     with api_over(machine_pg, tmp_path, monkeypatch) as test_client:
         yield test_client

@@ -13,6 +13,14 @@ from serve_helpers import api_over
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
+from metadata.records import (
+    DataTestResults,
+    NodeFinished,
+    NodeStarted,
+    RowCounts,
+    RunFinished,
+    RunStarted,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +30,27 @@ def fill(url: str, buffer: Path) -> None:
     ledger = Ledger(url, buffer)
     for i, status in enumerate(["success", "success", "failed"]):
         run = f"2026112{i}T060000Z-00000{i}"
-        ledger.start_run(run, "prefect", "schedule", "duckdb")
-        ledger.node_started(run, "load.erp.orders", "load", 1)
-        ledger.node_finished(run, "load.erp.orders", 1, "success", 100 + i, rows=1000 * (i + 1))
-        ledger.node_started(run, "dbt.fct_orders", "dbt", 1)
+        ledger.write(RunStarted(run, "prefect", "schedule", "duckdb"))
+        ledger.write(NodeStarted(run, "load.erp.orders", "load", 1))
+        ledger.write(
+            NodeFinished(run, "load.erp.orders", 1, "success", 100 + i, rows=1000 * (i + 1))
+        )
+        ledger.write(NodeStarted(run, "dbt.fct_orders", "dbt", 1))
         failed = status == "failed"
-        ledger.node_finished(
-            run, "dbt.fct_orders", 1, status, 2000, error="boom" if failed else None
+        ledger.write(
+            NodeFinished(run, "dbt.fct_orders", 1, status, 2000, error="boom" if failed else None)
         )
-        ledger.record_row_counts(run, {"marts.fct_orders": 500 * (i + 1)})
-        ledger.record_test_results(
-            run, "dbt.fct_orders", [{"test": "t_unique", "status": "fail" if failed else "pass"}]
+        ledger.write(RowCounts(run, {"marts.fct_orders": 500 * (i + 1)}))
+        ledger.write(
+            DataTestResults(
+                run,
+                "dbt.fct_orders",
+                [{"test": "t_unique", "status": "fail" if failed else "pass"}],
+            )
         )
-        ledger.finish_run(run, status, error="failed nodes: dbt.fct_orders" if failed else None)
+        ledger.write(
+            RunFinished(run, status, error="failed nodes: dbt.fct_orders" if failed else None)
+        )
     ledger.close()
 
 
@@ -121,7 +137,7 @@ def test_a_second_trigger_while_a_run_holds_the_lock_is_409(client: TestClient) 
     with open(lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         ledger = Ledger(str(get_stack_config().metadata.url), lock.parent / "b.jsonl")
-        ledger.start_run("20261128T000000Z-running", "prefect", "cli", "duckdb")
+        ledger.write(RunStarted("20261128T000000Z-running", "prefect", "cli", "duckdb"))
         ledger.close()
         response = client.post("/runs")
     assert response.status_code == 409

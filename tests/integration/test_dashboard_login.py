@@ -16,6 +16,7 @@ from conftest import REPO, chromium_driver, free_port
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
+from metadata.records import NodeFinished, NodeStarted, RowCounts, RunFinished, RunStarted
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,13 @@ def fill(url: str, buffer: Path) -> None:
     ledger = Ledger(url, buffer)
     for i in range(3):
         run = f"2026112{i}T060000Z-00000{i}"
-        ledger.start_run(run, "prefect", "schedule", "duckdb")
-        ledger.node_started(run, "load.erp.orders", "load", 1)
-        ledger.node_finished(run, "load.erp.orders", 1, "success", 100 + i, rows=1000 * (i + 1))
-        ledger.record_row_counts(run, {"marts.fct_orders": 500 * (i + 1)})
-        ledger.finish_run(run, "success")
+        ledger.write(RunStarted(run, "prefect", "schedule", "duckdb"))
+        ledger.write(NodeStarted(run, "load.erp.orders", "load", 1))
+        ledger.write(
+            NodeFinished(run, "load.erp.orders", 1, "success", 100 + i, rows=1000 * (i + 1))
+        )
+        ledger.write(RowCounts(run, {"marts.fct_orders": 500 * (i + 1)}))
+        ledger.write(RunFinished(run, "success"))
     ledger.close()
 
 

@@ -22,10 +22,21 @@ import pytest
 from conftest import captured_warnings, database_url
 from pg_helpers import refusing
 
-from metadata import queries
+from metadata import queries, reads
 from metadata.db import connect, current_revision, head_revision, migrate, resolve_url
 from metadata.embedded import is_running, stop_embedded
 from metadata.ledger import Ledger, LedgerUnavailableError
+from metadata.records import (
+    DataTestResults,
+    NodeFinished,
+    NodeStarted,
+    PartitionLanded,
+    PartitionLoaded,
+    RowCounts,
+    RunFinished,
+    RunStarted,
+    SourceState,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,19 +127,26 @@ def test_concurrent_migrations_from_several_processes(pg_server: str) -> None:
 
 def test_full_run_lifecycle(ledger: Ledger, conn) -> None:
     run_id = new_id()
-    assert ledger.start_run(run_id, "prefect", "manual", "dev", flow_run_id="flow-1")
-    ledger.node_started(run_id, "ingest.orders", "ingest", 1)
-    ledger.node_finished(run_id, "ingest.orders", 1, "success", 1500, rows=100, bytes=4096)
-    ledger.node_started(run_id, "model.stg_orders", "dbt_model", 1)
-    ledger.node_finished(run_id, "model.stg_orders", 1, "success", 300, rows=100)
-    ledger.record_row_counts(run_id, {"stg_orders": 100, "fct_sales": 42})
-    ledger.record_test_results(
-        run_id,
-        "model.stg_orders",
-        [
-            {"test": "not_null_stg_orders_id", "status": "pass", "failures": 0},
-            {"test": "unique_stg_orders_id", "status": "fail", "failures": 3, "message": "dups"},
-        ],
+    assert ledger.write(RunStarted(run_id, "prefect", "manual", "dev", flow_run_id="flow-1"))
+    ledger.write(NodeStarted(run_id, "ingest.orders", "ingest", 1))
+    ledger.write(NodeFinished(run_id, "ingest.orders", 1, "success", 1500, rows=100, bytes=4096))
+    ledger.write(NodeStarted(run_id, "model.stg_orders", "dbt_model", 1))
+    ledger.write(NodeFinished(run_id, "model.stg_orders", 1, "success", 300, rows=100))
+    ledger.write(RowCounts(run_id, {"stg_orders": 100, "fct_sales": 42}))
+    ledger.write(
+        DataTestResults(
+            run_id,
+            "model.stg_orders",
+            [
+                {"test": "not_null_stg_orders_id", "status": "pass", "failures": 0},
+                {
+                    "test": "unique_stg_orders_id",
+                    "status": "fail",
+                    "failures": 3,
+                    "message": "dups",
+                },
+            ],
+        )
     )
 
     running = queries.get_run(conn, run_id)
@@ -136,7 +154,9 @@ def test_full_run_lifecycle(ledger: Ledger, conn) -> None:
     assert running["status"] == "running"
     assert running["finished_at"] is None
 
-    ledger.finish_run(run_id, "failed", error="1 test failed", summary={"nodes": 2, "tests": 2})
+    ledger.write(
+        RunFinished(run_id, "failed", error="1 test failed", summary={"nodes": 2, "tests": 2})
+    )
 
     run = queries.get_run(conn, run_id)
     assert run is not None
@@ -179,9 +199,9 @@ def test_full_run_lifecycle(ledger: Ledger, conn) -> None:
 
 def test_newest_run_is_listed_first(ledger: Ledger, conn) -> None:
     older, newer = new_id(), new_id()
-    ledger.start_run(older, "cli", "manual", "dev")
+    ledger.write(RunStarted(older, "cli", "manual", "dev"))
     time.sleep(0.01)
-    ledger.start_run(newer, "cli", "manual", "dev")
+    ledger.write(RunStarted(newer, "cli", "manual", "dev"))
     listed = [r["run_id"] for r in queries.list_runs(conn, limit=2)]
     assert listed == [newer, older]
     assert queries.get_run(conn, "no-such-run") is None
@@ -189,17 +209,21 @@ def test_newest_run_is_listed_first(ledger: Ledger, conn) -> None:
 
 def test_resent_records_do_not_duplicate_or_overwrite(ledger: Ledger, conn) -> None:
     run_id = new_id()
-    ledger.start_run(run_id, "airflow", "schedule", "prod")
-    ledger.start_run(run_id, "cli", "manual", "dev")  # second start changes nothing
-    ledger.node_started(run_id, "model.a", "dbt_model", 1)
-    ledger.node_started(run_id, "model.a", "dbt_model", 1)
-    ledger.node_finished(run_id, "model.a", 1, "success", 10, rows=5)
-    ledger.node_finished(run_id, "model.a", 1, "success", 10, rows=5)
-    ledger.node_started(run_id, "model.a", "dbt_model", 1)  # late re-send after the finish
-    ledger.record_row_counts(run_id, {"a": 5})
-    ledger.record_row_counts(run_id, {"a": 6})
-    ledger.record_test_results(run_id, "model.a", [{"test": "t", "status": "fail", "failures": 1}])
-    ledger.record_test_results(run_id, "model.a", [{"test": "t", "status": "pass", "failures": 0}])
+    ledger.write(RunStarted(run_id, "airflow", "schedule", "prod"))
+    ledger.write(RunStarted(run_id, "cli", "manual", "dev"))  # second start changes nothing
+    ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1))
+    ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1))
+    ledger.write(NodeFinished(run_id, "model.a", 1, "success", 10, rows=5))
+    ledger.write(NodeFinished(run_id, "model.a", 1, "success", 10, rows=5))
+    ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1))  # late re-send after the finish
+    ledger.write(RowCounts(run_id, {"a": 5}))
+    ledger.write(RowCounts(run_id, {"a": 6}))
+    ledger.write(
+        DataTestResults(run_id, "model.a", [{"test": "t", "status": "fail", "failures": 1}])
+    )
+    ledger.write(
+        DataTestResults(run_id, "model.a", [{"test": "t", "status": "pass", "failures": 0}])
+    )
 
     run = queries.get_run(conn, run_id)
     assert run is not None
@@ -213,12 +237,12 @@ def test_resent_records_do_not_duplicate_or_overwrite(ledger: Ledger, conn) -> N
 
 def test_node_started_creates_its_run(ledger: Ledger, conn) -> None:
     run_id = new_id()
-    ledger.node_started(run_id, "model.a", "dbt_model", 1)
+    ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1))
     run = queries.get_run(conn, run_id)
     assert run is not None
     assert run["status"] == "running"
 
-    ledger.start_run(run_id, "airflow", "schedule", "prod", flow_run_id="dag-run-7")
+    ledger.write(RunStarted(run_id, "airflow", "schedule", "prod", flow_run_id="dag-run-7"))
     run = queries.get_run(conn, run_id)
     assert run is not None
     assert run["orchestrator"] == "airflow"
@@ -228,12 +252,12 @@ def test_node_started_creates_its_run(ledger: Ledger, conn) -> None:
 def test_retry_and_job_status(ledger: Ledger, conn) -> None:
     node = f"model.{uuid.uuid4().hex[:6]}"
     first = new_id()
-    ledger.start_run(first, "prefect", "manual", "dev")
-    ledger.node_started(first, node, "dbt_model", 1)
-    ledger.node_finished(first, node, 1, "failed", 20, error="connection reset")
-    ledger.node_started(first, node, "dbt_model", 2)
-    ledger.node_finished(first, node, 2, "success", 25, rows=7)
-    ledger.finish_run(first, "success")
+    ledger.write(RunStarted(first, "prefect", "manual", "dev"))
+    ledger.write(NodeStarted(first, node, "dbt_model", 1))
+    ledger.write(NodeFinished(first, node, 1, "failed", 20, error="connection reset"))
+    ledger.write(NodeStarted(first, node, "dbt_model", 2))
+    ledger.write(NodeFinished(first, node, 2, "success", 25, rows=7))
+    ledger.write(RunFinished(first, "success"))
 
     attempts = queries.run_nodes(conn, first)
     assert [(n["attempt"], n["status"]) for n in attempts] == [(1, "failed"), (2, "success")]
@@ -247,29 +271,29 @@ def test_retry_and_job_status(ledger: Ledger, conn) -> None:
 
     time.sleep(0.01)
     second = new_id()
-    ledger.start_run(second, "prefect", "schedule", "dev")
-    ledger.node_started(second, node, "dbt_model", 1)
-    ledger.node_finished(second, node, 1, "skipped", 0)
+    ledger.write(RunStarted(second, "prefect", "schedule", "dev"))
+    ledger.write(NodeStarted(second, node, "dbt_model", 1))
+    ledger.write(NodeFinished(second, node, 1, "skipped", 0))
     status = {s["node_id"]: s for s in queries.job_status(conn)}[node]
     assert (status["run_id"], status["status"]) == (second, "skipped")
 
 
 def test_invalid_status_is_refused_before_writing(ledger: Ledger) -> None:
     with pytest.raises(ValueError):
-        ledger.finish_run(new_id(), "done")
+        ledger.write(RunFinished(new_id(), "done"))
     with pytest.raises(ValueError):
-        ledger.node_finished(new_id(), "n", 1, "running", 1)
+        ledger.write(NodeFinished(new_id(), "n", 1, "running", 1))
     with pytest.raises(ValueError):
-        ledger.record_test_results(new_id(), "n", [{"test": "t", "status": "ok"}])
+        ledger.write(DataTestResults(new_id(), "n", [{"test": "t", "status": "ok"}]))
     assert not ledger.degraded
 
 
 def test_partitions(ledger: Ledger, conn) -> None:
     source, table = new_id("src"), "orders"
     landed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    ledger.record_partition(source, table, f"{source}/p1", "sha-a", 10, 1000, landed, "r1")
-    ledger.record_partition(source, table, f"{source}/p2", "sha-b", 20, 2000, landed, "r1")
-    ledger.mark_partition_loaded(f"{source}/p1", datetime(2026, 1, 2, 4, tzinfo=UTC))
+    ledger.write(PartitionLanded(source, table, f"{source}/p1", "sha-a", 10, 1000, landed, "r1"))
+    ledger.write(PartitionLanded(source, table, f"{source}/p2", "sha-b", 20, 2000, landed, "r1"))
+    ledger.write(PartitionLoaded(f"{source}/p1", datetime(2026, 1, 2, 4, tzinfo=UTC)))
 
     parts = {p["partition_id"]: p for p in queries.partitions(conn, source, table)}
     assert parts[f"{source}/p1"]["loaded_at"] == datetime(2026, 1, 2, 4, tzinfo=UTC)
@@ -279,9 +303,9 @@ def test_partitions(ledger: Ledger, conn) -> None:
     assert [p["partition_id"] for p in unloaded] == [f"{source}/p2"]
 
     # The same manifest landed again keeps its loaded state; a new manifest must be reloaded.
-    ledger.record_partition(source, table, f"{source}/p1", "sha-a", 10, 1000, landed, "r2")
+    ledger.write(PartitionLanded(source, table, f"{source}/p1", "sha-a", 10, 1000, landed, "r2"))
     assert len(queries.partitions(conn, source, table, unloaded_only=True)) == 1
-    ledger.record_partition(source, table, f"{source}/p1", "sha-c", 11, 1100, landed, "r3")
+    ledger.write(PartitionLanded(source, table, f"{source}/p1", "sha-c", 11, 1100, landed, "r3"))
     unloaded = queries.partitions(conn, source, table, unloaded_only=True)
     assert sorted(p["partition_id"] for p in unloaded) == [f"{source}/p1", f"{source}/p2"]
     assert len(queries.partitions(conn, source, table)) == 2
@@ -289,25 +313,25 @@ def test_partitions(ledger: Ledger, conn) -> None:
 
 def test_source_state(ledger: Ledger) -> None:
     source = new_id("src")
-    assert ledger.get_source_state(source, "orders") is None
-    ledger.set_source_state(source, "orders", {"updated_at": "2026-01-01T00:00:00", "id": 5})
-    assert ledger.get_source_state(source, "orders") == {
+    assert reads.source_cursor(ledger, source, "orders") is None
+    ledger.write(SourceState(source, "orders", {"updated_at": "2026-01-01T00:00:00", "id": 5}))
+    assert reads.source_cursor(ledger, source, "orders") == {
         "updated_at": "2026-01-01T00:00:00",
         "id": 5,
     }
-    ledger.set_source_state(source, "orders", "2026-02-01")
-    ledger.set_source_state(source, "items", 17)
-    assert ledger.get_source_state(source, "orders") == "2026-02-01"
-    assert ledger.get_source_state(source, "items") == 17
+    ledger.write(SourceState(source, "orders", "2026-02-01"))
+    ledger.write(SourceState(source, "items", 17))
+    assert reads.source_cursor(ledger, source, "orders") == "2026-02-01"
+    assert reads.source_cursor(ledger, source, "items") == 17
 
 
 def test_threads_share_one_ledger(ledger: Ledger, conn) -> None:
     run_id = new_id()
-    ledger.start_run(run_id, "prefect", "manual", "dev")
+    ledger.write(RunStarted(run_id, "prefect", "manual", "dev"))
 
     def node(i: int) -> None:
-        ledger.node_started(run_id, f"model.m{i}", "dbt_model", 1)
-        ledger.node_finished(run_id, f"model.m{i}", 1, "success", i, rows=i)
+        ledger.write(NodeStarted(run_id, f"model.m{i}", "dbt_model", 1))
+        ledger.write(NodeFinished(run_id, f"model.m{i}", 1, "success", i, rows=i))
 
     threads = [threading.Thread(target=node, args=(i,)) for i in range(16)]
     for thread in threads:
@@ -324,17 +348,17 @@ def test_threads_share_one_ledger(ledger: Ledger, conn) -> None:
 
 def _write_a_run(ledger: Ledger, run_id: str, source: str) -> list[bool]:
     return [
-        ledger.start_run(run_id, "cli", "manual", "dev"),
-        ledger.node_started(run_id, "model.a", "dbt_model", 1),
-        ledger.node_finished(run_id, "model.a", 1, "failed", 5, error="boom"),
-        ledger.node_started(run_id, "model.a", "dbt_model", 2),
-        ledger.node_finished(run_id, "model.a", 2, "success", 7, rows=3, bytes=30),
-        ledger.record_row_counts(run_id, {"a": 3}),
-        ledger.record_test_results(run_id, "model.a", [{"test": "t1", "status": "warn"}]),
-        ledger.record_partition(source, "t", f"{source}/p1", "sha", 3, 30, None, run_id),
-        ledger.mark_partition_loaded(f"{source}/p1"),
-        ledger.set_source_state(source, "t", {"max_id": 3}),
-        ledger.finish_run(run_id, "success", summary={"ok": True}),
+        ledger.write(RunStarted(run_id, "cli", "manual", "dev")),
+        ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1)),
+        ledger.write(NodeFinished(run_id, "model.a", 1, "failed", 5, error="boom")),
+        ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 2)),
+        ledger.write(NodeFinished(run_id, "model.a", 2, "success", 7, rows=3, bytes=30)),
+        ledger.write(RowCounts(run_id, {"a": 3})),
+        ledger.write(DataTestResults(run_id, "model.a", [{"test": "t1", "status": "warn"}])),
+        ledger.write(PartitionLanded(source, "t", f"{source}/p1", "sha", 3, 30, run_id=run_id)),
+        ledger.write(PartitionLoaded(f"{source}/p1")),
+        ledger.write(SourceState(source, "t", {"max_id": 3})),
+        ledger.write(RunFinished(run_id, "success", summary={"ok": True})),
     ]
 
 
@@ -351,9 +375,9 @@ def test_down_database_buffers_then_flush_writes_the_same_rows(
         results = _write_a_run(down, run_id, source)
         elapsed = time.monotonic() - started
         # The cursor of a source is still known from the buffer while the database is down.
-        assert down.get_source_state(source, "t") == {"max_id": 3}
+        assert reads.source_cursor(down, source, "t") == {"max_id": 3}
         with pytest.raises(LedgerUnavailableError):
-            down.get_source_state(source, "never-set")
+            reads.source_cursor(down, source, "never-set")
     assert not any(results)
     assert len(warnings) == 1
     assert "unreachable" in warnings[0]
@@ -384,7 +408,7 @@ def test_down_database_buffers_then_flush_writes_the_same_rows(
     assert queries.test_results(conn, run_id)[0]["status"] == "warn"
     partition = queries.partitions(conn, source, "t")[0]
     assert partition["loaded_at"] is not None
-    assert up.get_source_state(source, "t") == {"max_id": 3}
+    assert reads.source_cursor(up, source, "t") == {"max_id": 3}
     status = {s["node_id"]: s for s in queries.job_status(conn) if s["run_id"] == run_id}
     assert status["model.a"]["attempt"] == 2
 
@@ -401,10 +425,10 @@ def test_writes_after_an_outage_keep_their_order(db_url: str, conn, tmp_path: Pa
     buffer = tmp_path / "buffer.jsonl"
     run_id = new_id()
     with refusing(db_url):
-        Ledger(db_url, buffer).node_started(run_id, "model.a", "dbt_model", 1)
+        Ledger(db_url, buffer).write(NodeStarted(run_id, "model.a", "dbt_model", 1))
 
     live = Ledger(db_url, buffer)
-    assert live.node_finished(run_id, "model.a", 1, "success", 3)
+    assert live.write(NodeFinished(run_id, "model.a", 1, "success", 3))
     assert not buffer.exists()
     assert [n["status"] for n in queries.run_nodes(conn, run_id)] == ["success"]
 
@@ -414,8 +438,8 @@ def test_late_replayed_start_does_not_undo_a_finish(db_url: str, conn, tmp_path:
     run_id = new_id()
     worker_buffer = tmp_path / "worker.jsonl"
     with refusing(db_url):
-        Ledger(db_url, worker_buffer).node_started(run_id, "model.a", "dbt_model", 1)
-    Ledger(db_url, tmp_path / "other.jsonl").node_finished(run_id, "model.a", 1, "success", 9)
+        Ledger(db_url, worker_buffer).write(NodeStarted(run_id, "model.a", "dbt_model", 1))
+    Ledger(db_url, tmp_path / "other.jsonl").write(NodeFinished(run_id, "model.a", 1, "success", 9))
 
     assert Ledger(db_url, worker_buffer).flush_buffer() == 1
     nodes = queries.run_nodes(conn, run_id)
@@ -427,10 +451,10 @@ def test_unreadable_buffer_line_is_set_aside(db_url: str, conn, tmp_path: Path) 
     run_id = new_id()
     with refusing(db_url):
         down = Ledger(db_url, buffer)
-        down.start_run(run_id, "cli", "manual", "dev")
+        down.write(RunStarted(run_id, "cli", "manual", "dev"))
         with buffer.open("a") as handle:
             handle.write('{"op": "start_run", "args": {"run_id": \n')  # torn write
-        down.finish_run(run_id, "success")
+        down.write(RunFinished(run_id, "success"))
 
     up = Ledger(db_url, buffer)
     assert up.flush_buffer() == 2
@@ -455,10 +479,10 @@ def test_embedded_server_runs_the_ledger(tmp_path: Path) -> None:
         migrate(url)
         with Ledger(url, tmp_path / "buffer.jsonl") as ledger:
             run_id = new_id()
-            assert ledger.start_run(run_id, "cli", "manual", "dev")
-            assert ledger.node_started(run_id, "model.a", "dbt_model", 1)
-            assert ledger.node_finished(run_id, "model.a", 1, "success", 4, rows=2)
-            assert ledger.finish_run(run_id, "success")
+            assert ledger.write(RunStarted(run_id, "cli", "manual", "dev"))
+            assert ledger.write(NodeStarted(run_id, "model.a", "dbt_model", 1))
+            assert ledger.write(NodeFinished(run_id, "model.a", 1, "success", 4, rows=2))
+            assert ledger.write(RunFinished(run_id, "success"))
             assert not ledger.degraded
 
         # A second process reuses the same server; its exit does not stop it while we use it.

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
 from metadata.db import migrate
 from metadata.ledger import Ledger
+from metadata.records import LeaseClaimed, NodeFinished, NodeStarted, RunFinished, RunStarted
 from millpond.core.config_loading import load_config
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import close_dead_runs, this_host
@@ -61,12 +62,12 @@ def test_a_run_buffered_for_ledger_a_is_replayed_into_a_only(
 
     # The run opens in A, then A goes down: the rest of the run is buffered for A.
     first = context(tmp_path, ledger_a, run_id)
-    first.ledger.start_run(run_id, "prefect", "cli", "duckdb")
-    first.ledger.claim_lease(run_id, this_host(), dead_pid())  # the run's process has ended
+    first.ledger.write(RunStarted(run_id, "prefect", "cli", "duckdb"))
+    first.ledger.write(LeaseClaimed(run_id, this_host(), dead_pid()))  # the run's process has ended
     with refusing(ledger_a, drop_open=True):
-        first.ledger.node_started(run_id, "extract.erp.orders", "extract")
-        first.ledger.node_finished(run_id, "extract.erp.orders", 1, "success", 40, rows=150)
-        first.ledger.finish_run(run_id, "success", summary={"rows": 150})
+        first.ledger.write(NodeStarted(run_id, "extract.erp.orders", "extract"))
+        first.ledger.write(NodeFinished(run_id, "extract.erp.orders", 1, "success", 40, rows=150))
+        first.ledger.write(RunFinished(run_id, "success", summary={"rows": 150}))
     a_buffer = buffer_path(state, ledger_a)
     assert first.ledger.buffer_path == a_buffer and a_buffer.exists()
     first.ledger.close()
@@ -74,7 +75,7 @@ def test_a_run_buffered_for_ledger_a_is_replayed_into_a_only(
     # metadata.url now points at B: A's records stay where they are, and the user is told.
     with captured_warnings() as said:
         second = context(tmp_path, ledger_b, "20261204T070000Z-123456")
-        second.ledger.start_run(second.run_id, "prefect", "cli", "duckdb")
+        second.ledger.write(RunStarted(second.run_id, "prefect", "cli", "duckdb"))
     assert run_id not in runs(ledger_b)
     assert a_buffer.exists()
     assert stranded_buffers(state, ledger_b) == [(a_buffer, ledger_identity(ledger_a))]
@@ -85,7 +86,7 @@ def test_a_run_buffered_for_ledger_a_is_replayed_into_a_only(
     # Back on A, now up: the buffered records land in A, and the run is the success it was,
     # never closed as abandoned by the next start.
     third = context(tmp_path, ledger_a, "20261204T080000Z-fedcba")
-    third.ledger.start_run(third.run_id, "prefect", "cli", "duckdb")
+    third.ledger.write(RunStarted(third.run_id, "prefect", "cli", "duckdb"))
     assert close_dead_runs(third) == []
     run = runs(ledger_a)[run_id]
     assert (run["status"], run["summary"]) == ("success", {"rows": 150})
@@ -110,7 +111,7 @@ def test_a_buffer_from_before_buffers_had_keys_is_kept_and_named(
     legacy.write_text(line)
     with captured_warnings() as said:
         ctx = context(tmp_path, machine_pg, "20261204T090000Z-aaaaaa")
-        ctx.ledger.start_run(ctx.run_id, "prefect", "cli", "duckdb")
+        ctx.ledger.write(RunStarted(ctx.run_id, "prefect", "cli", "duckdb"))
     assert "old" not in runs(machine_pg)
     assert legacy.read_text() == line
     [warning] = [w for w in said if str(legacy) in w]
@@ -122,6 +123,6 @@ def test_a_buffer_file_of_another_ledger_is_refused(machine_pg: str, tmp_path: P
     other = "postgresql://postgres@127.0.0.1:1/elsewhere"
     path = tmp_path / "buffer.jsonl"
     with refusing(machine_pg):
-        Ledger(machine_pg, path).start_run("x", "prefect", "cli", "duckdb")
+        Ledger(machine_pg, path).write(RunStarted("x", "prefect", "cli", "duckdb"))
     with pytest.raises(ValueError, match="buffers records for the ledger"):
         Ledger(other, path)

@@ -21,6 +21,7 @@ from webhook_receiver import Receiver
 from metadata import queries
 from metadata.db import connect, migrate
 from metadata.ledger import Ledger
+from metadata.records import LeaseClaimed, RunFinished, RunQueued, RunStarted
 from millpond.core.config_loading import load_config
 from millpond.runtime.context import RunContext
 from millpond.runtime.execute import NodeOutcome
@@ -82,7 +83,7 @@ def test_a_queued_run_opens_as_running_and_keeps_when_it_was_asked_for(
 ) -> None:
     migrate(machine_pg)
     ledger, run_id = Ledger(machine_pg, tmp_path / "buffer.jsonl"), new_run_id()
-    ledger.queue_run(run_id, "prefect", "api", "duckdb", "flow-1")
+    ledger.write(RunQueued(run_id, "prefect", "api", "duckdb", "flow-1"))
     queued = run_row(machine_pg, run_id)
     assert (queued["status"], queued["trigger"], queued["flow_run_id"]) == (
         "queued",
@@ -90,8 +91,10 @@ def test_a_queued_run_opens_as_running_and_keeps_when_it_was_asked_for(
         "flow-1",
     )
     assert queued["queued_at"] == queued["started_at"]
-    ledger.queue_run(run_id, "prefect", "schedule", "postgres")  # asked again: nothing changes
-    ledger.start_run(run_id, "prefect", "ui", "postgres")
+    ledger.write(
+        RunQueued(run_id, "prefect", "schedule", "postgres")
+    )  # asked again: nothing changes
+    ledger.write(RunStarted(run_id, "prefect", "ui", "postgres"))
     running = run_row(machine_pg, run_id)
     assert (running["status"], running["trigger"], running["target"]) == (
         "running",
@@ -99,8 +102,8 @@ def test_a_queued_run_opens_as_running_and_keeps_when_it_was_asked_for(
         "duckdb",
     )
     assert running["queued_at"] == queued["queued_at"] < running["started_at"]
-    ledger.finish_run(run_id, "success")
-    ledger.queue_run(run_id, "prefect", "api", "duckdb")  # a late, replayed ask
+    ledger.write(RunFinished(run_id, "success"))
+    ledger.write(RunQueued(run_id, "prefect", "api", "duckdb"))  # a late, replayed ask
     assert run_row(machine_pg, run_id)["status"] == "success"
 
 
@@ -111,9 +114,9 @@ def test_a_queued_run_nothing_picked_up_is_abandoned_the_waiting_ones_are_kept(
     ledger = ctx.ledger
     lost, fresh, waiting, died = (new_run_id() for _ in range(4))
     for run_id in (lost, fresh, waiting, died):
-        ledger.queue_run(run_id, "prefect", "api", "duckdb")
-    ledger.claim_lease(waiting, this_host(), 1)  # a flow run waiting for the run lock
-    ledger.claim_lease(died, this_host(), dead_pid())
+        ledger.write(RunQueued(run_id, "prefect", "api", "duckdb"))
+    ledger.write(LeaseClaimed(waiting, this_host(), 1))  # a flow run waiting for the run lock
+    ledger.write(LeaseClaimed(died, this_host(), dead_pid()))
     with psycopg.connect(machine_pg, autocommit=True) as conn:
         conn.execute(
             "update millpond.runs set started_at = now() - interval '1 hour', "
@@ -177,7 +180,7 @@ def test_the_webhook_tells_the_ledgers_rows_and_duration(
     config = load_config(stack, {})
     run_id = new_run_id()
     with Ledger(machine_pg, Path(stack.parent / "buffer.jsonl")) as ledger:
-        ledger.start_run(run_id, "prefect", "cli", "duckdb")
+        ledger.write(RunStarted(run_id, "prefect", "cli", "duckdb"))
         outcomes = [
             NodeOutcome("load.erp.orders", "success", rows=150),
             NodeOutcome("dbt.fct_orders", "success", rows=1_500_000),

@@ -15,6 +15,14 @@ from psycopg.rows import dict_row
 
 from metadata.db import migrate
 from metadata.ledger import Ledger
+from metadata.records import (
+    LeaseClaimed,
+    LeaseHeartbeat,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
 from millpond.core.config_loading import load_config
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import (
@@ -57,16 +65,16 @@ def test_a_dead_process_and_a_silent_task_run_are_abandoned_the_live_ones_kept(
 ) -> None:
     ledger = ctx.ledger
     for run_id in ("dead", "alive", "old-airflow", "busy-airflow", "done"):
-        ledger.start_run(run_id, "prefect", "cli", "duckdb")
-    ledger.claim_lease("dead", this_host(), dead_pid())
-    ledger.node_started("dead", "extract.erp.orders", "extract")
-    ledger.node_started("dead", "extract.erp.nation", "extract")
-    ledger.node_finished("dead", "extract.erp.nation", 1, "success", 10)
-    ledger.claim_lease("alive", this_host(), 1)  # pid 1 always runs
-    ledger.claim_lease("old-airflow", this_host(), None)
-    ledger.claim_lease("busy-airflow", this_host(), None)
-    ledger.claim_lease("done", this_host(), dead_pid())
-    ledger.finish_run("done", "success")
+        ledger.write(RunStarted(run_id, "prefect", "cli", "duckdb"))
+    ledger.write(LeaseClaimed("dead", this_host(), dead_pid()))
+    ledger.write(NodeStarted("dead", "extract.erp.orders", "extract"))
+    ledger.write(NodeStarted("dead", "extract.erp.nation", "extract"))
+    ledger.write(NodeFinished("dead", "extract.erp.nation", 1, "success", 10))
+    ledger.write(LeaseClaimed("alive", this_host(), 1))  # pid 1 always runs
+    ledger.write(LeaseClaimed("old-airflow", this_host(), None))
+    ledger.write(LeaseClaimed("busy-airflow", this_host(), None))
+    ledger.write(LeaseClaimed("done", this_host(), dead_pid()))
+    ledger.write(RunFinished("done", "success"))
     with psycopg.connect(machine_pg, autocommit=True) as conn:
         conn.execute(
             "update millpond.runs set heartbeat_at = now() - interval '2 hours' "
@@ -95,8 +103,8 @@ def test_a_dead_process_and_a_silent_task_run_are_abandoned_the_live_ones_kept(
     ]
     assert nodes[1]["finished_at"] is not None and "abandoned" in nodes[1]["error"]
     # The heartbeat of a closed run changes nothing and tells its thread to stop.
-    assert ledger.heartbeat("dead") is False
-    assert ledger.heartbeat("alive") is True
+    assert ledger.try_write(LeaseHeartbeat("dead")) is False
+    assert ledger.try_write(LeaseHeartbeat("alive")) is True
 
 
 def test_open_run_records_the_lease_of_this_process(ctx: RunContext, machine_pg: str) -> None:

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from metadata.ledger import Ledger
+from metadata.records import DataTestResults, NodeFinished, RunFinished
 from millpond.core.masking import register_secrets
 
 SECRET = "ledger-pw-6a1f0e"
@@ -24,13 +25,15 @@ def test_buffered_records_hold_no_registered_secret(tmp_path: Path) -> None:
     register_secrets([SECRET])
     buffer = tmp_path / "ledger-buffer.jsonl"
     with Ledger(closed_port_url(), buffer, connect_timeout=1) as ledger:
-        ledger.node_finished(
-            "r1", "extract.db.t", 1, "failed", 5, error=f"cannot connect: password={SECRET}"
+        ledger.write(
+            NodeFinished(
+                "r1", "extract.db.t", 1, "failed", 5, error=f"cannot connect: password={SECRET}"
+            )
         )
-        ledger.record_test_results(
-            "r1", "dbt.m", [{"test": "t", "status": "fail", "message": SECRET}]
+        ledger.write(
+            DataTestResults("r1", "dbt.m", [{"test": "t", "status": "fail", "message": SECRET}])
         )
-        ledger.finish_run("r1", "failed", error=f"db: {SECRET}", summary={"error": SECRET})
+        ledger.write(RunFinished("r1", "failed", error=f"db: {SECRET}", summary={"error": SECRET}))
 
     text = buffer.read_text()
     assert SECRET not in text

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from metadata import reads
+from metadata.records import DataTestResults, Fingerprints, RowCounts
 from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
@@ -54,7 +56,7 @@ def _fingerprints(scope: NodeScope) -> DbtFingerprints:
 
         def partitions(source: str, table: str) -> Any:
             if (source, table) not in seen:
-                seen[(source, table)] = scope.ledger.loaded_partitions(source, table)
+                seen[(source, table)] = reads.loaded_partitions(scope.ledger, source, table)
             return seen[(source, table)]
 
         context = {
@@ -124,8 +126,8 @@ def _unchanged(
     report.status = "unchanged"
     report.rows = rows
     if rows is not None and params.relation and params.resource_type != "test":
-        scope.ledger.record_row_counts(scope.run_id, {params.relation: rows})
-    scope.ledger.record_fingerprints(scope.run_id, {node.id: (fingerprint, rows)})
+        scope.ledger.write(RowCounts(scope.run_id, {params.relation: rows}))
+    scope.ledger.write(Fingerprints(scope.run_id, {node.id: (fingerprint, rows)}))
     report.detail = {"unchanged": True}
     logger.info("unchanged since the published run: not rebuilt, tests not rerun")
 
@@ -143,17 +145,17 @@ def _record(
     if result.success and params.relation and params.resource_type != "test":
         report.rows = rows
         if rows is not None:
-            scope.ledger.record_row_counts(scope.run_id, {params.relation: rows})
+            scope.ledger.write(RowCounts(scope.run_id, {params.relation: rows}))
     tests = [
         {"test": t.name, "status": t.status, "failures": t.failures, "message": t.message}
         for t in result.tests
     ]
     if tests:
-        scope.ledger.record_test_results(scope.run_id, node.id, tests)
+        scope.ledger.write(DataTestResults(scope.run_id, node.id, tests))
     report.detail = {"tests": tests}
     # A failed node leaves its relation in a state no fingerprint describes: rebuild it next.
     kept = (fingerprint, report.rows) if result.success else (None, None)
-    scope.ledger.record_fingerprints(scope.run_id, {node.id: kept})
+    scope.ledger.write(Fingerprints(scope.run_id, {node.id: kept}))
     if not result.success:
         raise DbtNodeFailed(result.failure_message(), retryable=result.error is not None)
 
