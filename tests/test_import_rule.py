@@ -27,7 +27,9 @@ ALLOWED = {
     "flows": set(),
     "airflow_compat": set(),
     "millpond.notify": set(),
-    "serve": {"metadata", "millpond.targets"},
+    # serve: the published marts (millpond.targets), the ledger, and where the Prefect API and
+    # the deployment are (flows.prefect_api, which imports no Prefect at import).
+    "serve": {"metadata", "millpond.targets", "flows"},
 }
 PACKAGES = [KERNEL, *ROOT, *ALLOWED]
 

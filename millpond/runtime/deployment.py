@@ -25,11 +25,11 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, Failed
 
+from flows.prefect_api import API_TAG
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
 from millpond.core.masking import mask
-from millpond.core.prefect_api import API_TAG
 from millpond.core.runid import is_run_id, new_run_id
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import fail_start, queue_run
