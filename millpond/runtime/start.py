@@ -12,10 +12,10 @@ In this order:
    first, millpond.runtime.lifecycle), its graph built, the dbt sources no configured table
    loads named (millpond.runtime.wiring), the warehouse checked before the ledger's bookkeeping
    is trusted (millpond.runtime.damage), and the sources' warnings passed on;
-4. abandoned runs' flow runs are marked crashed through the Prefect API (the orchestrator
-   connects to it first);
-5. a run with nothing new is settled without the orchestrator (millpond.runtime.nothing_new);
-6. otherwise the graph runs as one flow run (an `Orchestrator`, millpond.runtime.flow_runs),
+4. a run with nothing new is settled without the orchestrator (millpond.runtime.nothing_new),
+   unless it abandoned runs that died: their flow runs are marked crashed through the Prefect
+   API, and the run goes to the orchestrator as always;
+5. otherwise the graph runs as one flow run (an `Orchestrator`, millpond.runtime.flow_runs),
    and the run is closed whatever happens.
 
 A failure before the graph runs closes the run `failed` with the reason, webhooks included
@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
@@ -55,8 +55,8 @@ class Orchestrator(Protocol):
     """Where the graph runs once the run has work (millpond.runtime.flow_runs)."""
 
     def connect(self) -> None:
-        """Make the Prefect API reachable and set PREFECT_API_URL; called only when the run
-        needs it (abandoned flow runs to mark crashed, a graph to run), at most once."""
+        """Make the Prefect API reachable and set PREFECT_API_URL; called once the run is
+        known to need it (a graph to run), not for a run with nothing new."""
 
     def run(self, hooks: FlowHooks) -> bool:
         """Run the graph as one flow run, every node through `hooks`; False when the flow run
@@ -86,10 +86,13 @@ def run_whole(
         abandoned = [] if queued else open_run(ctx, trigger)
         starting.enter_context(file_lock(ctx.config.locks_dir / "run.lock", "run"))
         abandoned += open_run(ctx, trigger)  # and the runs that died while this one waited
-        wiring = _prepare(ctx, abandoned, orchestrator)
-        settled = settle_if_nothing_new(ctx)
+        wiring = _check(ctx)
+        # After a crash the run goes to the orchestrator as always: the flow runs of the runs
+        # it abandoned are marked crashed through the Prefect API.
+        settled = None if abandoned else settle_if_nothing_new(ctx)
         if settled is None:
             orchestrator.connect()
+            crash_flow_runs(abandoned)
         run_lock = starting.pop_all()  # started: the run holds the lock until it is closed
     with run_lock:
         if settled is not None:
@@ -97,17 +100,12 @@ def run_whole(
         return RunEnd(_run_graph(ctx, orchestrator), False, wiring)
 
 
-def _prepare(
-    ctx: RunContext, abandoned: list[dict[str, Any]], orchestrator: Orchestrator
-) -> list[str]:
+def _check(ctx: RunContext) -> list[str]:
     """The run's checks before anything runs; returns what the wiring check said."""
     wiring = warn_about_wiring(ctx, ctx.graph)
     check_warehouse(ctx)
     for warning in source_warnings(ctx):
         logger.warning(warning)
-    if any(run.get("flow_run_id") for run in abandoned):
-        orchestrator.connect()
-    crash_flow_runs(abandoned)
     return wiring
 
 
