@@ -21,19 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from millpond.core import prefect_api
+from flows.prefect_api import api_url, ui_url
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
-
-
-def api_url(config: MillpondConfig) -> str:
-    """The Prefect API millpond talks to: configured, from the environment, or the local one."""
-    return prefect_api.api_url(config)
-
-
-def ui_url(api: str) -> str:
-    return prefect_api.ui_url(api)
 
 
 def healthy(api: str, timeout: float = 2.0) -> bool:

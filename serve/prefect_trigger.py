@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_exponential
 
+from flows.prefect_api import API_TAG, api_url, read_deployment
 from millpond.core.config import MillpondConfig
-from millpond.core.prefect_api import API_TAG, api_url, read_deployment
 from millpond.core.runid import new_run_id
 from serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
 

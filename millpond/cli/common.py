@@ -1,8 +1,9 @@
-"""What every `millpond` command module shares: the consoles, `--config`, loading the config,
-and a clear exit for bad input.
+"""What every `millpond` command module shares: the consoles, loading the config, and a clear
+exit for bad input.
 
 Commands live in their own modules (millpond/cli/status.py, logs.py, docs.py, ...) and are added
-to the typer app in millpond/cli/main.py with one line each.
+to the typer app (millpond/cli/app.py, with the shared options) in millpond/cli/main.py with one
+line each.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -24,10 +25,6 @@ from millpond.core.masking import env_secrets, register_secrets
 
 console = Console(stderr=True, soft_wrap=True)  # logs, progress, errors
 out = Console(soft_wrap=True)  # results
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="millpond.yml to use (default: ./millpond.yml)"),
-]
 
 
 def load(
@@ -127,3 +124,11 @@ def quiet_dbt_colours(console: Console) -> None:
     os.environ.setdefault("DBT_USE_COLORS_FILE", "false")
     if not console.is_terminal:
         os.environ.setdefault("DBT_USE_COLORS", "false")
+
+
+def quiet_prefect() -> None:
+    """Prefect's own console chatter (task created/finished) would drown the progress bar."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # Node logs reach the console through loguru already; Prefect's copies of them go to its
+    # UI only (flows.pipeline keeps its run loggers off the console while the graph runs).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -9,16 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from millpond.cli.app import ConfigOption
+from millpond.cli.common import console, load, out, quiet_prefect
 from millpond.core.config_loading import find_config
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="millpond.yml to use (default: ./millpond.yml)"),
-]
 
 
 def ui(config_path: ConfigOption = None) -> None:
@@ -28,13 +24,11 @@ def ui(config_path: ConfigOption = None) -> None:
     Example: `millpond ui`, then start a run from the UI's Deployments page, or
     `prefect deployment run millpond/millpond -p full_refresh=true`.
     """
-    from millpond.cli.common import console, load, out
-    from millpond.cli.main import _quiet_prefect
-
     config = load(config_path)
-    _quiet_prefect()
+    quiet_prefect()
     from flows.deployment import SERVE_COMMAND, ensure_served
-    from flows.server import ensure_server, ui_url
+    from flows.prefect_api import ui_url
+    from flows.server import ensure_server
 
     try:
         api = ensure_server(config)
@@ -59,11 +53,8 @@ def ui(config_path: ConfigOption = None) -> None:
 
 def serve_deployment(config_path: ConfigOption = None) -> None:
     """Serve the deployment in the foreground until SIGTERM (what `millpond ui` starts)."""
-    from millpond.cli.common import load
-    from millpond.cli.main import _quiet_prefect
-
     config = load(config_path)
-    _quiet_prefect()
+    quiet_prefect()
     os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
     from millpond.runtime.deployment import serve_deployment as serve
 

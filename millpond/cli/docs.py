@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from millpond.cli.common import ConfigOption, console, fail, load, out
+from millpond.cli.app import ConfigOption
+from millpond.cli.common import console, fail, load, out
 
 
 def docs(

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from millpond.cli.common import ConfigOption, console, load, out, print_table
+from millpond.cli.app import ConfigOption
+from millpond.cli.common import console, load, out, print_table
 
 
 def doctor(
@@ -35,10 +36,10 @@ def doctor(
     config = load(config_path)
     from millpond.core.locks import file_lock
     from millpond.core.logs import close_run_log, node_context, open_run_log
+    from millpond.core.runid import new_run_id
     from millpond.runtime.context import RunContext
     from millpond.runtime.doctor import examine
     from millpond.runtime.doctor import repair as run_repair
-    from millpond.runtime.execute import new_run_id
 
     run_id = new_run_id()
     ctx = RunContext(config, run_id, orchestrator="doctor")

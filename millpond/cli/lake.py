@@ -1,6 +1,7 @@
 """`millpond lake ls|drop` and `millpond backfill`: look at, take back and re-land partitions.
 
 The work is millpond.runtime.lake_actions; this module parses arguments and prints.
+millpond/cli/main.py adds `lake_app` (as `lake`) and `backfill` to the app.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from millpond.cli.common import ConfigOption, console, load, out
-from millpond.cli.main import TargetOption, app
+from millpond.cli.app import ConfigOption, TargetOption
+from millpond.cli.common import console, load, out
 
 lake_app = typer.Typer(
     help="The lake's partitions: list them, take one back.",
@@ -168,7 +169,3 @@ def backfill(
         f"{len(steps)} partitions backfilled"
         + ("; run `millpond run` to rebuild the marts" if steps else "")
     )
-
-
-app.add_typer(lake_app, name="lake")
-app.command("backfill")(backfill)

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from millpond.cli.common import ConfigOption, fail, load, out
+from millpond.cli.app import ConfigOption
+from millpond.cli.common import fail, load, out
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 

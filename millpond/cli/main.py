@@ -6,53 +6,33 @@ success, 1 when a run or node failed, 2 for unusable input (bad config, unknown 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from millpond.cli import deployment
-from millpond.cli.common import ConfigOption, console, fail, load, out
+from millpond.cli.app import ConfigOption, ExcludeOption, SelectOption, TargetOption, app
+from millpond.cli.common import console, fail, load, out, quiet_prefect
+from millpond.cli.deployment import serve_deployment, ui
 from millpond.cli.docs import docs
 from millpond.cli.doctor import doctor
+from millpond.cli.lake import backfill, lake_app
 from millpond.cli.logs import logs
 from millpond.cli.status import status
+from millpond.cli.tasks import run_finish, run_start
 from millpond.core.config import MillpondConfig
 from millpond.core.config_loading import find_config
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log
 from millpond.core.masking import mask
 
-app = typer.Typer(
-    help="millpond: sources -> lake -> warehouse (DuckDB or PostgreSQL) -> dbt -> published "
-    "marts, recorded in a ledger.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-
-TargetOption = Annotated[
-    str | None,
-    typer.Option("--target", help="warehouse target for this command (overrides warehouse.target)"),
-]
-SelectOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--select",
-        "-s",
-        help="run only these dbt resources (dbt's syntax: fct_orders, +fct_orders, "
-        "fct_orders+, tag:x, path:models/marts, a,b) or node ids; repeatable; their source "
-        "tables are extracted and loaded first",
-    ),
-]
-ExcludeOption = Annotated[
-    list[str] | None,
-    typer.Option("--exclude", help="leave these out (same syntax as --select); repeatable"),
-]
+if TYPE_CHECKING:  # the runtime is imported by the commands that need it, not by `--help`
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.flow_runs import FlowHooks, NewFlowRun
+    from millpond.runtime.start import RunEnd
 
 
 def _build_graph(
@@ -75,14 +55,6 @@ def _build_graph(
     if ctx.selection.publish_note:
         console.print(ctx.selection.publish_note, highlight=False)
     return built
-
-
-def _quiet_prefect() -> None:
-    """Prefect's own console chatter (task created/finished) would drown the progress bar."""
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    # Node logs reach the console through loguru already; Prefect's copies of them go to its
-    # UI only (flows.pipeline keeps its run loggers off the console while the graph runs).
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @app.command()
@@ -131,58 +103,58 @@ def run(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True, option="--demo-if-empty")
-    _quiet_prefect()
-    from flows.server import api_url, ensure_server, ui_url
-    from millpond.cli.summary import print_summary
+    quiet_prefect()
+    from millpond.core.runid import new_run_id
     from millpond.runtime.context import RunContext
-    from millpond.runtime.damage import warehouse_note
-    from millpond.runtime.execute import new_run_id
-    from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
-    from millpond.runtime.nothing_new import settle_if_nothing_new
-    from millpond.runtime.totals import rows_loaded
+    from millpond.runtime.flow_runs import NewFlowRun
+    from millpond.runtime.start import OrchestratorError, StartFailed, run_whole
 
     run_id = run_id or new_run_id()
     log_path = open_run_log(config.logs_dir, run_id)
     ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
+    flow_run = NewFlowRun(config)
+    started = time.perf_counter()
     try:
         with node_context(run_id):
-            # The run's ledger row (and lease) comes before the slow parts of the start, so a
-            # run that dies while starting is still seen, and closed by the next start.
-            try:
-                abandoned = open_run(ctx, trigger)
-                graph = ctx.graph
-                wiring = _check_wiring(ctx, graph)
-                # Abandoned runs' flow runs are closed through the Prefect API: not settled.
-                settled = None if abandoned else settle_if_nothing_new(ctx)
-                if settled is None:
-                    api = ensure_server(config)
-                    os.environ["PREFECT_API_URL"] = api
-                    crash_flow_runs(abandoned)
-            except BaseException as exc:
-                fail_start(ctx, f"cannot start the run: {exc or type(exc).__name__}")
-                if not isinstance(exc, Exception):
-                    raise
-                logger.error(f"cannot start the run: {exc}")
-                raise typer.Exit(2) from None
-            started = time.perf_counter()
-            status = settled or _run_with_progress(ctx, trigger)
+            end = run_whole(ctx, trigger, _WithProgress(flow_run))
+    except StartFailed:  # closed failed and logged already
+        raise typer.Exit(2) from None
+    except OrchestratorError:
+        raise typer.Exit(1) from None
     finally:
         close_run_log(run_id)
+    elapsed = _ledger_duration(ctx) or time.perf_counter() - started
+    _print_run_summary(ctx, end, flow_run, log_path, elapsed)
+    raise typer.Exit(0 if end.status == "success" else 1)
+
+
+def _print_run_summary(
+    ctx: RunContext, end: RunEnd, flow_run: NewFlowRun, log_path: Path, elapsed: float
+) -> None:
+    """The run's summary (millpond.cli.summary), then what the summary table cannot say: a
+    publish left out by the selection, a damaged warehouse, ledger records buffered."""
+    from flows.prefect_api import api_url, ui_url
+    from millpond.cli.summary import print_summary
+    from millpond.runtime.damage import warehouse_note
+    from millpond.runtime.totals import rows_loaded
+
+    config = ctx.config
     publish = ctx.outcomes.get("publish")
     flow_link = f"/runs/flow-run/{ctx.flow_run_id}" if ctx.flow_run_id else ""
     links = {
         "Prefect UI": (ui_url(api_url(config)) + " (no flow run: nothing new)")
-        if settled
-        else ui_url(api) + flow_link,
-        "API": f"http://{config.serve.host}:{config.serve.port}/runs/{run_id} (just serve)",
+        if end.settled
+        else ui_url(flow_run.api or api_url(config)) + flow_link,
+        "API": f"http://{config.serve.host}:{config.serve.port}/runs/{ctx.run_id} (just serve)",
         "log": str(log_path),
     }
     snapshot = publish.detail.get("snapshot") if publish and publish.status == "success" else None
-    elapsed = _ledger_duration(ctx) or time.perf_counter() - started
-    order = [n.id for n in graph.nodes]
+    order = [n.id for n in ctx.graph.nodes]
     outcomes = list(ctx.outcomes.values())
-    rows = rows_loaded(graph, outcomes)
-    print_summary(out, outcomes, order, status, run_id, elapsed, links, snapshot, rows, wiring)
+    rows = rows_loaded(ctx.graph, outcomes)
+    print_summary(
+        out, outcomes, order, end.status, ctx.run_id, elapsed, links, snapshot, rows, end.wiring
+    )
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
     damage = warehouse_note(ctx)  # a missing or unreadable warehouse: said again here
@@ -193,7 +165,6 @@ def run(
             f"[yellow]metadata database unreachable: {ctx.ledger.buffered} ledger records "
             f"buffered in {ctx.ledger.buffer_path}, flushed on the next run[/]"
         )
-    raise typer.Exit(0 if status == "success" else 1)
 
 
 def _load_queued(
@@ -214,25 +185,6 @@ def _load_queued(
         )
 
     return load(config_path, target, on_error=record)
-
-
-def _check_wiring(ctx: Any, graph: Any) -> list[str]:
-    """Tables and dbt sources that do not meet (millpond.cli.wiring): logged as warnings and
-    returned for the summary; under `dbt.on_unloaded_source: error` a dbt source no table
-    loads refuses the run."""
-    from millpond.cli.wiring import check_wiring
-    from millpond.nodes.dbt import project
-
-    if not any(n.kind == "dbt" for n in graph.nodes):
-        return []
-    found = check_wiring(graph, project(ctx).manifest_json or {}, ctx.config)
-    if found.unloaded and ctx.config.dbt.on_unloaded_source == "error":
-        raise ValueError(
-            "; ".join(found.unloaded) + " (dbt.on_unloaded_source: error in millpond.yml)"
-        )
-    for message in found.messages():
-        logger.warning(message)
-    return found.messages()
 
 
 def _ledger_duration(ctx: Any) -> float | None:
@@ -258,28 +210,40 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _run_with_progress(ctx: Any, trigger: str) -> str:
-    """`run_with_prefect` with a progress bar (transient: the summary replaces it)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _WithProgress:
+    """The flow run of `millpond run` with a progress bar while the graph runs (transient:
+    the summary replaces it)."""
 
-    from millpond.runtime.execute import OrchestratorError, run_with_prefect
+    def __init__(self, flow_run: NewFlowRun) -> None:
+        self.flow_run = flow_run
 
-    with Progress(
-        TextColumn("{task.description:<40}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("starting", total=len(ctx.graph.nodes))
-        # A failed attempt may still be retried; only final outcomes move the bar.
-        ctx.on_node_done = lambda o: progress.advance(bar) if o.status != "failed" else None
-        try:
-            return run_with_prefect(ctx, trigger, lambda n: progress.update(bar, description=n))
-        except OrchestratorError as exc:
-            logger.error(str(exc))
-            raise typer.Exit(1) from None
+    def connect(self) -> None:
+        self.flow_run.connect()
+
+    def run(self, hooks: FlowHooks) -> bool:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description:<40}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("starting", total=len(hooks.ctx.graph.nodes))
+            # A failed attempt may still be retried; only final outcomes move the bar.
+            hooks.ctx.on_node_done = lambda o: (
+                progress.advance(bar) if o.status != "failed" else None
+            )
+            hooks.on_node_start = lambda n: progress.update(bar, description=n)
+            return self.flow_run.run(hooks)
 
 
 def _write_demo(
@@ -495,14 +459,12 @@ app.command()(status)
 app.command()(logs)
 app.command()(docs)
 app.command()(doctor)
-import millpond.cli.lake  # noqa: E402, F401 - registers `lake ls|drop` and `backfill`
-from millpond.cli.tasks import run_finish, run_start  # noqa: E402 - after the helpers they use
-
+app.add_typer(lake_app, name="lake")
+app.command("backfill")(backfill)
 app.command("run-start")(run_start)
 app.command("run-finish")(run_finish)
-
-app.command()(deployment.ui)
-app.command("serve-deployment", hidden=True)(deployment.serve_deployment)
+app.command()(ui)
+app.command("serve-deployment", hidden=True)(serve_deployment)
 
 if __name__ == "__main__":
     app()

@@ -14,7 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from millpond.cli.common import ConfigOption, console, fail, load, out, print_table, print_wrapped
+from millpond.cli.app import ConfigOption
+from millpond.cli.common import console, fail, load, out, print_table, print_wrapped
 from millpond.cli.summary import ID_COLUMNS, STATUS_STYLE, run_rows
 
 

@@ -97,7 +97,7 @@ def print_summary(
         f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
         + (f", {len(unchanged)} unchanged" if unchanged else "")
     )
-    for warning in warnings:  # e.g. a dbt source no table loads (millpond.cli.wiring)
+    for warning in warnings:  # e.g. a dbt source no table loads (millpond.runtime.wiring)
         print_wrapped(console, f"  [yellow]warning[/]: {escape(warning)}")
     for t in failed_tests:
         console.print(

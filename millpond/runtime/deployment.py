@@ -1,8 +1,9 @@
 """The flow Prefect's runner runs for the deployment `millpond ui` serves: a whole millpond run.
 
 A flow run of the deployment (on the schedule, or started from the UI or the API) is one full
-millpond run, the same as `millpond run`: the run lock, a ledger row opened and closed whatever
-happens, the graph's nodes as the flow run's tasks (no second flow run), the run log. The run id
+millpond run through the same run start as `millpond run` (millpond.runtime.start: the run
+lock, a ledger row opened and closed whatever happens, nothing new settled without tasks), the
+graph's nodes as the flow run's tasks (no second flow run), the run log. The run id
 is made as the flow run starts (or adopted: `POST /runs` creates the flow run already named
 with one) and becomes the flow run's name. The trigger recorded is `schedule` for runs
 Prefect's scheduler made, `api` for runs of millpond's API, `ui` for any other (the Prefect UI
@@ -25,14 +26,15 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, Failed
 
+from flows.prefect_api import API_TAG
 from millpond.core.config import MillpondConfig
-from millpond.core.locks import file_lock
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
 from millpond.core.masking import mask
-from millpond.core.prefect_api import API_TAG
 from millpond.core.runid import is_run_id, new_run_id
 from millpond.runtime.context import RunContext
+from millpond.runtime.flow_runs import CurrentFlowRun
 from millpond.runtime.lifecycle import fail_start, queue_run
+from millpond.runtime.start import RunEnd, StartFailed, run_whole
 from millpond.runtime.unstartable import ConfigUnreadable, load_or_record
 
 
@@ -62,32 +64,11 @@ def flow_run_name() -> str:
     return str(name) if is_run_id(name) else new_run_id()
 
 
-def run_current_flow(ctx: RunContext, trigger: str) -> Any:
-    """A whole run inside the flow run that is running now; returns its final Prefect state."""
-    from flows.pipeline import run_in_flow
-    from millpond.runtime.execute import _FlowHooks, finish_run, start_run
-    from millpond.runtime.nothing_new import settle_locked
-
-    with file_lock(ctx.config.locks_dir / "run.lock", "run"):
-        try:
-            graph = ctx.graph
-        except Exception as exc:  # a broken dbt project: the run is recorded as failed
-            message = f"cannot build the graph: {mask(str(exc))}"
-            logger.error(message)
-            fail_start(ctx, message)
-            return Failed(message=f"run {ctx.run_id}: {message}")
-        start_run(ctx, trigger)
-        settled = settle_locked(ctx)  # nothing new: the flow run has no tasks
-        if settled is None:
-            try:
-                run_in_flow(ctx.run_id, graph, _FlowHooks(ctx, None))
-            except BaseException as exc:
-                finish_run(ctx, f"orchestrator error: {mask(str(exc)) or type(exc).__name__}")
-                raise
-        status = settled or finish_run(ctx)
-    if status != "success":
-        return Failed(message=f"run {ctx.run_id}: {status}")
-    if settled:
+def flow_run_state(ctx: RunContext, end: RunEnd) -> Any:
+    """The flow run's final state, from how the run ended."""
+    if end.status != "success":
+        return Failed(message=f"run {ctx.run_id}: {end.status}")
+    if end.settled:
         return Completed(
             message=f"run {ctx.run_id}: nothing new, {len(ctx.outcomes)} nodes up to date"
         )
@@ -104,7 +85,10 @@ def run_deployment(
     from prefect.context import FlowRunContext
 
     setup_console()
-    flow_run = FlowRunContext.get().flow_run  # type: ignore[union-attr]
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    if flow_run is None:  # Prefect's runner calls the flow; nothing else should
+        raise RuntimeError("a flow run of the deployment runs only inside its flow run")
     run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
     trigger = trigger_of(flow_run)
     try:
@@ -118,7 +102,9 @@ def run_deployment(
         open_run_log(config.logs_dir, run_id)
         with node_context(run_id):
             logger.info(f"run {run_id} ({trigger}) of {config.project}")
-            return run_current_flow(ctx, trigger)
+            end = run_whole(ctx, trigger, CurrentFlowRun(), queued=True)
+    except StartFailed as exc:  # closed failed already, with the reason
+        return Failed(message=f"run {run_id}: {exc}")
     except Exception as exc:
         if ctx.closed is not None:
             raise  # closed already, with what happened
@@ -128,6 +114,7 @@ def run_deployment(
         return Failed(message=f"run {run_id}: {message}")
     finally:
         close_run_log(run_id)
+    return flow_run_state(ctx, end)
 
 
 @flow(name="millpond", flow_run_name=flow_run_name, persist_result=False, log_prints=False)

@@ -3,23 +3,21 @@
 Starting Prefect costs more than everything such a run does: importing it takes about 2 s and
 a flow run with a task per node 1-3 s more, while finding that no file is new, every landed
 partition is loaded, every model's fingerprint is the published run's and readers already
-have those marts takes well under a second. So `millpond run` first asks every node of its
-graph whether it is up to date (`NodeKind.up_to_date`, which has no side effects). Only when
-all of them are is the run settled here: each node recorded as `unchanged` through the one
-execute path (ledger, logs, summary and notifications as ever), the run closed, no flow run.
+have those marts takes well under a second. So a run first asks every node of its graph
+whether it is up to date (`NodeKind.up_to_date`, which has no side effects). Only when all of
+them are is the run settled here: each node recorded as `unchanged` through the one execute
+path (ledger, logs, summary and notifications as ever), the run closed, no flow run.
 
 One node that would do something, one kind that cannot tell (a SQL source must query to
 know), or a warehouse that is missing or damaged, and the run goes to the orchestrator as
-always. The checks' per-run resources are
-dropped first: the real run computes fingerprints afresh, after its own loads.
+always. The checks' per-run resources are dropped first: the real run computes fingerprints
+afresh, after its own loads.
 """
 
 from __future__ import annotations
 
-from millpond.core.locks import file_lock
 from millpond.core.logs import logger
 from millpond.core.registry import NODE_KINDS, Settle
-from millpond.nodes.extract import warnings as source_warnings
 from millpond.runtime.context import RunContext
 from millpond.runtime.damage import check_warehouse
 from millpond.runtime.execute import finish_run, run_node
@@ -28,20 +26,10 @@ from millpond.runtime.execute import finish_run, run_node
 def settle_if_nothing_new(ctx: RunContext) -> str | None:
     """The run's status if it had nothing to do and is closed now; None when it must run.
 
-    `millpond run` calls it once the run is open in the ledger, before Prefect starts. It
-    holds the run lock, as a run does: a run going on now may be landing the very data this
-    one would find missing."""
-    with file_lock(ctx.config.locks_dir / "run.lock", "run"):
-        status = settle_locked(ctx)
-        if status is not None:
-            for warning in source_warnings(ctx):
-                logger.warning(warning)
-        return status
-
-
-def settle_locked(ctx: RunContext) -> str | None:
-    """`settle_if_nothing_new` for a caller that holds the run lock and has started the run
-    (a flow run of the deployment: it then has no tasks).
+    The run start calls it (millpond.runtime.start) once the run is open in the ledger, under
+    the run lock (a run going on now may be landing the very data this one would find
+    missing) and before the orchestrator: a flow run of the deployment then has no tasks, and
+    `millpond run` starts no Prefect at all.
 
     The ledger's bookkeeping settles nothing over a warehouse that is missing or unreadable
     (millpond.runtime.damage), nor publish over a `current` snapshot that does not open

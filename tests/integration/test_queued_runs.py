@@ -45,7 +45,7 @@ def dead_pid() -> int:
 
 
 def new_run_id() -> str:
-    from millpond.runtime.execute import new_run_id as make
+    from millpond.core.runid import new_run_id as make
 
     return make()
 

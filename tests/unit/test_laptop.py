@@ -22,7 +22,6 @@ from millpond.cli.common import PIPE_WIDTH
 from millpond.cli.main import app
 from millpond.cli.status import _nodes_table
 from millpond.cli.summary import print_summary
-from millpond.cli.wiring import check_wiring
 from millpond.core.config_loading import (
     config_model,
     load_config_lenient,
@@ -31,6 +30,7 @@ from millpond.core.config_loading import (
 )
 from millpond.core.graph import Graph, Node
 from millpond.nodes.source_table import SourceTable
+from millpond.runtime.wiring import check_wiring, warn_about_wiring
 
 SECRET_SOURCES = """\
 project: demo
@@ -309,8 +309,6 @@ def test_a_process_carrying_the_session_mark_is_found() -> None:
 
 
 def test_under_on_unloaded_source_error_the_run_is_refused_naming_the_setting() -> None:
-    from millpond.cli.main import _check_wiring
-
     def config_with(mode: str) -> object:
         return config_model().model_validate(
             {
@@ -326,6 +324,6 @@ def test_under_on_unloaded_source_error_the_run_is_refused_naming_the_setting() 
         return SimpleNamespace(config=config_with(mode), resource=lambda key, factory: dbt)
 
     with pytest.raises(ValueError, match=r"dbt source erp.orders .*dbt.on_unloaded_source: error"):
-        _check_wiring(ctx("error"), graph)
-    warned = _check_wiring(ctx("warn"), graph)
+        warn_about_wiring(ctx("error"), graph)
+    warned = warn_about_wiring(ctx("warn"), graph)
     assert len(warned) == 1 and "add 'orders' to sources.erp.tables" in warned[0]

@@ -1,4 +1,4 @@
-"""Where millpond.yml's tables and the dbt project's sources do not meet, said before a run.
+"""Where millpond.yml's tables and the dbt project's sources do not meet, said as a run starts.
 
 A dbt source named after a millpond source (or reading the raw schema) that no configured
 table loads is built on whatever raw data was loaded before: a table renamed or misspelt in
@@ -15,7 +15,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from millpond.core.config import MillpondConfig
 from millpond.core.graph import Graph, providers
+from millpond.core.logs import logger
+from millpond.core.registry import BuildScope
 
 
 @dataclass
@@ -27,7 +30,25 @@ class Wiring:
         return self.unloaded + self.unread
 
 
-def check_wiring(graph: Graph, manifest: dict[str, Any], config: Any) -> Wiring:
+def warn_about_wiring(scope: BuildScope, graph: Graph) -> list[str]:
+    """What the run start says (millpond.runtime.start): each message logged as a warning and
+    returned for the summary; under `dbt.on_unloaded_source: error` a dbt source no table
+    loads refuses the run (ValueError)."""
+    from millpond.nodes.dbt import project
+
+    if not any(n.kind == "dbt" for n in graph.nodes):
+        return []
+    found = check_wiring(graph, project(scope).manifest_json or {}, scope.config)
+    if found.unloaded and scope.config.dbt.on_unloaded_source == "error":
+        raise ValueError(
+            "; ".join(found.unloaded) + " (dbt.on_unloaded_source: error in millpond.yml)"
+        )
+    for message in found.messages():
+        logger.warning(message)
+    return found.messages()
+
+
+def check_wiring(graph: Graph, manifest: dict[str, Any], config: MillpondConfig) -> Wiring:
     """The dbt sources (read by a model) that no load node provides, and the tables whose
     load no dbt node waits for while another table of the same source is read."""
     found = Wiring()

@@ -1,7 +1,9 @@
 """Where the Prefect API is and what millpond's deployment is called, from the config alone.
 
 The CLI, the deployment's background process and the API service (`POST /runs`) must agree on
-both without importing each other, so they live in the kernel.
+both. Knowing Prefect is flows/' job, not the kernel's; serve may import this module (the import
+rule allows serve -> flows), which imports neither Prefect nor httpx at import, and neither does
+`flows/__init__.py`, so the API does not load Prefect at startup.
 """
 
 from __future__ import annotations
