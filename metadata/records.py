@@ -376,7 +376,7 @@ def _op_record_fingerprints(
     )
 
 
-OPS: dict[str, Callable[..., None]] = {
+OPS: dict[str, Callable[..., bool | None]] = {
     "queue_run": _op_queue_run,
     "start_run": _op_start_run,
     "finish_run": _op_finish_run,

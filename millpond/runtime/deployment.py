@@ -104,7 +104,10 @@ def run_deployment(
     from prefect.context import FlowRunContext
 
     setup_console()
-    flow_run = FlowRunContext.get().flow_run  # type: ignore[union-attr]
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    if flow_run is None:
+        raise RuntimeError("run_deployment runs only as a Prefect flow run")
     run_id = flow_run.name if is_run_id(flow_run.name) else new_run_id()
     trigger = trigger_of(flow_run)
     try:

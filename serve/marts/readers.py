@@ -27,9 +27,12 @@ BATCH_ROWS = 65_536
 class MartsReader(Protocol):
     """What the marts API and custom routers need from a published-marts connection."""
 
-    snapshot: str | None  # which publish is being read (DuckDB: the snapshot's run id)
     location: str
     placeholder: str  # how a bound parameter is written in this engine's SQL
+
+    @property
+    def snapshot(self) -> str | None:
+        """Which publish is being read (DuckDB: the snapshot's run id); read-only."""
 
     def relation(self, schema: str, name: str) -> str: ...
     def relations(self) -> dict[tuple[str, str], list[tuple[str, str]]]: ...
@@ -155,18 +158,18 @@ class PostgresReader:
         return found
 
     def scalar(self, query: str, params: list[Any]) -> Any:
-        row = self.con.execute(sql.SQL(query), params).fetchone()  # type: ignore[arg-type]
+        row = self.con.execute(sql.SQL(query), params).fetchone()
         return row[0] if row else None
 
     def rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         with self.con.cursor() as cur:
-            cur.execute(sql.SQL(query), params)  # type: ignore[arg-type]
+            cur.execute(sql.SQL(query), params)
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def batches(self, query: str, params: list[Any]) -> pa.RecordBatchReader:
         cur = self.con.cursor()
-        cur.execute(sql.SQL(query), params)  # type: ignore[arg-type]
+        cur.execute(sql.SQL(query), params)
         names = [d.name for d in cur.description or []]
         first = cur.fetchmany(BATCH_ROWS)
         schema = pa.RecordBatch.from_pylist(
