@@ -270,7 +270,7 @@ def _check_stall(
     return warnings, shown
 
 
-def _land_items(
+def _land_items(  # noqa: PLR0913 (issue 24 gives it a landing-state object)
     lake: Lake,
     folder: str,
     source_name: str,

@@ -126,7 +126,7 @@ def _op_node_started(
     )
 
 
-def _op_node_finished(
+def _op_node_finished(  # noqa: PLR0913 (issue 24 makes ledger writes typed records)
     cur: psycopg.Cursor,
     run_id: str,
     node_id: str,
@@ -199,7 +199,7 @@ def _op_record_test_results(
     )
 
 
-def _op_record_partition(
+def _op_record_partition(  # noqa: PLR0913 (issue 24 makes ledger writes typed records)
     cur: psycopg.Cursor,
     source: str,
     table: str,
@@ -254,7 +254,7 @@ def _op_set_source_state(
     )
 
 
-def _op_record_lake_action(
+def _op_record_lake_action(  # noqa: PLR0913 (issue 24 makes ledger writes typed records)
     cur: psycopg.Cursor,
     action_id: str,
     action: str,
@@ -280,7 +280,7 @@ def _op_record_lake_action(
         cur.execute("DELETE FROM millpond.partitions WHERE partition_id = %s", (partition_id,))
 
 
-def _op_record_rejection(
+def _op_record_rejection(  # noqa: PLR0913 (issue 24 makes ledger writes typed records)
     cur: psycopg.Cursor,
     run_id: str,
     source: str,

@@ -32,7 +32,7 @@ class DbtParams:
     schema: str | None = None
 
 
-def dbt_nodes(
+def dbt_nodes(  # noqa: C901 (issue 24 splits it into a translator class)
     config: MillpondConfig, manifest: dict[str, Any], provided: dict[str, str]
 ) -> list[Node]:
     """One node per executable dbt resource (model, seed, snapshot) with its tests attached;
