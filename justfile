@@ -40,10 +40,11 @@ test *ARGS: install
 test-fast *ARGS: install
     {{bin}}/pytest -q -n auto --maxprocesses 4 tests/unit {{ARGS}}
 
-# ruff lint + format check, and the dbt project parses
+# ruff lint + format check, mypy on the product packages, and the dbt project parses
 lint: install
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
+    {{bin}}/mypy
     DBT_TARGET_PATH=.millpond/dbt/target DBT_LOG_PATH=.millpond/dbt/logs {{bin}}/dbt --quiet parse --project-dir transform --profiles-dir transform
 
 # format the code

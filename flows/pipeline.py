@@ -154,7 +154,8 @@ def build_flow(name: str, graph: Graph, hooks: GraphHooks, concurrency: int) -> 
     @flow(
         name=name,
         flow_run_name="{run_id}",
-        task_runner=ThreadPoolTaskRunner(max_workers=concurrency),
+        # Prefect's annotation refuses its own ThreadPoolTaskRunner (PrefectHQ/prefect#16938)
+        task_runner=ThreadPoolTaskRunner(max_workers=concurrency),  # type: ignore[arg-type]
         persist_result=False,
         log_prints=False,
         validate_parameters=False,

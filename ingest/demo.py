@@ -57,7 +57,8 @@ def csv_to_xlsx(source: Path, target: Path) -> Path:
     sheet = workbook.create_sheet(source.stem)
     with source.open(newline="", encoding="utf-8") as fh:
         for index, row in enumerate(csv.reader(fh)):
-            sheet.append(row if index == 0 else [_number(v) for v in row])
+            cells: list[int | float | str] = [*row] if index == 0 else [_number(v) for v in row]
+            sheet.append(cells)
     workbook.save(target)
     return target
 

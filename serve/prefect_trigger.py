@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_result, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from flows.prefect_api import API_TAG, api_url, read_deployment
 from millpond.core.config import MillpondConfig
@@ -51,11 +57,17 @@ def _still_active(api: str) -> str | None:
     return run_id if state.get("type") in _ACTIVE else None
 
 
+def _last_answer(state: RetryCallState) -> httpx.Response:
+    """The last answer, refused (tenacity has one when it gives up)."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
 @retry(
     retry=retry_if_result(lambda response: response.status_code in _BUSY),
     stop=stop_after_attempt(4),
     wait=wait_exponential(multiplier=0.5, max=4),
-    retry_error_callback=lambda state: state.outcome.result(),  # the last answer, refused
+    retry_error_callback=_last_answer,
 )
 def _create_flow_run(deployment_url: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{deployment_url}/create_flow_run", json=body, timeout=TIMEOUT_S)

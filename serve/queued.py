@@ -48,7 +48,8 @@ class QueuedRun:
         # open another ledger (an embedded one started for the wrong folder).
         from serve.deps import ledger_pool
 
-        url = ledger_pool().conninfo  # the ledger of this request's connection
+        conninfo = ledger_pool().conninfo  # the ledger of this request's connection
+        url = conninfo() if callable(conninfo) else conninfo  # a pool may take a callable
 
         def wait() -> None:
             code = process.wait()

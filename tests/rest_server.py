@@ -33,7 +33,7 @@ class Api:
         self.requests: list[dict[str, Any]] = []
         self.base = ""
 
-    def respond(
+    def respond(  # noqa: C901, PLR0911, PLR0912 (a fake API: one branch per endpoint)
         self, path: str, query: dict[str, str], headers: dict[str, str]
     ) -> tuple[int, dict[str, str], Any]:
         self.calls[path] += 1

@@ -74,7 +74,7 @@ def dsn(url: str) -> tuple[str, str]:
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     _, kind, _ = ENGINES[scheme]
     values = {
-        "host": query.pop("host", None) or parts.hostname or "127.0.0.1",
+        "host": query.pop("host", "") or parts.hostname or "127.0.0.1",
         "port": str(
             query.pop("port", None) or parts.port or (5432 if kind == "postgres" else 3306)
         ),

@@ -18,15 +18,19 @@ VERSION_TABLE = "alembic_version"
 config = context.config
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(
+    connection: sa.Connection | None = None, url: str | None = None, literal_binds: bool = False
+) -> None:
     # The version table lives in our own schema so it never collides with another tool's
     # alembic_version (Prefect, Airflow, a user's app) in a shared database.
     context.configure(
+        connection=connection,
+        url=url,
+        literal_binds=literal_binds,
         target_metadata=None,
         version_table=VERSION_TABLE,
         version_table_schema=SCHEMA,
         transactional_ddl=True,
-        **kwargs,
     )
 
 
@@ -47,7 +51,10 @@ def run_online() -> None:
             context.run_migrations()
         return
 
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no connection given and no sqlalchemy.url in the ini file")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         _configure(connection=conn)

@@ -70,7 +70,7 @@ def run_rows(run: dict[str, Any]) -> tuple[int | None, float | None]:
     return rows, (duration_ms / 1000 if duration_ms is not None else None)
 
 
-def print_summary(
+def print_summary(  # noqa: PLR0913 (a run's figures; its caller is being moved, issue 24)
     console: Console,
     outcomes: list[Any],
     order: list[str],

@@ -8,6 +8,7 @@ millpond.runtime.task_run); `run-finish` exits 1 when the run failed, so the DAG
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -96,7 +97,5 @@ def run_finish(
     raise typer.Exit(0 if status == "success" else 1)
 
 
-def _path(value: str | None) -> object:
-    from pathlib import Path
-
+def _path(value: str | None) -> Path | None:
     return Path(value) if value else None

@@ -230,14 +230,19 @@ class ServeConfig(StrictModel):
         return value
 
 
+NotifyEvent = Literal["failure", "success", "test_failure"]
+
+
+def _failure_only() -> list[NotifyEvent]:
+    return ["failure"]
+
+
 class NotifyConfig(StrictModel):
     """One webhook told about runs: `on` which outcomes, in which body `format`.
 
     `test_failure` fires for a run with a failing data test (success or not)."""
 
-    on: list[Literal["failure", "success", "test_failure"]] = Field(
-        default_factory=lambda: ["failure"], min_length=1
-    )
+    on: list[NotifyEvent] = Field(default_factory=_failure_only, min_length=1)
     # A secret: Slack and Teams webhook URLs carry their token in the path.
     webhook: SecretStr
     format: Literal["json", "slack", "teams"] = "json"
@@ -455,7 +460,7 @@ def config_model() -> type[MillpondConfig]:
     else:
         source_type = SourceConfigBase
     fields: dict[str, Any] = {
-        "target": (Literal[tuple(TARGETS.names())], TARGETS.names()[0]),  # type: ignore[misc]
+        "target": (Literal[tuple(TARGETS.names())], TARGETS.names()[0]),
     }
     for name, kind in TARGETS.items():
         fields[name] = (kind.config_model | None, None)

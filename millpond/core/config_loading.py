@@ -213,7 +213,7 @@ def _keys_of(annotation: Any) -> dict[str, Any] | None:
     return None
 
 
-class _AnyName(dict):  # type: ignore[type-arg]
+class _AnyName(dict[str, Any]):
     """Any key is valid at this level (a dict of models, e.g. `sources.<name>`); the level
     below has the model's keys."""
 
@@ -239,6 +239,11 @@ def _override_value(name: str, raw: str) -> Any:
     return None if raw in ("null", "~") else raw
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a mapping, else an empty one (a raw file may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 _warned: set[str] = set()
 
 
@@ -247,8 +252,10 @@ def warn_literal_secrets(data: dict[str, Any], config_file: Path) -> None:
     and is masked everywhere, but a file with secrets in it cannot be committed or shared."""
     from millpond.core.logs import logger
 
-    dbt = data.get("dbt") if isinstance(data.get("dbt"), dict) else {}
-    secret_vars = dbt.get("secret_vars") if isinstance(dbt.get("secret_vars"), list) else []
+    dbt = _mapping(data.get("dbt"))
+    secret_vars = dbt.get("secret_vars")
+    if not isinstance(secret_vars, list):
+        secret_vars = []
     for path in literal_secrets(data, [str(v) for v in secret_vars]):
         if f"{config_file}:{path}" in _warned:
             continue
@@ -270,7 +277,7 @@ def format_validation_error(
     lines = [f"{source}: invalid configuration"]
     # dbt vars are free-form and any may hold a secret (`dbt.secret_vars` may be the very
     # thing that is wrong): an error never shows their values.
-    dbt = data.get("dbt") if isinstance(data.get("dbt"), dict) else {}
+    dbt = _mapping(data.get("dbt"))
     every_var = list(dbt.get("vars") or {}) if isinstance(dbt.get("vars"), dict) else []
     for problem in error.errors():
         loc = _user_loc(problem["loc"], data)

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from millpond.core.config import NodePolicy
 from millpond.core.registry import NODE_KINDS, BuildScope
@@ -39,6 +39,9 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         params = self.params
+        # a dataclass instance (not a dataclass class) becomes a plain dict
+        if dataclasses.is_dataclass(params) and not isinstance(params, type):
+            params = dataclasses.asdict(params)
         return {
             "id": self.id,
             "kind": self.kind,
@@ -46,7 +49,7 @@ class Node:
             "retries": self.retries,
             "retry_delay_seconds": self.retry_delay_seconds,
             "timeout_seconds": self.timeout_seconds,
-            "params": dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params,
+            "params": params,
             "provides": list(self.provides),
         }
 
@@ -185,7 +188,15 @@ def _rank(node: Node) -> tuple[int, str]:
     return (NODE_KINDS.rank(node.kind), node.id)
 
 
-def policy(policy: NodePolicy) -> dict[str, float | int]:
+class PolicyArgs(TypedDict):
+    """Node's keyword arguments that a NodePolicy sets."""
+
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float
+
+
+def policy(policy: NodePolicy) -> PolicyArgs:
     """A NodePolicy as Node keyword arguments."""
     return {
         "retries": policy.retries,

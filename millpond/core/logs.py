@@ -13,11 +13,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from millpond.core.masking import contains_secret, mask, registered
+
+if TYPE_CHECKING:
+    from loguru import Record  # only in loguru's stubs
 
 _lock = threading.Lock()
 _run_sink: dict[str, int] = {}
@@ -29,7 +32,7 @@ CONSOLE_FORMAT = (
 )
 
 
-def _patch(record: dict[str, Any]) -> None:
+def _patch(record: Record) -> None:
     record["extra"].setdefault("run_id", "-")
     record["extra"].setdefault("node_id", "-")
     if registered():

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from millpond.core.graph import Node
 
 K = TypeVar("K")
+R = TypeVar("R")  # a run resource's type
 
 
 class RegistryError(Exception):
@@ -358,7 +359,7 @@ class BuildScope(Protocol):
 
     @property
     def target(self) -> Target: ...
-    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+    def resource(self, key: str, factory: Callable[[], R]) -> R:
         """One object per run and key (e.g. the parsed dbt project), built on first use."""
         ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from millpond.core.config import NotifyEvent
+
 
 def headline(report: dict[str, Any]) -> str:
     mark = "succeeded" if report["status"] == "success" else "FAILED"
@@ -20,7 +22,7 @@ def details(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def body(fmt: str, report: dict[str, Any], events: list[str]) -> dict[str, Any]:
+def body(fmt: str, report: dict[str, Any], events: list[NotifyEvent]) -> dict[str, Any]:
     if fmt == "slack":
         text = "\n".join([headline(report), *details(report), f"<{report['run_url']}|run details>"])
         return {"text": text}

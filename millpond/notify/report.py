@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from millpond.core.config import MillpondConfig
+from millpond.core.config import MillpondConfig, NotifyEvent
 from millpond.core.masking import mask
 
 MAX_ERROR_CHARS = 500
@@ -58,9 +58,9 @@ def build_report(
     }
 
 
-def events_of(report: dict[str, Any]) -> set[str]:
+def events_of(report: dict[str, Any]) -> set[NotifyEvent]:
     """Which `on:` events this run raises."""
-    events = {"success" if report["status"] == "success" else "failure"}
+    events: set[NotifyEvent] = {"success" if report["status"] == "success" else "failure"}
     if report["failed_tests"]:
         events.add("test_failure")
     return events

@@ -14,7 +14,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from millpond.core.config import NotifyConfig
+from millpond.core.config import NotifyConfig, NotifyEvent
 from millpond.core.logs import logger
 from millpond.core.masking import register_secrets
 from millpond.notify.formats import body
@@ -31,7 +31,9 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def deliver(target: NotifyConfig, report: dict[str, Any], events: list[str]) -> dict[str, Any]:
+def deliver(
+    target: NotifyConfig, report: dict[str, Any], events: list[NotifyEvent]
+) -> dict[str, Any]:
     """POST the report in the target's format; returns the outcome for the ledger."""
     url = target.webhook.get_secret_value()
     register_secrets([url])

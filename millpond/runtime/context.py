@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ingest.lake import Lake
 from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
@@ -22,6 +22,8 @@ from millpond.core.graph import Graph, build_graph
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from millpond.core.registry import TARGETS, Target
+
+R = TypeVar("R")  # a run resource's type
 
 
 @dataclass
@@ -92,7 +94,7 @@ class RunContext:
         kind = TARGETS.get(self.config.target_name)
         return kind.create(self.config.target_config, self.config)
 
-    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+    def resource(self, key: str, factory: Callable[[], R]) -> R:
         with self._lock:
             if key not in self._resources:
                 self._resources[key] = factory()

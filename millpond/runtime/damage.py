@@ -39,7 +39,7 @@ class WarehouseCheck:
 
 def check_warehouse(ctx: RunContext) -> WarehouseCheck:
     """The run's warehouse check, done once per run (a run resource) and logged once."""
-    return ctx.resource("warehouse-check", lambda: _check(ctx))  # type: ignore[no-any-return]
+    return ctx.resource("warehouse-check", lambda: _check(ctx))
 
 
 def warehouse_note(ctx: RunContext) -> str | None:

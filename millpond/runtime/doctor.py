@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -294,7 +295,7 @@ def _check_snapshots(ctx: RunContext, exam: Examination, warehouse_ok: bool) -> 
                 str(orphan),
                 f"temp file of a killed publish ({size:,} bytes)",
                 "deleted",
-                lambda path=orphan: _remove_orphan(ctx, path),
+                partial(_remove_orphan, ctx, orphan),
             )
         )
     published_health = getattr(target, "published_health", None)

@@ -135,8 +135,11 @@ def crash_flow_runs(runs: list[dict[str, Any]]) -> None:
 
         with get_client(sync_client=True) as client:
             for run in flow_runs:
-                state = Crashed(message=f"millpond run {run['run_id']} abandoned: it died")
-                client.set_flow_run_state(run["flow_run_id"], state, force=True)
+                client.set_flow_run_state(
+                    run["flow_run_id"],
+                    Crashed(message=f"millpond run {run['run_id']} abandoned: it died"),
+                    force=True,
+                )
     except Exception as exc:  # the ledger is right already; the UI is a courtesy
         logger.warning(f"could not mark abandoned flow runs crashed: {mask(str(exc))}")
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from millpond.core.graph import Graph, Node
+from millpond.core.registry import BuildScope
 from millpond.nodes.dbt import DBT_KIND
 from millpond.nodes.dbt import project as dbt_project
 from millpond.nodes.dbt.select import SelectionError, selected_nodes
@@ -43,7 +43,7 @@ def split_values(values: Iterable[str]) -> list[str]:
 
 
 def select_graph(
-    scope: Any, whole: Graph, select: Iterable[str], exclude: Iterable[str]
+    scope: BuildScope, whole: Graph, select: Iterable[str], exclude: Iterable[str]
 ) -> Selection:
     """The part of `whole` that `--select` / `--exclude` keep (see the module docstring)."""
     select, exclude = split_values(select), split_values(exclude)
@@ -56,17 +56,16 @@ def select_graph(
             "publish cannot be selected: it runs by itself when the selection rebuilds every "
             "publishable model (or leave out --select)"
         )
-    project = dbt_project(scope) if dbt_sel or dbt_excl else None
     is_dbt = {n.id for n in whole.nodes if n.kind == DBT_KIND}
     publish_nodes = {n.id for n in whole.nodes if isinstance(n.params, PublishParams)}
     if dbt_sel:
-        roots = selected_nodes(project, whole, dbt_sel, with_tests=True)
+        roots = selected_nodes(dbt_project(scope), whole, dbt_sel, with_tests=True)
     else:
         roots = set() if select else set(is_dbt)
     # Excluding a source stops its loading; excluding a model drops the model only.
     excluded = set(direct_excl)
     if dbt_excl:
-        excluded |= selected_nodes(project, whole, dbt_excl, with_tests=False)
+        excluded |= selected_nodes(dbt_project(scope), whole, dbt_excl, with_tests=False)
     roots = (roots | direct_sel) - excluded
     if not select:  # source tables no dbt model reads still land, as in a whole run
         roots |= {

@@ -141,7 +141,7 @@ FORMAT_DOC = "json (default), csv, parquet or arrow (IPC stream); or send an Acc
 @router.get(
     "/{name}", responses={400: {"description": "a bad filter"}, 404: {"description": "no mart"}}
 )
-def mart_rows(
+def mart_rows(  # noqa: PLR0913 (a route's parameters are its documented query)
     name: str,
     request: Request,
     config: Annotated[MillpondConfig, Depends(stack_config)],

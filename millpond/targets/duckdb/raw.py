@@ -213,7 +213,7 @@ def load_partitions(
             if manifest.rows == 0 and columns:
                 # An empty partition (a header-only export) brings no types, only its count.
                 files, _, _ = _checked_columns(con, lake, manifest, {})
-                changed = []
+                changed: list[str] = []
             else:
                 # A whole snapshot, or the first rows after provisional types, start afresh.
                 known = columns if typed and not manifest.replaces else {}

@@ -67,7 +67,7 @@ def connection_parts(url: str) -> dict[str, Any]:
         "password": unquote(query.get("password") or parts.password or ""),
         "dbname": unquote(query.get("dbname") or parts.path.lstrip("/") or "postgres"),
     }
-    options = {k: query[k] for k in DBT_OPTIONS if k in query}
+    options: dict[str, str | int] = {k: query[k] for k in DBT_OPTIONS if k in query}
     if "connect_timeout" in options:
         options["connect_timeout"] = int(options["connect_timeout"])
     return found | options

@@ -237,7 +237,7 @@ def _latest_view(
     """`<name>__latest`: each primary key once, the latest version (by the cursor column, then
     by landing order), beside the full history in `<name>`."""
     key_list = sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(k)) for k in keys)
-    order = [key_list]
+    order: list[sql.Composable] = [key_list]
     if order_by:
         order.append(sql.SQL("v.{} desc nulls last").format(sql.Identifier(order_by)))
     order.append(sql.SQL("p.loaded_at desc, v._partition_id desc"))
@@ -263,7 +263,7 @@ def _apply_columns(
 ) -> None:
     """Create the raw table, or add and widen its columns, to the reconciled types."""
     if not existing:
-        defs = [
+        defs: list[sql.Composable] = [
             sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(to_postgres(t)))
             for c, t in columns.items()
         ]
