@@ -183,7 +183,7 @@ def _marked_processes(mark: str) -> list[tuple[int, str]]:
             environ = (entry / "environ").read_bytes().split(b"\0")
             if needle not in environ:
                 continue
-            status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            status, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError):
             continue
@@ -197,6 +197,8 @@ def _marked_processes(mark: str) -> list[tuple[int, str]]:
             ),
             "",
         )
+        if int(parent) == os.getpid() and "multiprocessing.resource_tracker" in command:
+            continue  # Python's own helper of this process (dbt starts it): exits with it
         if status != "Z":  # a zombie has exited; its parent reaps it
             found.append((pid, command.strip()[:200] + (f" (started by {test})" if test else "")))
     return found
