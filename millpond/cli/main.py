@@ -135,11 +135,12 @@ def _print_run_summary(
     publish left out by the selection, a damaged warehouse, ledger records buffered."""
     from flows.prefect_api import api_url, ui_url
     from millpond.cli.summary import print_summary
+    from millpond.nodes.publish import PUBLISH_NODE
     from millpond.runtime.damage import warehouse_note
     from millpond.runtime.totals import rows_loaded
 
     config = ctx.config
-    publish = ctx.outcomes.get("publish")
+    publish = ctx.outcomes.get(PUBLISH_NODE)
     flow_link = f"/runs/flow-run/{ctx.flow_run_id}" if ctx.flow_run_id else ""
     links = {
         "Prefect UI": (ui_url(api_url(config)) + " (no flow run: nothing new)")

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from millpond.cli.common import print_table, print_wrapped
+from millpond.nodes.publish import PUBLISH_NODE
 
 ID_COLUMNS = {"node", "run"}
 STATUS_STYLE = {
@@ -115,7 +116,7 @@ def print_summary(  # noqa: PLR0913 (a run's figures; its caller is being moved,
         console.print(f"published snapshot: {snapshot}")
     elif outcomes and all(o.status == "unchanged" for o in outcomes):
         console.print("nothing new: nothing landed, loaded, rebuilt or published")
-    elif any(o.node_id == "publish" and o.status == "unchanged" for o in outcomes):
+    elif any(o.node_id == PUBLISH_NODE and o.status == "unchanged" for o in outcomes):
         console.print("nothing new to publish: readers keep the current snapshot")
     elif status != "success":
         console.print("nothing published: readers keep the previous snapshot")

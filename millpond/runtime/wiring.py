@@ -19,6 +19,8 @@ from millpond.core.config import MillpondConfig
 from millpond.core.graph import Graph, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope
+from millpond.nodes.dbt.graph import DBT_KIND
+from millpond.nodes.load import LOAD_KIND
 
 
 @dataclass
@@ -36,7 +38,7 @@ def warn_about_wiring(scope: BuildScope, graph: Graph) -> list[str]:
     loads refuses the run (ValueError)."""
     from millpond.nodes.dbt import project
 
-    if not any(n.kind == "dbt" for n in graph.nodes):
+    if not any(n.kind == DBT_KIND for n in graph.nodes):
         return []
     found = check_wiring(graph, project(scope).manifest_json or {}, scope.config)
     if found.unloaded and scope.config.dbt.on_unloaded_source == "error":
@@ -85,10 +87,10 @@ def check_wiring(graph: Graph, manifest: dict[str, Any], config: MillpondConfig)
             f"table of millpond.yml ({hint}); the models reading it "
             f"({', '.join(readers) or 'none listed'}) are built on raw data loaded before, if any"
         )
-    waited = {up for n in graph.nodes if n.kind == "dbt" for up in n.upstream}
+    waited = {up for n in graph.nodes if n.kind == DBT_KIND for up in n.upstream}
     for node in graph.nodes:
         params = node.params
-        if node.kind != "load" or node.id in waited or params.source not in unloaded:
+        if node.kind != LOAD_KIND or node.id in waited or params.source not in unloaded:
             continue
         near = difflib.get_close_matches(params.table, unloaded[params.source], n=1, cutoff=0.6)
         meant = f"; did you mean {near[0]!r}?" if near else ""
