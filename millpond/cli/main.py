@@ -134,7 +134,7 @@ def _print_run_summary(
     """The run's summary (millpond.cli.summary), then what the summary table cannot say: a
     publish left out by the selection, a damaged warehouse, ledger records buffered."""
     from flows.prefect_api import api_url, ui_url
-    from millpond.cli.summary import print_summary
+    from millpond.cli.summary import RunFigures, print_summary
     from millpond.nodes.publish import PUBLISH_NODE
     from millpond.runtime.damage import warehouse_note
     from millpond.runtime.totals import rows_loaded
@@ -149,13 +149,21 @@ def _print_run_summary(
         "API": f"http://{config.serve.host}:{config.serve.port}/runs/{ctx.run_id} (just serve)",
         "log": str(log_path),
     }
-    snapshot = publish.detail.get("snapshot") if publish and publish.status == "success" else None
-    order = [n.id for n in ctx.graph.nodes]
     outcomes = list(ctx.outcomes.values())
-    rows = rows_loaded(ctx.graph, outcomes)
-    print_summary(
-        out, outcomes, order, end.status, ctx.run_id, elapsed, links, snapshot, rows, end.wiring
+    figures = RunFigures(
+        run_id=ctx.run_id,
+        status=end.status,
+        elapsed_s=elapsed,
+        rows=rows_loaded(ctx.graph, outcomes),
+        outcomes=outcomes,
+        order=[n.id for n in ctx.graph.nodes],
+        links=links,
+        snapshot=publish.detail.get("snapshot")
+        if publish and publish.status == "success"
+        else None,
+        warnings=end.wiring,
     )
+    print_summary(out, figures)
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
     damage = warehouse_note(ctx)  # a missing or unreadable warehouse: said again here

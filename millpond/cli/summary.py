@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -71,34 +72,37 @@ def run_rows(run: dict[str, Any]) -> tuple[int | None, float | None]:
     return rows, (duration_ms / 1000 if duration_ms is not None else None)
 
 
-def print_summary(  # noqa: PLR0913 (a run's figures; its caller is being moved, issue 24)
-    console: Console,
-    outcomes: list[Any],
-    order: list[str],
-    status: str,
-    run_id: str,
-    elapsed_s: float,
-    links: dict[str, str],
-    snapshot: str | None,
-    rows: int,
-    warnings: Iterable[str] = (),
-) -> None:
-    """The summary table, then one line: status, duration, nodes, rows loaded, tests.
+@dataclass(frozen=True)
+class RunFigures:
+    """What a finished run's summary shows. `elapsed_s` and `rows` are the run's duration and
+    rows as the ledger and the API have them (millpond.runtime.totals)."""
 
-    `elapsed_s` and `rows` are the run's duration and rows as the ledger and the API have
-    them (millpond.runtime.totals)."""
-    print_table(console, summary_table(outcomes, order))
+    run_id: str
+    status: str
+    elapsed_s: float
+    rows: int
+    outcomes: list[Any]
+    order: list[str]  # the graph's node order, for the table
+    links: dict[str, str] = field(default_factory=dict)
+    snapshot: str | None = None
+    warnings: Iterable[str] = ()
+
+
+def print_summary(console: Console, run: RunFigures) -> None:
+    """The summary table, then one line: status, duration, nodes, rows loaded, tests."""
+    outcomes, status = run.outcomes, run.status
+    print_table(console, summary_table(outcomes, run.order))
     tests = [t for o in outcomes for t in (o.detail or {}).get("tests", [])]
     failed_tests = [t for t in tests if t["status"] in ("fail", "error")]
     unchanged = [o for o in outcomes if o.status == "unchanged"]
     color = "green" if status == "success" else "red"
     console.print(
-        f"[bold {color}]run {run_id}: {status}[/] in {elapsed_s:.1f} s; "
-        f"{len(outcomes)} nodes, {rows:,} raw rows loaded, "
+        f"[bold {color}]run {run.run_id}: {status}[/] in {run.elapsed_s:.1f} s; "
+        f"{len(outcomes)} nodes, {run.rows:,} raw rows loaded, "
         f"{len(tests) - len(failed_tests)}/{len(tests)} tests passed"
         + (f", {len(unchanged)} unchanged" if unchanged else "")
     )
-    for warning in warnings:  # e.g. a dbt source no table loads (millpond.runtime.wiring)
+    for warning in run.warnings:  # e.g. a dbt source no table loads (millpond.runtime.wiring)
         print_wrapped(console, f"  [yellow]warning[/]: {escape(warning)}")
     for t in failed_tests:
         console.print(
@@ -112,13 +116,13 @@ def print_summary(  # noqa: PLR0913 (a run's figures; its caller is being moved,
         if (o.detail or {}).get("bad_rows"):  # landed, with bad rows kept aside
             where = ", ".join(o.detail.get("quarantine", []))
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")
-    if snapshot:
-        console.print(f"published snapshot: {snapshot}")
+    if run.snapshot:
+        console.print(f"published snapshot: {run.snapshot}")
     elif outcomes and all(o.status == "unchanged" for o in outcomes):
         console.print("nothing new: nothing landed, loaded, rebuilt or published")
     elif any(o.node_id == PUBLISH_NODE and o.status == "unchanged" for o in outcomes):
         console.print("nothing new to publish: readers keep the current snapshot")
     elif status != "success":
         console.print("nothing published: readers keep the previous snapshot")
-    for name, url in links.items():
+    for name, url in run.links.items():
         console.print(f"{name}: {url}")

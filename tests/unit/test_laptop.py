@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from millpond.cli.common import PIPE_WIDTH
 from millpond.cli.main import app
 from millpond.cli.status import _nodes_table
-from millpond.cli.summary import print_summary
+from millpond.cli.summary import RunFigures, print_summary
 from millpond.core.config_loading import (
     config_model,
     load_config_lenient,
@@ -188,7 +188,8 @@ def test_the_summary_wraps_errors_and_shows_wiring_warnings_in_a_pipe() -> None:
     warning = "dbt source erp.orders (raw.erp__orders) is loaded by no table of millpond.yml"
 
     print_summary(
-        console, [failed], ["dbt.fct_orders"], "failed", "r1", 1.0, {}, None, 0, [warning]
+        console,
+        RunFigures("r1", "failed", 1.0, 0, [failed], ["dbt.fct_orders"], warnings=[warning]),
     )
 
     text = buffer.getvalue()
