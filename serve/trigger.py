@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from millpond.core.config import MillpondConfig
+from millpond.core.locks import run_lock_path
 from millpond.core.runid import new_run_id
 
 
@@ -45,7 +46,7 @@ _child: Child | None = None
 
 def run_lock_held(config: MillpondConfig) -> bool:
     """True if some process (a CLI run, a scheduled one, ours) holds the run lock now."""
-    path = config.locks_dir / "run.lock"
+    path = run_lock_path(config.locks_dir)
     if not path.exists():
         return False
     with open(path, "a+") as handle:

@@ -34,7 +34,7 @@ def doctor(
       millpond doctor --repair
     """
     config = load(config_path)
-    from millpond.core.locks import file_lock
+    from millpond.core.locks import run_lock
     from millpond.core.logs import close_run_log, node_context, open_run_log
     from millpond.core.runid import new_run_id
     from millpond.runtime.context import RunContext
@@ -46,7 +46,7 @@ def doctor(
     open_run_log(config.logs_dir, run_id)
     try:
         # Under the run lock: no run changes the state between the checks and the repairs.
-        with node_context(run_id), file_lock(config.locks_dir / "run.lock", "run", 60):
+        with node_context(run_id), run_lock(config.locks_dir, 60):
             exam = examine(ctx)
             if repair:
                 run_repair(ctx, exam)

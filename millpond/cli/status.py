@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from millpond.cli.app import ConfigOption
-from millpond.cli.common import console, fail, load, out, print_table, print_wrapped
+from millpond.cli.common import fail, load, out, print_table, print_wrapped
 from millpond.cli.summary import ID_COLUMNS, STATUS_STYLE, run_rows
 
 
@@ -165,6 +165,3 @@ def _styled(status: str | None) -> str:
 
 def _when(at: Any) -> str:
     return at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if at is not None else ""
-
-
-__all__ = ["console", "status"]

@@ -156,8 +156,8 @@ class Graph:
 
 
 def topological(nodes: Iterable[Node]) -> tuple[Node, ...]:
-    """Kahn's algorithm, ties broken by (kind registration order, id) so renderings are
-    stable."""
+    """Kahn's algorithm, ties broken by (the kind's place in NODE_KINDS, id) so renderings
+    are stable."""
     pending = {n.id: n for n in nodes}
     for n in pending.values():
         for up in n.upstream:
@@ -219,7 +219,8 @@ def providers(nodes: Iterable[Node]) -> dict[str, str]:
 
 
 def build_graph(scope: BuildScope, with_project: bool = True) -> Graph:
-    """The graph: every registered node kind adds its nodes, in registration order.
+    """The graph: every registered node kind adds its nodes, stage by stage (registration
+    order within a stage), so a kind sees the nodes of the stages before it.
 
     `with_project=False` builds only the kinds that need no dbt parse (what a single extract
     or load node under Airflow needs to start fast)."""

@@ -12,7 +12,7 @@ import fcntl
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from millpond.core.logs import logger
@@ -61,3 +61,25 @@ def file_lock(path: Path, what: str, wait_seconds: float = 3600.0) -> Iterator[N
         finally:
             depth[key] = 0
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The stack's named locks, each spelled here once (docs/architecture.md, "Concurrency and locks").
+
+
+def run_lock_path(locks_dir: Path) -> Path:
+    """One run at a time per stack; `POST /runs` looks whether it is held."""
+    return locks_dir / "run.lock"
+
+
+def run_lock(locks_dir: Path, wait_seconds: float = 3600.0) -> AbstractContextManager[None]:
+    return file_lock(run_lock_path(locks_dir), "run", wait_seconds)
+
+
+def extract_lock(locks_dir: Path, source: str, table: str) -> AbstractContextManager[None]:
+    """A table's new items are landed once, even by two runs at once."""
+    return file_lock(locks_dir / f"extract.{source}.{table}.lock", f"extract {source}.{table}")
+
+
+def dbt_parse_lock(locks_dir: Path) -> AbstractContextManager[None]:
+    """Parallel `run-node` processes never read a manifest.json dbt is rewriting."""
+    return file_lock(locks_dir / "dbt-parse.lock", "dbt parse")

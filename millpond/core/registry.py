@@ -11,11 +11,12 @@ are built from these registries, so adding a kind never means an if/else elsewhe
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -76,7 +77,8 @@ class Registry(Generic[K]):
         self._ordered: dict[str, K] | None = None
 
     @property
-    def kinds(self) -> dict[str, K]:
+    def kinds(self) -> Mapping[str, K]:
+        """Read-only: a kind joins the family through `register` only."""
         load_plugins()
         if self._ordered is None:
             order = self._order
@@ -84,7 +86,7 @@ class Registry(Generic[K]):
             if order is not None:
                 items.sort(key=lambda item: order(item[1]))  # stable: registration among equals
             self._ordered = dict(items)
-        return self._ordered
+        return MappingProxyType(self._ordered)
 
     def register(self, name: str, kind: K) -> K:
         if name in self._kinds and self._kinds[name] is not kind:
@@ -92,6 +94,11 @@ class Registry(Generic[K]):
         self._kinds[name] = kind
         self._ordered = None
         return kind
+
+    def unregister(self, name: str) -> None:
+        """Take a kind out again (a test's own kind, registered for that test only)."""
+        self._kinds.pop(name, None)
+        self._ordered = None
 
     def get(self, name: str) -> K:
         try:
@@ -304,6 +311,10 @@ class Target(Protocol):
     def release(self) -> None:
         """Close whatever the target keeps open in this process (dbt adapter caches)."""
         ...
+
+
+# Rows per Arrow batch a marts reader streams: what a CSV or Parquet answer holds in memory.
+MARTS_BATCH_ROWS = 65_536
 
 
 class MartsReader(Protocol):

@@ -13,7 +13,7 @@ from ingest.landing import LandingResult, land_table, table_state
 from ingest.rejections import record_rejections
 from metadata.records import PartitionLanded, Rejection, SourceState
 from millpond.core.graph import Node, policy
-from millpond.core.locks import file_lock
+from millpond.core.locks import extract_lock
 from millpond.core.registry import (
     SOURCES,
     BuildScope,
@@ -56,8 +56,7 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     source = source_of(scope, params.source)
     # Two runs at once must not both land the same new item: check-and-land is exclusive per
     # table (on this machine; shared mode across machines needs the catalog, a later issue).
-    lock = scope.config.locks_dir / f"extract.{params.source}.{params.table}.lock"
-    with file_lock(lock, f"extract {params.source}.{params.table}"):
+    with extract_lock(scope.config.locks_dir, params.source, params.table):
         result = land_table(scope.lake, params.source, source, params.table, scope.run_id)
     report.rows, report.bytes = result.rows, result.bytes
     report.detail = {"skipped_files": result.skipped}

@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 from ingest.lake import Manifest
 from metadata import reads
 from metadata.records import Fingerprints, LakeAction, RunFinished, RunStarted
-from millpond.core.locks import file_lock
+from millpond.core.locks import run_lock
 from millpond.core.logs import logger
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.nodes.load import mark_loaded
@@ -87,7 +87,7 @@ def repair(ctx: RunContext, exam: Examination) -> None:
     if not any(f.fix for f in exam.findings):
         return
     ctx.ledger.write(RunStarted(ctx.run_id, "doctor", "doctor", ctx.config.target_name))
-    with file_lock(ctx.config.locks_dir / "run.lock", "run", wait_seconds=60):
+    with run_lock(ctx.config.locks_dir, wait_seconds=60):
         # The lake first (a damaged partition would stop the warehouse's rebuild), the
         # warehouse before the ledger and the snapshots that are read from it.
         for finding in sorted(exam.findings, key=lambda f: ORDER.index(f.area)):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ingest.lake import Manifest
 from ingest.replay import PartitionNotFound, PartitionRef, delete_partition, reland_partition
 from metadata.records import LakeAction, PartitionLanded
-from millpond.core.locks import file_lock
+from millpond.core.locks import extract_lock, run_lock
 from millpond.core.logs import logger
 from millpond.core.registry import SOURCES, SourceItem, TableState
 from millpond.runtime.context import RunContext
@@ -99,8 +99,8 @@ def list_partitions(ctx: RunContext, selector: str | None = None) -> list[Partit
 def _exclusive(ctx: RunContext, source: str, table: str) -> Iterator[None]:
     locks = ctx.config.locks_dir
     with (
-        file_lock(locks / "run.lock", "run", wait_seconds=60),
-        file_lock(locks / f"extract.{source}.{table}.lock", f"extract {source}.{table}"),
+        run_lock(locks, wait_seconds=60),
+        extract_lock(locks, source, table),
         ctx.target.writer_lock(),
     ):
         yield

@@ -30,7 +30,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from millpond.core.locks import file_lock
+from millpond.core.locks import run_lock
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from millpond.nodes.extract import warnings as source_warnings
@@ -84,7 +84,7 @@ def run_whole(
         # The run's row and lease come before the slow parts of the start, so a run that
         # dies while starting (or waiting for the lock) is still seen, and closed by the next.
         abandoned = [] if queued else open_run(ctx, trigger)
-        starting.enter_context(file_lock(ctx.config.locks_dir / "run.lock", "run"))
+        starting.enter_context(run_lock(ctx.config.locks_dir))
         abandoned += open_run(ctx, trigger)  # and the runs that died while this one waited
         wiring = _check(ctx)
         # After a crash the run goes to the orchestrator as always: the flow runs of the runs
@@ -93,8 +93,8 @@ def run_whole(
         if settled is None:
             orchestrator.connect()
             crash_flow_runs(abandoned)
-        run_lock = starting.pop_all()  # started: the run holds the lock until it is closed
-    with run_lock:
+        held = starting.pop_all()  # started: the run holds the lock until it is closed
+    with held:
         if settled is not None:
             return RunEnd(settled, True, wiring)
         return RunEnd(_run_graph(ctx, orchestrator), False, wiring)

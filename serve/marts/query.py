@@ -12,19 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from millpond.core.sql import quote
 from serve.marts.catalog import Mart
 from serve.marts.types import ValueProblem, convert
 
 OPERATORS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE"}
 LIST_OPERATORS = {"in"}
-RESERVED = {"columns", "sort", "limit", "offset", "format"}
 MAX_IN_VALUES = 1000
 MAX_OFFSET = 2**62
-
-
-def quote(identifier: str) -> str:
-    """A column name as a quoted SQL identifier (the same in DuckDB and PostgreSQL)."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class QueryProblem(ValueError):

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from .cases import SOURCE_CASES, TARGET_CASES, SourceCase, TargetCase
-from .kinds import SOURCE_KINDS, TARGET_KINDS, kind_case, register_toys
+from .kinds import SOURCE_KINDS, TARGET_KINDS, kind_case, toys_registered
 
 
 @pytest.fixture(autouse=True)
-def toy_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    register_toys(monkeypatch)
+def toy_kinds() -> Iterator[None]:
+    with toys_registered():
+        yield
 
 
 @pytest.fixture(params=SOURCE_KINDS)

@@ -27,11 +27,20 @@ SOURCE_KINDS = [*SOURCES.names(), *(n for n in TOY_SOURCES if n not in SOURCES.n
 TARGET_KINDS = [*TARGETS.names(), *(n for n in TOY_TARGETS if n not in TARGETS.names())]
 
 
-def register_toys(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def toys_registered() -> Iterator[None]:
+    """The toys registered as a team's own kinds would be, and taken out again afterwards."""
     for name, source in TOY_SOURCES.items():
-        monkeypatch.setitem(SOURCES.kinds, name, source)
+        SOURCES.register(name, source)
     for name, target in TOY_TARGETS.items():
-        monkeypatch.setitem(TARGETS.kinds, name, target)
+        TARGETS.register(name, target)
+    try:
+        yield
+    finally:
+        for name in TOY_SOURCES:
+            SOURCES.unregister(name)
+        for name in TOY_TARGETS:
+            TARGETS.unregister(name)
 
 
 @contextmanager

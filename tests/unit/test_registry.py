@@ -62,3 +62,16 @@ def test_builtin_node_kinds_declare_their_stage():
         "dbt": Stage.TRANSFORM,
         "publish": Stage.PUBLISH,
     }
+
+
+def test_kinds_join_and_leave_only_through_the_registry():
+    """A write into the listing would land in a cached copy and vanish at the next
+    registration; the listing refuses it instead."""
+    family: Registry[str] = Registry("thing")
+    family.register("a", "kind a")
+    with pytest.raises(TypeError):
+        family.kinds["b"] = "kind b"  # type: ignore[index]
+    family.register("b", "kind b")
+    family.unregister("a")
+    assert dict(family.kinds) == {"b": "kind b"}
+    assert "a" not in family

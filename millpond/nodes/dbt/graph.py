@@ -20,6 +20,7 @@ from typing import Any
 
 from millpond.core.config import MillpondConfig, NodePolicy
 from millpond.core.graph import GraphError, Node
+from millpond.core.graph import policy as node_policy
 
 DBT_KIND = "dbt"  # the node kind's registered name: `Node.kind` of every dbt node
 EXECUTABLE_DBT = {"model", "seed", "snapshot"}
@@ -168,16 +169,13 @@ class DbtTranslator:
         return built + standalone
 
     def _node(self, uid: str, resource: Resource, upstream: set[str], tests: list[str]) -> Node:
-        policy = self.policy(resource)
         return Node(
             self.node_id(resource),
             DBT_KIND,
             tuple(sorted(upstream)),
             params=self.params(uid, resource, tests),
             provides=self.provides(resource),
-            retries=policy.retries,
-            retry_delay_seconds=policy.retry_delay_seconds,
-            timeout_seconds=policy.timeout_seconds,
+            **node_policy(self.policy(resource)),
         )
 
     def _parents(self, uid: str, seen: set[str] | None = None) -> set[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from millpond.core.config import MillpondConfig
-from millpond.core.locks import file_lock
+from millpond.core.locks import dbt_parse_lock
 from millpond.core.logs import logger
 from millpond.core.masking import register_secrets, registered
 from millpond.core.registry import Target
@@ -134,7 +134,7 @@ class DbtProject:
         self._set_env()
         if registered() and self.target_dir.is_dir():
             # What a killed process left before it could scrub (parses write under this lock).
-            with file_lock(config.locks_dir / "dbt-parse.lock", "dbt parse"):
+            with dbt_parse_lock(config.locks_dir):
                 self.scrub()
 
     def _set_env(self) -> None:
@@ -213,8 +213,7 @@ class DbtProject:
         (manifest_cache: no dbt parse per Airflow task); returns manifest.json."""
         # dbt rewrites manifest.json in place: parallel `run-node` processes (Airflow) must not
         # read it half-written, so parsing and reading are exclusive across processes too.
-        lock = self.config.locks_dir / "dbt-parse.lock"
-        with _DBT_LOCK, file_lock(lock, "dbt parse"):
+        with _DBT_LOCK, dbt_parse_lock(self.config.locks_dir):
             key = self.project_key()
             cached = manifest_cache.load(self.target_dir, key)
             if cached is not None:
@@ -258,7 +257,7 @@ class DbtProject:
             return self._manifest
 
     def _parse_fresh(self) -> Any:
-        with _DBT_LOCK, file_lock(self.config.locks_dir / "dbt-parse.lock", "dbt parse"):
+        with _DBT_LOCK, dbt_parse_lock(self.config.locks_dir):
             manifest = self._parse_with_dbt()
             manifest_cache.save(self.target_dir, self.project_key())
             return manifest

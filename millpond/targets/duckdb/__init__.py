@@ -18,6 +18,7 @@ from pydantic import field_validator
 
 from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
+from millpond.core.sql import quote
 from millpond.targets.duckdb import raw, reader
 from millpond.targets.duckdb.health import Damage, snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
@@ -104,7 +105,7 @@ class DuckDBTarget:
     def row_count(self, relation: str) -> int:
         schema, _, name = relation.rpartition(".")
         with open_warehouse(self.path, self._setup) as con:
-            row = con.execute(f"select count(*) from {raw.quote(schema)}.{raw.quote(name)}")
+            row = con.execute(f"select count(*) from {quote(schema)}.{quote(name)}")
             found = row.fetchone()
         return int(found[0]) if found else 0
 

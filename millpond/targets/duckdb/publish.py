@@ -20,8 +20,9 @@ from pathlib import Path
 import duckdb
 
 from millpond.core.logs import logger
+from millpond.core.sql import quote
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
-from millpond.targets.duckdb.raw import literal, quote
+from millpond.targets.duckdb.raw import literal
 
 CURRENT = "current"
 

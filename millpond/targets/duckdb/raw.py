@@ -32,6 +32,7 @@ from ingest.schema import (
 )
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
+from millpond.core.sql import quote
 
 PARTITIONS = "_millpond_raw_partitions"
 # Where older millpond versions (raw copied into tables) kept their partitions.
@@ -46,10 +47,6 @@ class LoadError(Exception):
 
     retryable = False
     loaded: LoadedTable | None = None
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def literal(text: str) -> str:

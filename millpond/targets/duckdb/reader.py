@@ -15,10 +15,9 @@ import duckdb
 import pyarrow as pa
 
 from millpond.core.config import MillpondConfig
+from millpond.core.registry import MARTS_BATCH_ROWS
+from millpond.core.sql import quote
 from millpond.targets.duckdb.publish import current_snapshot
-from millpond.targets.duckdb.raw import quote
-
-BATCH_ROWS = 65_536
 
 # What a reader's connection may no longer do once the snapshot is open: touch any other file
 # (ATTACH the warehouse read-write, COPY ... TO, read_csv('/etc/passwd'), INSTALL/LOAD an
@@ -90,7 +89,7 @@ class DuckDBReader:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def batches(self, query: str, params: list[Any]) -> pa.RecordBatchReader:
-        return self.con.execute(query, params).fetch_record_batch(BATCH_ROWS)
+        return self.con.execute(query, params).fetch_record_batch(MARTS_BATCH_ROWS)
 
     def close(self) -> None:
         self.con.close()

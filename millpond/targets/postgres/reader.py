@@ -16,12 +16,8 @@ import pyarrow as pa
 from psycopg import sql
 
 from millpond.core.config import MillpondConfig
-
-BATCH_ROWS = 65_536
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+from millpond.core.registry import MARTS_BATCH_ROWS
+from millpond.core.sql import quote
 
 
 class PostgresReader:
@@ -76,7 +72,7 @@ class PostgresReader:
         cur = self.con.cursor()
         cur.execute(sql.SQL(query), params)
         names = [d.name for d in cur.description or []]
-        first = cur.fetchmany(BATCH_ROWS)
+        first = cur.fetchmany(MARTS_BATCH_ROWS)
         schema = pa.RecordBatch.from_pylist(
             [dict(zip(names, r, strict=True)) for r in first]
         ).schema
@@ -89,7 +85,7 @@ class PostgresReader:
                 yield pa.RecordBatch.from_pylist(
                     [dict(zip(names, r, strict=True)) for r in rows], schema=schema
                 )
-                rows = cur.fetchmany(BATCH_ROWS)
+                rows = cur.fetchmany(MARTS_BATCH_ROWS)
             cur.close()
 
         return pa.RecordBatchReader.from_batches(schema, chunks())
