@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from metadata import queries
 from metadata.db import connect
+from metadata.records import RUN_STATUSES
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RECENT_RUNS = 100
@@ -85,7 +86,7 @@ class LedgerCollector(Collector):
     def _from_ledger(self, conn: Any) -> Iterator[Metric]:
         runs = GaugeMetricFamily("millpond_runs", "Runs in the ledger by status", labels=["status"])
         counts = queries.runs_by_status(conn)
-        for status in ("queued", "running", "success", "failed", "abandoned"):
+        for status in RUN_STATUSES:
             runs.add_metric([status], counts.get(status, 0))
         yield runs
         yield duration_histogram(queries.node_durations(conn, RECENT_RUNS))

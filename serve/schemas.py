@@ -7,8 +7,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-RunStatus = Literal["queued", "running", "success", "failed", "abandoned"]
-
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]

@@ -23,6 +23,7 @@ from metadata.records.nodes import (
     RowCounts,
 )
 from metadata.records.runs import (
+    RUN_STATUSES,
     LeaseClaimed,
     LeaseHeartbeat,
     QueuedRunFailed,
@@ -30,9 +31,11 @@ from metadata.records.runs import (
     RunFinished,
     RunQueued,
     RunStarted,
+    RunStatus,
 )
 
 __all__ = [
+    "RUN_STATUSES",
     "DataTestResults",
     "Fingerprints",
     "LakeAction",
@@ -50,6 +53,7 @@ __all__ = [
     "RunFinished",
     "RunQueued",
     "RunStarted",
+    "RunStatus",
     "SourceState",
     "commit",
 ]

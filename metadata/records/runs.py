@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import psycopg
 
 from metadata.records.base import LedgerRecord, as_jsonb, check_one_of, ensure_run, now
 
-RUN_FINAL_STATUSES = frozenset({"success", "failed", "abandoned"})
+# Every status a run has in the ledger, in the order of its life; the API's filter, /metrics and
+# the checks below all take them from here.
+RunStatus = Literal["queued", "running", "success", "failed", "abandoned"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+RUN_FINAL_STATUSES = frozenset(RUN_STATUSES) - {"queued", "running"}
 
 
 @dataclass(frozen=True)

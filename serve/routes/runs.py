@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from metadata import queries
+from metadata.records import RunStatus
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from serve import prefect_trigger, trigger
@@ -20,7 +21,6 @@ from serve.schemas import (
     RunningConflict,
     RunPage,
     RunRequest,
-    RunStatus,
     Triggered,
 )
 
