@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pyarrow as pa
 import pytest
@@ -17,7 +18,9 @@ from ingest.lake import Lake
 from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
 from millpond.targets.postgres import load as pg_load
+from millpond.targets.postgres.binary_copy import HEADER, TRAILER, encode_batch
 from millpond.targets.postgres.load import LoadError, load_table
+from millpond.targets.postgres.types import to_postgres
 
 pytestmark = pytest.mark.integration
 DAY = dt.date(2026, 11, 28)
@@ -208,3 +211,46 @@ def test_a_nul_in_text_is_the_same_clear_error_as_before(
     assert first == str(csv.value).splitlines()[0]
     assert 'invalid byte sequence for encoding "UTF8": 0x00' in first
     assert first.startswith("app/things/ingest_date=2026-11-28/run=r1: ")
+
+
+def copy_binary(url: str, query: str, columns: dict[str, str]) -> list[tuple[Any, ...]]:
+    """DuckDB's rows of `query` encoded by binary_copy into a temporary table of the
+    columns' PostgreSQL types, read back."""
+    batch = duckdb.sql(query).fetch_arrow_table().combine_chunks().to_batches()[0]
+    defs = ", ".join(f"{c} {to_postgres(t)}" for c, t in columns.items())
+    with psycopg.connect(url) as conn:
+        conn.execute(f"create temporary table t ({defs})")
+        with conn.cursor().copy("copy t from stdin (format binary)") as copy:
+            copy.write(HEADER)
+            copy.write(encode_batch(batch, list(columns.values())))
+            copy.write(TRAILER)
+        return conn.execute("select * from t").fetchall()
+
+
+def test_intervals_and_hugeints_from_duckdb_arrive_intact(machine_pg: str) -> None:
+    got = copy_binary(
+        machine_pg,
+        "select * from (values "
+        "(interval '1 year 2 months 3 days 04:05:06.789', "
+        "99999999999999999999999999999999999999::hugeint), "
+        "(interval '-3 days -00:00:00.000001', -12345678901234567890123456789::hugeint), "
+        "(null, null)) v(i, h)",
+        {"i": "INTERVAL", "h": "DECIMAL(38,0)"},
+    )
+    assert got == [
+        (
+            dt.timedelta(days=365 + 60 + 3, seconds=4 * 3600 + 5 * 60 + 6, microseconds=789000),
+            D("99999999999999999999999999999999999999"),
+        ),
+        (dt.timedelta(days=-3, microseconds=-1), D("-12345678901234567890123456789")),
+        (None, None),
+    ]
+
+
+def test_a_hugeint_beyond_38_digits_is_postgres_overflow_error(machine_pg: str) -> None:
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange, match="numeric field overflow"):
+        copy_binary(
+            machine_pg,
+            "select 170141183460469231731687303715884105727::hugeint as h",
+            {"h": "DECIMAL(38,0)"},
+        )
