@@ -82,24 +82,19 @@ def _encoder(target: str) -> Encoder | None:
 
 
 def _packed(fields: list[Field]) -> list[pa.Array]:
-    """The fields as binary arrays, neighbouring fixed-width ones packed into one record per
-    row first (one numpy copy), so the row join has fewer, longer pieces to join."""
+    """The fields as binary arrays, neighbouring fixed-width ones packed side by side into
+    one record per row first (a strided byte copy), so the row join has fewer, longer pieces."""
     joined: list[pa.Array] = []
     pending: list[np.ndarray] = []
 
     def flush() -> None:
-        if len(pending) == 1:
-            joined.append(_as_binary(pending[0]))
-        elif pending:
-            merged = np.empty(len(pending[0]), [(f"f{i}", p.dtype) for i, p in enumerate(pending)])
-            for i, part in enumerate(pending):
-                merged[f"f{i}"] = part
-            joined.append(_as_binary(merged))
+        if pending:
+            joined.append(_as_binary(np.concatenate(pending, axis=1)))
         pending.clear()
 
     for field in fields:
         if isinstance(field, np.ndarray):
-            pending.append(field)
+            pending.append(_as_bytes(field))
         else:
             flush()
             joined.append(field)
@@ -107,19 +102,29 @@ def _packed(fields: list[Field]) -> list[pa.Array]:
     return joined
 
 
+def _as_bytes(values: np.ndarray) -> np.ndarray:
+    """Fixed-width values as an (n, width) byte matrix (a view when they are contiguous)."""
+    if values.ndim == 2:
+        return values
+    values = np.ascontiguousarray(values)
+    return values.view(np.uint8).reshape(len(values), values.dtype.itemsize)
+
+
 def _as_binary(record: np.ndarray) -> pa.Array:
+    """An (n, width) byte matrix as a binary array of n elements."""
+    record = np.ascontiguousarray(record)
     return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(record.dtype.itemsize), len(record), [None, pa.py_buffer(record.tobytes())]
+        pa.binary(record.shape[1]), len(record), [None, pa.py_buffer(record)]
     ).cast(pa.binary())
 
 
 def _fixed(values: np.ndarray, array: pa.Array) -> Field:
-    """Fixed-width big-endian values as fields (length prefix included): a numpy record per
-    row, or a binary array with the null field where `array` is null."""
+    """Fixed-width big-endian values as fields, length prefix included: an (n, 4 + width)
+    byte matrix, or a binary array with the null field where `array` is null."""
     width = values.dtype.itemsize
-    record = np.empty(len(values), [("length", ">i4"), ("value", values.dtype)])
-    record["length"] = width
-    record["value"] = values
+    record = np.empty((len(values), 4 + width), np.uint8)
+    record[:, :4] = np.frombuffer(width.to_bytes(4, "big"), np.uint8)
+    record[:, 4:] = _as_bytes(values)
     if array.null_count:
         return pc.if_else(pc.is_valid(array), _as_binary(record), _NULL_FIELD)
     return record
@@ -132,16 +137,19 @@ def _values(array: pa.Array, fill: object = 0) -> np.ndarray:
 
 
 def _variable(array: pa.Array) -> list[Field]:
-    """Text or bytes as two fields per row: the length (-1 for null) and the bytes."""
+    """Text or bytes as two pieces per row: the length (-1 for null; fixed width, so packed
+    with the fixed-width fields before it) and the bytes."""
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         array = array.cast(pa.binary())
     elif not pa.types.is_binary(array.type):
         array = array.cast(pa.string()).cast(pa.binary())  # what the CSV writer printed
-    lengths = pc.fill_null(pc.binary_length(array), -1).to_numpy().astype(">i4")
-    prefix = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(4), len(array), [None, pa.py_buffer(lengths.tobytes())]
-    ).cast(pa.binary())
-    return [prefix, pc.fill_null(array, _EMPTY)]
+    lengths = pc.binary_length(array)
+    if array.null_count:
+        return [
+            pc.fill_null(lengths, -1).to_numpy().astype(">i4"),
+            pc.fill_null(array, _EMPTY),
+        ]
+    return [lengths.to_numpy().astype(">i4"), array]
 
 
 def _scalar(dtype: str) -> Encoder:
