@@ -57,16 +57,24 @@ def select_expression(column: str, target: str, as_text: str) -> str:
     return quoted
 
 
-def encode_batch(batch: pa.RecordBatch, targets: list[str]) -> pa.Buffer:
+def encode_batch(
+    batch: pa.RecordBatch, targets: list[str], constants: tuple[str, ...] = ()
+) -> pa.Buffer:
     """The batch's rows in binary COPY format (no header or trailer); `targets` are the
-    columns' DuckDB types, in the batch's column order."""
+    columns' DuckDB types, in the batch's column order. `constants` are text fields every
+    row ends with (the partition id): encoded once, not read and measured row by row."""
     if batch.num_rows == 0:
         return pa.py_buffer(b"")
-    fields: list[Field] = [np.full(batch.num_rows, len(targets), ">i2")]  # the field count
+    count = len(targets) + len(constants)
+    fields: list[Field] = [np.full(batch.num_rows, count, ">i2")]  # each row's field count
     for array, target in zip(batch.columns, targets, strict=True):
         encoder = _encoder(target)
         assert encoder is not None
         fields.extend(encoder(array))
+    for text in constants:
+        value = text.encode()
+        field = np.frombuffer(len(value).to_bytes(4, "big") + value, np.uint8)
+        fields.append(np.broadcast_to(field, (batch.num_rows, len(field))))
     rows = pc.binary_join_element_wise(*_packed(fields), _EMPTY)
     offsets = np.frombuffer(rows.buffers()[1], np.int32)[rows.offset : rows.offset + len(rows) + 1]
     data = rows.buffers()[2]

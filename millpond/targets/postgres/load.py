@@ -324,19 +324,22 @@ def _copy_rows(
         selected = ", ".join(
             select_expression(c, columns[c], _as_copy_text(c, t)) for c, t in incoming.items()
         )
-        targets = [columns[c] for c in incoming] + ["VARCHAR"]
+        targets = [columns[c] for c in incoming]
 
         def encode(batch: pa.RecordBatch) -> pa.Buffer:
-            return encode_batch(batch, targets)
+            return encode_batch(batch, targets, constants=(partition_id,))
 
+        reader = duck.execute(f"select {selected} from partition_rows").fetch_record_batch(
+            BATCH_ROWS
+        )
         copy_format = sql.SQL("binary")
     else:
         selected = ", ".join(_as_copy_text(c, t) for c, t in incoming.items())
         encode = _csv_block  # type: ignore[assignment]
+        reader = duck.execute(
+            f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
+        ).fetch_record_batch(BATCH_ROWS)
         copy_format = sql.SQL("csv")
-    reader = duck.execute(
-        f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
-    ).fetch_record_batch(BATCH_ROWS)
     cursor = conn.cursor()
     statement = sql.SQL("copy {} ({}) from stdin (format {})").format(table, target, copy_format)
     with cursor.copy(statement) as copy:
