@@ -121,9 +121,15 @@ def _as_bytes(values: np.ndarray) -> np.ndarray:
 def _as_binary(record: np.ndarray) -> pa.Array:
     """An (n, width) byte matrix as a binary array of n elements."""
     record = np.ascontiguousarray(record)
-    return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(record.shape[1]), len(record), [None, pa.py_buffer(record)]
-    ).cast(pa.binary())
+    rows, width = record.shape
+    if rows * width >= 2**31:  # beyond binary's 32-bit offsets: Arrow's cast says so
+        return pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), rows, [None, pa.py_buffer(record)]
+        ).cast(pa.binary())
+    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
+    return pa.BinaryArray.from_buffers(
+        pa.binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(record)]
+    )
 
 
 def _fixed(values: np.ndarray, array: pa.Array) -> Field:
