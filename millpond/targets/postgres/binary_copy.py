@@ -135,10 +135,18 @@ def _as_binary(record: np.ndarray) -> pa.Array:
 def _fixed(values: np.ndarray, array: pa.Array) -> Field:
     """Fixed-width big-endian values as fields, length prefix included: an (n, 4 + width)
     byte matrix, or a binary array with the null field where `array` is null."""
+    # Whole-field assignments into a record dtype: numpy copies them in tight loops, where a
+    # byte-matrix copy would loop row by row.
     width = values.dtype.itemsize
-    record = np.empty((len(values), 4 + width), np.uint8)
-    record[:, :4] = np.frombuffer(width.to_bytes(4, "big"), np.uint8)
-    record[:, 4:] = _as_bytes(values)
+    names = values.dtype.names or ()
+    parts = [(n, values.dtype.fields[n][0]) for n in names] or [("value", values.dtype)]
+    packed = np.empty(len(values), [("length", ">i4"), *parts])
+    packed["length"] = width
+    for name in names:
+        packed[name] = values[name]
+    if not names:
+        packed["value"] = values
+    record = packed.view(np.uint8).reshape(len(values), 4 + width)
     if array.null_count:
         return pc.if_else(pc.is_valid(array), _as_binary(record), _NULL_FIELD)
     return record
