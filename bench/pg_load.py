@@ -1,6 +1,7 @@
 """The PostgreSQL target's raw load of one partition against a plain COPY of the same rows.
 
-Usage: python bench/pg_load.py <postgresql:// admin URL> [--scale 0.1] [--repeat 3] [--route binary|csv]
+Usage: python bench/pg_load.py <postgresql:// admin URL> [--scale 0.1] [--repeat 3]
+    [--route binary|csv]
 
 TPC-H lineitem (tpchgen-cli, Parquet) is landed once as one lake partition; each repeat loads it
 into a fresh database with `load_table` (what `load.<source>.<table>` runs: the table's DDL,
@@ -137,12 +138,9 @@ def main() -> None:
             times.append(seconds)
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
     print(f"lineitem scale {args.scale}: {rows:,} rows, route {args.route}, {args.repeat} runs")
-    print(
-        f"millpond load_table     median {ours_s:6.2f} s  ({', '.join(f'{t:.2f}' for t in ours)})"
-    )
-    print(
-        f"plain COPY of the CSV   median {theirs_s:6.2f} s  ({', '.join(f'{t:.2f}' for t in theirs)})"
-    )
+    for label, times in (("millpond load_table", ours), ("plain COPY of the CSV", theirs)):
+        runs = ", ".join(f"{t:.2f}" for t in times)
+        print(f"{label:<23} median {statistics.median(times):6.2f} s  ({runs})")
     print(f"ratio (millpond / COPY): {ours_s / theirs_s:.2f}x")
 
 

@@ -142,7 +142,7 @@ def test_every_type_loads_as_the_csv_route_loaded_it(
         b"\x00\xff\\x'\n",
         dt.date(1, 1, 1),
         dt.datetime(1970, 1, 1),  # -500 ns: the fraction .9999995 rounds half to even, up
-        dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
     )
     assert got[2] == (None,) * 12
     assert got[1][7:9] == ('new\nline "q", \\back\\', b"")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +33,8 @@ _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 _NUMERIC = re.compile(r"numeric\((\d+), (\d+)\)")
 _NUMERIC_NEG = 0x4000
 
-Field = np.ndarray | pa.Array  # fixed-width records, or binary fields ready to join
+# Fixed-width records (an array per row), or binary fields ready to join.
+Field: TypeAlias = "np.ndarray | pa.Array"
 Encoder = Callable[[pa.Array], list[Field]]
 
 
@@ -139,7 +141,7 @@ def _fixed(values: np.ndarray, array: pa.Array) -> Field:
     # byte-matrix copy would loop row by row.
     width = values.dtype.itemsize
     names = values.dtype.names or ()
-    parts = [(n, values.dtype.fields[n][0]) for n in names] or [("value", values.dtype)]
+    parts = [(n, values.dtype[n]) for n in names] or [("value", values.dtype)]
     packed = np.empty(len(values), [("length", ">i4"), *parts])
     packed["length"] = width
     for name in names:

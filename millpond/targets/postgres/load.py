@@ -335,7 +335,7 @@ def _copy_rows(
         copy_format = sql.SQL("binary")
     else:
         selected = ", ".join(_as_copy_text(c, t) for c, t in incoming.items())
-        encode = _csv_block  # type: ignore[assignment]
+        encode = _csv_block
         reader = duck.execute(
             f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
         ).fetch_record_batch(BATCH_ROWS)
