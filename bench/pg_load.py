@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,14 @@ def plain_copy(csv_file: Path, columns: list[tuple[str, str]], url: str) -> tupl
 
 
 def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="pg_load_bench_"))
+    try:
+        measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("admin")
     parser.add_argument("--scale", default="0.1")
@@ -103,8 +112,7 @@ def main() -> None:
     parser.add_argument("--route", choices=["binary", "csv"], default="binary")
     args = parser.parse_args()
     if args.route == "csv":
-        pg_load.binary_ready = lambda incoming, columns: False  # type: ignore[assignment]
-    work = Path(tempfile.mkdtemp(prefix="pg_load_bench_"))
+        pg_load.binary_ready = lambda incoming, columns: False
     tpchgen = Path(sys.executable).parent / "tpchgen-cli"
     subprocess.run(
         [tpchgen, "parquet", "-s", args.scale, "-T", "lineitem", "-o", str(work), "-q"],
