@@ -2,8 +2,10 @@
 transaction.
 
 DuckDB reads the partition's Parquet (in parallel, straight from the lake) and streams it as
-Arrow batches; pyarrow writes each batch as CSV into `COPY ... FROM STDIN`, so PostgreSQL parses
-the rows in C and memory stays bounded by one batch. Within one transaction the raw table is
+Arrow batches; each batch is encoded in PostgreSQL's binary COPY format (binary_copy: numpy and
+Arrow kernels, no per-row Python) into `COPY ... FROM STDIN (FORMAT binary)`, so memory stays
+bounded by one batch. A partition that widens a column goes as CSV instead, so PostgreSQL's
+text parsing decides the wider values as it always did. Within one transaction the raw table is
 created or widened (ingest.schema decides, losslessly), the partition's old rows (a retry) are
 deleted, the rows are copied and counted against the manifest, and the partition is recorded in
 `raw._millpond_raw_partitions`: a failure anywhere leaves the table as it was.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import duckdb
 import psycopg
@@ -33,6 +35,13 @@ from ingest.schema import (
 )
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
+from millpond.targets.postgres.binary_copy import (
+    HEADER,
+    TRAILER,
+    binary_ready,
+    encode_batch,
+    select_expression,
+)
 from millpond.targets.postgres.types import from_postgres, normalized, to_postgres
 
 STATE_TABLE = "_millpond_raw_partitions"
@@ -169,7 +178,14 @@ def load_partition(
                     conn.execute(sql.SQL("delete from {}").format(table))  # an empty snapshot
                 elif manifest.rows or not existing:
                     changes = _prepare_table(conn, table, existing, incoming, manifest)
-                    counted = _copy_rows(conn, duck, table, incoming, manifest.partition_id)
+                    counted = _copy_rows(
+                        conn,
+                        duck,
+                        table,
+                        incoming,
+                        _columns(conn, schema, name),
+                        manifest.partition_id,
+                    )
                     if counted != manifest.rows:
                         raise LoadError(
                             f"{manifest.partition_id}: manifest says {manifest.rows} rows, "
@@ -293,22 +309,46 @@ def _copy_rows(
     conn: psycopg.Connection,
     duck: duckdb.DuckDBPyConnection,
     table: sql.Composed,
+    incoming: dict[str, str],
     columns: dict[str, str],
     partition_id: str,
 ) -> int:
-    """Stream the partition as CSV into COPY, one Arrow batch in memory at a time; returns
-    the rows PostgreSQL took in."""
+    """Stream the partition into COPY, one Arrow batch in memory at a time; returns the rows
+    PostgreSQL took in. Binary COPY when every column keeps its type (binary_copy), CSV when
+    the partition widens a column, so PostgreSQL's text parsing decides the wider values."""
     target = sql.SQL(", ").join(
-        [*(sql.Identifier(c) for c in columns), sql.Identifier("_partition_id")]
+        [*(sql.Identifier(c) for c in incoming), sql.Identifier("_partition_id")]
     )
-    selected = ", ".join(_as_copy_text(c, t) for c, t in columns.items())
-    reader = duck.execute(
-        f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
-    ).fetch_record_batch(BATCH_ROWS)
+    binary = binary_ready(incoming, columns)
+    if binary:
+        selected = ", ".join(
+            select_expression(c, columns[c], _as_copy_text(c, t)) for c, t in incoming.items()
+        )
+        targets = [columns[c] for c in incoming]
+
+        def encode(batch: pa.RecordBatch) -> pa.Buffer:
+            return encode_batch(batch, targets, constants=(partition_id,))
+
+        reader = duck.execute(f"select {selected} from partition_rows").fetch_record_batch(
+            BATCH_ROWS
+        )
+        copy_format = sql.SQL("binary")
+    else:
+        selected = ", ".join(_as_copy_text(c, t) for c, t in incoming.items())
+        encode = _csv_block
+        reader = duck.execute(
+            f"select {selected}, ? as _partition_id from partition_rows", [partition_id]
+        ).fetch_record_batch(BATCH_ROWS)
+        copy_format = sql.SQL("csv")
     cursor = conn.cursor()
-    with cursor.copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(table, target)) as copy:
-        for block in _csv_blocks(reader):
+    statement = sql.SQL("copy {} ({}) from stdin (format {})").format(table, target, copy_format)
+    with cursor.copy(statement) as copy:
+        if binary:
+            copy.write(HEADER)
+        for block in _blocks(reader, encode):
             copy.write(block)
+        if binary:
+            copy.write(TRAILER)
     return cursor.rowcount
 
 
@@ -325,10 +365,17 @@ def _as_copy_text(column: str, kind: str) -> str:
     return quoted
 
 
-def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
-    """CSV blocks of the batches, made one batch ahead in a thread, so DuckDB reading and
-    pyarrow formatting overlap with PostgreSQL parsing (both release the GIL)."""
-    options = pacsv.WriteOptions(include_header=False)
+def _csv_block(batch: pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+def _blocks(
+    reader: pa.RecordBatchReader, encode: Callable[[pa.RecordBatch], pa.Buffer]
+) -> Iterator[pa.Buffer]:
+    """COPY blocks of the batches, made one batch ahead in a thread, so DuckDB reading and
+    the encoding overlap with PostgreSQL parsing (Arrow and numpy release the GIL)."""
     blocks: queue.Queue[pa.Buffer | BaseException | None] = queue.Queue(maxsize=2)
 
     stop = threading.Event()
@@ -338,14 +385,12 @@ def _csv_blocks(reader: pa.RecordBatchReader) -> Iterator[pa.Buffer]:
             for batch in reader:
                 if stop.is_set():  # the consumer gave up (COPY failed): read no further
                     return
-                sink = pa.BufferOutputStream()
-                pacsv.write_csv(batch, sink, options)
-                blocks.put(sink.getvalue())
+                blocks.put(encode(batch))
             blocks.put(None)
         except BaseException as exc:  # handed to the consumer, raised there
             blocks.put(exc)
 
-    producer = threading.Thread(target=produce, name="copy-csv", daemon=True)
+    producer = threading.Thread(target=produce, name="copy-encode", daemon=True)
     producer.start()
     try:
         while (item := blocks.get()) is not None:
