@@ -184,7 +184,11 @@ class SqlSource:
         try:
             con, query_function = self._connect()
         except ConnectionError as exc:
-            return Probe(problems=(f"{where}: {exc}; check the URL's user, password and database",))
+            return Probe(
+                problems=(
+                    f"{where}: {str(exc).strip()}; check the URL's user, password and database",
+                )
+            )
         try:
             con.execute(f"select * from {query_function}('src', 'select 1')").fetchall()
         except duckdb.Error as exc:

@@ -71,8 +71,13 @@ def check(config: MillpondConfig, timeout: float = DEFAULT_TIMEOUT_S) -> CheckRe
     for name in sorted(config.sources):
         checked, probe = _check_source(config, name, timeout)
         report.checked.append(checked)
-        for table, reads in (probe.reads if probe else {}).items():
-            source_reads[(name, table)] = reads
+        for table in config.sources[name].table_names():
+            if checked.problems:
+                source_reads[(name, table)] = f"unknown: see the problem of sources.{name}"
+            elif probe is None:
+                source_reads[(name, table)] = "unknown: its source kind has no probe"
+            else:
+                source_reads[(name, table)] = probe.reads.get(table, "")
     _check_project(config, report, source_reads)
     return report
 
