@@ -14,8 +14,9 @@ those ten minutes; `check` finds such things in seconds, before any run:
   meet (millpond.runtime.wiring, with the nearest name of a misspelt table).
 
 Writing nothing: the dbt parse and its generated profile go to a temporary state folder
-(removed afterwards), no lake folder, lock file, ledger row or warehouse file is created,
-and probes only connect, list and ask.
+(removed afterwards; the machine-wide parse cache is neither read nor written, so the parse
+is a fresh one and takes dbt's few seconds), no lake folder, lock file, ledger row or
+warehouse file is created, and probes only connect, list and ask.
 """
 
 from __future__ import annotations
@@ -212,6 +213,10 @@ def _check_project(
     checked = Checked("dbt", str(config.dbt_project_dir))
     report.checked.append(checked)
     scratch = Path(tempfile.mkdtemp(prefix="millpond-check-"))
+    # The machine-wide parse cache (millpond.nodes.dbt.manifest_cache) is not written either:
+    # the parse is a fresh one, in the scratch folder.
+    cache_dir = os.environ.get("MILLPOND_CACHE_DIR")
+    os.environ["MILLPOND_CACHE_DIR"] = str(scratch / "cache")
     try:
         aside = config.model_copy(update={"state_dir": scratch})
         ctx = RunContext(aside, "check", orchestrator="check")
@@ -227,6 +232,10 @@ def _check_project(
         finally:
             ctx.close()
     finally:
+        if cache_dir is None:
+            os.environ.pop("MILLPOND_CACHE_DIR", None)
+        else:
+            os.environ["MILLPOND_CACHE_DIR"] = cache_dir
         shutil.rmtree(scratch, ignore_errors=True)
     report.graph = graph
     models = sum(1 for n in graph.nodes if n.kind == DBT_KIND)

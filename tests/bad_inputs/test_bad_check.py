@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration  # the machine's PostgreSQL and MariaDB
 def checked(root: Path, *args: str) -> tuple[int, str]:
     """Run `millpond check` in `root`; assert it wrote nothing; its exit code and output."""
     before = state_snapshot(root)
-    done = millpond(root, "check", *args)
+    cache = root.parent / f"{root.name}-parse-cache"  # the machine-wide dbt parse cache
+    done = millpond(root, "check", *args, env={"MILLPOND_CACHE_DIR": str(cache)})
     assert state_snapshot(root) == before
     assert not (root / ".millpond").exists()  # not even an empty state folder or a lock
+    assert not cache.exists()
     return done.returncode, done.stdout + done.stderr
 
 
