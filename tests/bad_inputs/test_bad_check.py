@@ -205,3 +205,45 @@ def test_check_is_listed_in_help(tmp_path: Path) -> None:
     assert "check" in done.stdout
     done = millpond(tmp_path, "check", "--help")
     assert done.returncode == 0 and "Writes nothing" in done.stdout
+
+
+def test_an_s3_lake_and_inbox_are_asked_for_without_writing_an_object(
+    tiny_project: Callable[..., Path], s3_server: str, s3_bucket: str
+) -> None:
+    from conftest import s3_client, s3_env
+
+    lake = (
+        "lake:\n  url: s3://{bucket}/lake\n  endpoint_url: ${{S3_ENDPOINT}}\n"
+        "  access_key_id: ${{S3_KEY_ID}}\n  secret_access_key: ${{S3_SECRET}}\n"
+    )
+    drops = f"  drops: {{kind: files, path: 's3://{s3_bucket}/drops/', tables: [orders]}}\n"
+    root = tiny_project(config_extra=drops + lake.format(bucket=s3_bucket))
+    client = s3_client(s3_server)
+    client.put_object(Bucket=s3_bucket, Key="drops/orders.csv", Body=b"id\n1\n")
+
+    def objects() -> list[str]:
+        return sorted(
+            o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+        )
+
+    before = objects()
+    done = millpond(root, "check", env=s3_env(s3_server))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "bucket answers" in output and f"s3://{s3_bucket}/drops/: orders.csv" in output
+    assert objects() == before and not (root / ".millpond").exists()
+
+    config = root / "millpond.yml"
+    config.write_text(
+        config.read_text()
+        .replace(f"s3://{s3_bucket}/lake", "s3://no-such-bucket-4f9c/lake")
+        .replace("/drops/", "/nothing-here/")
+    )
+    done = millpond(root, "check", env=s3_env(s3_server))
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "no-such-bucket-4f9c" in output and "lake." in output
+    assert (
+        f"sources.drops.path: inbox folder s3://{s3_bucket}/nothing-here/ does not exist" in output
+    )
+    assert objects() == before
