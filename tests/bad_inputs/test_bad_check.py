@@ -247,3 +247,35 @@ def test_an_s3_lake_and_inbox_are_asked_for_without_writing_an_object(
         f"sources.drops.path: inbox folder s3://{s3_bucket}/nothing-here/ does not exist" in output
     )
     assert objects() == before
+
+
+def test_an_odbc_source_logs_in_or_is_named(
+    tiny_project: Callable[..., Path], machine_pg: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(machine_pg)
+    driver = "PostgreSQL Unicode"
+    ini = Path("/etc/odbcinst.ini")  # as tests/integration/test_odbc_source.py asks
+    require_server(ini.is_file() and f"[{driver}]" in ini.read_text(), "psqlODBC not installed")
+    if not parts.hostname:
+        pytest.skip("psqlODBC is tested over TCP (the machine's PostgreSQL), not a socket")
+    good = (
+        f"Driver={{{driver}}};Server={parts.hostname};Port={parts.port};"
+        f"Database={parts.path.lstrip('/')};Uid={parts.username};"
+    )
+    root = tiny_project()
+    add_source(root, f"  erp: {{kind: odbc, connection_string: '{good}', tables: [t]}}\n")
+    rc, output = checked(root)
+    assert rc == 0, output
+    assert "logs in" in output
+
+    config = root / "millpond.yml"
+    config.write_text(config.read_text().replace(f"Port={parts.port}", "Port=1"))
+    add_source(
+        root, "  old: {kind: odbc, connection_string: 'Driver={No Such Driver};', tables: [t]}\n"
+    )
+    rc, output = checked(root)
+    assert rc == 1
+    assert "sources.erp.connection_string: cannot connect" in output
+    assert "sources.old.connection_string: cannot connect" in output
