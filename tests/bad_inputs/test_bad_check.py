@@ -279,3 +279,40 @@ def test_an_odbc_source_logs_in_or_is_named(
     assert rc == 1
     assert "sources.erp.connection_string: cannot connect" in output
     assert "sources.old.connection_string: cannot connect" in output
+
+
+def test_a_duckdb_warehouse_is_opened_read_only_and_a_damaged_one_named(
+    tiny_project: Callable[..., Path],
+) -> None:
+    import duckdb
+
+    root = tiny_project()
+    state = root / ".millpond"
+    state.mkdir()
+    with duckdb.connect(str(state / "warehouse.duckdb")) as con:
+        con.execute("create table t as select 1 as x")
+    before = state_snapshot(root)
+    done = millpond(root, "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "opens, 1 table(s)" in done.stdout
+    assert state_snapshot(root) == before and sorted(p.name for p in state.iterdir()) == [
+        "warehouse.duckdb"
+    ]  # no lock file, no WAL, no state folder beside it
+
+    (state / "warehouse.duckdb").write_bytes(b"not a duckdb file" * 512)
+    before = state_snapshot(root)
+    done = millpond(root, "check")
+    assert done.returncode == 1
+    assert "warehouse.duckdb.path: " in done.stderr and "millpond doctor --repair" in done.stderr
+    assert state_snapshot(root) == before
+
+
+def test_a_config_that_does_not_load_exits_2_naming_the_key(
+    tiny_project: Callable[..., Path],
+) -> None:
+    root = tiny_project()
+    config = root / "millpond.yml"
+    config.write_text(config.read_text().replace("path: inbox/shop", "pathh: inbox/shop"))
+    rc, output = checked(root)
+    assert rc == 2
+    assert "sources.shop" in output and "pathh" in output
