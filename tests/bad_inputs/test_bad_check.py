@@ -73,6 +73,7 @@ def test_a_misspelt_table_is_named_with_the_nearest_name(tiny_project: Callable[
     # Both halves of the typo: the dbt source no table loads, the table no dbt source reads.
     assert "dbt source shop.orders" in output and "correct 'orderz' there" in output
     assert "table shop.orderz of millpond.yml" in output and "did you mean 'orders'?" in output
+    assert "matching no table (not landed): orders.csv" in output  # the file it would have read
 
 
 def test_a_dbt_parse_error_is_named_with_its_file(tiny_project: Callable[..., Path]) -> None:

@@ -147,7 +147,11 @@ class FilesSource:
             reads[table] = f"{len(names)} file(s) in {self.inbox.location}" + (
                 f": {shown}" if names else ""
             )
-        return Probe(detail=f"{self.inbox.location}: {len(files)} file(s)", reads=reads)
+        unclaimed = [p.name for p in unclaimed_files(self.inbox, self.config)]
+        detail = f"{self.inbox.location}: {len(files)} file(s)" + (
+            f"; matching no table (not landed): {', '.join(unclaimed[:5])}" if unclaimed else ""
+        )
+        return Probe(detail=detail, reads=reads)
 
     def warnings(self) -> list[str]:
         return [
