@@ -30,7 +30,7 @@ from ingest.sources.tables import (
 )
 from millpond.core.config import MillpondConfig, SourceConfigBase
 from millpond.core.masking import inline_secrets, mask, register_secrets
-from millpond.core.registry import SourceItem, SourceKind, TableState
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
 
 
 class OdbcSourceConfig(SourceConfigBase):
@@ -129,6 +129,37 @@ class OdbcSource:
             return reader.schema, tracking_cursor(reader, column, state, lambda: None)
 
         return table_item(self.name, table, spec, start, fingerprint, read, state)
+
+    def probe(self, timeout: float) -> Probe:
+        """The data source logs in (within `timeout`, at most login_timeout_seconds) and
+        answers `select 1`; a driver whose SQL wants more (Oracle's `from dual`) still logged
+        in, which is what is asked."""
+        where = "sources." + self.name + (".dsn" if self.config.dsn else ".connection_string")
+        seconds = max(1, min(int(timeout), self.config.login_timeout_seconds))
+        try:
+            reader = _arrow_odbc().read_arrow_batches_from_odbc(
+                "select 1",
+                self.config.connection(),
+                user=self.config.user,
+                password=self.config.password,
+                login_timeout_sec=seconds,
+            )
+            for _ in reader:
+                pass
+        except Exception as exc:
+            text = mask(str(exc))
+            if "connect" in text.lower() or "login" in text.lower() or "driver" in text.lower():
+                return Probe(
+                    problems=(
+                        f"{where}: cannot connect: {text}; check the driver, server "
+                        "and credentials",
+                    )
+                )
+        reads = {
+            table: "a query" if spec.query else f"table {spec.table or table}"
+            for table, spec in self.config.tables.items()
+        }
+        return Probe(detail="logs in", reads=reads)
 
     def warnings(self) -> list[str]:
         return []

@@ -17,6 +17,7 @@ with zones, nulls, text).
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -37,7 +38,7 @@ from ingest.sources.tables import (
 )
 from millpond.core.config import MillpondConfig, SourceConfigBase
 from millpond.core.masking import mask, mask_url, register_secrets, url_password
-from millpond.core.registry import SourceItem, SourceKind, TableState
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
 
 ENGINES = {
     "postgresql": ("postgres_scanner", "postgres", "postgres_query"),
@@ -165,8 +166,53 @@ class SqlSource:
 
         return table_item(self.name, table, spec, start, fingerprint, read, state)
 
+    def probe(self, timeout: float) -> Probe:
+        """The database answers `select 1` (a TCP connect with `timeout` first: DuckDB's
+        MySQL scanner has no connect timeout of its own); reads nothing of the tables."""
+        where = f"sources.{self.name}.url"
+        host, port = _address(self.config.url)
+        if not host.startswith("/"):  # a Unix socket folder has no TCP port to try
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+            except OSError as exc:
+                return Probe(
+                    problems=(
+                        f"{where}: nothing answers at {host}:{port} ({exc}); check the host "
+                        "and port, and that the database server is running",
+                    )
+                )
+        try:
+            con, query_function = self._connect()
+        except ConnectionError as exc:
+            return Probe(
+                problems=(
+                    f"{where}: {str(exc).strip()}; check the URL's user, password and database",
+                )
+            )
+        try:
+            con.execute(f"select * from {query_function}('src', 'select 1')").fetchall()
+        except duckdb.Error as exc:
+            return Probe(problems=(f"{where}: `select 1` failed: {mask(str(exc))}",))
+        finally:
+            con.close()
+        reads = {
+            table: "a query" if spec.query else f"table {spec.table or table}"
+            for table, spec in self.config.tables.items()
+        }
+        return Probe(detail=f"{mask_url(self.config.url)}: answers", reads=reads)
+
     def warnings(self) -> list[str]:
         return []
+
+
+def _address(url: str) -> tuple[str, int]:
+    """The server's host (or socket folder) and port of a database URL, as `dsn` reads them."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    _, kind, _ = ENGINES[parts.scheme.split("+", 1)[0]]
+    host = query.get("host") or parts.hostname or "127.0.0.1"
+    port = int(query.get("port") or parts.port or (5432 if kind == "postgres" else 3306))
+    return host, port
 
 
 def _create(name: str, config: SqlSourceConfig, stack: MillpondConfig) -> SqlSource:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from millpond.cli.app import ConfigOption, ExcludeOption, SelectOption, TargetOption, app
+from millpond.cli.check import check
 from millpond.cli.common import console, fail, load, out, quiet_prefect
 from millpond.cli.deployment import serve_deployment, ui
 from millpond.cli.docs import docs
@@ -468,6 +469,7 @@ app.command()(status)
 app.command()(logs)
 app.command()(docs)
 app.command()(doctor)
+app.command()(check)
 app.add_typer(lake_app, name="lake")
 app.command("backfill")(backfill)
 app.command("run-start")(run_start)

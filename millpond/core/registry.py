@@ -193,6 +193,18 @@ class SourceItem:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """What a brief look at a source or a target found (`millpond check`): `problems`, each
+    naming the millpond.yml key to change and what to do, and what was seen (`detail`, and per
+    table what its extract would read, `reads`). A probe writes nothing and waits seconds, not
+    minutes: it connects, lists or asks once, with a short timeout."""
+
+    detail: str = ""
+    problems: tuple[str, ...] = ()
+    reads: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TableState:
     """What a source table has landed so far: the cursor of its newest partition that has one
     (read from the lake's manifests, the durable truth), None before the first, and the
@@ -218,6 +230,10 @@ class Source(Protocol):
     # anything whose fingerprint is not in `landed`, told from a listing and remembered
     # hashes without reading data; None (or no such method) when a query would have to run.
     # It lets a run with nothing new be settled before any orchestrator starts.
+    #
+    # Optional: `probe(timeout) -> Probe`, a look at the source that writes nothing (the inbox
+    # exists, the database answers `select 1`, the API's base URL answers) for `millpond
+    # check`; a kind without one is reported as not probed.
 
 
 @dataclass(frozen=True)
@@ -311,6 +327,9 @@ class Target(Protocol):
     def release(self) -> None:
         """Close whatever the target keeps open in this process (dbt adapter caches)."""
         ...
+
+    # Optional: `probe(timeout) -> Probe`, whether the warehouse can be reached and read,
+    # writing nothing (no lock file, no schema): what `millpond check` asks each target.
 
 
 # Rows per Arrow batch a marts reader streams: what a CSV or Parquet answer holds in memory.

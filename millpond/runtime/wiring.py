@@ -76,11 +76,14 @@ def check_wiring(graph: Graph, manifest: dict[str, Any], config: MillpondConfig)
             for r in resources.values()
             if uid in r.get("depends_on", {}).get("nodes", []) and r["resource_type"] != "test"
         )
-        hint = (
-            f"add {table!r} to sources.{name}.tables"
-            if name in config.sources
-            else "name the dbt source after a millpond source and table"
-        )
+        if name in config.sources:
+            configured = config.sources[name].table_names()
+            near = difflib.get_close_matches(str(table), configured, n=1, cutoff=0.6)
+            hint = f"add {table!r} to sources.{name}.tables" + (
+                f", or correct {near[0]!r} there, the nearest name" if near else ""
+            )
+        else:
+            hint = "name the dbt source after a millpond source and table"
         unloaded.setdefault(str(name), []).append(str(table))
         found.unloaded.append(
             f"dbt source {name}.{table} ({source.get('schema')}.{identifier}) is loaded by no "

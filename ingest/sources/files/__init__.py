@@ -26,7 +26,7 @@ from ingest.sources.files.discovery import (
 from ingest.sources.inbox import Inbox, LocalInbox, open_inbox
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
-from millpond.core.registry import SourceItem, SourceKind, TableState
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
 
 
 class FilesSource:
@@ -123,6 +123,35 @@ class FilesSource:
     def policy(self, table: str) -> TablePolicy:
         """What the table accepts (landing checks each new file against it)."""
         return self.config.policy(self.name, table)
+
+    def probe(self, timeout: float) -> Probe:
+        """The inbox exists (a folder, or an S3 prefix that lists) and which of its files each
+        table would read; lists names only (no file is hashed or read, nothing remembered)."""
+        where = f"sources.{self.name}.path"
+        try:
+            present = self.inbox.exists()
+        except OSError as exc:
+            return Probe(problems=(f"{where}: cannot list {self.inbox.location}: {exc}",))
+        if not present:
+            return Probe(
+                problems=(
+                    f"{where}: inbox folder {self.inbox.location} does not exist; create it "
+                    "or correct the path",
+                )
+            )
+        files = self.inbox.files()
+        reads = {}
+        for table in self.config.tables:
+            names = [p.name for p in discover(self.inbox, self.config, table)]
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            reads[table] = f"{len(names)} file(s) in {self.inbox.location}" + (
+                f": {shown}" if names else ""
+            )
+        unclaimed = [p.name for p in unclaimed_files(self.inbox, self.config)]
+        detail = f"{self.inbox.location}: {len(files)} file(s)" + (
+            f"; matching no table (not landed): {', '.join(unclaimed[:5])}" if unclaimed else ""
+        )
+        return Probe(detail=detail, reads=reads)
 
     def warnings(self) -> list[str]:
         return [

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -38,8 +39,8 @@ from ingest.sources.rest.client import ApiClient
 from ingest.sources.rest.config import RestIncremental, RestSourceConfig, RestSourceError
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
-from millpond.core.masking import register_secrets
-from millpond.core.registry import ReadReport, SourceItem, SourceKind, StallCheck, TableState
+from millpond.core.masking import mask, register_secrets
+from millpond.core.registry import Probe, ReadReport, SourceItem, SourceKind, StallCheck, TableState
 
 
 @dataclass
@@ -149,6 +150,31 @@ class RestSource:
             f"fail to fail the run instead, or {where}.stall_runs to change how many runs."
         )
         return StallCheck(runs=runs, fail=on_stall == "fail", hint=hint)
+
+    def probe(self, timeout: float) -> Probe:
+        """The API's host answers one HEAD of `base_url` within `timeout`. No credentials,
+        headers or query params are sent and no redirect is followed, so nothing secret goes
+        anywhere; any HTTP answer (401 and 404 too) means the server is there."""
+        import httpx
+
+        parts = urlsplit(self.config.base_url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+        bare = urlunsplit((parts.scheme, host, parts.path, "", ""))  # no user:password@
+        try:
+            response = httpx.head(bare, timeout=timeout, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            return Probe(
+                problems=(
+                    f"sources.{self.name}.base_url: {bare} does not answer "
+                    f"({type(exc).__name__}: {mask(str(exc)) or 'no detail'}); check the URL "
+                    "and that the server is reachable from here",
+                )
+            )
+        reads = {
+            table: f"GET {bare.rstrip('/')}/{spec.path.lstrip('/')}"
+            for table, spec in self.config.tables.items()
+        }
+        return Probe(detail=f"{bare}: HTTP {response.status_code}", reads=reads)
 
     def warnings(self) -> list[str]:
         return []

@@ -17,9 +17,10 @@ import duckdb
 from pydantic import field_validator
 
 from millpond.core.config import MillpondConfig, TargetConfigBase
-from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
+from millpond.core.registry import LoadedTable, Probe, PublishedMarts, TargetKind
 from millpond.core.sql import quote
 from millpond.targets.duckdb import raw, reader
+from millpond.targets.duckdb.damage import REPAIR, first_line, is_damage
 from millpond.targets.duckdb.health import Damage, snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 from millpond.targets.duckdb.publish import orphan_temp_files, publish, remove_orphans
@@ -120,6 +121,33 @@ class DuckDBTarget:
         relation too (millpond.targets.duckdb.health)."""
         with warehouse_lock(self.path):
             return warehouse_damage(self.path, deep)
+
+    def probe(self, timeout: float) -> Probe:
+        """The warehouse file opens read-only and its catalog reads (`health` without its
+        lock, whose file a check must not create); missing is fine (the first run makes it),
+        and so is busy (a run or a BI tool holds it)."""
+        where = "warehouse.duckdb.path"
+        if not self.path.exists():
+            return Probe(detail=f"{self.path}: not created yet (the first run creates it)")
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as exc:
+            if not is_damage(exc):
+                return Probe(detail=f"{self.path}: in use by another process ({first_line(exc)})")
+            return Probe(
+                problems=(f"{where}: {self.path} cannot be read ({first_line(exc)}); {REPAIR}",)
+            )
+        try:
+            count = con.execute(
+                "select count(*) from duckdb_tables() where database_name = current_database()"
+            ).fetchone()
+        except duckdb.Error as exc:
+            return Probe(
+                problems=(f"{where}: {self.path} cannot be read ({first_line(exc)}); {REPAIR}",)
+            )
+        finally:
+            con.close()
+        return Probe(detail=f"{self.path}: opens, {count[0] if count else 0} table(s)")
 
     def published_health(self, expected: bool = True) -> Damage | None:
         """What is wrong with the snapshot readers open (`current`), or None; `expected`:

@@ -18,8 +18,8 @@ from pydantic import field_validator
 
 from millpond.core.config import MillpondConfig, TargetConfigBase
 from millpond.core.locks import file_lock
-from millpond.core.masking import mask_url
-from millpond.core.registry import LoadedTable, PublishedMarts, TargetKind
+from millpond.core.masking import mask, mask_url
+from millpond.core.registry import LoadedTable, Probe, PublishedMarts, TargetKind
 from millpond.targets.postgres import load, publish, reader
 
 PASSWORD_ENV = "MILLPOND_WAREHOUSE_PASSWORD"
@@ -84,6 +84,22 @@ class PostgresTarget:
         self.raw_schema = config.raw_schema
         self.locks_dir = stack.locks_dir
         self._role_ready = False
+
+    def probe(self, timeout: float) -> Probe:
+        """The database answers `select 1` within `timeout`; nothing is created."""
+        try:
+            with psycopg.connect(self.url, connect_timeout=max(1, int(timeout))) as conn:
+                conn.execute("select 1")
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return Probe(
+                problems=(
+                    f"warehouse.postgres.url: cannot connect to {mask_url(self.url)} "
+                    f"({mask(first)}); "
+                    "check the host, port, credentials and database",
+                )
+            )
+        return Probe(detail=f"{mask_url(self.url)}: answers")
 
     def writer_lock(self) -> AbstractContextManager[None]:
         return file_lock(self.locks_dir / "warehouse-postgres.lock", "warehouse")
