@@ -26,14 +26,19 @@ NOTHING_PUBLISHED = "nothing published yet: run `millpond run` first"
 MARTS_UNAVAILABLE = "published marts unavailable"
 
 
-# The dependencies every request resolves are `async def`: they only read cached settings, and
-# a sync dependency costs a trip through the thread pool per request (a quarter of what a
-# cached marts page costs in all).
-async def stack_config() -> MillpondConfig:
+def stack_config() -> MillpondConfig:
     try:
         return get_stack_config()
     except ConfigError as exc:
         raise unavailable(CONFIG_UNUSABLE, exc) from None
+
+
+# The dependencies of every marts request are `async def`: they only read cached settings, and
+# a sync dependency costs a trip through the thread pool per request (a quarter of what a
+# cached marts page costs in all).
+async def request_config() -> MillpondConfig:
+    """stack_config, as a dependency resolved without the thread pool."""
+    return stack_config()
 
 
 @lru_cache
@@ -80,6 +85,7 @@ def ledger_connection() -> Iterator[psycopg.Connection]:
 
 # A request's ledger connection (not metadata.ledger.Ledger, the buffered writer of a run).
 LedgerConn = Annotated[psycopg.Connection, Depends(ledger_connection)]
+RequestConfig = Annotated[MillpondConfig, Depends(request_config)]
 # Documents the key in the OpenAPI schema (Swagger's "Authorize" sends it); the check is ours.
 API_KEY_HEADER = APIKeyHeader(name=HEADER, auto_error=False)
 

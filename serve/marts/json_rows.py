@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -45,8 +46,8 @@ def rows_json(batch: pa.RecordBatch) -> bytes:
     collecting = gc.isenabled()
     gc.disable()  # a batch's row dicts hold no cycles: tracing them all would halve the speed
     try:
-        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-        return orjson.dumps(rows)[1:-1]
+        rows = map(dict, map(zip, repeat(names), zip(*columns, strict=True)))
+        return orjson.dumps(list(rows))[1:-1]
     finally:
         if collecting:
             gc.enable()

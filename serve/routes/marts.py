@@ -8,13 +8,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
 from millpond.core.registry import MartsReader
-from serve.deps import ApiKey, MartsCatalog, Settings, catalog_or_503, reader_or_503, stack_config
+from serve.deps import (
+    ApiKey,
+    MartsCatalog,
+    RequestConfig,
+    Settings,
+    catalog_or_503,
+    reader_or_503,
+)
 from serve.errors import unavailable
 from serve.marts import formats
 from serve.marts.catalog import Catalog, Mart, load_catalog
@@ -173,7 +180,7 @@ FORMAT_DOC = "json (default), csv, parquet or arrow (IPC stream); or send an Acc
 def mart_rows(  # noqa: PLR0913 (a route's parameters are its documented query)
     name: str,
     request: Request,
-    config: Annotated[MillpondConfig, Depends(stack_config)],
+    config: RequestConfig,
     settings: Settings,
     format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
     columns: Annotated[str | None, Query(description="comma-separated columns")] = None,
@@ -232,7 +239,7 @@ def _endpoint_for(name: str) -> Any:
 
     def endpoint(
         request: Request,
-        config: Annotated[MillpondConfig, Depends(stack_config)],
+        config: RequestConfig,
         settings: Settings,
         format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
         columns: Annotated[str | None, Query()] = None,
