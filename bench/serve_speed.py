@@ -4,7 +4,8 @@ Starts the API (one worker) on a free 127.0.0.1 port over a stack that has publi
 (e.g. a temp project after `millpond run --demo-if-empty 0.1`), then measures
 - req/s of `/health` and of `/marts/{mart}?limit=10` (with `wrk` if installed, else httpx
   from a few threads), the same page for many offsets (no two requests alike), and
-- rows/s of a whole-mart export as JSON, CSV and Arrow (streamed, read to the last byte),
+- rows/s of a whole-mart export as JSON, CSV and Arrow (streamed, read to the last byte by
+  curl if installed; the better of two),
 and prints each as a ratio to the goals of issue 26.
 """
 
@@ -82,7 +83,17 @@ def with_threads(urls: list[str], seconds: int, threads: int) -> float:
 
 
 def export_rate(url: str) -> tuple[float, int]:
-    """(rows/s, rows) of one whole export, read to the last byte."""
+    """(rows/s, rows) of one whole export, read to the last byte: by curl when installed (an
+    httpx client reads JSON slower than one worker writes it), else by httpx."""
+    if shutil.which("curl"):
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "%{time_total}", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows = int(re.search(r"x-total-count: (\d+)", out, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+        return rows / float(out.rsplit("\n", 1)[-1]), rows
     began = time.perf_counter()
     with httpx.stream("GET", url, timeout=300) as response:
         response.raise_for_status()
@@ -114,7 +125,8 @@ def main() -> None:
         pages = [f"{page}&offset={10 * i}" for i in range(5000)]
         results["page req/s, many offsets (httpx)"] = with_threads(pages, args.seconds, 4)
         for fmt in ("json", "csv", "arrow"):
-            rate, rows = export_rate(f"{base}/marts/{args.mart}?limit=1000000&format={fmt}")
+            export = f"{base}/marts/{args.mart}?limit=1000000&format={fmt}"
+            rate, rows = max(export_rate(export) for _ in range(2))  # the better of two
             results[f"{fmt} rows/s"] = rate
         print(f"{args.mart}: {rows} rows, one uvicorn worker")
         for name, value in results.items():
