@@ -6,16 +6,18 @@ never sits in memory whole (Parquet keeps one file buffer: its footer comes last
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from serve.marts.json_rows import json_value, rows_json
+
+__all__ = ["MEDIA_TYPES", "write_arrow", "write_csv", "write_json", "write_parquet"]
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -25,30 +27,16 @@ MEDIA_TYPES = {
 }
 
 
-def json_value(value: Any) -> Any:
-    """JSON for what Arrow hands back: decimals as numbers, dates and times as ISO 8601."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.date | dt.datetime | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return str(value)
-
-
 def write_json(batches: pa.RecordBatchReader, head: dict[str, Any]) -> Iterator[bytes]:
-    """`{...head, "rows": [ {...}, ... ]}`, one chunk per batch."""
+    """`{...head, "rows": [ {...}, ... ]}`, one chunk per batch (rows written by json_rows)."""
     opening = json.dumps(head, default=json_value)[:-1]
     yield (opening + ', "rows": [').encode()
     first = True
     for batch in batches:
-        rows = batch.to_pylist()
-        if not rows:
+        if not batch.num_rows:
             continue
-        text = ",".join(json.dumps(r, default=json_value, allow_nan=False) for r in rows)
-        yield (text if first else "," + text).encode()
+        text = rows_json(batch)
+        yield text if first else b"," + text
         first = False
     yield b"]}"
 

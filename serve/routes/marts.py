@@ -8,17 +8,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
 from millpond.core.registry import MartsReader
-from serve.deps import ApiKey, MartsCatalog, Settings, catalog_or_503, reader_or_503, stack_config
+from serve.deps import (
+    ApiKey,
+    MartsCatalog,
+    RequestConfig,
+    Settings,
+    catalog_or_503,
+    reader_or_503,
+)
 from serve.errors import unavailable
 from serve.marts import formats
 from serve.marts.catalog import Catalog, Mart, load_catalog
-from serve.marts.query import LIST_OPERATORS, OPERATORS, QueryProblem, build_sql, parse_query
+from serve.marts.page_cache import PAGES, SMALL_PAGE_ROWS, CachedPage, page_key
+from serve.marts.query import (
+    LIST_OPERATORS,
+    OPERATORS,
+    MartQuery,
+    QueryProblem,
+    build_sql,
+    parse_query,
+)
 from serve.marts.types import json_type
 from serve.schemas import MartInfo, MartList
 
@@ -74,8 +89,9 @@ def query_mart(
     config: MillpondConfig,
     settings: Any,
     chosen: str | None,
-) -> StreamingResponse:
-    """The rows a request asks for, from one snapshot, in the chosen format, streamed."""
+) -> Response:
+    """The rows a request asks for, from one snapshot, in the chosen format: small pages
+    whole (and kept per snapshot, serve.marts.page_cache), larger ones streamed."""
     catalog = catalog_or_503(config)
     mart = _mart(catalog, name)
     fmt = _format(request, chosen)
@@ -86,35 +102,55 @@ def query_mart(
     except QueryProblem as exc:
         raise HTTPException(400, str(exc)) from None
     reader = reader_or_503(config)
+    whole = query.limit <= SMALL_PAGE_ROWS
     try:
         page, count, params = build_sql(
             reader.relation(mart.schema, mart.name), query, reader.placeholder
         )
+        key = page_key(reader.location, fmt, page, params) if reader.snapshot else None
+        cached = PAGES.get(key) if key and whole else None
+        if cached is not None:
+            reader.close()
+            return Response(cached.body, media_type=MEDIA[fmt], headers=dict(cached.headers))
         total = int(reader.scalar(count, params) or 0)
         batches = reader.batches(page, params)
+        headers, head = _head(mart, fmt, reader.snapshot, total, query)
+        chunks = _write(fmt, batches, head)
+        if whole:  # a small page: one body, no thread hop per chunk, kept for this snapshot
+            body = b"".join(chunks)
+            reader.close()
+            if key:
+                PAGES.put(key, CachedPage(body, headers))
+            return Response(body, media_type=MEDIA[fmt], headers=headers)
     except reader.bad_input as exc:
         reader.close()
         raise HTTPException(400, f"query refused: {mask(str(exc)).splitlines()[0][:300]}") from None
     except Exception as exc:
         reader.close()
         raise unavailable(f"published marts unreadable: {type(exc).__name__}", exc) from None
-    headers = {"X-Total-Count": str(total), "X-Millpond-Snapshot": reader.snapshot or ""}
+    return StreamingResponse(_closing(reader, chunks), media_type=MEDIA[fmt], headers=headers)
+
+
+MEDIA = formats.MEDIA_TYPES
+
+
+def _head(
+    mart: Mart, fmt: str, snapshot: str | None, total: int, query: MartQuery
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(HTTP headers, the JSON answer's head) of one page."""
+    headers = {"X-Total-Count": str(total), "X-Millpond-Snapshot": snapshot or ""}
     if fmt in ("csv", "parquet", "arrow"):
         ext = {"csv": "csv", "parquet": "parquet", "arrow": "arrows"}[fmt]
         headers["Content-Disposition"] = f'attachment; filename="{mart.name}.{ext}"'
     head = {
         "mart": mart.name,
-        "snapshot": reader.snapshot,
+        "snapshot": snapshot,
         "total": total,
         "limit": query.limit,
         "offset": query.offset,
         "columns": query.columns,
     }
-    return StreamingResponse(
-        _closing(reader, _write(fmt, batches, head)),
-        media_type=formats.MEDIA_TYPES[fmt],
-        headers=headers,
-    )
+    return headers, head
 
 
 def _write(fmt: str, batches: Any, head: dict[str, Any]) -> Iterator[bytes]:
@@ -144,14 +180,14 @@ FORMAT_DOC = "json (default), csv, parquet or arrow (IPC stream); or send an Acc
 def mart_rows(  # noqa: PLR0913 (a route's parameters are its documented query)
     name: str,
     request: Request,
-    config: Annotated[MillpondConfig, Depends(stack_config)],
+    config: RequestConfig,
     settings: Settings,
     format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
     columns: Annotated[str | None, Query(description="comma-separated columns")] = None,
     sort: Annotated[str | None, Query(description="comma-separated, `-col` descending")] = None,
     limit: Annotated[int | None, Query(ge=0, description="rows per page")] = None,
     offset: Annotated[int | None, Query(ge=0)] = None,
-) -> StreamingResponse:
+) -> Response:
     """Rows of a mart. Filters: `<column>=v`, `<column>__<op>=v` with op in
     eq, ne, gt, gte, lt, lte, like, in (comma-separated values)."""
     return query_mart(name, request, config, settings, format)
@@ -203,14 +239,14 @@ def _endpoint_for(name: str) -> Any:
 
     def endpoint(
         request: Request,
-        config: Annotated[MillpondConfig, Depends(stack_config)],
+        config: RequestConfig,
         settings: Settings,
         format: Annotated[Format | None, Query(description=FORMAT_DOC)] = None,
         columns: Annotated[str | None, Query()] = None,
         sort: Annotated[str | None, Query()] = None,
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int | None, Query(ge=0)] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         return query_mart(name, request, config, settings, format)
 
     return endpoint

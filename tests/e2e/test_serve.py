@@ -153,7 +153,7 @@ def test_each_format_round_trips_to_the_json(api: TestClient, fmt: str) -> None:
         table = pq.read_table(data)
     else:
         table = pa.ipc.open_stream(data).read_all()
-    from serve.marts.formats import json_value
+    from serve.marts.json_rows import json_value
 
     def plain(value: Any) -> Any:
         if value is None or isinstance(value, bool | int | float | str):
@@ -351,6 +351,9 @@ def test_trigger_runs_once_and_readers_never_fail_during_the_publish(api: TestCl
         previous = run_id
     assert failures == []
     assert len(set(published)) == 6  # every run published a snapshot of its own
+    # The same page, kept per snapshot (serve.marts.page_cache), comes from the newest one.
+    again = api.get("/marts/agg_pricing_summary", params={"limit": 100})
+    assert again.json()["snapshot"] == again.headers["x-millpond-snapshot"] == published[-1]
     assert set(seen) <= set(published) and len(set(seen)) >= 3
 
 
