@@ -4,7 +4,6 @@ lock free; a queued run (a flow run of the deployment) is opened only under the 
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from millpond.core.runid import new_run_id
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import queue_run
 from millpond.runtime.start import StartFailed, run_whole
+from serve.trigger import run_lock_held
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +55,6 @@ def broken(machine_pg: str, tmp_path: Path) -> RunContext:
     return RunContext.for_run(load_config(config, {}), new_run_id())
 
 
-def lock_is_free(ctx: RunContext) -> bool:
-    with open(ctx.config.locks_dir / "run.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return True
-
-
 @pytest.mark.parametrize("queued", [False, True], ids=["millpond run", "deployment"])
 def test_a_run_that_cannot_start_is_closed_failed_before_the_orchestrator(
     broken: RunContext, machine_pg: str, queued: bool
@@ -80,4 +70,4 @@ def test_a_run_that_cannot_start_is_closed_failed_before_the_orchestrator(
     assert run["error"].startswith("cannot start the run: ")
     assert (run["queued_at"] is not None) == queued
     assert broken.closed == "failed"
-    assert lock_is_free(broken)
+    assert not run_lock_held(broken.config)  # the run lock was let go
