@@ -250,3 +250,25 @@ def last_success_by_node(conn: psycopg.Connection, prefix: str = "load.") -> dic
         (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
     )
     return {r["node_id"]: r["at"] for r in rows}
+
+
+def anomalies(
+    conn: psycopg.Connection,
+    *,
+    run_id: str | None = None,
+    monitor: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """What the monitors found (volume anomalies, freshness alerts), newest first; of one
+    run, or all (those of `millpond check-freshness` have no run)."""
+    return _all(
+        conn,
+        """
+        SELECT anomaly_id, run_id, monitor, subject_kind, subject, severity, observed, low,
+               high, median, mad, history, last_landed_at, expect_every_seconds, message, at
+        FROM millpond.anomalies
+        WHERE (%s::text IS NULL OR run_id = %s) AND (%s::text IS NULL OR monitor = %s)
+        ORDER BY at DESC, subject LIMIT %s
+        """,
+        (run_id, run_id, monitor, monitor, int(limit)),
+    )

@@ -120,3 +120,77 @@ def source_cursor(ledger: Ledger, source: str, table: str) -> Any | None:
             return buffered.cursor
         raise
     return rows[0][0] if rows else None
+
+
+# --- the monitors' history (millpond.nodes.monitors) -----------------------------------------
+
+
+def landing_history(ledger: Ledger, source: str, table: str, run_id: str, limit: int) -> list[int]:
+    """Rows a table landed in each of the last `limit` successful runs that landed it (not
+    `run_id`), newest first: the history its volume is judged against."""
+    rows = ledger.read(
+        """
+        SELECT sum(p.rows) FROM millpond.partitions p
+        JOIN millpond.runs r ON r.run_id = p.run_id
+        WHERE p.source = %s AND p.table_name = %s AND p.run_id <> %s
+          AND r.status = 'success' AND p.rows IS NOT NULL
+        GROUP BY p.run_id, r.started_at ORDER BY r.started_at DESC LIMIT %s
+        """,
+        (source, table, run_id, limit),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def mart_history(
+    ledger: Ledger, relation: str, run_id: str, publish_kind: str, limit: int
+) -> list[int]:
+    """A relation's row count in each of the last `limit` successful runs that published
+    (not `run_id`), newest first."""
+    rows = ledger.read(
+        """
+        SELECT c.rows FROM millpond.row_counts c
+        JOIN millpond.runs r ON r.run_id = c.run_id
+        WHERE c.relation = %s AND c.run_id <> %s AND r.status = 'success'
+          AND EXISTS (SELECT 1 FROM millpond.node_runs n WHERE n.run_id = c.run_id
+                      AND n.kind = %s AND n.status = 'success')
+        ORDER BY r.started_at DESC LIMIT %s
+        """,
+        (relation, run_id, publish_kind, limit),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def run_row_counts(ledger: Ledger, run_id: str) -> dict[str, int]:
+    """The row count of each relation this run recorded."""
+    rows = ledger.read(
+        "SELECT relation, rows FROM millpond.row_counts WHERE run_id = %s", (run_id,)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def last_landings(ledger: Ledger) -> dict[tuple[str, str], datetime]:
+    """When each (source, table) last landed a partition (any run: a landed file arrived)."""
+    rows = ledger.read(
+        "SELECT source, table_name, max(landed_at) FROM millpond.partitions GROUP BY 1, 2", ()
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def first_attempts(ledger: Ledger, node_ids: list[str]) -> dict[str, datetime]:
+    """When each node was first run: a table that never landed is measured from then."""
+    rows = ledger.read(
+        "SELECT node_id, min(started_at) FROM millpond.node_runs WHERE node_id = ANY(%s) "
+        "GROUP BY node_id",
+        (node_ids,),
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def run_anomalies(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
+    """What the monitors recorded for a run (its nodes' volume anomalies included, whichever
+    process ran them)."""
+    return ledger.read_dicts(
+        "SELECT monitor, subject_kind, subject, severity, message, observed, low, high, "
+        "last_landed_at FROM millpond.anomalies WHERE run_id = %s ORDER BY monitor, subject",
+        (run_id,),
+    )

@@ -57,9 +57,33 @@ class RowCount(BaseModel):
     recorded_at: dt.datetime | None = None
 
 
+class Anomaly(BaseModel):
+    """A monitor's finding (docs/monitoring.md): a volume anomaly (`observed` outside
+    `low`..`high`, the band around the history's `median`) or a freshness alert (no landing
+    since `last_landed_at` for longer than `expect_every_seconds`)."""
+
+    anomaly_id: str
+    run_id: str | None = None
+    monitor: Literal["volume", "freshness"]
+    subject_kind: Literal["source_table", "mart"]
+    subject: str
+    severity: Literal["warn", "error"]
+    observed: int | None = None
+    low: float | None = None
+    high: float | None = None
+    median: float | None = None
+    mad: float | None = None
+    history: int | None = None
+    last_landed_at: dt.datetime | None = None
+    expect_every_seconds: float | None = None
+    message: str
+    at: dt.datetime
+
+
 class RunDetail(Run):
     tests: list[TestResult] = []
     row_counts: list[RowCount] = []
+    anomalies: list[Anomaly] = []
 
 
 class NodeRun(BaseModel):

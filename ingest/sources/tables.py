@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from millpond.core.config import StrictModel
+from millpond.core.monitoring import TableMonitors
 from millpond.core.registry import ReadReport, SourceItem, TableState
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -44,9 +45,10 @@ class Incremental(StrictModel):
     initial: Any = None
 
 
-class TableSpec(StrictModel):
+class TableSpec(TableMonitors):
     """One table of a database source: a table (`schema.name`, default the table's key) or a
-    query, full or incremental, with an optional primary key."""
+    query, full or incremental, with an optional primary key (and its monitors:
+    `expect_every`, `volume`, millpond.core.monitoring)."""
 
     table: str | None = None
     query: str | None = None
@@ -82,7 +84,7 @@ def read_report(table: str, spec: TableSpec, start: Any, state: dict[str, Any]) 
     rows = int(state.get("rows", 0))
     what = {
         "table": table,
-        "spec": spec.model_dump(mode="json"),
+        "spec": spec.read_spec(),
         "from": start,
         "to": end,
         "rows": rows,

@@ -2,7 +2,8 @@
 
 Adding a ledger write is defining one record class (`metadata.records.base.LedgerRecord`) in
 the module of its tables: `runs` (a run's life), `nodes` (what its nodes did, built and
-tested), `lake` (partitions, cursors, lake actions, rejected files). Writers take any record:
+tested), `lake` (partitions, cursors, lake actions, rejected files), `monitors` (anomalies).
+Writers take any record:
 the run's buffered `metadata.ledger.Ledger.write`, or `commit(conn, record)` on a connection.
 Importing the package registers every kind, so a buffered record can always be read back.
 """
@@ -15,6 +16,7 @@ from metadata.records.lake import (
     Rejection,
     SourceState,
 )
+from metadata.records.monitors import AnomalyFound
 from metadata.records.nodes import (
     DataTestResults,
     Fingerprints,
@@ -36,6 +38,7 @@ from metadata.records.runs import (
 
 __all__ = [
     "RUN_STATUSES",
+    "AnomalyFound",
     "DataTestResults",
     "Fingerprints",
     "LakeAction",

@@ -72,6 +72,7 @@ def status(
             recent = ", ".join(r["run_id"] for r in queries.list_runs(conn, 3)) or "none"
             fail(f"no run {run_id!r} in the ledger (most recent: {recent})")
         nodes = queries.run_nodes(conn, run_id)
+        found = queries.anomalies(conn, run_id=run_id)
     print_table(out, _nodes_table(run, nodes))
     rows, seconds = run_rows(run)
     out.print(
@@ -84,6 +85,13 @@ def status(
     )
     if run["error"]:
         print_wrapped(out, f"  [red]{escape(str(run['error']))}[/]")
+    for anomaly in found:  # the monitors' findings (docs/monitoring.md)
+        style = "red" if anomaly["severity"] == "error" else "yellow"
+        print_wrapped(
+            out,
+            f"  [{style}]{anomaly['monitor']} {anomaly['severity']}:[/] "
+            f"{escape(str(anomaly['message']))}",
+        )
 
 
 def _failed_nodes(nodes: list[dict[str, Any]]) -> list[str]:

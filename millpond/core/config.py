@@ -35,6 +35,7 @@ from millpond.core.masking import (
     mask_inline,
     mask_url,
 )
+from millpond.core.monitoring import MonitorsConfig
 
 
 def check_names(kind: str, names: Iterable[str]) -> None:
@@ -230,7 +231,9 @@ class ServeConfig(StrictModel):
         return value
 
 
-NotifyEvent = Literal["failure", "success", "test_failure"]
+# `anomaly`: a volume anomaly (millpond.nodes.monitors); `freshness`: a source table that has
+# not landed for longer than its `expect_every` (a run, or `millpond check-freshness`).
+NotifyEvent = Literal["failure", "success", "test_failure", "anomaly", "freshness"]
 
 
 def _failure_only() -> list[NotifyEvent]:
@@ -240,7 +243,8 @@ def _failure_only() -> list[NotifyEvent]:
 class NotifyConfig(StrictModel):
     """One webhook told about runs: `on` which outcomes, in which body `format`.
 
-    `test_failure` fires for a run with a failing data test (success or not)."""
+    `test_failure` fires for a run with a failing data test (success or not); `anomaly` for a
+    volume anomaly and `freshness` for a stale source table (docs/monitoring.md)."""
 
     on: list[NotifyEvent] = Field(default_factory=_failure_only, min_length=1)
     # A secret: Slack and Teams webhook URLs carry their token in the path.
@@ -283,6 +287,8 @@ class MillpondConfig(StrictModel):
     airflow: AirflowConfig = AirflowConfig()
     serve: ServeConfig = ServeConfig()
     notify: list[NotifyConfig] = Field(default_factory=list)
+    # Volume and freshness checks from the run ledger (docs/monitoring.md).
+    monitors: MonitorsConfig = MonitorsConfig()
     schedule: str | None = "0 6 * * *"
     # Set by load_config: the folder relative paths are resolved against.
     root: Path = Path(".")
@@ -425,7 +431,7 @@ class MillpondConfig(StrictModel):
 
 _SECTIONS = {
     *("lake", "warehouse", "dbt", "metadata", "sources"),
-    *("publish", "prefect", "airflow", "serve", "notify"),
+    *("publish", "prefect", "airflow", "serve", "notify", "monitors"),
 }
 
 

@@ -24,6 +24,7 @@ from millpond.core.registry import (
     Source,
     Stage,
 )
+from millpond.nodes.monitors.volume import check_landing
 from millpond.nodes.source_table import SourceTable, nothing_to_do
 
 EXTRACT_KIND = "extract"  # the node kind's registered name: `Node.kind` of every extract node
@@ -84,6 +85,9 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         report.detail["partition"] = m.partition_id
         if m.cursor is not None:  # mirrored in the ledger once the partition is durable
             scope.ledger.write(SourceState(params.source, params.table, m.cursor))
+        # After the partition is recorded: an anomaly at error severity fails the node (and
+        # so the run's publish), the landed partition stays (docs/monitoring.md).
+        check_landing(scope, params.source, params.table, m.rows or 0, report)
 
 
 def _report_rejections(

@@ -19,6 +19,7 @@ from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
 from millpond.nodes.fingerprints import PUBLISH_KIND, digest, run_fingerprints
+from millpond.nodes.monitors.volume import check_marts
 
 PUBLISH_NODE = "publish"  # the id of the one publish node
 PUBLISHABLE = "publishable:"
@@ -50,10 +51,13 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
     settle = up_to_date(scope, node)
     if settle is not None:
         return settle(report)
+    # The marts' row counts against the published runs' before readers see them: an anomaly
+    # at error severity fails publish, and readers keep the last good run.
+    check_marts(scope, params.schemas, PUBLISH_KIND, report)
     published = scope.target.publish(scope.run_id, list(params.schemas), scope.config.publish.keep)
     report.rows = published.rows
     report.bytes = published.bytes
-    report.detail = {"snapshot": published.location, "tables": published.tables}
+    report.detail.update(snapshot=published.location, tables=published.tables)
     scope.ledger.write(Fingerprints(scope.run_id, {node.id: (_fingerprint(params), None)}))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
-from millpond.notify.report import build_report, events_of
+from millpond.notify.report import alert_report, build_report, events_of
 from millpond.notify.send import deliver
 
 
@@ -24,18 +24,42 @@ def notify_run(
     *,
     rows: int,
     duration_ms: int | None,
+    anomalies: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Tell every configured webhook that asked for this run's events; returns what to add to
     the run's ledger summary (`{"notifications": [...]}`, or nothing when none is configured).
 
-    `rows` and `duration_ms` are the ledger's figures for the run (see `build_report`)."""
+    `rows` and `duration_ms` are the ledger's figures for the run (see `build_report`);
+    `anomalies` what the monitors found (the `anomaly` and `freshness` events)."""
     if not config.notify:
         return {}
+    return _send(
+        config,
+        lambda: build_report(
+            config,
+            run_id,
+            status,
+            error,
+            outcomes,
+            rows=rows,
+            duration_ms=duration_ms,
+            anomalies=anomalies or [],
+        ),
+    )
+
+
+def notify_alerts(config: MillpondConfig, anomalies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tell the webhooks that asked for `freshness` (or `anomaly`) about findings made outside
+    a run (`millpond check-freshness`); returns `{"notifications": [...]}`, never raises."""
+    if not config.notify or not anomalies:
+        return {}
+    return _send(config, lambda: alert_report(config, anomalies))
+
+
+def _send(config: MillpondConfig, make_report: Any) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     try:
-        report = build_report(
-            config, run_id, status, error, outcomes, rows=rows, duration_ms=duration_ms
-        )
+        report = make_report()
         events = events_of(report)
         for target in config.notify:
             wanted = [e for e in target.on if e in events]

@@ -8,6 +8,9 @@ from millpond.core.config import NotifyEvent
 
 
 def headline(report: dict[str, Any]) -> str:
+    if report["run_id"] is None:  # findings outside a run (millpond check-freshness)
+        count = len(report["anomalies"])
+        return f"millpond {report['project']}: {count} freshness alert{'s' * (count != 1)}"
     mark = "succeeded" if report["status"] == "success" else "FAILED"
     took = "" if report["duration_seconds"] is None else f" in {report['duration_seconds']} s"
     return (
@@ -19,6 +22,9 @@ def headline(report: dict[str, Any]) -> str:
 def details(report: dict[str, Any]) -> list[str]:
     lines = [f"{n['node']}: {n['error']}" for n in report["failed_nodes"]]
     lines += [f"test {t['test']} ({t['status']})" for t in report["failed_tests"]]
+    lines += [
+        f"{a['monitor']} ({a['severity']}): {a['message']}" for a in report.get("anomalies", [])
+    ]
     return lines
 
 
@@ -31,7 +37,7 @@ def body(fmt: str, report: dict[str, Any], events: list[NotifyEvent]) -> dict[st
             "@type": "MessageCard",
             "@context": "http://schema.org/extensions",
             "summary": headline(report),
-            "themeColor": "2EB67D" if report["status"] == "success" else "E01E5A",
+            "themeColor": {"success": "2EB67D", "alert": "ECB22E"}.get(report["status"], "E01E5A"),
             "title": headline(report),
             "text": "<br>".join(details(report)) or "all nodes succeeded",
             "potentialAction": [

@@ -23,6 +23,7 @@ from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS, Settle
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import close_run
+from millpond.runtime.monitoring import run_findings
 from millpond.runtime.totals import rows_loaded
 
 
@@ -119,7 +120,8 @@ def skip_node(ctx: RunContext, node_id: str, reason: str) -> None:
 
 
 def finish_run(ctx: RunContext, error: str | None = None) -> str:
-    """Close the run in the ledger; a run fails if any node failed or was skipped."""
+    """Close the run in the ledger; a run fails if any node failed or was skipped, or if a
+    source table is stale at `monitors.freshness.severity: error` (checked now)."""
     bad = [o for o in ctx.outcomes.values() if o.status in ("failed", "skipped")]
     missing = [n.id for n in ctx.graph.nodes if n.id not in ctx.outcomes]
     status = "failed" if error or bad or missing else "success"
@@ -127,8 +129,12 @@ def finish_run(ctx: RunContext, error: str | None = None) -> str:
         failed = [o.node_id for o in ctx.outcomes.values() if o.status == "failed"]
         skipped = len(bad) - len(failed) + len(missing)
         error = f"failed nodes: {', '.join(failed) or '-'}; {skipped} nodes did not run"
+    findings = run_findings(ctx)  # millpond.runtime.monitoring: freshness is checked here
+    stale = [f for f in findings if f["monitor"] == "freshness" and f["severity"] == "error"]
+    if stale and status == "success":
+        status, error = "failed", "freshness: " + "; ".join(f["message"] for f in stale)
     outcomes = list(ctx.outcomes.values())
     rows = rows_loaded(ctx.graph, outcomes)  # millpond.runtime.totals
-    close_run(ctx.config, ctx.ledger, ctx.run_id, status, error, outcomes, rows)
+    close_run(ctx.config, ctx.ledger, ctx.run_id, status, error, outcomes, rows, anomalies=findings)
     ctx.closed = status
     return status

@@ -212,10 +212,13 @@ def close_run(
     error: str | None,
     outcomes: list[Any],
     rows: int,
+    *,
+    anomalies: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Close the run with its outcome: the webhooks and the ledger's summary get the same
     rows and the same duration, the ledger's (from its start to the end recorded here, which
-    is what `/runs/{id}` serves as `duration_ms`). Returns the summary recorded."""
+    is what `/runs/{id}` serves as `duration_ms`), and the same anomalies (the monitors',
+    millpond.runtime.monitoring). Returns the summary recorded."""
     at = datetime.now(UTC)
     started = reads.run_started_at(ledger, run_id)
     duration_ms = None if started is None else _milliseconds(at - started)
@@ -223,8 +226,19 @@ def close_run(
     warnings = [f"{o.node_id}: {w}" for o in outcomes for w in (o.detail or {}).get("warnings", [])]
     if warnings:  # e.g. a stalled cursor (ingest.landing), kept with the run in the ledger
         summary["warnings"] = warnings
+    if anomalies:
+        summary["anomalies"] = anomalies
     summary.update(
-        notify_run(config, run_id, status, error, outcomes, rows=rows, duration_ms=duration_ms)
+        notify_run(
+            config,
+            run_id,
+            status,
+            error,
+            outcomes,
+            rows=rows,
+            duration_ms=duration_ms,
+            anomalies=anomalies or [],
+        )
     )
     ledger.write(RunFinished(run_id, status, error=error, summary=summary, at=at))
     return summary

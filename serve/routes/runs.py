@@ -45,12 +45,13 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunDetail, responses={404: {"description": "no such run"}})
 def get_run(conn: LedgerConn, run_id: str) -> dict[str, Any]:
-    """One run with its tests and row counts."""
+    """One run with its tests, row counts and the monitors' anomalies."""
     run = queries.get_run(conn, run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
     run["tests"] = queries.test_results(conn, run_id)
     run["row_counts"] = queries.row_counts(conn, run_id)
+    run["anomalies"] = queries.anomalies(conn, run_id=run_id)
     return run
 
 

@@ -1,4 +1,4 @@
-"""Data test results over the recent runs, failures easy to filter."""
+"""Data test results over the recent runs, failures easy to filter; the monitors' anomalies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from metadata import queries
 from serve.deps import LedgerConn
-from serve.schemas import TestResult
+from serve.schemas import Anomaly, TestResult
 
 router = APIRouter(tags=["runs"])
 
@@ -22,3 +22,15 @@ def tests(
 ) -> list[dict[str, Any]]:
     """Test outcomes of the most recent runs, newest first."""
     return queries.test_history(conn, status=status, test=test, limit_runs=runs)
+
+
+@router.get("/anomalies", response_model=list[Anomaly])
+def anomalies(
+    conn: LedgerConn,
+    run_id: str | None = None,
+    monitor: Literal["volume", "freshness"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Volume anomalies and freshness alerts, newest first (of one run with `run_id`; those
+    of `millpond check-freshness` have none). See docs/monitoring.md."""
+    return queries.anomalies(conn, run_id=run_id, monitor=monitor, limit=limit)

@@ -13,6 +13,7 @@ import pytest
 from metadata.buffer import RecordBuffer
 from metadata.ledger import Ledger
 from metadata.records import (
+    AnomalyFound,
     DataTestResults,
     Fingerprints,
     LakeAction,
@@ -53,6 +54,32 @@ SAMPLES: list[LedgerRecord] = [
     SourceState("a", "b", {"updated_at": "2026-03-01", "id": 7}, at=AT),
     LakeAction("drop", "a/b/p1", "a", "b", 3, {"doctor": True}, action_id="x1", at=AT),
     Rejection("r1", "a", "b", "bad.csv", "fp", "not a CSV", at=AT),
+    AnomalyFound(
+        "r1",
+        "volume",
+        "source_table",
+        "a.b",
+        "warn",
+        "a.b landed 3 rows",
+        observed=3,
+        low=80.0,
+        high=120.0,
+        median=100.0,
+        mad=4.0,
+        history=7,
+        at=AT,
+    ),
+    AnomalyFound(
+        None,
+        "freshness",
+        "source_table",
+        "a.b",
+        "error",
+        "a.b: no new landing for 2d",
+        last_landed_at=AT,
+        expect_every_seconds=86400.0,
+        at=AT,
+    ),
 ]
 
 
@@ -105,6 +132,9 @@ def test_a_line_written_before_records_had_classes_reads_back(tmp_path: Path) ->
         lambda: DataTestResults("r1", "n", [{"test": "t", "status": "ok"}]),
         lambda: LakeAction("burn", "p", "a", "b"),
         lambda: Rejection("r1", "a", "b", "f", "fp", "why", outcome="lost"),
+        lambda: AnomalyFound("r1", "size", "source_table", "a.b", "warn", "m"),
+        lambda: AnomalyFound("r1", "volume", "table", "a.b", "warn", "m"),
+        lambda: AnomalyFound("r1", "volume", "mart", "main.m", "fatal", "m"),
     ],
 )
 def test_a_value_outside_its_set_is_refused_when_the_record_is_made(make) -> None:

@@ -13,11 +13,13 @@ from pydantic import Field, field_validator, model_validator
 
 from ingest.contract import BadRows, SchemaChange, TablePolicy
 from ingest.formats import CsvOptions, Format, ReadOptions
-from millpond.core.config import S3Connection, SourceConfigBase, StrictModel
+from millpond.core.config import S3Connection, SourceConfigBase
+from millpond.core.monitoring import TableMonitors
 
 
-class FileTableConfig(StrictModel):
-    """Which inbox files feed one raw table, and the settings that differ from the source's."""
+class FileTableConfig(TableMonitors):
+    """Which inbox files feed one raw table, and the settings that differ from the source's
+    (and its monitors: `expect_every`, `volume`, millpond.core.monitoring)."""
 
     pattern: str | None = None  # glob relative to the source path; default: <table>[_-]*.<ext>
     format: Format | None = None

@@ -111,7 +111,7 @@ class RestSource:
                 start, boundary = state.cursor, frozenset(state.boundary)
             else:
                 start = incremental.initial
-        what = {"table": table, "spec": spec.model_dump(mode="json"), "from": start}
+        what = {"table": table, "spec": spec.read_spec(), "from": start}
         fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
         # Every read asks the API: a full read lands a snapshot, an incremental read is
         # recorded under what it returned (its report's identity).

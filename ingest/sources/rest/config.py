@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from millpond.core.config import SourceConfigBase, StrictModel
 from millpond.core.masking import collect_secrets
+from millpond.core.monitoring import TableMonitors
 
 
 class RestSourceError(Exception):
@@ -70,8 +71,9 @@ class RestIncremental(StrictModel):
     on_stall: Literal["warn", "fail"] | None = None
 
 
-class Endpoint(StrictModel):
-    """One table: a path under base_url, its params, where its records are, its paging."""
+class Endpoint(TableMonitors):
+    """One table: a path under base_url, its params, where its records are, its paging (and
+    its monitors: `expect_every`, `volume`, millpond.core.monitoring)."""
 
     path: str
     params: dict[str, Any] = Field(default_factory=dict)
