@@ -272,3 +272,13 @@ def anomalies(
         """,
         (run_id, run_id, monitor, monitor, int(limit)),
     )
+
+
+def anomaly_count(conn: psycopg.Connection, days: int = 7) -> int:
+    """How many findings the monitors recorded in the last `days` days (the dashboard's line)."""
+    rows = _all(
+        conn,
+        "SELECT count(*) AS n FROM millpond.anomalies WHERE at > now() - make_interval(days => %s)",
+        (int(days),),
+    )
+    return int(rows[0]["n"])

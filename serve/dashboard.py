@@ -88,6 +88,7 @@ def render(conn: psycopg.Connection, project: str, logout: bool = False) -> str:
         t for t in queries.test_history(conn, limit_runs=5) if t["status"] in ("fail", "error")
     ]
     freshness = queries.source_freshness(conn)
+    anomalies = queries.anomaly_count(conn)
     data = json.dumps(charts(conn)).replace("</", "<\\/")
     return PAGE.format(
         project=escape(project),
@@ -104,6 +105,7 @@ def render(conn: psycopg.Connection, project: str, logout: bool = False) -> str:
             ["source", "table_name", "last_landed_at", "last_loaded_at", "partitions", "rows"],
             "nothing landed yet",
         ),
+        anomalies=f"{anomalies} in the last 7 days (<a href='/anomalies'>/anomalies</a>)",
         data=data,
         logout=' <a href="/logout">log out</a>' if logout else "",
     )
@@ -124,6 +126,7 @@ PAGE = """<!doctype html>
 </section>
 <section><h2>Recent runs</h2>{runs}</section>
 <section><h2>Failing tests</h2>{failing}</section>
+<section><h2>Anomalies</h2><p>{anomalies}</p></section>
 <section><h2>Freshness per source table</h2>{freshness}</section>
 <script id="dashboard-data" type="application/json">{data}</script>
 <script src="/static/vendor/uPlot.iife.min.js"></script>

@@ -285,3 +285,5 @@ def test_the_api_serves_the_anomalies(
         assert client.get("/anomalies", params={"monitor": "size"}).status_code == 422
         detail = client.get(f"/runs/{run.run_id}").json()
         assert [a["subject"] for a in detail["anomalies"]] == ["shop.orders"]
+        page = client.get("/")
+        assert page.status_code == 200 and "2 in the last 7 days" in page.text
