@@ -77,7 +77,7 @@ def test_an_unknown_override_is_refused_with_the_nearest_key(project: Path) -> N
 
 
 def test_every_command_has_help_with_an_example(project: Path) -> None:
-    for command in ["run", "graph", "status", "logs", "docs"]:
+    for command in ["run", "graph", "status", "logs", "docs", "check-freshness"]:
         result = millpond(project, command, "--help", env={"COLUMNS": "200"})
         assert result.returncode == 0, result.stderr
         assert "Example" in result.stdout, command

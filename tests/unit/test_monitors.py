@@ -153,3 +153,25 @@ def test_good_monitor_keys_load(tmp_path: Path) -> None:
     assert table_cadence(config.monitors, orders) == timedelta(hours=6)
     assert table_volume(config.monitors, orders) is None
     assert table_cadence(config.monitors, config.sources["shop"].tables["items"]) is None
+
+
+def test_notifications_raise_the_anomaly_and_freshness_events(tmp_path: Path) -> None:
+    from millpond.notify.formats import body
+    from millpond.notify.report import alert_report, build_report, events_of
+
+    config = load_config(write(tmp_path, ""))
+    volume = {"monitor": "volume", "severity": "warn", "message": "shop.orders landed 100 rows"}
+    stale = {"monitor": "freshness", "severity": "error", "message": "shop.orders: stale"}
+    plain = build_report(config, "r1", "success", None, [], rows=5, duration_ms=10)
+    assert events_of(plain) == {"success"} and plain["anomalies"] == []
+    both = build_report(
+        config, "r1", "success", None, [], rows=5, duration_ms=10, anomalies=[volume, stale]
+    )
+    assert events_of(both) == {"success", "anomaly", "freshness"}
+    assert "volume (warn): shop.orders landed 100 rows" in body("slack", both, ["anomaly"])["text"]
+    outside = alert_report(config, [stale])
+    assert events_of(outside) == {"freshness"}  # no run: neither success nor failure
+    assert body("slack", outside, ["freshness"])["text"].startswith(
+        "millpond millpond: 1 freshness alert\n"
+    )
+    assert body("teams", outside, ["freshness"])["title"].endswith("1 freshness alert")
