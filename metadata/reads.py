@@ -126,15 +126,17 @@ def source_cursor(ledger: Ledger, source: str, table: str) -> Any | None:
 
 
 def landing_history(ledger: Ledger, source: str, table: str, run_id: str, limit: int) -> list[int]:
-    """Rows a table landed in each of the last `limit` successful runs that landed it (not
-    `run_id`), newest first: the history its volume is judged against."""
+    """Rows a table landed in each of the last `limit` successful runs that landed rows into
+    it (not `run_id`), newest first: the history its volume is judged against. An empty
+    partition (an incremental table's changed keys) is no landing of rows."""
     rows = ledger.read(
         """
         SELECT sum(p.rows) FROM millpond.partitions p
         JOIN millpond.runs r ON r.run_id = p.run_id
         WHERE p.source = %s AND p.table_name = %s AND p.run_id <> %s
           AND r.status = 'success' AND p.rows IS NOT NULL
-        GROUP BY p.run_id, r.started_at ORDER BY r.started_at DESC LIMIT %s
+        GROUP BY p.run_id, r.started_at HAVING sum(p.rows) > 0
+        ORDER BY r.started_at DESC LIMIT %s
         """,
         (source, table, run_id, limit),
     )

@@ -86,8 +86,10 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         if m.cursor is not None:  # mirrored in the ledger once the partition is durable
             scope.ledger.write(SourceState(params.source, params.table, m.cursor))
         # After the partition is recorded: an anomaly at error severity fails the node (and
-        # so the run's publish), the landed partition stays (docs/monitoring.md).
-        check_landing(scope, params.source, params.table, m.rows or 0, report)
+        # so the run's publish), the landed partition stays (docs/monitoring.md). An empty
+        # partition of an incremental read carries changed keys, not a volume: not judged.
+        if m.rows or result.read is None:
+            check_landing(scope, params.source, params.table, m.rows or 0, report)
 
 
 def _report_rejections(

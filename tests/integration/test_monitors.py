@@ -128,6 +128,15 @@ def test_only_successful_runs_are_history(tmp_path: Path, ledger: Ledger) -> Non
     assert check_landing(scope(config(tmp_path), ledger), "shop", "orders", 100, report)
 
 
+def test_empty_landings_are_no_history(tmp_path: Path, ledger: Ledger) -> None:
+    """An incremental table's empty partition (changed keys) is not a landing of rows."""
+    seed_runs(ledger, USUAL[:5])
+    seed_runs(ledger, [0] * 9, days_ago=10)  # the newest: as zeros they would set the band
+    report = NodeOutcome("extract.shop.orders", "running")
+    assert check_landing(scope(config(tmp_path), ledger), "shop", "orders", 1000, report) is None
+    assert check_landing(scope(config(tmp_path), ledger), "shop", "orders", 100, report)
+
+
 def test_off_switches(tmp_path: Path, ledger: Ledger, machine_pg: str) -> None:
     seed_runs(ledger, USUAL)
     off = [
