@@ -52,5 +52,6 @@ def freshness_now(config: MillpondConfig) -> tuple[list[AnomalyFound], list[dict
         alerts = check_freshness(config, ctx.ledger, None)
     finally:
         ctx.close()
+        ctx.ledger.close()
     sent = notify_alerts(config, [a.summary() for a in alerts])
     return alerts, sent.get("notifications", [])

@@ -296,3 +296,43 @@ def test_the_api_serves_the_anomalies(
         assert [a["subject"] for a in detail["anomalies"]] == ["shop.orders"]
         page = client.get("/")
         assert page.status_code == 200 and "2 in the last 7 days" in page.text
+
+
+@pytest.mark.parametrize("severity", ["warn", "error"])
+def test_a_run_closing_with_a_stale_table_alerts_and_fails_at_error(
+    tmp_path: Path, ledger: Ledger, machine_pg: str, receiver: Receiver, severity: str
+) -> None:
+    """The run's close checks freshness (here every node succeeded): `warn` keeps the run
+    green, `error` fails it naming the table; the webhook gets the alert either way."""
+    from millpond.runtime.context import RunContext
+    from millpond.runtime.execute import finish_run
+
+    seed_runs(ledger, USUAL, days_ago=3)
+    (tmp_path / "inbox").mkdir()
+    cfg = config_model()(
+        root=tmp_path,
+        metadata={"url": machine_pg},
+        sources={"shop": {"kind": "files", "path": "inbox", "tables": {"orders": {}}}},
+        monitors={"freshness": {"expect_every": "1d", "severity": severity}},
+        notify=[{"on": ["freshness", "failure"], "webhook": receiver.url}],
+    )
+    run_id = f"close-{severity}"
+    ctx = RunContext(cfg, run_id, orchestrator="cli", sources_only=True)
+    ledger.write(RunStarted(run_id, "cli", "manual", "duckdb"))
+    for node in ctx.graph.nodes:
+        ctx.outcomes[node.id] = NodeOutcome(node.id, "success")
+    status = finish_run(ctx)
+    ctx.close()
+    ctx.ledger.close()
+    with connect(machine_pg) as conn:
+        run = queries.get_run(conn, run_id)
+        (alert,) = queries.anomalies(conn, run_id=run_id)
+    assert run is not None and alert["severity"] == severity
+    (posted,) = receiver.for_run(run_id)
+    if severity == "warn":
+        assert status == "success" and run["error"] is None
+        assert posted["events"] == ["freshness"]
+    else:
+        assert status == "failed" and "freshness: shop.orders: no new landing" in run["error"]
+        assert sorted(posted["events"]) == ["failure", "freshness"]
+    assert run["summary"]["anomalies"][0]["subject"] == "shop.orders"
