@@ -175,3 +175,23 @@ def test_notifications_raise_the_anomaly_and_freshness_events(tmp_path: Path) ->
         "millpond millpond: 1 freshness alert\n"
     )
     assert body("teams", outside, ["freshness"])["title"].endswith("1 freshness alert")
+
+
+def test_the_example_of_docs_monitoring_is_a_valid_configuration(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+    from conftest import REPO
+
+    from millpond.core.config import config_model
+
+    text = (REPO / "docs" / "monitoring.md").read_text()
+    example = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
+    config = config_model()(root=tmp_path, **example)
+    tables = config.sources["erp"].tables
+    assert table_cadence(config.monitors, tables["orders"]) == timedelta(days=1)
+    assert table_cadence(config.monitors, tables["nation"]) is None
+    assert table_volume(config.monitors, tables["nation"]) is None
+    lineitem = table_volume(config.monitors, tables["lineitem"])
+    assert lineitem is not None and lineitem.severity == "error"
+    assert config.monitors.volume.for_relation("main.agg_daily_revenue") is None
