@@ -37,7 +37,8 @@ def test_retry_last_rebuilds_the_fixed_mart_and_its_descendants_only(
     failed = last_run_id(url)
     graph = context(project, env, "graph-only").graph
     rerun = {"dbt.dim_customer"} | descendants(graph, "dbt.dim_customer")
-    assert rerun == {"dbt.dim_customer", "dbt.agg_revenue_by_nation_year", "publish"}
+    assert {"dbt.agg_revenue_by_nation_year", "publish"} <= rerun  # and what tests tie to it
+    rerun_dbt = {n for n in rerun if n.startswith("dbt.")}
     kept = {n.id for n in graph.nodes} - rerun
     assert node_status(url, failed)["dbt.dim_customer"] == "failed"
 
@@ -54,7 +55,7 @@ def test_retry_last_rebuilds_the_fixed_mart_and_its_descendants_only(
     fixed = millpond(project, "retry", env=env)  # `last`: the failed retry
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     second_retry = last_run_id(url)
-    assert f"retry of run {first_retry}: 3 nodes rerun, {len(kept)} kept" in fixed.stdout
+    assert f"retry of run {first_retry}: {len(rerun)} nodes rerun, {len(kept)} kept" in fixed.stdout
     assert retry_of(url, second_retry) == first_retry
     status = node_status(url, second_retry)
     assert {n: status[n] for n in rerun} == dict.fromkeys(rerun, "success")
@@ -65,11 +66,12 @@ def test_retry_last_rebuilds_the_fixed_mart_and_its_descendants_only(
     tested = rows(
         url, "select distinct node_id from millpond.test_results where run_id = %s", second_retry
     )
-    assert {t["node_id"] for t in tested} == {"dbt.dim_customer", "dbt.agg_revenue_by_nation_year"}
+    assert {t["node_id"] for t in tested} <= rerun_dbt
+    assert {"dbt.dim_customer", "dbt.agg_revenue_by_nation_year"} <= {t["node_id"] for t in tested}
     # The mart and its descendant were built together, in one dbt build.
     log = (project / ".millpond" / "logs" / f"{second_retry}.jsonl").read_text()
     assert log.count("one dbt build of") == 1
-    assert "one dbt build of 2 nodes" in log
+    assert f"one dbt build of {len(rerun_dbt)} nodes" in log
     current = project / ".millpond" / "published" / "current"
     assert current.resolve().name == f"{second_retry}.duckdb"
 

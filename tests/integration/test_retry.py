@@ -25,6 +25,7 @@ from millpond.core.runid import new_run_id
 from millpond.runtime.context import RunContext
 from millpond.runtime.retry import adopt, find_run, plan
 from millpond.runtime.selection import Selection
+from serve import trigger
 
 pytestmark = pytest.mark.integration
 
@@ -241,6 +242,9 @@ def test_post_retry_reruns_the_failed_mart_of_a_real_run(
         assert run["status"] == "success", run
         assert run["retry_of"] == failed["run_id"] and run["trigger"] == "api"
         assert api.get(f"/runs/{failed['run_id']}").json()["retried_by"] == [retry_id]
+    child = trigger.running_child()  # the run's process ends right after it closed the run
+    if child is not None:
+        child.process.wait(60)
     after = node_status(machine_pg, retry_id)
     assert after == {
         "extract.shop.orders": "unchanged",

@@ -86,6 +86,7 @@ class Waves:
         ]
         self.dbt_ids = {n.id for n in self.nodes}
         self.feeders = _feeders(graph, self.dbt_ids)
+        self.kept = kept
         self._slots: dict[str, _Slot] = {}
         self._owner: dict[str, str] = {}  # dbt unique_id -> graph node id
         self._requested: set[str] = set()
@@ -156,7 +157,7 @@ class Waves:
         outcomes = getattr(self.scope, "outcomes", {})
 
         def ok(node_id: str, wave: set[str]) -> bool:
-            if node_id in wave:
+            if node_id in wave or node_id in self.kept:  # kept: never built, in the warehouse
                 return True
             outcome = outcomes.get(node_id)
             if outcome is not None:  # the node's task is done (a rebuild alone included)
