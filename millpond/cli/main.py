@@ -121,7 +121,10 @@ def run(  # noqa: PLR0913 (a command's parameters are its documented options)
 @app.command()
 def retry(
     run_id: Annotated[
-        str, typer.Argument(help="the run to retry: a run id, or `last` (the latest run)")
+        str,
+        typer.Argument(
+            metavar="RUN", help="the run to retry: a run id, or `last` (the latest run)"
+        ),
     ] = "last",
     config_path: ConfigOption = None,
 ) -> None:

@@ -110,7 +110,7 @@ def test_the_deployment_is_served_on_the_schedule_of_millpond_yml(stack: Stack) 
     assert all(s["active"] for s in deployment["schedules"])
     assert not deployment["paused"]
     properties = deployment["parameter_openapi_schema"]["properties"]
-    assert {"select", "exclude", "full_refresh", "target"} <= set(properties)
+    assert {"select", "exclude", "full_refresh", "target", "retry_of"} <= set(properties)
     # Prefect's scheduler (a loop of the server, every 60 s) puts the cron's next runs on the
     # calendar.
     query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}, "limit": 20}
