@@ -52,6 +52,10 @@ fmt: install
     {{bin}}/ruff format .
     {{bin}}/ruff check --fix .
 
+# after a failed run: rerun its failed and skipped nodes with their descendants, keep the rest
+retry RUN="last": install
+    {{bin}}/millpond retry {{RUN}}
+
 # the task graph as text (ARGS: --json, --mermaid)
 graph *ARGS: install
     {{bin}}/millpond graph {{ARGS}}

@@ -48,7 +48,8 @@ def serve_forever(flow: Any, config: MillpondConfig) -> None:
         pause_on_shutdown=True,
         tags=["millpond"],
         description=f"A whole millpond run of {config.project} (millpond.yml: schedule "
-        f"{config.schedule or 'none'}); parameters select, exclude, full_refresh, target.",
+        f"{config.schedule or 'none'}); parameters select, exclude, full_refresh, target, "
+        "retry_of.",
         entrypoint_type=EntrypointType.MODULE_PATH,
         print_starting_message=True,
     )

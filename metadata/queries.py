@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 _RUN_COLUMNS = """
     r.run_id, r.orchestrator, r.trigger, r.target, r.status, r.error, r.flow_run_id,
-    r.queued_at, r.started_at, r.finished_at,
+    r.queued_at, r.started_at, r.finished_at, r.retry_of,
     (EXTRACT(EPOCH FROM (r.finished_at - r.started_at)) * 1000)::bigint AS duration_ms,
     r.summary,
     (SELECT count(DISTINCT node_id) FROM millpond.node_runs n WHERE n.run_id = r.run_id)
@@ -44,6 +44,16 @@ def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
     """One run, or None if the ledger has never heard of it."""
     rows = _all(conn, f"SELECT {_RUN_COLUMNS} FROM millpond.runs r WHERE r.run_id = %s", (run_id,))
     return rows[0] if rows else None
+
+
+def retries_of(conn: psycopg.Connection, run_id: str) -> list[str]:
+    """The runs that retried this one (`millpond retry`), oldest first."""
+    rows = _all(
+        conn,
+        "SELECT run_id FROM millpond.runs WHERE retry_of = %s ORDER BY started_at, run_id",
+        (run_id,),
+    )
+    return [r["run_id"] for r in rows]
 
 
 def run_nodes(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:

@@ -25,13 +25,18 @@ from millpond.core.masking import mask
 class QueuedRun:
     """Called with the new run id (and later its flow run id) once the run is accepted."""
 
-    def __init__(self, conn: psycopg.Connection, target: str | None) -> None:
-        self.conn, self.target = conn, target
+    def __init__(
+        self, conn: psycopg.Connection, target: str | None, retry_of: str | None = None
+    ) -> None:
+        self.conn, self.target, self.retry_of = conn, target, retry_of
         self.run_id: str | None = None
 
     def __call__(self, run_id: str, flow_run_id: str | None = None) -> None:
         self.run_id = run_id
-        commit(self.conn, RunQueued(run_id, "prefect", "api", self.target, flow_run_id))
+        commit(
+            self.conn,
+            RunQueued(run_id, "prefect", "api", self.target, flow_run_id, retry_of=self.retry_of),
+        )
 
     def fail(self, reason: str, conn: psycopg.Connection | None = None) -> None:
         """Close the run as failed if it is still queued: it could not be started."""

@@ -31,6 +31,8 @@ class Run(BaseModel):
     summary: dict[str, Any] | None = None
     nodes: int = 0
     tests_failed: int = 0
+    # The run this one retries (`millpond retry`, POST /runs/{id}/retry); null for a run.
+    retry_of: str | None = None
 
 
 class RunPage(BaseModel):
@@ -84,6 +86,7 @@ class RunDetail(Run):
     tests: list[TestResult] = []
     row_counts: list[RowCount] = []
     anomalies: list[Anomaly] = []
+    retried_by: list[str] = Field(default_factory=list, description="runs that retried it")
 
 
 class NodeRun(BaseModel):

@@ -19,7 +19,11 @@ RUN_FINAL_STATUSES = frozenset(RUN_STATUSES) - {"queued", "running"}
 
 @dataclass(frozen=True)
 class RunOpening(LedgerRecord):
-    """What a run is known by when it is asked for or begins; `queued` says which."""
+    """What a run is known by when it is asked for or begins; `queued` says which.
+
+    `retry_of`: the run whose failed nodes this one reruns (`millpond retry`); `options`: what
+    it was asked for beyond the whole graph (`select`, `exclude`, `full_refresh`), so a retry
+    of it reruns the same part of the graph."""
 
     queued: ClassVar[bool]
 
@@ -29,6 +33,13 @@ class RunOpening(LedgerRecord):
     target: str | None
     flow_run_id: str | None = None
     at: datetime = field(default_factory=now)
+    retry_of: str | None = None
+    options: dict[str, Any] | None = None
+
+    def _values(self) -> tuple[Any, ...]:
+        """The run's retry link and options, as the two last columns of the insert."""
+        options = as_jsonb(self.options) if self.options else None
+        return (self.retry_of, options)
 
 
 @dataclass(frozen=True)
@@ -44,14 +55,16 @@ class RunQueued(RunOpening, op="queue_run"):
             """
             INSERT INTO millpond.runs
                 (run_id, orchestrator, trigger, target, flow_run_id, queued_at, started_at,
-                 status)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued')
+                 status, retry_of, options)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s)
             ON CONFLICT (run_id) DO UPDATE SET
                 orchestrator = COALESCE(runs.orchestrator, EXCLUDED.orchestrator),
                 trigger = COALESCE(runs.trigger, EXCLUDED.trigger),
                 target = COALESCE(runs.target, EXCLUDED.target),
                 flow_run_id = COALESCE(runs.flow_run_id, EXCLUDED.flow_run_id),
-                queued_at = COALESCE(runs.queued_at, EXCLUDED.queued_at)
+                queued_at = COALESCE(runs.queued_at, EXCLUDED.queued_at),
+                retry_of = COALESCE(runs.retry_of, EXCLUDED.retry_of),
+                options = COALESCE(runs.options, EXCLUDED.options)
             """,
             (
                 self.run_id,
@@ -61,6 +74,7 @@ class RunQueued(RunOpening, op="queue_run"):
                 self.flow_run_id,
                 self.at,
                 self.at,
+                *self._values(),
             ),
         )
 
@@ -80,18 +94,29 @@ class RunStarted(RunOpening, op="start_run"):
         cur.execute(
             """
             INSERT INTO millpond.runs
-                (run_id, orchestrator, trigger, target, flow_run_id, started_at, status)
-            VALUES (%s, %s, %s, %s, %s, %s, 'running')
+                (run_id, orchestrator, trigger, target, flow_run_id, started_at, status,
+                 retry_of, options)
+            VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s)
             ON CONFLICT (run_id) DO UPDATE SET
                 orchestrator = COALESCE(runs.orchestrator, EXCLUDED.orchestrator),
                 trigger = COALESCE(runs.trigger, EXCLUDED.trigger),
                 target = COALESCE(runs.target, EXCLUDED.target),
                 flow_run_id = COALESCE(runs.flow_run_id, EXCLUDED.flow_run_id),
+                retry_of = COALESCE(runs.retry_of, EXCLUDED.retry_of),
+                options = COALESCE(runs.options, EXCLUDED.options),
                 started_at = CASE WHEN runs.status = 'queued' THEN EXCLUDED.started_at
                                   ELSE LEAST(runs.started_at, EXCLUDED.started_at) END,
                 status = CASE WHEN runs.status = 'queued' THEN 'running' ELSE runs.status END
             """,
-            (self.run_id, self.orchestrator, self.trigger, self.target, self.flow_run_id, self.at),
+            (
+                self.run_id,
+                self.orchestrator,
+                self.trigger,
+                self.target,
+                self.flow_run_id,
+                self.at,
+                *self._values(),
+            ),
         )
 
 

@@ -60,7 +60,7 @@ def _build_graph(
 
 
 @app.command()
-def run(
+def run(  # noqa: PLR0913 (a command's parameters are its documented options)
     config_path: ConfigOption = None,
     demo_scale: Annotated[
         float | None,
@@ -91,17 +91,104 @@ def run(
             help="the id of a run queued in the ledger already (what `POST /runs` starts)",
         ),
     ] = None,
+    retry_of: Annotated[
+        str | None,
+        typer.Option(
+            "--retry-of",
+            hidden=True,
+            help="the run this one retries (what `POST /runs/{id}/retry` starts)",
+        ),
+    ] = None,
 ) -> None:
     """Run the graph as a Prefect flow: extract, load, dbt, publish; print a summary.
 
     Examples: `millpond run`; `millpond run --select +fct_orders` (fct_orders, the models it
     reads and their source tables); `millpond run -s tag:finance --exclude agg_monthly_revenue`;
     `millpond run --full-refresh`. Preview a selection with `millpond graph --select ...`.
+    After a failed run, `millpond retry` reruns only what it did not finish.
     """
+    if retry_of is not None and (select or exclude or full_refresh):
+        fail(
+            "--retry-of reruns the part of the graph its run had, with its options: "
+            "--select, --exclude and --full-refresh cannot be given with it"
+        )
     if run_id is not None:
         config = _load_queued(run_id, trigger, config_path, target)
     else:
         config = load(config_path, target)
+    _run(config, trigger, run_id, select, exclude, full_refresh, demo_scale, retry_of)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="the run to retry: a run id, or `last` (the latest run)"
+        ),
+    ] = "last",
+    config_path: ConfigOption = None,
+) -> None:
+    """Start a new run that reruns what a failed run did not finish.
+
+    Its failed, skipped and never-started nodes rerun with everything downstream of them
+    (the dbt models among them in one dbt build); every other node is kept as that run left
+    it (`unchanged`, not run again). The new run records which run it retries (`millpond
+    status`, `GET /runs/{id}`: `retry_of`), takes that run's --select/--exclude/--full-refresh
+    and its warehouse target, and publishes when it succeeds. A run that succeeded, or is
+    still running, is refused (exit 1).
+
+    Examples: `millpond retry` (the latest run); `millpond retry 20261202T061500Z-1a2b3c`.
+    """
+    config = load(config_path)
+    from millpond.runtime.context import RunContext
+
+    probe = RunContext(config, "retry")
+    run = _run_to_retry(probe, run_id)
+    target = run.get("target")
+    if target and target != config.target_name:  # the warehouse the retried run built
+        config = load(config_path, target)
+    _run(config, "cli", None, None, None, False, None, run["run_id"])
+
+
+def _run_to_retry(ctx: RunContext, spec: str) -> dict[str, Any]:
+    """The run `millpond retry` reruns; refused (1, or 2 for a run the ledger does not
+    know) before anything is recorded. A run still open whose process died is closed
+    `abandoned` first, as the next run's start would."""
+    from metadata.ledger import LedgerUnavailableError
+    from millpond.runtime.lifecycle import close_dead_runs
+    from millpond.runtime.retry import RetryRefused, find_run
+
+    try:
+        try:
+            return find_run(ctx, spec)
+        except RetryRefused as exc:
+            if exc.unknown or not close_dead_runs(ctx):
+                raise
+            return find_run(ctx, spec)
+    except RetryRefused as exc:
+        if exc.unknown and spec != "last":
+            recent = ctx.ledger.read_dicts(
+                "SELECT run_id FROM millpond.runs ORDER BY started_at DESC LIMIT 3", ()
+            )
+            names = ", ".join(r["run_id"] for r in recent) or "none"
+            fail(f"cannot retry: {exc} (most recent: {names})", code=2)
+        fail(f"cannot retry: {exc}", code=2 if exc.unknown else 1)
+    except LedgerUnavailableError as exc:
+        fail(f"cannot retry: the ledger cannot be read ({mask(str(exc))})", code=1)
+
+
+def _run(
+    config: MillpondConfig,
+    trigger: str,
+    run_id: str | None,
+    select: list[str] | None,
+    exclude: list[str] | None,
+    full_refresh: bool,
+    demo_scale: float | None,
+    retry_of: str | None,
+) -> None:
+    """A whole run (`millpond run`, `millpond retry`), its summary and its exit code."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if demo_scale:
         _write_demo(config, demo_scale, only_if_empty=True, option="--demo-if-empty")
@@ -111,9 +198,12 @@ def run(
     from millpond.runtime.flow_runs import NewFlowRun
     from millpond.runtime.start import OrchestratorError, StartFailed, run_whole
 
+    queued = run_id is not None
     run_id = run_id or new_run_id()
-    log_path = open_run_log(config.logs_dir, run_id)
     ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
+    if retry_of is not None:
+        _adopt(ctx, retry_of, queued)
+    log_path = open_run_log(config.logs_dir, run_id)
     flow_run = NewFlowRun(config)
     started = time.perf_counter()
     try:
@@ -128,6 +218,22 @@ def run(
     elapsed = _ledger_duration(ctx) or time.perf_counter() - started
     _print_run_summary(ctx, end, flow_run, log_path, elapsed)
     raise typer.Exit(0 if end.status == "success" else 1)
+
+
+def _adopt(ctx: RunContext, retry_of: str, queued: bool) -> None:
+    """Make the run the retry of `retry_of`. Refused, it exits 1 (2: no such run); a run
+    queued already (`POST /runs/{id}/retry`) is closed failed with the reason first."""
+    from metadata.ledger import LedgerUnavailableError
+    from millpond.runtime.lifecycle import fail_start
+    from millpond.runtime.retry import RetryRefused, adopt, find_run
+
+    try:
+        adopt(ctx, find_run(ctx, retry_of))
+    except (RetryRefused, LedgerUnavailableError) as exc:
+        message = f"cannot retry: {mask(str(exc))}"
+        if queued:
+            fail_start(ctx, message)
+        fail(message, code=2 if getattr(exc, "unknown", False) else 1)
 
 
 def _print_run_summary(
@@ -166,6 +272,13 @@ def _print_run_summary(
         warnings=end.wiring,
     )
     print_summary(out, figures)
+    if ctx.retry_of is not None:
+        rerun = len(ctx.graph.nodes) - len(ctx.keep)
+        out.print(
+            f"retry of run {ctx.retry_of}: {rerun} nodes rerun, {len(ctx.keep)} kept as it "
+            "left them",
+            highlight=False,
+        )
     if ctx.selection.publish_note:
         out.print(ctx.selection.publish_note, highlight=False)
     damage = warehouse_note(ctx)  # a missing or unreadable warehouse: said again here

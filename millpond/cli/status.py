@@ -46,8 +46,9 @@ def status(
 ) -> None:
     """Show the most recent runs, or one run with every node, from the ledger.
 
-    Examples: `millpond status` (the last 10 runs and their failed nodes);
-    `millpond status last`; `millpond status 20261202T061500Z-1a2b3c`."""
+    A retry (`millpond retry`) shows `(retry)` by its trigger, and one run the run it
+    retries and the runs that retried it. Examples: `millpond status` (the last 10 runs and
+    their failed nodes); `millpond status last`; `millpond status 20261202T061500Z-1a2b3c`."""
     from metadata import queries
 
     config = load(config_path, needs=("state_dir", "metadata"), command="status")
@@ -73,6 +74,7 @@ def status(
             fail(f"no run {run_id!r} in the ledger (most recent: {recent})")
         nodes = queries.run_nodes(conn, run_id)
         found = queries.anomalies(conn, run_id=run_id)
+        retried_by = queries.retries_of(conn, run_id)
     print_table(out, _nodes_table(run, nodes))
     rows, seconds = run_rows(run)
     out.print(
@@ -83,6 +85,10 @@ def status(
         + (f"; {rows:,} rows loaded" if rows is not None else ""),
         highlight=False,
     )
+    if run.get("retry_of"):
+        out.print(f"  retry of run {run['retry_of']}", highlight=False)
+    if retried_by:
+        out.print(f"  retried by {', '.join(retried_by)}", highlight=False)
     if run["error"]:
         print_wrapped(out, f"  [red]{escape(str(run['error']))}[/]")
     for anomaly in found:  # the monitors' findings (docs/monitoring.md)
@@ -126,7 +132,7 @@ def _runs_table(runs: list[dict[str, Any]], failed: dict[str, list[str]]) -> Tab
         table.add_row(
             run["run_id"],
             _styled(run["status"]),
-            run["trigger"] or "",
+            (run["trigger"] or "") + (" (retry)" if run.get("retry_of") else ""),
             _when(run["started_at"]),
             f"{seconds:.1f}" if seconds is not None else "",
             str(run["nodes"] or 0),

@@ -446,13 +446,18 @@ class NodeKind:
     change nothing (no new data, nothing to rebuild) and returns what records it as such
     (called with the node's report); None when it would do something or cannot tell. When
     every node of a run is up to date, `millpond run` settles the run with these before the
-    orchestrator starts (millpond.runtime.nothing_new)."""
+    orchestrator starts (millpond.runtime.nothing_new).
+
+    `keep(scope, node)` returns what records a node that a retry keeps as the run it retries
+    left it, without running it (millpond.runtime.retry): e.g. a dbt node carries its
+    fingerprint forward. None (or no `keep`): the node is just recorded `unchanged`."""
 
     build: Callable[[BuildScope, list[Node]], list[Node]]
     run: Callable[[NodeScope, Node, NodeReport], None]
     needs_project: bool = False
     up_to_date: Callable[[NodeScope, Node], Settle | None] | None = None
     stage: Stage = Stage.TRANSFORM
+    keep: Callable[[NodeScope, Node], Settle | None] | None = None
 
 
 SOURCES: Registry[SourceKind] = Registry("source")

@@ -69,6 +69,24 @@ class RunFingerprints:
             self.unchanged.add(node_id)
         return True, last[1]
 
+    def latest(self, node_id: str) -> tuple[str | None, int | None]:
+        """The node's latest record (fingerprint, rows): what the warehouse holds of it."""
+        last = self._records()[1].get(node_id) or [None, None]
+        return last[0], last[1]
+
+    def kept(self, node_id: str, kind: str) -> tuple[str | None, int | None]:
+        """A node a retry keeps without running it (millpond.runtime.retry): the warehouse
+        holds what its latest record says, carried forward as this run's. It counts as
+        unchanged (for publish) only when that is what the published run has too."""
+        fingerprint, rows = self.latest(node_id)
+        published = self._records()[0]
+        with self._lock:
+            self.current[node_id] = fingerprint
+            self.kinds.add(kind)
+            if fingerprint is not None and published.get(node_id) == fingerprint:
+                self.unchanged.add(node_id)
+        return fingerprint, rows
+
     def all_unchanged(self, node_ids: list[str]) -> bool:
         """Every one of these nodes ran in this run and was found unchanged."""
         return bool(node_ids) and all(n in self.unchanged for n in node_ids)

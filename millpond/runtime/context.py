@@ -44,6 +44,10 @@ class RunContext:
     full_refresh: bool = False
     # Nodes run as threads of this process (the Prefect flow): ready dbt nodes share a build.
     batch: bool = False
+    # A retry (millpond.runtime.retry): the run it reruns the unfinished nodes of, and the
+    # nodes it keeps as that run left them (recorded `unchanged`, never run).
+    retry_of: str | None = None
+    keep: frozenset[str] = frozenset()
     outcomes: dict[str, Any] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)  # node ids being run now
     on_node_done: Callable[[Any], None] | None = None
@@ -69,6 +73,19 @@ class RunContext:
             exclude=tuple(exclude or ()),
             full_refresh=full_refresh,
         )
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        """What the run was asked for beyond the whole graph, as the ledger keeps it (a
+        retry reruns the same part of the graph with the same options); None: nothing."""
+        options: dict[str, Any] = {}
+        if self.select:
+            options["select"] = list(self.select)
+        if self.exclude:
+            options["exclude"] = list(self.exclude)
+        if self.full_refresh:
+            options["full_refresh"] = True
+        return options or None
 
     @cached_property
     def ledger(self) -> Ledger:

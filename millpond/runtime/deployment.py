@@ -75,11 +75,28 @@ def flow_run_state(ctx: RunContext, end: RunEnd) -> Any:
     return Completed(message=f"run {ctx.run_id}: {len(ctx.outcomes)} nodes succeeded")
 
 
+def _adopt_retry(ctx: RunContext, retry_of: str) -> str | None:
+    """Make the run the retry of `retry_of` (millpond.runtime.retry); the reason it is
+    refused, or None. The link is kept either way, so the refused run says what it was."""
+    from millpond.runtime.retry import RetryRefused, adopt, find_run
+
+    try:
+        adopt(ctx, find_run(ctx, retry_of))
+    except RetryRefused as exc:
+        ctx.retry_of = retry_of
+        return f"cannot retry: {exc}"
+    except Exception as exc:  # the ledger cannot be read: the run would rerun blindly
+        ctx.retry_of = retry_of
+        return f"cannot retry: {mask(str(exc)) or type(exc).__name__}"
+    return None
+
+
 def run_deployment(
     select: list[str] | None,
     exclude: list[str] | None,
     full_refresh: bool,
     target: str | None,
+    retry_of: str | None = None,
 ) -> Any:
     """What a flow run of the deployment does (see `millpond_deployment`)."""
     from prefect.context import FlowRunContext
@@ -97,7 +114,11 @@ def run_deployment(
         return Failed(message=f"run {run_id}: {exc}")
     ctx = RunContext.for_run(config, run_id, select, exclude, full_refresh)
     ctx.flow_run_id = str(flow_run.id)
+    refused = _adopt_retry(ctx, retry_of) if retry_of else None
     queue_run(ctx, trigger)  # before the run lock: a run waiting behind another shows queued
+    if refused is not None:  # recorded, then closed failed with the reason
+        fail_start(ctx, refused)
+        return Failed(message=f"run {run_id}: {refused}")
     try:
         open_run_log(config.logs_dir, run_id)
         with node_context(run_id):
@@ -123,6 +144,7 @@ def millpond_deployment(
     exclude: list[str] | None = None,
     full_refresh: bool = False,
     target: str | None = None,
+    retry_of: str | None = None,
 ) -> Any:
     """A whole millpond run: extract, load, dbt, publish, recorded in the ledger.
 
@@ -131,12 +153,15 @@ def millpond_deployment(
         exclude: dbt-style selectors of nodes to leave out.
         full_refresh: rebuild incremental models from scratch (dbt --full-refresh).
         target: warehouse target for this run (overrides warehouse.target).
+        retry_of: a failed run whose unfinished nodes (and their descendants) this run
+            reruns, keeping the rest as that run left them (with its select, exclude and
+            full_refresh; `millpond retry`).
     """
     # The runner pickles this function by value into the run's subprocess: it must reference
     # no module globals (loguru's logger, for one, holds locks that cannot be pickled).
     from millpond.runtime.deployment import run_deployment
 
-    return run_deployment(select, exclude, full_refresh, target)
+    return run_deployment(select, exclude, full_refresh, target, retry_of)
 
 
 def serve_deployment(config: MillpondConfig) -> None:

@@ -59,8 +59,11 @@ def run_node(
     """Run one node of the graph and record it; raises NodeFailed when it fails.
 
     `work` stands in for the kind's run: what settles a node found up to date beforehand
-    (millpond.runtime.nothing_new)."""
+    (millpond.runtime.nothing_new), or one a retry keeps as the run it retries left it
+    (`ctx.keep`, millpond.runtime.retry): the kind's `keep`, else plain `unchanged`."""
     node = ctx.graph.node(node_id)
+    if work is None and node_id in ctx.keep:
+        work = _kept(ctx, node)
     with node_context(ctx.run_id, node_id):
         ctx.ledger.write(NodeStarted(ctx.run_id, node_id, node.kind, attempt))
         started = time.perf_counter()
@@ -104,6 +107,22 @@ def run_node(
             raise NodeFailed(outcome.error or "failed", retryable=retryable)
         logger.info(f"{outcome.status} in {outcome.duration_ms} ms, rows={outcome.rows}")
         return outcome
+
+
+def _kept(ctx: RunContext, node: Any) -> Settle:
+    """What records a node a retry keeps: its kind's own `keep` (a dbt node carries its
+    fingerprint and rows forward), or just `unchanged`."""
+    keep = NODE_KINDS.get(node.kind).keep
+    settle = keep(ctx, node) if keep is not None else None
+
+    def kept(report: Any) -> None:
+        if settle is not None:
+            settle(report)
+        report.status = "unchanged"
+        report.detail = {**(report.detail or {}), "kept": ctx.retry_of}
+        logger.info(f"kept as run {ctx.retry_of} left it: not run again")
+
+    return kept
 
 
 def skip_node(ctx: RunContext, node_id: str, reason: str) -> None:

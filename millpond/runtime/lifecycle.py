@@ -186,7 +186,16 @@ def open_run(ctx: RunContext, trigger: str | None, *, process: bool = True) -> l
     `process=False` is the task lease of an orchestrator whose tasks are separate short
     processes (Airflow): no pid, the heartbeat alone says the run is alive."""
     abandoned = close_dead_runs(ctx)
-    ctx.ledger.write(RunStarted(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name))
+    ctx.ledger.write(
+        RunStarted(
+            ctx.run_id,
+            ctx.orchestrator,
+            trigger,
+            ctx.config.target_name,
+            retry_of=ctx.retry_of,
+            options=ctx.options,
+        )
+    )
     ctx.ledger.write(LeaseClaimed(ctx.run_id, this_host(), os.getpid() if process else None))
     if process:
         keep_alive(ctx)
@@ -198,7 +207,15 @@ def queue_run(ctx: RunContext, trigger: str | None) -> None:
     that can fail or wait (the run lock, the graph): a run waiting behind another one shows
     as queued, and one whose process dies is abandoned by the next start."""
     ctx.ledger.write(
-        RunQueued(ctx.run_id, ctx.orchestrator, trigger, ctx.config.target_name, ctx.flow_run_id)
+        RunQueued(
+            ctx.run_id,
+            ctx.orchestrator,
+            trigger,
+            ctx.config.target_name,
+            ctx.flow_run_id,
+            retry_of=ctx.retry_of,
+            options=ctx.options,
+        )
     )
     ctx.ledger.write(LeaseClaimed(ctx.run_id, this_host(), os.getpid()))
     keep_alive(ctx)

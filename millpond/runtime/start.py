@@ -9,12 +9,14 @@ In this order:
 2. the stack's run lock, held to the end: one run at a time, so a second run's dbt nodes
    cannot rebuild the marts this one is testing and publishing;
 3. under it the run is opened (`running`; runs whose lease is gone are closed `abandoned`
-   first, millpond.runtime.lifecycle), its graph built, the dbt sources no configured table
+   first, millpond.runtime.lifecycle), a retry's nodes to rerun and to keep decided
+   (millpond.runtime.retry), its graph built, the dbt sources no configured table
    loads named (millpond.runtime.wiring), the warehouse checked before the ledger's bookkeeping
    is trusted (millpond.runtime.damage), and the sources' warnings passed on;
 4. a run with nothing new is settled without the orchestrator (millpond.runtime.nothing_new),
-   unless it abandoned runs that died: their flow runs are marked crashed through the Prefect
-   API, and the run goes to the orchestrator as always;
+   unless it is a retry (it runs what it reruns) or it abandoned runs that died: their flow
+   runs are marked crashed through the Prefect API, and the run goes to the orchestrator as
+   always;
 5. otherwise the graph runs as one flow run (an `Orchestrator`, millpond.runtime.flow_runs),
    and the run is closed whatever happens.
 
@@ -40,6 +42,7 @@ from millpond.runtime.execute import finish_run
 from millpond.runtime.flow_runs import FlowHooks
 from millpond.runtime.lifecycle import crash_flow_runs, fail_start, open_run
 from millpond.runtime.nothing_new import settle_if_nothing_new
+from millpond.runtime.retry import plan as plan_retry
 from millpond.runtime.wiring import warn_about_wiring
 
 
@@ -86,10 +89,13 @@ def run_whole(
         abandoned = [] if queued else open_run(ctx, trigger)
         starting.enter_context(run_lock(ctx.config.locks_dir))
         abandoned += open_run(ctx, trigger)  # and the runs that died while this one waited
+        if ctx.retry_of is not None:
+            plan_retry(ctx)  # what it reruns and keeps (millpond.runtime.retry)
         wiring = _check(ctx)
         # After a crash the run goes to the orchestrator as always: the flow runs of the runs
-        # it abandoned are marked crashed through the Prefect API.
-        settled = None if abandoned else settle_if_nothing_new(ctx)
+        # it abandoned are marked crashed through the Prefect API. A retry runs what it reruns.
+        nothing_new = not abandoned and ctx.retry_of is None
+        settled = settle_if_nothing_new(ctx) if nothing_new else None
         if settled is None:
             orchestrator.connect()
             crash_flow_runs(abandoned)

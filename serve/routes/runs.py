@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from metadata import queries
 from metadata.records import RunStatus
+from metadata.retries import RetryRefused, check_retryable
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from serve import prefect_trigger, trigger
@@ -17,6 +18,7 @@ from serve.deps import ApiKey, LedgerConn, Settings, stack_config
 from serve.queued import QueuedRun
 from serve.schemas import (
     NodeRun,
+    Problem,
     RunDetail,
     RunningConflict,
     RunPage,
@@ -52,6 +54,7 @@ def get_run(conn: LedgerConn, run_id: str) -> dict[str, Any]:
     run["tests"] = queries.test_results(conn, run_id)
     run["row_counts"] = queries.row_counts(conn, run_id)
     run["anomalies"] = queries.anomalies(conn, run_id=run_id)
+    run["retried_by"] = queries.retries_of(conn, run_id)
     return run
 
 
@@ -82,20 +85,67 @@ def trigger_run(conn: LedgerConn, settings: Settings, request: RunRequest | None
     409 with the running run's id while another run holds the stack's run lock."""
     config = stack_config()
     request = request or RunRequest()
+    queued = QueuedRun(conn, request.target or config.target_name)  # serve/queued.py
+    parameters = request.model_dump(exclude_defaults=True)
+    return _start(conn, settings, queued, parameters, request.args())
+
+
+@router.post(
+    "/{run_id}/retry",
+    status_code=202,
+    response_model=Triggered,
+    dependencies=[ApiKey],
+    responses={
+        404: {"model": Problem, "description": "no such run"},
+        409: {
+            "model": RunningConflict,
+            "description": "the run is still running or succeeded (nothing to retry), or "
+            "another run is running",
+        },
+    },
+)
+def retry_run(conn: LedgerConn, settings: Settings, run_id: str) -> Any:
+    """Start a retry of a failed (or abandoned) run; returns the new run's id at once.
+
+    The new run reruns the run's failed, skipped and never-started nodes with everything
+    downstream of them, keeps every other node as the run left it (`unchanged`), and records
+    `retry_of`; it starts like `POST /runs` (the Prefect deployment, else `millpond run`),
+    with the run's own select, exclude, full_refresh and target. 404 for a run the ledger
+    does not know; 409 for one still running or that succeeded."""
+    run = queries.get_run(conn, run_id)
+    try:
+        check_retryable(run_id, run)
+    except RetryRefused as exc:
+        if exc.unknown:
+            raise HTTPException(404, str(exc)) from None
+        return JSONResponse({"detail": str(exc), "run_id": run_id}, status_code=409)
+    config = stack_config()
+    target = (run or {}).get("target")
+    queued = QueuedRun(conn, target or config.target_name, retry_of=run_id)
+    parameters: dict[str, Any] = {"retry_of": run_id}
+    args = [f"--retry-of={run_id}"]
+    if target:
+        parameters["target"] = target
+        args.append(f"--target={target}")
+    return _start(conn, settings, queued, parameters, args)
+
+
+def _start(
+    conn: Any, settings: Any, queued: QueuedRun, parameters: dict[str, Any], args: list[str]
+) -> Any:
+    """Start the run `queued` records: a flow run of the served deployment with these
+    parameters, else `millpond run` with these options; 409 while another run runs."""
+    config = stack_config()
     running = queries.running_runs(conn)
     running_id = running[0]["run_id"] if running else None
-    queued = QueuedRun(conn, request.target or config.target_name)  # serve/queued.py
     try:
         deployment = prefect_trigger.served_deployment(config)
         if deployment is not None:
-            parameters = request.model_dump(exclude_defaults=True)
             run_id, flow_run_id = prefect_trigger.start_run(
                 config, deployment, running_id, parameters, queued
             )
             return {"run_id": run_id, "status": "scheduled", "flow_run_id": flow_run_id}
-        child = trigger.start_run(
-            config, settings.config.resolve(), running_id, request.args(), queued
-        )
+        child = trigger.start_run(config, settings.config.resolve(), running_id, args, queued)
     except trigger.AlreadyRunning as exc:
         return JSONResponse({"detail": str(exc), "run_id": exc.run_id}, status_code=409)
     except Exception as exc:  # TriggerFailed, or Prefect answering what it should not

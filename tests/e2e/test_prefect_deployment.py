@@ -110,7 +110,7 @@ def test_the_deployment_is_served_on_the_schedule_of_millpond_yml(stack: Stack) 
     assert all(s["active"] for s in deployment["schedules"])
     assert not deployment["paused"]
     properties = deployment["parameter_openapi_schema"]["properties"]
-    assert {"select", "exclude", "full_refresh", "target"} <= set(properties)
+    assert {"select", "exclude", "full_refresh", "target", "retry_of"} <= set(properties)
     # Prefect's scheduler (a loop of the server, every 60 s) puts the cron's next runs on the
     # calendar.
     query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}, "limit": 20}
@@ -201,6 +201,63 @@ def test_post_runs_goes_through_the_deployment(
         {"task_runs": {"flow_run_id": {"any_": [body["flow_run_id"]]}}, "limit": 10},
     )
     assert tasks == []
+
+
+def failed_copy_of(stack: Stack, run_id: str, failed_node: str) -> str:
+    """A failed run in the stack's ledger: the nodes of `run_id`, `failed_node` failed (as a
+    publish fails on a full disk)."""
+    import psycopg
+
+    from metadata.db import resolve_url
+    from millpond.core.config_loading import load_config
+    from millpond.core.runid import new_run_id
+
+    config = load_config(stack.root / "millpond.yml", dict(os.environ))
+    url = resolve_url(config.metadata.url, config.state, keep_running=True)
+    failed = new_run_id()
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "insert into millpond.runs (run_id, orchestrator, trigger, target, started_at, "
+            "finished_at, status, error) select %s, orchestrator, 'schedule', target, now(), "
+            "now(), 'failed', 'publish failed: disk full' from millpond.runs where run_id = %s",
+            (failed, run_id),
+        )
+        conn.execute(
+            "insert into millpond.node_runs (run_id, node_id, kind, attempt, status, "
+            "started_at, finished_at, duration_ms, rows) select %s, node_id, kind, attempt, "
+            "case when node_id = %s then 'failed' else status end, started_at, finished_at, "
+            "duration_ms, rows from millpond.node_runs where run_id = %s",
+            (failed, failed_node, run_id),
+        )
+    return failed
+
+
+def test_post_retry_goes_through_the_deployment(
+    stack: Stack, ui_run: Any, nodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = failed_copy_of(stack, ui_run["name"], "publish")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("MILLPOND_API_KEYS", raising=False)
+    with api_for(stack.root / "millpond.yml", monkeypatch) as api:
+        started = api.post(f"/runs/{failed}/retry")
+        assert started.status_code == 202, started.text
+        body = started.json()
+        assert body["status"] == "scheduled" and body["flow_run_id"]
+    flow_run = stack.wait_done(body["flow_run_id"])
+    assert flow_run["state"]["type"] == "COMPLETED", stack.log()[-3000:]
+    assert flow_run["parameters"]["retry_of"] == failed
+    run = ledger_run(stack, body["run_id"], monkeypatch)
+    assert run["status"] == "success" and run["trigger"] == "api", run
+    assert run["retry_of"] == failed
+    # Only publish reruns (the marts it would publish are those readers have: unchanged);
+    # every other node is kept, and each still is a task of the flow run.
+    assert run["summary"]["nodes"] == dict.fromkeys(nodes, "unchanged")
+    tasks = stack.post(
+        "/task_runs/filter",
+        {"task_runs": {"flow_run_id": {"any_": [body["flow_run_id"]]}}, "limit": 200},
+    )
+    assert {t["name"] for t in tasks} == set(nodes)
+    assert ledger_run(stack, failed, monkeypatch)["retried_by"] == [body["run_id"]]
 
 
 def test_the_ui_on_a_non_default_port_shows_the_flow_run_graph(

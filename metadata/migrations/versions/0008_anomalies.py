@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008_anomalies"
-down_revision: str | Sequence[str] | None = "0006_queued_runs"
+down_revision: str | Sequence[str] | None = "0007_run_retries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

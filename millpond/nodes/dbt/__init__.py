@@ -49,9 +49,13 @@ def _fingerprints(scope: NodeScope) -> DbtFingerprints:
     # Resources are created under the scope's lock: everything the factory needs from other
     # resources is fetched before, never inside it.
     dbt, graph = project(scope), scope.graph  # type: ignore[attr-defined]
+    known = run_fingerprints(scope)
+    keep: frozenset[str] = getattr(scope, "keep", frozenset())
 
     def create() -> DbtFingerprints:
         manifest = dbt.manifest_json or dbt.graph_manifest()
+        # A retry's kept nodes (millpond.runtime.retry) are what their latest record says.
+        pinned = {n.id: known.latest(n.id)[0] for n in graph.nodes if n.id in keep}
         seen: dict[tuple[str, str], Any] = {}
 
         def partitions(source: str, table: str) -> Any:
@@ -64,7 +68,7 @@ def _fingerprints(scope: NodeScope) -> DbtFingerprints:
             "target": scope.config.target_name,
             "output": what_a_build_reads(scope.target.dbt_output()),
         }
-        return DbtFingerprints(manifest, graph, partitions, context)
+        return DbtFingerprints(manifest, graph, partitions, context, pinned)
 
     return scope.resource("dbt.fingerprints", create)
 
@@ -122,14 +126,22 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
 def _unchanged(
     scope: NodeScope, node: Node, report: NodeReport, fingerprint: str | None, rows: int | None
 ) -> None:
-    params: DbtParams = node.params
+    _carry(scope, node, report, fingerprint, rows)
     report.status = "unchanged"
+    report.detail = {"unchanged": True}
+    logger.info("unchanged since the published run: not rebuilt, tests not rerun")
+
+
+def _carry(
+    scope: NodeScope, node: Node, report: NodeReport, fingerprint: str | None, rows: int | None
+) -> None:
+    """Record a node not built in this run as the warehouse holds it: its rows (as the run
+    that built it counted them) and its fingerprint, so the next run compares with it."""
+    params: DbtParams = node.params
     report.rows = rows
     if rows is not None and params.relation and params.resource_type != "test":
         scope.ledger.write(RowCounts(scope.run_id, {params.relation: rows}))
     scope.ledger.write(Fingerprints(scope.run_id, {node.id: (fingerprint, rows)}))
-    report.detail = {"unchanged": True}
-    logger.info("unchanged since the published run: not rebuilt, tests not rerun")
 
 
 def _record(
@@ -168,6 +180,19 @@ def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
     return lambda report: _unchanged(scope, node, report, fingerprint, rows)
 
 
+def keep(scope: NodeScope, node: Node) -> Settle:
+    """A node a retry keeps (millpond.runtime.retry): not built, its latest record (what the
+    warehouse holds) carried forward as this run's, so the next run still finds it up to
+    date; for publish it is unchanged only if the published run has that record too."""
+    fingerprint, rows = run_fingerprints(scope).kept(node.id, DBT_KIND)
+    return lambda report: _carry(scope, node, report, fingerprint, rows)
+
+
 DBT = NodeKind(
-    build=build, run=run, needs_project=True, up_to_date=up_to_date, stage=Stage.TRANSFORM
+    build=build,
+    run=run,
+    needs_project=True,
+    up_to_date=up_to_date,
+    stage=Stage.TRANSFORM,
+    keep=keep,
 )

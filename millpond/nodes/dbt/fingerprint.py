@@ -32,6 +32,7 @@ class DbtFingerprints:
         graph: Graph,
         partitions: Callable[[str, str], list[Any]],
         context: dict[str, Any],
+        pinned: dict[str, str | None] | None = None,
     ) -> None:
         self.resources = manifest.get("nodes", {})
         self.sources = manifest.get("sources", {})
@@ -43,7 +44,9 @@ class DbtFingerprints:
         self.tests_by_name = {
             r["name"]: uid for uid, r in self.resources.items() if r["resource_type"] == "test"
         }
-        self._memo: dict[str, str | None] = {}
+        # Nodes a retry keeps: the fingerprint of what the warehouse holds, not of the code
+        # now, so their children's fingerprints say what they are built from.
+        self._memo: dict[str, str | None] = dict(pinned or {})
         self._lock = threading.RLock()
 
     def of(self, node: Node) -> str | None:

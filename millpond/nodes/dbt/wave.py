@@ -7,7 +7,8 @@ one `dbt build`. dbt's NodeFinished events (callbacks) settle each node as soon 
 and tests are done, so its task records and returns (or raises) its own outcome while the
 build goes on, and the flow submits its children, which find themselves already in the wave.
 
-Nodes found unchanged (millpond.nodes.fingerprints) settle at once and are not selected.
+Nodes found unchanged (millpond.nodes.fingerprints) settle at once and are not selected;
+nodes a retry keeps (millpond.runtime.retry) never join a wave.
 A node dbt skipped although its graph upstream succeeded (dbt skips the children of every
 model a failing multi-model test touches; the graph only those of the test's owner) settles
 as None: its task builds it alone, as a node is built under Airflow and on a retry.
@@ -75,11 +76,17 @@ class Waves:
         self.project = project
         self.fingerprint = fingerprint  # node -> (fingerprint, unchanged, rows)
         graph = scope.graph
+        kept: frozenset[str] = getattr(
+            scope, "keep", frozenset()
+        )  # a retry's nodes kept as they are
         self.nodes = [
-            n for n in graph.nodes if n.kind == DBT_KIND and isinstance(n.params, DbtParams)
+            n
+            for n in graph.nodes
+            if n.kind == DBT_KIND and isinstance(n.params, DbtParams) and n.id not in kept
         ]
         self.dbt_ids = {n.id for n in self.nodes}
         self.feeders = _feeders(graph, self.dbt_ids)
+        self.kept = kept
         self._slots: dict[str, _Slot] = {}
         self._owner: dict[str, str] = {}  # dbt unique_id -> graph node id
         self._requested: set[str] = set()
@@ -150,7 +157,7 @@ class Waves:
         outcomes = getattr(self.scope, "outcomes", {})
 
         def ok(node_id: str, wave: set[str]) -> bool:
-            if node_id in wave:
+            if node_id in wave or node_id in self.kept:  # kept: never built, in the warehouse
                 return True
             outcome = outcomes.get(node_id)
             if outcome is not None:  # the node's task is done (a rebuild alone included)
