@@ -292,7 +292,7 @@
     const tl = data.timeline;
     sub("timeline", run ? `of run ${run.run_id} (${run.status}); failed nodes open their log` : "");
     timelineChart(document.querySelector("#timeline .chart"), tl);
-    document.body.dataset.drawn = "1";
+    document.body.dataset.drawn = String(Number(document.body.dataset.drawn || 0) + 1);
   }
 
   draw();
