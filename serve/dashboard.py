@@ -88,7 +88,8 @@ def render(
         t for t in queries.test_history(conn, limit_runs=5) if t["status"] in ("fail", "error")
     ]
     freshness = queries.source_freshness(conn)
-    data = json.dumps(charts(conn, run_id)).replace("</", "<\\/")
+    # "<" escaped: no node name or error text can end the script element or open a comment
+    data = json.dumps(charts(conn, run_id)).replace("<", "\\u003c")
     return PAGE.format(
         project=escape(project),
         runs=_table(

@@ -75,7 +75,7 @@ def fill(url: str, buffer: Path, logs: Path, nodes: int) -> None:
                 1,
                 "failed" if failed else "success",
                 int(seconds * 1000),
-                error="Runtime Error: division by zero" if failed else None,
+                error="Runtime Error: division by zero </script><b>bold?</b>" if failed else None,
                 at=begin + dt.timedelta(seconds=seconds),
             )
         )
@@ -209,6 +209,9 @@ def test_the_dashboard_stays_readable(dashboard: str, request: pytest.FixtureReq
         failures = driver.execute_script(
             "return [...document.querySelectorAll('table.failures a')].map(a => a.href)"
         )
+        error_shown = driver.execute_script(
+            "return document.querySelector('table.failures td.error').textContent"
+        )
         texts = [t["text"] for c in charts for t in c["texts"]]
     finally:
         driver.quit()
@@ -234,6 +237,7 @@ def test_the_dashboard_stays_readable(dashboard: str, request: pytest.FixtureReq
     expected = f"/runs/{LAST}/nodes/{FAILED_NODE}/log"
     assert log_href == [expected]
     assert any(href.endswith(expected) for href in failures)
+    assert error_shown.endswith("</script><b>bold?</b>")  # shown as text, the page intact
     log = httpx.get(dashboard + expected)
     assert log.status_code == 200 and "division by zero" in log.text and FAILED_NODE in log.text
     missing = httpx.get(dashboard + f"/runs/{LAST}/nodes/load.erp.nothing/log")
