@@ -78,6 +78,21 @@ bench *ARGS: install
     fi
     {{bin}}/python bench/compare.py {{ARGS}}
 
+# JupyterLab on notebooks/ at http://127.0.0.1:8888 (installs the notebook extra once); docs in README.md
+notebook *ARGS: install
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp={{venv}}/.notebook-installed
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ! -x {{bin}}/jupyter-lab ]; then
+        echo "installing the notebook extra (JupyterLab) into {{venv}} (once)" >&2
+        if ! {{bin}}/pip install -e '.[dev,notebook]' > {{venv}}/notebook-install.log 2>&1; then
+            grep -v '^WARNING: Location' {{venv}}/notebook-install.log | tail -30; exit 1
+        fi
+        touch "$stamp"
+    fi
+    root=(); [ "$(id -u)" != 0 ] || root=(--allow-root)  # a container's root user
+    {{bin}}/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=notebooks "${root[@]}" {{ARGS}}
+
 # the Prefect UI (starts the local Prefect server if needed)
 ui: install
     {{bin}}/millpond ui

@@ -292,3 +292,17 @@ def anomaly_count(conn: psycopg.Connection, days: int = 7) -> int:
         (int(days),),
     )
     return int(rows[0]["n"])
+def failed_nodes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recent failed node attempts, newest first, with their run (the dashboard's
+    failures, each linking to the node's log)."""
+    return _all(
+        conn,
+        """
+        SELECT n.run_id, n.node_id, n.kind, n.attempt, n.finished_at, n.error
+        FROM millpond.node_runs n
+        WHERE n.status = 'failed'
+        ORDER BY n.finished_at DESC NULLS LAST, n.run_id DESC, n.node_id
+        LIMIT %s
+        """,
+        (int(limit),),
+    )

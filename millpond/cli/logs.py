@@ -6,16 +6,15 @@ or process wrote it, so one node's lines can be read on their own, under Prefect
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from millpond.cli.app import ConfigOption
 from millpond.cli.common import fail, load, out
+from millpond.core.run_log import line, node_of, records
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
@@ -38,9 +37,9 @@ def logs(
     if level.upper() not in LEVELS:
         fail(f"--level {level!r}: one of {', '.join(LEVELS)}")
     path = _log_file(config.logs_dir, run_id)
-    records = list(_records(path))
+    found = list(records(path))
     if node_id is not None:
-        nodes = sorted({r["extra"].get("node_id", "-") for r in records} - {"-"})
+        nodes = sorted({node_of(r) for r in found} - {"-"})
         if node_id not in nodes:
             close = difflib.get_close_matches(node_id, nodes, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -48,13 +47,13 @@ def logs(
                 f"run {path.stem} has no log lines of node {node_id!r}{hint} "
                 f"(nodes in its log: {', '.join(nodes) or 'none'})"
             )
-        records = [r for r in records if r["extra"].get("node_id") == node_id]
+        found = [r for r in found if node_of(r) == node_id]
     lowest = LEVELS.index(level.upper())
-    for record in records:
+    for record in found:
         name = record["level"]["name"]
         if name in LEVELS and LEVELS.index(name) < lowest:
             continue
-        out.print(_line(record), markup=False, highlight=False)
+        out.print(line(record), markup=False, highlight=False)
 
 
 def _log_file(logs_dir: Path, run_id: str) -> Path:
@@ -69,24 +68,3 @@ def _log_file(logs_dir: Path, run_id: str) -> Path:
         recent = ", ".join(p.stem for p in files[-3:][::-1]) or "none"
         fail(f"no log of run {run_id!r} in {logs_dir} (most recent: {recent})")
     return path
-
-
-def _records(path: Path) -> Any:
-    """loguru's serialized records; a line cut short by a crash is skipped, not fatal."""
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                yield json.loads(line)["record"]
-            except (ValueError, KeyError):
-                continue
-
-
-def _line(record: dict[str, Any]) -> str:
-    """`HH:MM:SS LEVEL   node  message` (plus the exception, if one was logged)."""
-    at = dt.datetime.fromtimestamp(record["time"]["timestamp"]).strftime("%H:%M:%S")
-    node = record["extra"].get("node_id", "-")
-    text = f"{at} {record['level']['name']:<7} {node} {record['message']}"
-    exc = record.get("exception")
-    if exc and exc.get("type"):
-        text += f"\n    {exc['type']}: {exc.get('value')}"
-    return text

@@ -1,8 +1,10 @@
-"""`/`: the dashboard page (server-rendered; plots drawn by vendored uPlot)."""
+"""`/`: the dashboard page (server-rendered tables; SVG charts drawn by static/dashboard.js)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from millpond.core.config import MillpondConfig
@@ -14,6 +16,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(
-    conn: LedgerConn, settings: Settings, config: MillpondConfig = Depends(stack_config)
+    conn: LedgerConn,
+    settings: Settings,
+    config: MillpondConfig = Depends(stack_config),
+    run: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
-    return HTMLResponse(render(conn, config.project, logout=bool(settings.keys)))
+    """`?run=<run_id>` shows that run's slowest nodes and timeline (default: the last run)."""
+    return HTMLResponse(render(conn, config.project, logout=bool(settings.keys), run_id=run))

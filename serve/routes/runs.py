@@ -6,13 +6,14 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from metadata import queries
 from metadata.records import RunStatus
 from metadata.retries import RetryRefused, check_retryable
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.core.run_log import line, node_of, records
 from serve import prefect_trigger, trigger
 from serve.deps import ApiKey, LedgerConn, Settings, stack_config
 from serve.queued import QueuedRun
@@ -68,6 +69,26 @@ def run_nodes(conn: LedgerConn, run_id: str) -> list[dict[str, Any]]:
     if queries.get_run(conn, run_id) is None:
         raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
     return queries.run_nodes(conn, run_id)
+
+
+@router.get(
+    "/{run_id}/nodes/{node_id}/log",
+    response_class=PlainTextResponse,
+    responses={404: {"description": "no such run, or no log lines of that node"}},
+)
+def node_log(conn: LedgerConn, run_id: str, node_id: str) -> PlainTextResponse:
+    """The node's lines of the run's log, as `millpond logs RUN NODE` prints them (the
+    dashboard's failed nodes link here). Secrets were masked when the log was written."""
+    if queries.get_run(conn, run_id) is None:
+        raise HTTPException(404, f"no run {run_id[:100]!r} in the ledger")
+    path = stack_config().logs_dir / f"{run_id}.jsonl"
+    readable = "/" not in run_id and path.is_file()  # a run id of the ledger names no folder
+    found = [line(r) for r in records(path) if node_of(r) == node_id] if readable else []
+    if not found:
+        raise HTTPException(
+            404, f"no log lines of node {node_id[:100]!r} in run {run_id[:100]!r} on this machine"
+        )
+    return PlainTextResponse("\n".join(found) + "\n")
 
 
 @router.post(

@@ -282,17 +282,13 @@ def test_dashboard_and_docs_render_in_chromium(live_server: str) -> None:
     try:
         driver.get(live_server + "/")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            canvases = driver.execute_script(
-                "return document.querySelectorAll('.uplot canvas').length"
-            )
-            if canvases >= 3:
-                break
+        bars: list[int] = []
+        while time.monotonic() < deadline and not (len(bars) == 4 and all(bars)):
             time.sleep(0.2)
-        points = driver.execute_script(
-            "return [...document.querySelectorAll('.plot')].map(p => Number(p.dataset.points))"
-        )
-        assert canvases >= 3 and len(points) == 3 and all(p > 0 for p in points), points
+            bars = driver.execute_script(
+                "return [...document.querySelectorAll('.chart')].map(c => Number(c.dataset.bars))"
+            )
+        assert len(bars) == 4 and all(n > 0 for n in bars), bars
         driver.save_screenshot(str(artifacts / "dashboard.png"))
         driver.get(live_server + "/docs")
         deadline = time.monotonic() + 20

@@ -147,9 +147,9 @@ def test_a_second_trigger_while_a_run_holds_the_lock_is_409(client: TestClient) 
 def test_the_dashboard_renders_tables_and_plot_data(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    assert "/static/vendor/uPlot.iife.min.js" in page.text and "cdn" not in page.text.lower()
+    assert "/static/dashboard.js" in page.text and "cdn" not in page.text.lower()
     assert "t_unique" in page.text and "2026112" in page.text
-    assert client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+    assert client.get("/static/dashboard.js").status_code == 200
 
 
 def test_docs_assets_are_served_locally(client: TestClient) -> None:

@@ -100,13 +100,12 @@ def test_the_dashboard_asks_for_the_key_and_then_renders(live_server: str) -> No
         assert "not accepted" in said
 
         log_in(driver, KEY)
-        canvases = wait_for(
-            driver, "return document.querySelectorAll('.uplot canvas').length", lambda n: n >= 3
+        bars = wait_for(
+            driver,
+            "return [...document.querySelectorAll('.chart')].map(c => Number(c.dataset.bars))",
+            lambda b: len(b) == 4 and all(b),
         )
-        points = driver.execute_script(
-            "return [...document.querySelectorAll('.plot')].map(p => Number(p.dataset.points))"
-        )
-        assert canvases >= 3 and len(points) == 3 and all(p > 0 for p in points), points
+        assert len(bars) == 4 and all(n > 0 for n in bars), bars
         assert "2026112" in driver.page_source
         driver.save_screenshot(str(artifacts / "dashboard-login.png"))
 
