@@ -21,7 +21,6 @@ from millpond.cli.app import ConfigOption, TargetOption
 from millpond.cli.common import fail, load, out, print_table
 
 
-
 def query(
     sql: Annotated[str, typer.Argument(help="one SELECT over the published relations")],
     output: Annotated[

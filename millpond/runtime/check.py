@@ -209,9 +209,7 @@ def _check_project(
     from millpond.nodes.extract import EXTRACT_KIND
     from millpond.nodes.load import LOAD_KIND
     from millpond.runtime.context import RunContext
-    from millpond.runtime.wiring import check_wiring
-
-    from millpond.runtime.wiring import ingest_only_notes
+    from millpond.runtime.wiring import check_wiring, ingest_only_notes
 
     name = str(config.dbt_project_dir) if config.has_dbt else "none (no dbt section)"
     checked = Checked("dbt", name)

@@ -56,9 +56,7 @@ def query_json(project: Path, sql: str) -> list[dict[str, Any]]:
 
 
 def add_order(project: Path) -> None:
-    (project / "inbox" / "shop" / "orders_2.csv").write_text(
-        "order_id,country,amount\n6,DE,3.50\n"
-    )
+    (project / "inbox" / "shop" / "orders_2.csv").write_text("order_id,country,amount\n6,DE,3.50\n")
 
 
 def test_an_ingest_only_project_publishes_its_raw_relations_on_duckdb(
@@ -129,9 +127,7 @@ def test_publish_raw_off_publishes_nothing_and_says_so(
 def test_a_dbt_section_naming_a_missing_project_is_an_error(
     tmp_path: Path, machine_pg: str
 ) -> None:
-    project = write_ingest_only(
-        tmp_path / "shop", machine_pg, "dbt: {project_dir: transfrom}\n"
-    )
+    project = write_ingest_only(tmp_path / "shop", machine_pg, "dbt: {project_dir: transfrom}\n")
     result = millpond(project, "run")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "transfrom" in result.stderr
@@ -170,9 +166,7 @@ def test_an_ingest_only_project_publishes_its_raw_relations_on_postgres(
         )
         first = millpond(project, "run")
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "published 1 relation: published_raw.shop__orders (5 rows)" in one_line(
-            first.stdout
-        )
+        assert "published 1 relation: published_raw.shop__orders (5 rows)" in one_line(first.stdout)
         with psycopg.connect(warehouse) as conn:
             published = conn.execute(
                 "select table_name from information_schema.tables "
@@ -198,3 +192,18 @@ def test_an_ingest_only_project_publishes_its_raw_relations_on_postgres(
         third = millpond(project, "run")
         assert third.returncode == 0, third.stdout + third.stderr
         assert "published_raw.shop__orders (6 rows)" in one_line(third.stdout)
+
+
+def test_without_dbt_a_selection_takes_node_ids_and_a_dbt_selector_is_refused(
+    tmp_path: Path, machine_pg: str
+) -> None:
+    project = write_ingest_only(tmp_path / "shop", machine_pg)
+    chosen = millpond(project, "graph", "--select", "load.shop.orders")
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+    assert "extract.shop.orders" in chosen.stdout and "load.shop.orders" in chosen.stdout
+
+    refused = millpond(project, "graph", "--select", "tag:nightly")
+    assert refused.returncode == 2
+    assert "tag:nightly" in refused.stderr and "no dbt section" in one_line(refused.stderr)
+    docs = millpond(project, "docs", "--no-serve")
+    assert docs.returncode == 2 and "no dbt section" in one_line(docs.stderr)

@@ -685,7 +685,9 @@ def test_an_empty_dbt_section_is_the_default_project_folder(tmp_path):
 
 
 def test_publish_raw_is_said_either_way(tmp_path):
-    with_dbt = load_config(write_config(tmp_path / "a", SHOP + "dbt: {}\npublish: {raw: true}\n"), {})
+    with_dbt = load_config(
+        write_config(tmp_path / "a", SHOP + "dbt: {}\npublish: {raw: true}\n"), {}
+    )
     without = load_config(write_config(tmp_path / "b", SHOP + "publish: {raw: false}\n"), {})
 
     assert with_dbt.publishes_raw and not without.publishes_raw

@@ -572,7 +572,9 @@ def test_publish_raw_adds_the_raw_schema_to_a_dbt_projects_published_schemas():
 
 
 def test_no_sources_and_no_dbt_section_is_nothing_to_run():
-    with pytest.raises(GraphError, match="nothing to run: millpond.yml has no sources and no dbt"):
+    with pytest.raises(
+        GraphError, match=r"nothing to run: millpond\.yml has no sources"
+    ):
         build_graph(Scope(config_model()(), None))
 
 
@@ -650,3 +652,15 @@ def test_publish_waits_for_a_plugin_kind_registered_after_the_builtins(
     assert "audit.load.erp.orders" in upstream(graph, PUBLISH_NODE)
     assert graph.nodes[-1].id == PUBLISH_NODE
     assert registry.names() == ["extract", "load", "dbt", "zz_audit", "publish"]
+
+
+def test_a_dbt_project_beside_a_config_without_a_dbt_section_is_said(tmp_path):
+    from millpond.runtime.wiring import ingest_only_notes
+
+    config = ingest_only(root=tmp_path)
+    assert ingest_only_notes(config) == []
+
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "transform" / "dbt_project.yml").write_text("name: shop\n")
+    (note,) = ingest_only_notes(config)
+    assert "no dbt section" in note and "dbt: {project_dir: transform}" in note

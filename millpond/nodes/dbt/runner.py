@@ -123,8 +123,8 @@ class DbtProject:
         self.generated_profile = config.dbt_settings.profiles_dir is None
         if self.generated_profile and config.dbt_settings.target:
             logger.warning(
-                f"dbt.target {config.dbt_settings.target!r} is ignored: millpond generates the profile "
-                "for warehouse.target (set dbt.profiles_dir to use your own profiles)"
+                f"dbt.target {config.dbt_settings.target!r} is ignored: millpond generates the "
+                "profile for warehouse.target (set dbt.profiles_dir to use your own profiles)"
             )
         if self.generated_profile:
             write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
