@@ -572,9 +572,7 @@ def test_publish_raw_adds_the_raw_schema_to_a_dbt_projects_published_schemas():
 
 
 def test_no_sources_and_no_dbt_section_is_nothing_to_run():
-    with pytest.raises(
-        GraphError, match=r"nothing to run: millpond\.yml has no sources"
-    ):
+    with pytest.raises(GraphError, match=r"nothing to run: millpond\.yml has no sources"):
         build_graph(Scope(config_model()(), None))
 
 
