@@ -32,6 +32,11 @@ def docs(
     from millpond.runtime.context import RunContext
 
     config = load(config_path)
+    if not config.has_dbt:
+        fail(
+            "no dbt section in millpond.yml (an ingest-only project): there are no dbt docs; "
+            "`millpond graph` shows the graph, `/marts` the published raw relations"
+        )
     site = config.state / "docs"
     try:
         index = generate_docs(project(RunContext(config, "docs")), site)

@@ -24,6 +24,7 @@ from millpond.cli.doctor import doctor
 from millpond.cli.freshness import check_freshness
 from millpond.cli.lake import backfill, lake_app
 from millpond.cli.logs import logs
+from millpond.cli.query import query
 from millpond.cli.status import status
 from millpond.cli.tasks import run_finish, run_start
 from millpond.core.config import MillpondConfig
@@ -243,7 +244,7 @@ def _print_run_summary(
     publish left out by the selection, a damaged warehouse, ledger records buffered."""
     from flows.prefect_api import api_url, ui_url
     from millpond.cli.summary import RunFigures, print_summary
-    from millpond.nodes.publish import PUBLISH_NODE
+    from millpond.nodes.publish import PUBLISH_NODE, nothing_published
     from millpond.runtime.damage import warehouse_note
     from millpond.runtime.totals import rows_loaded
 
@@ -270,6 +271,10 @@ def _print_run_summary(
         if publish and publish.status == "success"
         else None,
         warnings=end.wiring,
+        published=publish.detail.get("tables") or {}
+        if publish and publish.status == "success"
+        else {},
+        unpublished=nothing_published(config, ctx.graph),
     )
     print_summary(out, figures)
     if ctx.retry_of is not None:
@@ -585,6 +590,7 @@ app.command()(docs)
 app.command()(doctor)
 app.command()(check)
 app.command("check-freshness")(check_freshness)
+app.command()(query)
 app.add_typer(lake_app, name="lake")
 app.command("backfill")(backfill)
 app.command("run-start")(run_start)

@@ -86,6 +86,21 @@ class RunFigures:
     links: dict[str, str] = field(default_factory=dict)
     snapshot: str | None = None
     warnings: Iterable[str] = ()
+    # What publish exposed: relation -> rows (with `snapshot`); or why nothing is published
+    # by design (an ingest-only project with publish.raw: false).
+    published: dict[str, int] = field(default_factory=dict)
+    unpublished: str | None = None
+
+
+SHOWN_RELATIONS = 8  # the published relations named in the summary; the rest counted
+
+
+def published_line(published: dict[str, int]) -> str:
+    """`published 2 relations: raw.erp__orders (5 rows), ...`, the first few named."""
+    names = sorted(published)
+    shown = ", ".join(f"{n} ({published[n]:,} rows)" for n in names[:SHOWN_RELATIONS])
+    more = f" and {len(names) - SHOWN_RELATIONS} more" if len(names) > SHOWN_RELATIONS else ""
+    return f"published {len(names)} relation{'s' if len(names) != 1 else ''}: {shown}{more}"
 
 
 def print_summary(console: Console, run: RunFigures) -> None:
@@ -118,6 +133,10 @@ def print_summary(console: Console, run: RunFigures) -> None:
             console.print(f"  [yellow]{o.node_id}[/]: {o.detail['bad_rows']:,} bad rows in {where}")
     if run.snapshot:
         console.print(f"published snapshot: {run.snapshot}")
+        if run.published:
+            print_wrapped(console, escape(published_line(run.published)))
+    elif run.unpublished and status == "success":
+        print_wrapped(console, f"[yellow]{escape(run.unpublished)}[/]")
     elif outcomes and all(o.status == "unchanged" for o in outcomes):
         console.print("nothing new: nothing landed, loaded, rebuilt or published")
     elif any(o.node_id == PUBLISH_NODE and o.status == "unchanged" for o in outcomes):

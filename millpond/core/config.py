@@ -90,6 +90,9 @@ class LakeConfig(S3Connection):
         return value
 
 
+DEFAULT_DBT_DIR = "transform"  # `dbt: {}` means this folder beside millpond.yml
+
+
 class DbtConfig(StrictModel):
     """Any dbt project; millpond runs it in-process through dbtRunner.
 
@@ -97,7 +100,7 @@ class DbtConfig(StrictModel):
     state dir, named as the project's dbt_project.yml asks, so a project needs no profiles.yml
     of its own; an explicit `profiles_dir` (and `target`) wins."""
 
-    project_dir: Path = Path("transform")
+    project_dir: Path = Path(DEFAULT_DBT_DIR)
     profiles_dir: Path | None = None
     target: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -171,11 +174,14 @@ class TargetConfigBase(StrictModel):
 
 
 class PublishConfig(StrictModel):
-    """Which dbt schemas readers get, and how many old snapshots to keep."""
+    """Which schemas readers get, and how many old snapshots to keep."""
 
     # Unset: the schemas holding the dbt project's table and incremental models.
     schemas: list[str] | None = None
     keep: int = Field(5, ge=1)
+    # The raw relations the loads filled (the raw schema, bookkeeping left out) published too.
+    # Unset: yes when there is no dbt section (an ingest-only project), else no.
+    raw: bool | None = None
 
 
 class PrefectConfig(StrictModel):
@@ -279,7 +285,9 @@ class MillpondConfig(StrictModel):
     lake: LakeConfig = LakeConfig()
     # Each registered target's section; `warehouse.target` picks the one dbt builds into.
     warehouse: Any = None
-    dbt: DbtConfig = DbtConfig()
+    # None (no `dbt` section, or `dbt: null`): an ingest-only project, extract, load and
+    # publish of the raw relations. `dbt: {}` is the default project folder, `transform`.
+    dbt: DbtConfig | None = None
     metadata: MetadataConfig = MetadataConfig()
     sources: dict[str, Any] = Field(default_factory=dict)
     publish: PublishConfig = PublishConfig()
@@ -398,15 +406,37 @@ class MillpondConfig(StrictModel):
         return self.state / "logs"
 
     @property
+    def dbt_settings(self) -> DbtConfig:
+        """The `dbt` section; a ConfigError for an ingest-only project (no `dbt` section),
+        so code that needs a dbt project says so instead of failing on None."""
+        if self.dbt is None:
+            raise ConfigError(
+                "this project has no dbt section (ingest-only): add `dbt: {project_dir: "
+                "transform}` to millpond.yml for dbt models"
+            )
+        return self.dbt
+
+    @property
+    def has_dbt(self) -> bool:
+        """Whether the project has a dbt section (else it is ingest-only)."""
+        return self.dbt is not None
+
+    @property
+    def publishes_raw(self) -> bool:
+        """Whether publish exposes the raw relations (`publish.raw`, by default only in an
+        ingest-only project)."""
+        return self.publish.raw if self.publish.raw is not None else self.dbt is None
+
+    @property
     def dbt_project_dir(self) -> Path:
-        return self.resolve(self.dbt.project_dir)
+        return self.resolve(self.dbt_settings.project_dir)
 
     @property
     def dbt_profiles_dir(self) -> Path:
         """The user's profiles_dir, or the folder of millpond's generated profile: one per
         target, so a run on one target never rewrites the profile a run on the other reads."""
-        if self.dbt.profiles_dir is not None:
-            return self.resolve(self.dbt.profiles_dir)
+        if self.dbt_settings.profiles_dir is not None:
+            return self.resolve(self.dbt_settings.profiles_dir)
         return self.state / "dbt" / "profile" / self.target_name
 
     @property
@@ -420,13 +450,16 @@ class MillpondConfig(StrictModel):
         """Every secret value this config holds, for log masking, by millpond.core.masking's
         policy: keys named like secrets, `auth` fields, credential headers, webhooks, dbt
         secret vars, and passwords inside URLs and connection strings, anywhere."""
-        return sorted(set(collect_secrets(self.model_dump(), self.dbt.secret_vars)))
+        return sorted(set(collect_secrets(self.model_dump(), self._secret_vars())))
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
         from pydantic_core import to_jsonable_python
 
-        return to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
+        return to_jsonable_python(mask_data(self.model_dump(), self._secret_vars()))
+
+    def _secret_vars(self) -> list[str]:
+        return self.dbt.secret_vars if self.dbt is not None else []
 
 
 _SECTIONS = {

@@ -228,4 +228,11 @@ def build_graph(scope: BuildScope, with_project: bool = True) -> Graph:
     for _, kind in NODE_KINDS.items():
         if with_project or not kind.needs_project:
             nodes += kind.build(scope, list(nodes))
+    if not nodes and with_project:
+        # An empty graph would run, publish nothing and be green: say what is missing.
+        raise GraphError(
+            "nothing to run: millpond.yml has no sources and no dbt section; add sources (an "
+            "ingest-only project lands, loads and publishes them) or `dbt: {project_dir: "
+            "transform}` (see docs/configuration.md)"
+        )
     return Graph(topological(nodes))

@@ -21,6 +21,7 @@ from millpond.nodes.source_table import SourceTable, nothing_to_do
 
 LOAD_KIND = "load"  # the node kind's registered name: `Node.kind` of every load node
 RELATION = "relation:"  # what a load node provides: the raw relation it fills
+PUBLISHABLE = "publishable:"  # a schema publish exposes (millpond.nodes.publish)
 
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
@@ -31,17 +32,20 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
         if extract.kind != EXTRACT_KIND or not isinstance(params, SourceTable):
             continue
         source = config.sources[params.source]
+        raw_schema = config.target_config.raw_schema
+        provides: tuple[str, ...] = (
+            params.provides,
+            f"{RELATION}{raw_schema}.{raw_table_name(params.source, params.table)}",
+        )
+        if config.publishes_raw:  # readers get the raw relations (an ingest-only project)
+            provides += (f"{PUBLISHABLE}{raw_schema}",)
         loads.append(
             Node(
                 f"load.{params.source}.{params.table}",
                 LOAD_KIND,
                 (extract.id,),
                 params=params,
-                provides=(
-                    params.provides,
-                    f"{RELATION}{config.target_config.raw_schema}."
-                    f"{raw_table_name(params.source, params.table)}",
-                ),
+                provides=provides,
                 **policy(source.load),
             )
         )

@@ -11,7 +11,8 @@ those ten minutes; `check` finds such things in seconds, before any run:
   and is never started (starting it writes its data folder, and `millpond run` starts it
   anyway);
 - the dbt project parses, the graph builds, and millpond.yml's tables and the dbt sources
-  meet (millpond.runtime.wiring, with the nearest name of a misspelt table).
+  meet (millpond.runtime.wiring, with the nearest name of a misspelt table); a project
+  without a dbt section (ingest-only) has no parse step, only its graph built.
 
 Writing nothing: the dbt parse and its generated profile go to a temporary state folder
 (removed afterwards; the machine-wide parse cache is neither read nor written, so the parse
@@ -208,9 +209,10 @@ def _check_project(
     from millpond.nodes.extract import EXTRACT_KIND
     from millpond.nodes.load import LOAD_KIND
     from millpond.runtime.context import RunContext
-    from millpond.runtime.wiring import check_wiring
+    from millpond.runtime.wiring import check_wiring, ingest_only_notes
 
-    checked = Checked("dbt", str(config.dbt_project_dir))
+    name = str(config.dbt_project_dir) if config.has_dbt else "none (no dbt section)"
+    checked = Checked("dbt", name)
     report.checked.append(checked)
     scratch = Path(tempfile.mkdtemp(prefix="millpond-check-"))
     # The machine-wide parse cache (millpond.nodes.dbt.manifest_cache) is not written either:
@@ -222,7 +224,7 @@ def _check_project(
         ctx = RunContext(aside, "check", orchestrator="check")
         try:
             graph = ctx.graph
-            manifest = project(ctx).manifest_json or {}
+            manifest = (project(ctx).manifest_json or {}) if config.has_dbt else {}
         except (DbtError, GraphError, RegistryError) as exc:
             checked.problems.append(f"{_under_project(mask(str(exc)), scratch)}; fix the project")
             return
@@ -240,6 +242,13 @@ def _check_project(
     report.graph = graph
     models = sum(1 for n in graph.nodes if n.kind == DBT_KIND)
     checked.detail = f"parses: {models} dbt node(s), {len(graph.nodes)} node(s) in the graph"
+    if not config.has_dbt:
+        published = "the raw relations" if config.publishes_raw else "nothing (publish.raw: false)"
+        checked.detail = (
+            f"ingest-only: {len(graph.nodes)} node(s) in the graph (extract, load, publish), "
+            f"publishes {published}"
+        )
+        report.notes.extend(ingest_only_notes(config))
     for node in graph.nodes:
         if node.kind == EXTRACT_KIND:
             key = (node.params.source, node.params.table)

@@ -323,6 +323,8 @@ def _published(ctx: RunContext) -> bool:
 
 
 def _republish(ctx: RunContext) -> str:
+    if PUBLISH_NODE not in ctx.graph.by_id:  # ingest-only with publish.raw: false
+        return "not published again: the graph has no publish node (publish.raw: false)"
     schemas = list(ctx.graph.node(PUBLISH_NODE).params.schemas)
     done = ctx.target.publish(ctx.run_id, schemas, ctx.config.publish.keep)
     return f"published again as {done.location} ({len(done.tables)} tables)"

@@ -47,7 +47,7 @@ from metadata.records import (
     RunQueued,
     RunStarted,
 )
-from millpond.core.config import MillpondConfig
+from millpond.core.config import MillpondConfig, NodePolicy
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from millpond.notify import notify_run
@@ -82,10 +82,10 @@ def pid_alive(pid: int) -> bool:
 
 def task_lease_expiry(config: MillpondConfig) -> float:
     """How long an Airflow run may go without a heartbeat: the longest node timeout."""
-    timeouts = [config.dbt.policy.timeout_seconds]
+    timeouts = [config.dbt.policy.timeout_seconds] if config.dbt else []
     for source in config.sources.values():
         timeouts += [source.extract.timeout_seconds, source.load.timeout_seconds]
-    return max(timeouts)
+    return max(timeouts, default=NodePolicy().timeout_seconds)
 
 
 def lease_gone(run: dict[str, Any], host: str, now: datetime, task_expiry: float) -> str | None:

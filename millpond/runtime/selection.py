@@ -56,6 +56,12 @@ def select_graph(
             "publish cannot be selected: it runs by itself when the selection rebuilds every "
             "publishable model (or leave out --select)"
         )
+    if (dbt_sel or dbt_excl) and not scope.config.has_dbt:
+        raise SelectionError(
+            f"{', '.join(dbt_sel + dbt_excl)}: no node of `millpond graph` has this id, and "
+            "the project has no dbt section to select models from (select node ids, e.g. "
+            "load.erp.orders or 'extract.erp.*')"
+        )
     is_dbt = {n.id for n in whole.nodes if n.kind == DBT_KIND}
     publish_nodes = {n.id for n in whole.nodes if isinstance(n.params, PublishParams)}
     if dbt_sel:

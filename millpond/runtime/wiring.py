@@ -15,7 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from millpond.core.config import MillpondConfig
+from millpond.core.config import DEFAULT_DBT_DIR, MillpondConfig
 from millpond.core.graph import Graph, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope
@@ -38,16 +38,34 @@ def warn_about_wiring(scope: BuildScope, graph: Graph) -> list[str]:
     loads refuses the run (ValueError)."""
     from millpond.nodes.dbt import project
 
+    if not scope.config.has_dbt:
+        notes = ingest_only_notes(scope.config)
+        for message in notes:
+            logger.warning(message)
+        return notes
     if not any(n.kind == DBT_KIND for n in graph.nodes):
         return []
     found = check_wiring(graph, project(scope).manifest_json or {}, scope.config)
-    if found.unloaded and scope.config.dbt.on_unloaded_source == "error":
+    if found.unloaded and scope.config.dbt_settings.on_unloaded_source == "error":
         raise ValueError(
             "; ".join(found.unloaded) + " (dbt.on_unloaded_source: error in millpond.yml)"
         )
     for message in found.messages():
         logger.warning(message)
     return found.messages()
+
+
+def ingest_only_notes(config: MillpondConfig) -> list[str]:
+    """A project without a dbt section runs ingest-only; a dbt project in the default folder
+    beside millpond.yml then goes unbuilt, which is said (older millpond versions built
+    `transform/` without a `dbt` section)."""
+    default = config.resolve(DEFAULT_DBT_DIR) / "dbt_project.yml"
+    if not default.is_file():
+        return []
+    return [
+        f"millpond.yml has no dbt section, so this run is ingest-only and {default} is not "
+        f"built: add `dbt: {{project_dir: {DEFAULT_DBT_DIR}}}` to build it"
+    ]
 
 
 def check_wiring(graph: Graph, manifest: dict[str, Any], config: MillpondConfig) -> Wiring:

@@ -1,8 +1,11 @@
-"""The marts readers may query: dbt models from the manifest that exist in the published marts.
+"""The marts readers may query: dbt models from the manifest that exist in the published marts,
+and the published raw relations when the raw schema is published (`publish.raw`, by default
+in an ingest-only project, which has no dbt manifest at all).
 
 Names, descriptions and the column list come from the dbt manifest (what the team documented),
-column types from the published relation itself (the manifest rarely declares them). Every
-identifier the query builder ever writes into SQL comes from here, never from a request.
+column types from the published relation itself (the manifest rarely declares them); a raw
+relation's columns are all of the published relation's. Every identifier the query builder
+ever writes into SQL comes from here, never from a request.
 """
 
 from __future__ import annotations
@@ -65,8 +68,15 @@ def manifest_models(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def build_catalog(models: list[dict[str, Any]], reader: MartsReader) -> Catalog:
-    """Models of the manifest that the published marts hold, typed from the relations."""
+# millpond's own bookkeeping tables in the raw schema: never published, never listed.
+BOOKKEEPING_PREFIX = "_millpond"
+
+
+def build_catalog(
+    models: list[dict[str, Any]], reader: MartsReader, raw_schema: str | None = None
+) -> Catalog:
+    """Models of the manifest that the published marts hold, typed from the relations; with
+    `raw_schema`, the published raw relations too (under their own names, `erp__orders`)."""
     published = reader.relations()
     marts: dict[str, Mart] = {}
     for model in sorted(models, key=lambda m: m["name"]):
@@ -83,6 +93,13 @@ def build_catalog(models: list[dict[str, Any]], reader: MartsReader) -> Catalog:
             if not documented or col in documented
         )
         marts[name] = Mart(name, model["schema"], model.get("description", ""), columns)
+    if raw_schema is not None:
+        for (schema, name), actual in sorted(published.items()):
+            if schema != raw_schema or name.startswith(BOOKKEEPING_PREFIX) or name in marts:
+                continue
+            columns = tuple(Column(col, sql_type, kind_of(sql_type)) for col, sql_type in actual)
+            description = f"raw relation {schema}.{name}, as loaded from the lake"
+            marts[name] = Mart(name, schema, description, columns)
     return Catalog(marts, reader.snapshot)
 
 
@@ -92,24 +109,33 @@ _cache_lock = threading.Lock()
 
 def load_catalog(config: MillpondConfig) -> Catalog:
     """The catalog, rebuilt only when the manifest or the published snapshot changed (parsing
-    a manifest costs tens of milliseconds: not something to do per request)."""
+    a manifest costs tens of milliseconds: not something to do per request). An ingest-only
+    project has no manifest: its catalog is the published raw relations."""
     path = manifest_path(config)
-    try:
-        mtime = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no dbt manifest yet; run `just run` first") from None
-    key = (str(path), mtime, snapshot_key(config))
+    mtime = None
+    if config.has_dbt:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no dbt manifest yet; run `just run` first") from None
+    snapshot = snapshot_key(config)
+    key = (str(path), mtime, snapshot, config.publishes_raw)
+    # Nothing names the published state without opening it (PostgreSQL, ingest-only): asked
+    # every time, so a table published since is listed.
+    cacheable = mtime is not None or snapshot is not None
     with _cache_lock:
-        cached = _cache.get(key)
+        cached = _cache.get(key) if cacheable else None
     if cached is not None:
         return cached
-    models = manifest_models(path)
+    models = manifest_models(path) if config.has_dbt else []
+    raw_schema = config.target_config.raw_schema if config.publishes_raw else None
     reader = open_reader(config)
     try:
-        catalog = build_catalog(models, reader)
+        catalog = build_catalog(models, reader, raw_schema)
     finally:
         reader.close()
-    with _cache_lock:
-        _cache.clear()
-        _cache[key] = catalog
+    if cacheable:
+        with _cache_lock:
+            _cache.clear()
+            _cache[key] = catalog
     return catalog

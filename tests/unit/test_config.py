@@ -660,3 +660,41 @@ def test_overrides_of_nested_keys_that_exist_still_apply(tmp_path):
     assert config.target_config.path.name == "w2.duckdb"
     assert config.dbt.vars == {"any_name": "1"}
     assert config.lake.endpoint_url == "http://127.0.0.1:9000"
+
+
+# --- dbt is optional ------------------------------------------------------------------------
+
+SHOP = "sources:\n  shop: {kind: files, path: inbox, tables: [orders]}\n"
+
+
+@pytest.mark.parametrize("dbt", ["", "dbt:\n", "dbt: null\n"])
+def test_no_dbt_section_is_an_ingest_only_project_that_publishes_raw(tmp_path, dbt):
+    config = load_config(write_config(tmp_path, SHOP + dbt), {})
+
+    assert config.dbt is None and not config.has_dbt
+    assert config.publishes_raw
+    with pytest.raises(ConfigError, match="no dbt section"):
+        _ = config.dbt_project_dir
+
+
+def test_an_empty_dbt_section_is_the_default_project_folder(tmp_path):
+    config = load_config(write_config(tmp_path, SHOP + "dbt: {}\n"), {})
+
+    assert config.dbt_project_dir == tmp_path / "transform"
+    assert not config.publishes_raw  # a dbt project publishes its marts, not raw
+
+
+def test_publish_raw_is_said_either_way(tmp_path):
+    with_dbt = load_config(
+        write_config(tmp_path / "a", SHOP + "dbt: {}\npublish: {raw: true}\n"), {}
+    )
+    without = load_config(write_config(tmp_path / "b", SHOP + "publish: {raw: false}\n"), {})
+
+    assert with_dbt.publishes_raw and not without.publishes_raw
+
+
+def test_an_environment_override_of_a_dbt_key_makes_a_dbt_section(tmp_path):
+    env = {"MILLPOND_DBT__PROJECT_DIR": "our-dbt"}
+    config = load_config(write_config(tmp_path, SHOP), env)
+
+    assert config.dbt_project_dir == tmp_path / "our-dbt"

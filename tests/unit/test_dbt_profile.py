@@ -29,6 +29,7 @@ def dbt_project(root: Path, text: str = "name: shop\nprofile: shop_profile\n") -
 
 
 def stack(root: Path, **data: object) -> MillpondConfig:
+    data.setdefault("dbt", {})  # the dbt project in `transform`
     return config_model()(root=root, **data)
 
 

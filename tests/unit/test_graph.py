@@ -15,7 +15,7 @@ from millpond.core.config import MillpondConfig, config_model
 from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
 from millpond.core.registry import NODE_KINDS, NodeKind, Registry
 from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
-from millpond.nodes.publish import PUBLISH, PUBLISH_NODE, PublishParams
+from millpond.nodes.publish import PUBLISH, PUBLISH_NODE, PublishParams, nothing_published
 from millpond.nodes.source_table import SourceTable
 
 
@@ -26,6 +26,7 @@ def make_config(publish_schemas: list[str] | None = None, **sources: list[str]) 
             for name, tables in sources.items()
         },
         publish={"schemas": publish_schemas},
+        dbt={},  # the dbt project in `transform` (no section: an ingest-only project)
     )
 
 
@@ -432,7 +433,7 @@ def test_json_lists_every_node_with_its_edges_params_and_provides():
     assert orders["select"] == ["stg_erp__orders", "rel"]
     assert orders["relation"] == "staging.stg_erp__orders"
     assert nodes["dbt.fct_orders"]["provides"] == ["publishable:marts"]
-    assert nodes[PUBLISH_NODE]["params"] == {"schemas": ["aggregates", "marts"]}
+    assert nodes[PUBLISH_NODE]["params"] == {"schemas": ["aggregates", "marts"], "raw": []}
 
 
 def test_mermaid_has_one_line_per_node_and_per_edge():
@@ -529,6 +530,52 @@ def test_publish_with_nothing_to_publish_fails_saying_what_to_set():
         PUBLISH.run(Scope(make_config(), None), node, None)  # type: ignore[arg-type]
 
 
+# --- an ingest-only project (no dbt section) ---------------------------------------------------
+
+
+def ingest_only(**data: Any) -> MillpondConfig:
+    return config_model()(
+        sources={"erp": FilesSourceConfig(kind="files", path="inbox/erp", tables=["orders"])},
+        **data,
+    )
+
+
+def test_without_a_dbt_section_publish_publishes_the_raw_relations_loaded():
+    config = ingest_only()
+    assert config.dbt is None and config.publishes_raw
+
+    # No "dbt" resource in the scope: building must not touch a dbt project at all.
+    graph = build_graph(Scope(config, None))
+
+    assert [n.id for n in graph.nodes] == ["extract.erp.orders", "load.erp.orders", "publish"]
+    assert graph.node(PUBLISH_NODE).upstream == ("load.erp.orders",)
+    assert graph.node(PUBLISH_NODE).params == PublishParams(("raw",), (("erp", "orders"),))
+    assert nothing_published(config, graph) is None
+
+
+def test_without_a_dbt_section_and_publish_raw_off_there_is_no_publish_and_the_run_says_so():
+    config = ingest_only(publish={"raw": False})
+
+    graph = build_graph(Scope(config, None))
+
+    assert [n.id for n in graph.nodes] == ["extract.erp.orders", "load.erp.orders"]
+    assert "nothing published: publish.raw is false" in str(nothing_published(config, graph))
+
+
+def test_publish_raw_adds_the_raw_schema_to_a_dbt_projects_published_schemas():
+    config = make_config(publish_schemas=["marts"], erp=["orders"])
+    config = config.model_copy(update={"publish": config.publish.model_copy(update={"raw": True})})
+
+    graph = graph_of(config, demo_manifest())
+
+    assert graph.node(PUBLISH_NODE).params == PublishParams(("marts", "raw"), (("erp", "orders"),))
+
+
+def test_no_sources_and_no_dbt_section_is_nothing_to_run():
+    with pytest.raises(GraphError, match=r"nothing to run: millpond\.yml has no sources"):
+        build_graph(Scope(config_model()(), None))
+
+
 def test_a_dbt_source_with_its_own_name_waits_for_the_load_of_the_relation_it_reads():
     manifest = {
         "nodes": {
@@ -603,3 +650,15 @@ def test_publish_waits_for_a_plugin_kind_registered_after_the_builtins(
     assert "audit.load.erp.orders" in upstream(graph, PUBLISH_NODE)
     assert graph.nodes[-1].id == PUBLISH_NODE
     assert registry.names() == ["extract", "load", "dbt", "zz_audit", "publish"]
+
+
+def test_a_dbt_project_beside_a_config_without_a_dbt_section_is_said(tmp_path):
+    from millpond.runtime.wiring import ingest_only_notes
+
+    config = ingest_only(root=tmp_path)
+    assert ingest_only_notes(config) == []
+
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "transform" / "dbt_project.yml").write_text("name: shop\n")
+    (note,) = ingest_only_notes(config)
+    assert "no dbt section" in note and "dbt: {project_dir: transform}" in note

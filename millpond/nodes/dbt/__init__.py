@@ -41,6 +41,8 @@ def project(scope: BuildScope) -> DbtProject:
 
 
 def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
+    if not scope.config.has_dbt:  # an ingest-only project: no dbt section, no dbt nodes
+        return []
     manifest = project(scope).graph_manifest()
     return DbtTranslator(scope.config, manifest, providers(nodes)).nodes()
 
@@ -64,7 +66,7 @@ def _fingerprints(scope: NodeScope) -> DbtFingerprints:
             return seen[(source, table)]
 
         context = {
-            "vars": scope.config.dbt.vars,
+            "vars": scope.config.dbt_settings.vars,
             "target": scope.config.target_name,
             "output": what_a_build_reads(scope.target.dbt_output()),
         }

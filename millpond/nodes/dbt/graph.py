@@ -128,7 +128,7 @@ class DbtTranslator:
 
     def policy(self, resource: Resource) -> NodePolicy:
         """Retries and timeout: `dbt.policy`, the same for every dbt node."""
-        return self.config.dbt.policy
+        return self.config.dbt_settings.policy
 
     # --- the walk -----------------------------------------------------------------------------
 

@@ -120,11 +120,11 @@ class DbtProject:
             raise DbtError(
                 f"{self.project_dir}: no dbt_project.yml (dbt.project_dir in millpond.yml)"
             )
-        self.generated_profile = config.dbt.profiles_dir is None
-        if self.generated_profile and config.dbt.target:
+        self.generated_profile = config.dbt_settings.profiles_dir is None
+        if self.generated_profile and config.dbt_settings.target:
             logger.warning(
-                f"dbt.target {config.dbt.target!r} is ignored: millpond generates the profile "
-                "for warehouse.target (set dbt.profiles_dir to use your own profiles)"
+                f"dbt.target {config.dbt_settings.target!r} is ignored: millpond generates the "
+                "profile for warehouse.target (set dbt.profiles_dir to use your own profiles)"
             )
         if self.generated_profile:
             write_profile(self.profiles_dir, profile_name(self.project_dir), target.dbt_output())
@@ -162,10 +162,10 @@ class DbtProject:
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]
         if self.generated_profile:
             args += ["--target", GENERATED_TARGET]
-        elif self.config.dbt.target:
-            args += ["--target", self.config.dbt.target]
-        if self.config.dbt.vars:
-            args += ["--vars", json.dumps(self.config.dbt.vars)]
+        elif self.config.dbt_settings.target:
+            args += ["--target", self.config.dbt_settings.target]
+        if self.config.dbt_settings.vars:
+            args += ["--vars", json.dumps(self.config.dbt_settings.vars)]
         return args
 
     @property

@@ -25,6 +25,9 @@ from millpond.targets.duckdb.lock import open_warehouse, warehouse_lock
 from millpond.targets.duckdb.raw import literal
 
 CURRENT = "current"
+# millpond's own tables in the raw schema (which partitions and files a raw view reads) are
+# not data: a published raw schema leaves them out.
+BOOKKEEPING_PREFIX = "_millpond"
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,13 @@ def _copy_marts(
     tables: dict[str, int],
     setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> None:
-    """Copy every relation of `schemas` into a new DuckDB file, counting rows into `tables`
-    (`setup` lets views over an S3 lake be read)."""
+    """Copy every relation of `schemas` (millpond's bookkeeping tables left out) into a new
+    DuckDB file, counting rows into `tables` (`setup` lets views over an S3 lake be read)."""
     with open_warehouse(warehouse, setup) as con:
         relations = con.execute(
             "select table_schema, table_name from information_schema.tables "
             "where table_catalog = current_database() and table_schema in (select unnest($1)) "
-            "order by 1, 2",
+            f"and not starts_with(table_name, '{BOOKKEEPING_PREFIX}') order by 1, 2",
             [schemas],
         ).fetchall()
         if not relations:

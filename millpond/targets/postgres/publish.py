@@ -19,6 +19,9 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from millpond.core.logs import logger
 
 NEXT, OLD = "__next", "__old"
+# millpond's own tables in the raw schema (the partitions a raw table holds) are not data: a
+# published raw schema leaves them out.
+BOOKKEEPING_PREFIX = "_millpond"
 SWAP_ERRORS = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 # The swap and the drop of old schemas give up on a lock conflict and try again, briefly.
 retry_lock_conflicts = retry(
@@ -40,8 +43,9 @@ def publish(url: str, schemas: list[str], prefix: str, reader_role: str | None) 
         conn.execute("select pg_advisory_lock(hashtext('millpond.publish'))")
         relations = conn.execute(
             "select table_schema, table_name from information_schema.tables "
-            "where table_schema = any(%s) order by 1, 2",
-            [schemas],
+            "where table_schema = any(%s) and not starts_with(table_name::text, %s) "
+            "order by 1, 2",
+            [schemas, BOOKKEEPING_PREFIX],
         ).fetchall()
         if not relations:
             raise RuntimeError(f"nothing to publish: no tables in schemas {schemas}")
