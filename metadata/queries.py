@@ -292,6 +292,8 @@ def anomaly_count(conn: psycopg.Connection, days: int = 7) -> int:
         (int(days),),
     )
     return int(rows[0]["n"])
+
+
 def failed_nodes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The most recent failed node attempts, newest first, with their run (the dashboard's
     failures, each linking to the node's log)."""
