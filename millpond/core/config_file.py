@@ -65,8 +65,7 @@ def interpolate(
         }
     if isinstance(value, list):
         return [
-            interpolate(v, env, f"{where}[{i}]", unset, (*at, i), read)
-            for i, v in enumerate(value)
+            interpolate(v, env, f"{where}[{i}]", unset, (*at, i), read) for i, v in enumerate(value)
         ]
     if not isinstance(value, str):
         return value

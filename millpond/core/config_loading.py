@@ -354,9 +354,11 @@ def _user_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
     from millpond.core.registry import NODE_KINDS, SOURCES
 
     kept = tuple(p for p in loc if not str(p).startswith(("function-", "model-")))
-    if len(kept) > 2 and kept[0] in ("sources", "nodes") and kept[2] in (SOURCES, NODE_KINDS)[
-        kept[0] == "nodes"
-    ]:
+    if (
+        len(kept) > 2
+        and kept[0] in ("sources", "nodes")
+        and kept[2] in (SOURCES, NODE_KINDS)[kept[0] == "nodes"]
+    ):
         kept = kept[:2] + kept[3:]
     if len(kept) > 2 and kept[0] == "warehouse" and _lookup(data, kept[:3]) is None:
         short = (kept[0], *kept[2:])

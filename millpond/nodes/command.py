@@ -10,11 +10,12 @@
 
 `run` is split like a shell would (shlex) but runs without one: no pipes, globs or `$VAR`s,
 nothing a value can inject. Placeholders in it: {run_id} {node_id} {attempt} {lake_url}
-{project_dir} {state_dir} {result_file} {python} (millpond's own interpreter). The process gets millpond's environment, the
-`MILLPOND_RUN_ID`, `MILLPOND_NODE_ID`, `MILLPOND_LAKE_URL` and `MILLPOND_RESULT` variables and
-`env` from the config; a value read from a `${VAR}` there is a secret, masked in the logs and
-the ledger. Its stdout and stderr go to the node's log line by line; a non-zero exit fails the
-node with the last lines of stderr; at its timeout the whole process group is killed.
+{project_dir} {state_dir} {result_file} {python} (millpond's own interpreter). The process
+gets millpond's environment, the `MILLPOND_RUN_ID`, `MILLPOND_NODE_ID`, `MILLPOND_LAKE_URL` and
+`MILLPOND_RESULT` variables and `env` from the config; a value read from a `${VAR}` there is a
+secret, masked in the logs and the ledger. Its stdout and stderr go to the node's log line by
+line; a non-zero exit fails the node with the last lines of stderr; at its timeout the whole
+process group is killed.
 
 Rows and bytes for the ledger: the command may write `{"rows": 10, "bytes": 2048}` as JSON to
 the file `$MILLPOND_RESULT` names. A command node always runs (it has no fingerprint).
@@ -22,6 +23,7 @@ the file `$MILLPOND_RESULT` names. A command node always runs (it has no fingerp
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import os
@@ -218,23 +220,15 @@ def _stream(pipe: IO[bytes] | None, label: str, tail: deque[str] | None) -> thre
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, SIGKILL it after a grace period."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(KILL_GRACE_SECONDS)
-            if sig == signal.SIGTERM:
-                # The leader is gone; children that ignored SIGTERM are not left behind.
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM the command's process group, then SIGKILL whatever of it is left after a
+    grace period (children that ignore SIGTERM are not left behind)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(KILL_GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _record(p: CommandParams, result_file: Path, report: NodeReport) -> None:
@@ -250,7 +244,9 @@ def _record(p: CommandParams, result_file: Path, report: NodeReport) -> None:
     for key in ("rows", "bytes"):
         number = values.pop(key, None)
         if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
-            raise CommandFailed(f"nodes.{p.name}: $MILLPOND_RESULT {key}={number!r}, not an integer")
+            raise CommandFailed(
+                f"nodes.{p.name}: $MILLPOND_RESULT {key}={number!r}, not an integer"
+            )
         setattr(report, key, number)
     report.detail = values
 

@@ -118,7 +118,9 @@ def _place(scope: BuildScope, others: list[Node]) -> list[Node]:
     ]
 
 
-def _resolve(key: str, selectors: list[str], every: list[str], names: dict[str, str], me: str) -> list[str]:
+def _resolve(
+    key: str, selectors: list[str], every: list[str], names: dict[str, str], me: str
+) -> list[str]:
     found: list[str] = []
     for selector in selectors:
         if selector in names:

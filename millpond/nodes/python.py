@@ -84,8 +84,7 @@ def load_callable(config: MillpondConfig, name: str, ref: str) -> Callable[..., 
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise PlacedConfigError(
-            f"{key}: cannot import module {module_name!r} from the project folder {folder} "
-            f"({exc})"
+            f"{key}: cannot import module {module_name!r} from the project folder {folder} ({exc})"
         ) from None
     except Exception as exc:
         raise PlacedConfigError(
@@ -99,7 +98,7 @@ def load_callable(config: MillpondConfig, name: str, ref: str) -> Callable[..., 
         )
     if not callable(found):
         raise PlacedConfigError(f"{key}: {ref} is not a function")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def params(scope: BuildScope, name: str, config: PythonNodeConfig) -> PythonParams:

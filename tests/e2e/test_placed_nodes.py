@@ -256,8 +256,7 @@ def test_a_callable_that_cannot_be_imported_stops_the_run_naming_the_key(
     shop_root: Any, machine_pg: str
 ) -> None:
     nodes = (
-        "nodes:\n"
-        "  enrich: {kind: python, callable: 'etl.enrich:run', after: [load.shop.orders]}\n"
+        "nodes:\n  enrich: {kind: python, callable: 'etl.enrich:run', after: [load.shop.orders]}\n"
     )
     root = shop_root("shop_missing", nodes)
     env = {"MILLPOND_METADATA__URL": machine_pg}

@@ -64,7 +64,12 @@ def test_nodes_go_between_load_and_dbt_and_after_publish(tmp_path: Path) -> None
     assert up["dbt.country_codes"] == {"python.check"}
     assert up["dbt.stg_shop__orders"] == {"load.shop.orders", "python.check", "command.job"}
     # Publish waits for every placed node not after it; the export runs after it.
-    assert up["publish"] == {"dbt.orders_by_country", "python.check", "command.job", "command.alone"}
+    assert up["publish"] == {
+        "dbt.orders_by_country",
+        "python.check",
+        "command.job",
+        "command.alone",
+    }
     assert up["python.export"] == {"publish"}
     assert [n.id for n in g.nodes].index("python.export") == len(g.nodes) - 1
     job = g.node("command.job")
