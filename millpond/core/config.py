@@ -31,6 +31,7 @@ from pydantic import (
 
 from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
+    MASK,
     collect_secrets,
     mask_data,
     mask_inline,
@@ -437,17 +438,28 @@ class MillpondConfig(StrictModel):
     def env_secrets(self) -> list[str]:
         """The values a node's `env` reads from `${VAR}`s: handed to a command's process,
         masked everywhere else (logs, the ledger)."""
+        return [self._from_env[path] for path in self._env_secret_paths()]
+
+    def _env_secret_paths(self) -> list[tuple[Any, ...]]:
         return [
-            value
+            path
             for path, value in self._from_env.items()
-            if len(path) == 4 and path[0] == "nodes" and path[2] == "env" and value
+            if len(path) == 4
+            and path[0] == "nodes"
+            and path[2] == "env"
+            and value
+            and path[1] in self.nodes
+            and path[3] in getattr(self.nodes[path[1]], "env", {})
         ]
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
         from pydantic_core import to_jsonable_python
 
-        return to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
+        data = to_jsonable_python(mask_data(self.model_dump(), self.dbt.secret_vars))
+        for path in self._env_secret_paths():
+            data["nodes"][path[1]]["env"][path[3]] = MASK
+        return data
 
 
 _SECTIONS = {

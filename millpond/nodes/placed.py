@@ -78,8 +78,12 @@ def build_placed(
     return build
 
 
+def _stage(kind: str) -> Stage | None:
+    return NODE_KINDS.get(kind).stage if kind in NODE_KINDS else None
+
+
 def _is_placed(kind: str) -> bool:
-    return kind in NODE_KINDS and NODE_KINDS.get(kind).stage == Stage.PLACED
+    return _stage(kind) == Stage.PLACED
 
 
 def _place(scope: BuildScope, others: list[Node]) -> list[Node]:
@@ -88,7 +92,7 @@ def _place(scope: BuildScope, others: list[Node]) -> list[Node]:
     configs: dict[str, Any] = dict(scope.config.nodes)
     ids = {name: placed_id(cfg.kind, name) for name, cfg in configs.items()}
     every = [n.id for n in others] + list(ids.values())
-    publishers = [n.id for n in others if NODE_KINDS.get(n.kind).stage == Stage.PUBLISH]
+    publishers = [n.id for n in others if _stage(n.kind) == Stage.PUBLISH]
     placed: list[Node] = []
     for name, cfg in sorted(configs.items()):
         node_id = ids[name]

@@ -145,12 +145,9 @@ def dag_tasks(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     _, tasks = run_dag_file(dag.read_text(), dag, monkeypatch)
     ordered: list[Any] = []
-    while len(ordered) < len(tasks) - 1:  # tasks also holds the DAG's own arguments
-        ready = [
-            t
-            for k, t in tasks.items()
-            if k != "dag" and t not in ordered and t.upstream <= {o.task_id for o in ordered}
-        ]
+    while len(ordered) < len(tasks):
+        done = {o.task_id for o in ordered}
+        ready = [t for t in tasks.values() if t not in ordered and t.upstream <= done]
         assert ready, "the DAG's tasks wait for each other"
         ordered.append(sorted(ready, key=lambda t: t.task_id)[0])
     return ordered

@@ -149,7 +149,7 @@ def test_env_values_read_from_variables_are_secrets(tmp_path: Path) -> None:
     )
     assert "dsn-with-k3y-77ab" in config.secrets()
     assert "literal-value" not in config.secrets()
-    assert config.masked()["nodes"]["a"]["env"]["PLAIN"] == "literal-value"
+    assert config.masked()["nodes"]["a"]["env"] == {"PLAIN": "literal-value", "CONN": MASK}
 
 
 def command_scope(tmp_path: Path, run: str, timeout: float) -> tuple[Any, Node, Any]:
