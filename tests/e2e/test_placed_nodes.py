@@ -1,8 +1,9 @@
 """Python and command nodes (docs/extending.md) in the small shop project, as a user runs them.
 
 The example of docs/extending.md is taken from the doc itself (its millpond.yml block and its
-files) and run under `millpond run` (Prefect) and through the tasks of the generated Airflow
-DAG (`run-start`, one `run-node` per node in the DAG's order, `run-finish`); a failing
+files) and run under `millpond run` (Prefect), through the tasks of the generated Airflow
+DAG (`run-start`, one `run-node` per node in the DAG's order, `run-finish`) and under real
+Airflow (`airflow dags test`); a failing
 command with a secret in its environment fails its node and the run, publishes nothing and
 leaks the secret nowhere; a callable that cannot be imported stops a run before it starts.
 """
@@ -184,6 +185,21 @@ def test_the_dags_tasks_run_the_documented_nodes_in_order(
     run = ledger(machine_pg, "select * from millpond.runs")
     assert [(r["orchestrator"], r["status"]) for r in run] == [("airflow", "success")]
     assert_documented_order(node_runs(machine_pg, "manual__shop-1"))
+
+
+def test_airflow_dags_test_runs_the_documented_nodes_in_order(
+    airflow_home: dict[str, str], shop_root: Any, machine_pg: str
+) -> None:
+    """The same DAG under real Airflow 3.3.2 (`airflow dags test`, its cached venv)."""
+    from e2e.test_airflow_dag import dags_test, render
+
+    root = shop_root("shop_dags_test")
+    folder = render(root, "shop_placed")
+    result = dags_test(airflow_home, folder, "shop_placed", {"MILLPOND_METADATA__URL": machine_pg})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = ledger(machine_pg, "select * from millpond.runs")
+    assert [(r["orchestrator"], r["status"]) for r in run] == [("airflow", "success")]
+    assert_documented_order(node_runs(machine_pg, run[0]["run_id"]))
 
 
 LEAKY = """\
