@@ -19,6 +19,7 @@ from millpond.core.masking import MASK, mask
 from millpond.core.registry import NODE_KINDS
 from millpond.nodes.command import CommandFailed
 from millpond.nodes.placed import PlacedConfigError
+from millpond.nodes.python import PythonNodeError
 
 OTHERS = [
     Node("extract.shop.orders", "extract"),
@@ -213,3 +214,64 @@ def test_a_failing_command_fails_with_its_stderr_tail_masked(tmp_path: Path) -> 
     assert "line 29" in message and "line 10" not in message  # the last 20 lines
     assert secret not in message and f"token {MASK}" in message
     assert mask(secret) == MASK  # the node registered it for every log record
+
+
+PYTHON_MODULE = """\
+import time
+
+
+def rows(context):
+    context.log.info(f"run {context.run_id} node {context.node_id} attempt {context.attempt}")
+    return {"rows": 7, "bytes": 70, "file": "out.csv"}
+
+
+def count(context):
+    return 4
+
+
+def slow(context):
+    time.sleep(30)
+
+
+def wrong(context):
+    return "seven"
+
+
+def broken(context):
+    raise KeyError("customer_id")
+"""
+
+
+def python_node(tmp_path: Path, function: str, timeout: float = 60) -> tuple[Any, Any]:
+    tmp_path.mkdir(exist_ok=True)
+    module = f"fns_{tmp_path.parent.name}_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(PYTHON_MODULE)
+    config = project(
+        tmp_path,
+        f"  step: {{kind: python, callable: '{module}:{function}', timeout: {timeout}}}\n",
+    )
+    scope = SimpleNamespace(config=config, run_id="r-7")
+    report = SimpleNamespace(status="running", attempt=2, rows=None, bytes=None, detail={})
+    NODE_KINDS.get("python").run(scope, graph(config).node("python.step"), report)  # type: ignore[arg-type]
+    return report, config
+
+
+def test_a_python_node_reports_what_its_function_returns(tmp_path: Path) -> None:
+    report, _ = python_node(tmp_path / "a", "rows")
+    assert (report.rows, report.bytes, report.detail) == (7, 70, {"file": "out.csv"})
+    report, _ = python_node(tmp_path / "b", "count")
+    assert (report.rows, report.bytes) == (4, None)
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("slow", "did not return within its timeout (1 s, nodes.step.timeout)"),
+        ("wrong", "returned a str; return nothing, a row count, or a mapping"),
+        ("broken", "raised KeyError: 'customer_id'"),
+    ],
+)
+def test_a_python_node_fails_saying_why(tmp_path: Path, function: str, expected: str) -> None:
+    with pytest.raises(PythonNodeError) as info:
+        python_node(tmp_path / function, function, timeout=1)
+    assert expected in str(info.value)
