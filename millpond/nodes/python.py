@@ -78,7 +78,8 @@ def load_callable(config: MillpondConfig, name: str, ref: str) -> Callable[..., 
     module_name, _, function = ref.partition(":")
     folder = str(config.root.resolve())
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        # Last, so a team's folder (its own serve/, say) never shadows what is installed.
+        sys.path.append(folder)
     importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
