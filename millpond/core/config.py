@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     create_model,
@@ -30,6 +31,7 @@ from pydantic import (
 
 from millpond.core.config_file import ConfigError as ConfigError  # where callers get it
 from millpond.core.masking import (
+    MASK,
     collect_secrets,
     mask_data,
     mask_inline,
@@ -290,6 +292,9 @@ class MillpondConfig(StrictModel):
     dbt: DbtConfig | None = None
     metadata: MetadataConfig = MetadataConfig()
     sources: dict[str, Any] = Field(default_factory=dict)
+    # Nodes the team adds to the graph (python, command; docs/extending.md), typed by the
+    # node kinds that declare a `config_model`.
+    nodes: dict[str, Any] = Field(default_factory=dict)
     publish: PublishConfig = PublishConfig()
     prefect: PrefectConfig = PrefectConfig()
     airflow: AirflowConfig = AirflowConfig()
@@ -300,6 +305,12 @@ class MillpondConfig(StrictModel):
     schedule: str | None = "0 6 * * *"
     # Set by load_config: the folder relative paths are resolved against.
     root: Path = Path(".")
+    # Set by load_config: the key paths whose value came from a `${VAR}` (path -> value).
+    _from_env: dict[tuple[Any, ...], str] = PrivateAttr(default_factory=dict)
+
+    def note_from_env(self, values: dict[tuple[Any, ...], str]) -> None:
+        """Remember which values the file read from the environment (load_config)."""
+        self._from_env = dict(values)
 
     @model_validator(mode="before")
     @classmethod
@@ -311,8 +322,9 @@ class MillpondConfig(StrictModel):
         data = dict(data)
         for key in [k for k, v in data.items() if v is None and k in _SECTIONS]:
             del data[key]
-        if data.get("sources") == []:
-            data["sources"] = {}
+        for section in ("sources", "nodes"):
+            if data.get(section) == []:
+                data[section] = {}
         if isinstance(data.get("sources"), list):
             raise ValueError(
                 "sources must map each source's name to its settings, not be a list: write "
@@ -371,6 +383,12 @@ class MillpondConfig(StrictModel):
     @classmethod
     def _safe_source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_names("source", value)
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _safe_node_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_names("node", value)
         return value
 
     def resolve(self, path: Path | str) -> Path:
@@ -450,20 +468,41 @@ class MillpondConfig(StrictModel):
         """Every secret value this config holds, for log masking, by millpond.core.masking's
         policy: keys named like secrets, `auth` fields, credential headers, webhooks, dbt
         secret vars, and passwords inside URLs and connection strings, anywhere."""
-        return sorted(set(collect_secrets(self.model_dump(), self._secret_vars())))
+        found = collect_secrets(self.model_dump(), self._secret_vars())
+        return sorted(set(found + self.env_secrets()))
+
+    def env_secrets(self) -> list[str]:
+        """The values a node's `env` reads from `${VAR}`s: handed to a command's process,
+        masked everywhere else (logs, the ledger)."""
+        return [self._from_env[path] for path in self._env_secret_paths()]
+
+    def _env_secret_paths(self) -> list[tuple[Any, ...]]:
+        return [
+            path
+            for path, value in self._from_env.items()
+            if len(path) == 4
+            and path[0] == "nodes"
+            and path[2] == "env"
+            and value
+            and path[1] in self.nodes
+            and path[3] in getattr(self.nodes[path[1]], "env", {})
+        ]
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, with passwords and keys replaced by ***."""
         from pydantic_core import to_jsonable_python
 
-        return to_jsonable_python(mask_data(self.model_dump(), self._secret_vars()))
+        data = to_jsonable_python(mask_data(self.model_dump(), self._secret_vars()))
+        for path in self._env_secret_paths():
+            data["nodes"][path[1]]["env"][path[3]] = MASK
+        return data
 
     def _secret_vars(self) -> list[str]:
         return self.dbt.secret_vars if self.dbt is not None else []
 
 
 _SECTIONS = {
-    *("lake", "warehouse", "dbt", "metadata", "sources"),
+    *("lake", "warehouse", "dbt", "metadata", "sources", "nodes"),
     *("publish", "prefect", "airflow", "serve", "notify", "monitors"),
 }
 
@@ -483,9 +522,10 @@ def config_model() -> type[MillpondConfig]:
 
     Built from the registries at load time, so a new source kind or target is validated
     (and its errors name its keys) without this module knowing it."""
-    from millpond.core.registry import SOURCES, TARGETS
+    from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
 
-    key = (tuple(SOURCES.names()), tuple(TARGETS.names()))
+    node_models = tuple(k.config_model for _, k in NODE_KINDS.items() if k.config_model)
+    key = (tuple(SOURCES.names()), tuple(TARGETS.names()), node_models)
     cached = _MODELS.get(key)
     if cached is not None:
         return cached
@@ -509,11 +549,16 @@ def config_model() -> type[MillpondConfig]:
         __doc__="The warehouse dbt builds into: `target` and each target's own section.",
         **fields,
     )
+    node_type: Any = Any
+    if node_models:
+        nodes_union: Any = node_models[0] if len(node_models) == 1 else Union[node_models]  # noqa: UP007
+        node_type = Annotated[nodes_union, Field(discriminator="kind")]
     model = create_model(
         "MillpondConfig",
         __base__=MillpondConfig,
         warehouse=(warehouse, warehouse()),
         sources=(dict[str, source_type], Field(default_factory=dict)),
+        nodes=(dict[str, node_type], Field(default_factory=dict)),
     )
     _MODELS[key] = model
     return model
@@ -560,4 +605,4 @@ class WarehouseBase(StrictModel):
         return self
 
 
-_MODELS: dict[tuple[tuple[str, ...], tuple[str, ...]], type[MillpondConfig]] = {}
+_MODELS: dict[tuple[tuple[Any, ...], ...], type[MillpondConfig]] = {}

@@ -49,25 +49,33 @@ def interpolate(
     where: str = "",
     unset: dict[tuple[Any, ...], str] | None = None,
     at: tuple[Any, ...] = (),
+    read: dict[tuple[Any, ...], str] | None = None,
 ) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML document.
 
     A ${VAR} that is not set is an error, unless `unset` is given: then it is left as it is
     and recorded there (key path as a tuple -> variable), for commands that need only part
-    of the config (`millpond down` must work in a shell without the sources' secrets)."""
+    of the config (`millpond down` must work in a shell without the sources' secrets).
+    `read`, when given, gets the key paths whose value took an environment variable's (a
+    command node's `env` treats those as secrets)."""
     if isinstance(value, dict):
         return {
-            k: interpolate(v, env, f"{where}.{k}" if where else str(k), unset, (*at, k))
+            k: interpolate(v, env, f"{where}.{k}" if where else str(k), unset, (*at, k), read)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]", unset, (*at, i)) for i, v in enumerate(value)]
+        return [
+            interpolate(v, env, f"{where}[{i}]", unset, (*at, i), read) for i, v in enumerate(value)
+        ]
     if not isinstance(value, str):
         return value
+    from_env = False
 
     def substitute(match: re.Match[str]) -> str:
+        nonlocal from_env
         name, default = match.group(1), match.group(2)
         if name in env:
+            from_env = True
             return env[name]
         if default is not None:
             return default
@@ -76,7 +84,10 @@ def interpolate(
             return match.group(0)
         raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
 
-    return _VAR.sub(substitute, value)
+    result = _VAR.sub(substitute, value)
+    if from_env and read is not None:
+        read[at] = result
+    return result
 
 
 def state_dir(config_file: Path, env: dict[str, str]) -> Path:

@@ -314,7 +314,7 @@ def _unknown_key(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
 def _keys_at(parent: tuple[Any, ...], data: dict[str, Any]) -> dict[str, Any] | None:
     """The valid keys of the mapping at `parent` (as the user wrote it); under
     `sources.<name>`, those of that source's kind."""
-    from millpond.core.registry import SOURCES
+    from millpond.core.registry import NODE_KINDS, SOURCES
 
     fields: Any = _keys_of(config_model())
     for depth, key in enumerate(parent):
@@ -326,6 +326,12 @@ def _keys_at(parent: tuple[Any, ...], data: dict[str, Any]) -> dict[str, Any] | 
             kind = _lookup(data, ("sources", key, "kind"))
             if isinstance(kind, str) and kind in SOURCES:
                 fields = _keys_of(SOURCES.get(kind).config_model)
+                continue
+        if depth == 1 and parent[0] == "nodes":
+            kind = _lookup(data, ("nodes", key, "kind"))
+            model = NODE_KINDS.get(kind).config_model if kind in NODE_KINDS else None
+            if isinstance(kind, str) and model is not None:
+                fields = _keys_of(model)
                 continue
         annotation = fields[key]
         fields = _keys_of(_list_item(annotation))
@@ -345,10 +351,14 @@ def _user_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
     """The key path as the user wrote it: without pydantic's validator names, the
     discriminator tag it adds after `sources.<name>`, and the target section that the short
     warehouse form (`warehouse: {target: postgres, url: ...}`) leaves out."""
-    from millpond.core.registry import SOURCES
+    from millpond.core.registry import NODE_KINDS, SOURCES
 
     kept = tuple(p for p in loc if not str(p).startswith(("function-", "model-")))
-    if len(kept) > 2 and kept[0] == "sources" and kept[2] in SOURCES:
+    if (
+        len(kept) > 2
+        and kept[0] in ("sources", "nodes")
+        and kept[2] in (SOURCES, NODE_KINDS)[kept[0] == "nodes"]
+    ):
         kept = kept[:2] + kept[3:]
     if len(kept) > 2 and kept[0] == "warehouse" and _lookup(data, kept[:3]) is None:
         short = (kept[0], *kept[2:])
@@ -424,14 +434,17 @@ def _load(
     warn_literal_secrets(data, config_file)
     check_env_settings(env)
     read_by_file = referenced_vars(data)
-    data = interpolate(data, env, unset=unset)
+    from_env: dict[tuple[Any, ...], str] = {}
+    data = interpolate(data, env, unset=unset, read=from_env)
     origins: dict[tuple[str, ...], str] = {}
     data = apply_env_overrides(data, env, read_by_file, origins)
     data["root"] = str(config_file.parent)
     model = config_model()
     for _ in range(50):  # lenient: each round drops what an unset ${VAR} broke
         try:
-            return model.model_validate(data)
+            config = model.model_validate(data)
+            config.note_from_env(from_env)
+            return config
         except ValidationError as exc:
             if not unset or not _drop_unresolved(exc, data, unset):
                 raise ConfigError(

@@ -36,6 +36,9 @@ class Node:
     params: Any = None
     # What this node makes available to later kinds, e.g. `relation:raw.erp__orders`.
     provides: tuple[str, ...] = ()
+    # Ids of nodes built before this one that must wait for it: `build_graph` adds this node
+    # to their upstream (a node placed by the user `before: [dbt]`, and publish).
+    before: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         params = self.params
@@ -235,4 +238,25 @@ def build_graph(scope: BuildScope, with_project: bool = True) -> Graph:
             "ingest-only project lands, loads and publishes them) or `dbt: {project_dir: "
             "transform}` (see docs/configuration.md)"
         )
-    return Graph(topological(nodes))
+    return Graph(topological(with_before_edges(nodes)))
+
+
+def with_before_edges(nodes: list[Node]) -> list[Node]:
+    """The nodes with every `before` turned into an upstream edge of the node it names."""
+    waits: dict[str, list[str]] = {}
+    for n in nodes:
+        for later in n.before:
+            waits.setdefault(later, []).append(n.id)
+    unknown = sorted(set(waits) - {n.id for n in nodes})
+    if unknown:
+        raise GraphError(f"node {waits[unknown[0]][0]!r} comes before unknown node {unknown[0]!r}")
+    return [
+        dataclasses.replace(
+            n, upstream=tuple(dict.fromkeys((*n.upstream, *waits[n.id]))), before=()
+        )
+        if n.id in waits
+        else dataclasses.replace(n, before=())
+        if n.before
+        else n
+        for n in nodes
+    ]

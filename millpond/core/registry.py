@@ -330,6 +330,9 @@ class Target(Protocol):
 
     # Optional: `probe(timeout) -> Probe`, whether the warehouse can be reached and read,
     # writing nothing (no lock file, no schema): what `millpond check` asks each target.
+    #
+    # Optional: `connect() -> context manager of a DB-API connection` to the warehouse, held
+    # under the writer lock for the block: what a Python node's `context.warehouse()` gives.
 
 
 # Rows per Arrow batch a marts reader streams: what a CSV or Parquet answer holds in memory.
@@ -427,8 +430,12 @@ class Stage(IntEnum):
 
     EXTRACT = 10  # data into the lake; sees no other node
     LOAD = 20  # the lake into the warehouse; sees what is extracted
-    TRANSFORM = 30  # built from what is loaded (dbt, a command, a Python node)
-    PUBLISH = 40  # after everything else: waits for every node before it
+    TRANSFORM = 30  # built from what is loaded (dbt)
+    PUBLISH = 40  # waits for every node before it
+    # Nodes a user places among the others (`nodes:` in millpond.yml, `after:`/`before:`):
+    # built last, so they can name any node; `Node.before` adds their edges into earlier
+    # nodes (publish included, unless placed after it).
+    PLACED = 50
 
 
 @dataclass(frozen=True)
@@ -458,6 +465,10 @@ class NodeKind:
     up_to_date: Callable[[NodeScope, Node], Settle | None] | None = None
     stage: Stage = Stage.TRANSFORM
     keep: Callable[[NodeScope, Node], Settle | None] | None = None
+    # A kind a user configures node by node under `nodes:` in millpond.yml (python, command)
+    # declares its config model here (with `kind: Literal[name]`); the config's `nodes` union
+    # is built from these, as `sources` is from the source kinds.
+    config_model: type[BaseModel] | None = None
 
 
 SOURCES: Registry[SourceKind] = Registry("source")

@@ -12,11 +12,13 @@ from ingest.sources.odbc import ODBC
 from ingest.sources.rest import REST
 from ingest.sources.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
+from millpond.nodes.command import COMMAND, COMMAND_KIND
 from millpond.nodes.dbt import DBT, DBT_KIND
 from millpond.nodes.extract import EXTRACT, EXTRACT_KIND
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.nodes.load import LOAD, LOAD_KIND
 from millpond.nodes.publish import PUBLISH
+from millpond.nodes.python import PYTHON, PYTHON_KIND
 from millpond.targets.duckdb import DUCKDB
 from millpond.targets.postgres import POSTGRES
 
@@ -35,3 +37,5 @@ def register_builtin_kinds() -> None:
     NODE_KINDS.register(LOAD_KIND, LOAD)
     NODE_KINDS.register(DBT_KIND, DBT)
     NODE_KINDS.register(PUBLISH_KIND, PUBLISH)
+    NODE_KINDS.register(PYTHON_KIND, PYTHON)
+    NODE_KINDS.register(COMMAND_KIND, COMMAND)

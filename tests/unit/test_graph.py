@@ -649,7 +649,10 @@ def test_publish_waits_for_a_plugin_kind_registered_after_the_builtins(
 
     assert "audit.load.erp.orders" in upstream(graph, PUBLISH_NODE)
     assert graph.nodes[-1].id == PUBLISH_NODE
-    assert registry.names() == ["extract", "load", "dbt", "zz_audit", "publish"]
+    assert registry.names() == [
+        *("extract", "load", "dbt", "zz_audit", "publish"),
+        *("python", "command"),  # placed by the user's after:/before:, built last
+    ]
 
 
 def test_a_dbt_project_beside_a_config_without_a_dbt_section_is_said(tmp_path):

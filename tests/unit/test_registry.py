@@ -61,6 +61,8 @@ def test_builtin_node_kinds_declare_their_stage():
         "load": Stage.LOAD,
         "dbt": Stage.TRANSFORM,
         "publish": Stage.PUBLISH,
+        "python": Stage.PLACED,
+        "command": Stage.PLACED,
     }
 
 

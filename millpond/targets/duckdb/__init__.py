@@ -91,6 +91,10 @@ class DuckDBTarget:
     def writer_lock(self) -> AbstractContextManager[None]:
         return warehouse_lock(self.path)
 
+    def connect(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A writable connection under the writer lock (a Python node's `warehouse()`)."""
+        return open_warehouse(self.path, self._setup)
+
     def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
         with open_warehouse(self.path, self._setup) as con:
             return raw.load_table(con, lake, self.raw_schema, source, table)

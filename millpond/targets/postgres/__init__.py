@@ -8,7 +8,8 @@ builds on DuckDB and here; SQL that differs between engines lives in `adapter.di
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -103,6 +104,13 @@ class PostgresTarget:
 
     def writer_lock(self) -> AbstractContextManager[None]:
         return file_lock(self.locks_dir / "warehouse-postgres.lock", "warehouse")
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection under the writer lock (a Python node's `warehouse()`); committed
+        when the block ends without an error."""
+        with self.writer_lock(), psycopg.connect(self.url) as conn:
+            yield conn
 
     def load_table(self, lake: Any, source: str, table: str) -> LoadedTable:
         return load.load_table(self.url, lake, self.raw_schema, source, table)
