@@ -83,7 +83,7 @@ def trigger_run(conn: LedgerConn, settings: Settings, request: RunRequest | None
     request = request or RunRequest()
     running = queries.running_runs(conn)
     running_id = running[0]["run_id"] if running else None
-    queued = QueuedRun(conn, request.target or config.target_name)  # serve/queued.py
+    queued = QueuedRun(conn, request.target or config.target_name, config)  # serve/queued.py
     try:
         deployment = prefect_trigger.served_deployment(config)
         if deployment is not None:
@@ -101,7 +101,7 @@ def trigger_run(conn: LedgerConn, settings: Settings, request: RunRequest | None
         # The row is closed with the reason (masked, in the ledger); the answer names the
         # run only, as every error of the API: the reason may hold a server path.
         reason = str(exc) if isinstance(exc, trigger.TriggerFailed) else repr(exc)
-        queued.fail(f"could not start the run: {reason}")
+        queued.fail(f"could not start the run: {reason}", wait=False)
         logger.error(f"POST /runs: could not start run {queued.run_id}: {mask(reason)}")
         raise HTTPException(
             503, f"could not start run {queued.run_id} (details in the service log)"
