@@ -20,6 +20,7 @@ from metadata.records.nodes import (
     Fingerprints,
     NodeFinished,
     NodeStarted,
+    NodeWarned,
     RowCounts,
 )
 from metadata.records.runs import (
@@ -45,6 +46,7 @@ __all__ = [
     "LedgerRecord",
     "NodeFinished",
     "NodeStarted",
+    "NodeWarned",
     "PartitionLanded",
     "PartitionLoaded",
     "QueuedRunFailed",
