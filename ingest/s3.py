@@ -94,27 +94,37 @@ class S3Error(OSError):
         return str(self.args[0])
 
 
-def check_url(url: str, setting: str = "lake") -> tuple[str, str]:
-    """The bucket and prefix of an `s3://` URL, or S3Error when it names no valid bucket."""
+def check_url(url: str, setting: str = "lake", url_key: str | None = None) -> tuple[str, str]:
+    """The bucket and prefix of an `s3://` URL, or S3Error when it names no valid bucket.
+    `url_key` is the key the URL is written under (default `<setting>.url`)."""
+    url_key = url_key or f"{setting}.url"
     bucket, prefix = split_url(url)
     if not bucket or url.removeprefix("s3://").startswith("/"):
         raise S3Error(
-            f"{setting}.url {url!r} names no bucket: write s3://<bucket>/<prefix>, "
+            f"{url_key} {url!r} names no bucket: write s3://<bucket>/<prefix>, "
             "e.g. s3://millpond/lake"
         )
     if not _BUCKET.match(bucket):
         raise S3Error(
-            f"{setting}.url {url!r}: {bucket!r} is not a valid S3 bucket name (3-63 characters "
+            f"{url_key} {url!r}: {bucket!r} is not a valid S3 bucket name (3-63 characters "
             "of a-z, 0-9, '.' and '-'): fix the bucket in the url"
         )
     return bucket, prefix
 
 
-def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str = "lake") -> None:
+def check_bucket(
+    fs: pafs.FileSystem,
+    conn: S3Connection,
+    url: str,
+    setting: str = "lake",
+    url_key: str | None = None,
+) -> None:
     """Ask the server for the bucket once, so a wrong address, credentials or bucket name is
-    one message naming the key to change, before anything is read or written."""
-    bucket, prefix = check_url(url, setting)
-    check_settings(conn, setting)
+    one message naming the key to change, before anything is read or written. `setting` is
+    where the connection's keys are written (`lake`, `sources.<name>.s3`), `url_key` the key
+    of the URL (default `<setting>.url`)."""
+    bucket, prefix = check_url(url, setting, url_key)
+    check_settings(conn, setting, url_key)
     if conn.endpoint_url and not _speaks_s3(conn.endpoint_url, bucket):
         raise S3Error(
             f"the server at {conn.endpoint_url} ({setting}.endpoint_url) does not answer as an "
@@ -125,22 +135,25 @@ def check_bucket(fs: pafs.FileSystem, conn: S3Connection, url: str, setting: str
         info = fs.get_file_info(bucket)
     except OSError as exc:
         if "ACCESS_DENIED" not in str(exc):
-            raise S3Error(explain(exc, conn, url, setting), unreachable(exc)) from exc
+            raise S3Error(explain(exc, conn, url, setting, url_key), unreachable(exc)) from exc
         # Asking for the bucket needs s3:ListBucket on all of it, which a lake's credentials
         # may lack; listing the lake's own prefix tells wrong credentials from that.
         try:
             fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}".rstrip("/"), True))
         except OSError as listing:
-            raise S3Error(explain(listing, conn, url, setting), unreachable(listing)) from listing
+            raise S3Error(
+                explain(listing, conn, url, setting, url_key), unreachable(listing)
+            ) from listing
         return
     if info.type == pafs.FileType.NotFound:
         raise S3Error(
             f"bucket {bucket!r} does not exist on {_server(conn, setting)}: create it "
-            f"(MinIO: `mc mb <alias>/{bucket}`), or fix the bucket in {setting}.url ({url})"
+            f"(MinIO: `mc mb <alias>/{bucket}`), or fix the bucket in "
+            f"{url_key or setting + '.url'} ({url})"
         )
 
 
-def check_settings(conn: S3Connection, setting: str = "lake") -> None:
+def check_settings(conn: S3Connection, setting: str = "lake", url_key: str | None = None) -> None:
     """Settings that would silently be something else: half the credentials (the other half
     would come from the AWS_* variables), an empty one (a `${VAR}` set to nothing), a path in
     the endpoint (ignored: the bucket belongs in the url)."""
@@ -162,12 +175,19 @@ def check_settings(conn: S3Connection, setting: str = "lake") -> None:
         raise S3Error(
             f"{setting}.endpoint_url {conn.endpoint_url!r} has a path: give the server's "
             f"address only (e.g. http://minio:9000); the bucket and prefix belong in "
-            f"{setting}.url"
+            f"{url_key or setting + '.url'}"
         )
 
 
-def explain(exc: BaseException, conn: S3Connection, url: str, setting: str = "lake") -> str:
+def explain(
+    exc: BaseException,
+    conn: S3Connection,
+    url: str,
+    setting: str = "lake",
+    url_key: str | None = None,
+) -> str:
     """What went wrong with S3, naming the key to change, and pyarrow's own words after it."""
+    url_key = url_key or f"{setting}.url"
     text = str(exc)
     server = _server(conn, setting)
     if "curlCode: 35" in text or "SSL" in text:
@@ -186,7 +206,7 @@ def explain(exc: BaseException, conn: S3Connection, url: str, setting: str = "la
         bucket, _ = split_url(url)
         why = (
             f"bucket {bucket!r} does not exist on {server}: create it, or fix the bucket in "
-            f"{setting}.url ({url})"
+            f"{url_key} ({url})"
         )
     else:
         why = (

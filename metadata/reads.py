@@ -51,6 +51,15 @@ def latest_attempts(ledger: Ledger, run_id: str) -> dict[str, dict[str, Any]]:
     return {row["node_id"]: row for row in rows}
 
 
+def node_warnings(ledger: Ledger, run_id: str) -> dict[str, list[str]]:
+    """What each node of an open run warned of (metadata.records.NodeWarned), by node."""
+    rows = ledger.read(
+        "SELECT summary -> 'node_warnings' FROM millpond.runs WHERE run_id = %s", (run_id,)
+    )
+    found = rows[0][0] if rows and isinstance(rows[0][0], dict) else {}
+    return {str(k): [str(w) for w in v] for k, v in found.items() if isinstance(v, list)}
+
+
 def loaded_partitions(ledger: Ledger, source: str, table: str) -> list[tuple[str, str | None]]:
     """(partition_id, manifest_sha256) of every partition of a table in the warehouse."""
     rows = ledger.read(

@@ -28,8 +28,9 @@ ALLOWED = {
     "airflow_compat": set(),
     "millpond.notify": set(),
     # serve: the ledger, and where the Prefect API and the deployment are (flows.prefect_api,
-    # which imports no Prefect at import); the published marts through the registry's reader.
-    "serve": {"metadata", "flows"},
+    # which imports no Prefect at import); the published marts through the registry's reader;
+    # the webhooks, told of a run `POST /runs` could not start (millpond.notify).
+    "serve": {"metadata", "flows", "millpond.notify"},
 }
 PACKAGES = [KERNEL, *ROOT, *ALLOWED]
 

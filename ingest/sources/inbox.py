@@ -168,27 +168,61 @@ class LocalInbox:
 
 class S3Inbox:
     """The objects directly under an S3 prefix (`s3://bucket/prefix/`); sub-prefixes are not
-    read, so an upstream system can keep its own `archive/` beside the drop zone."""
+    read, so an upstream system can keep its own `archive/` beside the drop zone.
 
-    def __init__(self, url: str, conn: S3Connection, state_file: Path) -> None:
+    The server is asked for the bucket once, at the first look at the inbox (as the lake
+    does): a closed port, wrong credentials, a missing bucket or a server that is not S3 is
+    an `s3.S3Error` naming the key to change (`setting`: where the connection's keys are,
+    `sources.<name>.s3` or `lake`; `url_key`: where the prefix is, `sources.<name>.path`), and
+    so is any later S3 failure (a server gone mid-run, credentials revoked)."""
+
+    def __init__(
+        self,
+        url: str,
+        conn: S3Connection,
+        state_file: Path,
+        setting: str = "s3",
+        url_key: str = "path",
+    ) -> None:
         bucket, prefix = s3.split_url(url)
         self.location = url
         self.base = f"{bucket}/{prefix}".rstrip("/")
+        self.conn, self.setting, self.url_key = conn, setting, url_key
         self.fs = s3.filesystem(conn)
         self.hashes = HashCache(state_file)
         self._lock = threading.Lock()
+        self._checked = False
         self._fetched: dict[str, Path] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="millpond-inbox-"))
 
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """pyarrow's S3 errors as messages naming the key to change (checked bucket first)."""
+        if not self._checked:
+            s3.check_bucket(self.fs, self.conn, self.location, self.setting, self.url_key)
+            self._checked = True
+        try:
+            yield
+        except s3.S3Error:
+            raise
+        except OSError as exc:
+            if "AWS Error" not in str(exc):
+                raise
+            explained = s3.explain(exc, self.conn, self.location, self.setting, self.url_key)
+            raise s3.S3Error(explained, s3.unreachable(exc)) from exc
+
     def exists(self) -> bool:
-        info = self.fs.get_file_info(self.base)
+        with self._explained():
+            info = self.fs.get_file_info(self.base)
         return info.type == pafs.FileType.Directory
 
     def files(self) -> list[RemoteFile]:
         selector = pafs.FileSelector(self.base, allow_not_found=True, recursive=False)
+        with self._explained():
+            found = self.fs.get_file_info(selector)
         return [
             RemoteFile(i.path, i.size or 0, i.mtime_ns or 0)
-            for i in self.fs.get_file_info(selector)
+            for i in found
             if i.type == pafs.FileType.File and not is_hidden(i.base_name)
         ]
 
@@ -230,7 +264,11 @@ class S3Inbox:
         folder = Path(tempfile.mkdtemp(dir=self._tmp))
         local = folder / file.name
         digest = hashlib.sha256()
-        with self.fs.open_input_stream(file.key) as stream, local.open("wb") as out:
+        with (
+            self._explained(),
+            self.fs.open_input_stream(file.key) as stream,
+            local.open("wb") as out,
+        ):
             while block := stream.read(BLOCK):
                 digest.update(block)
                 out.write(block)
@@ -270,10 +308,18 @@ def _then_remove(batches: Any, local: Path) -> Iterator[Any]:
 
 
 def open_inbox(
-    path: str, resolve: Callable[[str], Path], conn: S3Connection | None, state_dir: Path, name: str
+    path: str,
+    resolve: Callable[[str], Path],
+    conn: S3Connection | None,
+    state_dir: Path,
+    name: str,
+    setting: str | None = None,
 ) -> Inbox:
-    """The inbox of a `files` source: `s3://...` on an S3 server, else a local folder."""
+    """The inbox of a `files` source: `s3://...` on an S3 server, else a local folder.
+    `setting`: where `conn`'s keys are written in millpond.yml (`sources.<name>.s3` unless
+    given, e.g. `lake` when the source reads with the lake's settings)."""
     state_file = state_dir / "inbox" / f"{name}.json"
     if path.startswith("s3://"):
-        return S3Inbox(path, conn or S3Connection(), state_file)
+        where = setting or f"sources.{name}.s3"
+        return S3Inbox(path, conn or S3Connection(), state_file, where, f"sources.{name}.path")
     return LocalInbox(resolve(path), state_file)

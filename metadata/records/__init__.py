@@ -22,6 +22,7 @@ from metadata.records.nodes import (
     Fingerprints,
     NodeFinished,
     NodeStarted,
+    NodeWarned,
     RowCounts,
 )
 from metadata.records.runs import (
@@ -31,6 +32,7 @@ from metadata.records.runs import (
     QueuedRunFailed,
     RunAbandoned,
     RunFinished,
+    RunNotified,
     RunQueued,
     RunStarted,
     RunStatus,
@@ -47,6 +49,7 @@ __all__ = [
     "LedgerRecord",
     "NodeFinished",
     "NodeStarted",
+    "NodeWarned",
     "PartitionLanded",
     "PartitionLoaded",
     "QueuedRunFailed",
@@ -54,6 +57,7 @@ __all__ = [
     "RowCounts",
     "RunAbandoned",
     "RunFinished",
+    "RunNotified",
     "RunQueued",
     "RunStarted",
     "RunStatus",

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from metadata.records.base import LedgerRecord, check_one_of, ensure_run, now
+from metadata.records.base import LedgerRecord, as_jsonb, check_one_of, ensure_run, now
 
 NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped", "unchanged", "abandoned"})
 TEST_STATUSES = frozenset({"pass", "fail", "warn", "error", "skipped"})
@@ -87,6 +87,32 @@ class NodeFinished(LedgerRecord, op="node_finished"):
                 self.bytes,
                 self.error,
             ),
+        )
+
+
+@dataclass(frozen=True)
+class NodeWarned(LedgerRecord, op="node_warned"):
+    """What a node warned of (a stalled cursor), kept with its run while the run is open
+    (`summary.node_warnings`, by node), so a run whose nodes ran in other processes (the
+    Airflow close task) closes with every node's warnings, as a run of one process does.
+    A later attempt's warnings replace an earlier one's."""
+
+    run_id: str
+    node_id: str
+    warnings: list[str]
+    at: datetime = field(default_factory=now)
+
+    def write(self, cur: psycopg.Cursor) -> None:
+        ensure_run(cur, self.run_id, self.at)
+        cur.execute(
+            """
+            UPDATE millpond.runs SET summary = COALESCE(summary, '{}'::jsonb)
+                || jsonb_build_object('node_warnings',
+                       COALESCE(summary -> 'node_warnings', '{}'::jsonb)
+                       || jsonb_build_object(%s::text, %s::jsonb))
+            WHERE run_id = %s
+            """,
+            (self.node_id, as_jsonb(self.warnings), self.run_id),
         )
 
 

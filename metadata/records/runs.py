@@ -238,3 +238,19 @@ class QueuedRunFailed(LedgerRecord, op="fail_queued"):
             (self.at, self.error, as_jsonb({"nodes": {}, "rows": 0}), self.run_id),
         )
         return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class RunNotified(LedgerRecord, op="run_notified"):
+    """What the webhooks said about a run closed outside `close_run` (a run `POST /runs`
+    could not start): kept in its summary as `notifications`, as `close_run` keeps them."""
+
+    run_id: str
+    notifications: list[dict[str, Any]]
+
+    def write(self, cur: psycopg.Cursor) -> None:
+        cur.execute(
+            "UPDATE millpond.runs SET summary = COALESCE(summary, '{}'::jsonb) "
+            "|| jsonb_build_object('notifications', %s::jsonb) WHERE run_id = %s",
+            (as_jsonb(self.notifications), self.run_id),
+        )

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from metadata.records import NodeFinished, NodeStarted
+from metadata.records import NodeFinished, NodeStarted, NodeWarned
 from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS, Settle
@@ -100,6 +100,8 @@ def run_node(
                 error=outcome.error,
             )
         )
+        if outcome.detail.get("warnings"):  # kept with the run for a close in another process
+            ctx.ledger.write(NodeWarned(ctx.run_id, node_id, list(outcome.detail["warnings"])))
         ctx.outcomes[node_id] = outcome
         if ctx.on_node_done:
             ctx.on_node_done(outcome)

@@ -6,6 +6,8 @@ opens the run with a task lease, and a last task (`millpond run-finish`, trigger
 its real status through the same `finish_run` as a Prefect run (notifications included). A
 node whose task never ran (Airflow's upstream_failed, skipped) is recorded as skipped; a node
 still `running` had its process killed (a timeout, a lost worker) and is recorded as failed.
+What a node warned of (a stalled cursor) its task kept with the run (metadata.records.NodeWarned)
+and reaches the run's summary and webhooks here.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def close_task_run(ctx: RunContext) -> str:
     """Close the run from the ledger's node records; returns its status."""
     try:
         latest = reads.latest_attempts(ctx.ledger, ctx.run_id)
+        warned = reads.node_warnings(ctx.ledger, ctx.run_id)
     except LedgerUnavailableError as exc:
         return finish_run(ctx, f"cannot read the nodes' outcomes: {exc}")
     for node in ctx.graph.nodes:
@@ -49,6 +52,8 @@ def close_task_run(ctx: RunContext) -> str:
             row["bytes"],
             row["error"],
         )
+        if warned.get(node.id):  # a stalled cursor: into the run's summary, as under Prefect
+            outcome.detail["warnings"] = warned[node.id]
         if outcome.status in ("running", "abandoned"):
             outcome.status, outcome.error = "failed", outcome.error or KILLED
             ctx.ledger.write(

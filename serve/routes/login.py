@@ -4,11 +4,21 @@ The form posts the key once; the answer sets an HttpOnly, SameSite=Strict sessio
 (serve.auth: an expiry and an HMAC under the key, never the key itself) and sends the browser
 back where it was going. The cookie is good for reading only, so the dashboard, /docs and
 /metrics work in a browser while triggering a run still needs the X-API-Key header.
+
+`/login` is open to anyone, so guessing keys through it is slowed down: after
+`MAX_FAILURES` refused keys from one client address within `WINDOW_S`, that client gets 429
+with `Retry-After` (the right key included, so a guess cannot tell) until the oldest failure
+is older than the window.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from html import escape
 from urllib.parse import parse_qs
 
@@ -22,6 +32,63 @@ router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 8192
 # Only a path of this service: never `//other.host/` or a scheme (no open redirect).
 LOCAL_PATH = re.compile(r"/(?![/\\])[^\s\\]*")
+
+
+MAX_FAILURES = 10
+WINDOW_S = 60.0
+MAX_CLIENTS = 10_000  # addresses remembered at most (the oldest forgotten first)
+
+
+class FailedLogins:
+    """Refused keys per client address within a sliding window; memory stays bounded."""
+
+    def __init__(
+        self,
+        limit: int = MAX_FAILURES,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try again; None when it may now."""
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(client, now)
+            if len(failures) < self.limit:
+                return None
+            return max(1, math.ceil(failures[0] + self.window_s - now))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(client, now)
+            failures.append(now)
+            self._failures[client] = failures
+            self._failures.move_to_end(client)
+            while len(self._failures) > MAX_CLIENTS:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+def failed_logins(request: Request) -> FailedLogins:
+    """The app's own tally (one per app, so each service and each test app starts clean)."""
+    state = request.app.state
+    if getattr(state, "failed_logins", None) is None:
+        state.failed_logins = FailedLogins()
+    tally: FailedLogins = state.failed_logins
+    return tally
 
 
 def safe_next(value: str | None) -> str:
@@ -59,8 +126,16 @@ async def login(request: Request) -> Response:
     keys = get_settings().keys
     if not keys:
         return RedirectResponse(next_path, 303)
+    tally, client = failed_logins(request), request.client.host if request.client else "?"
+    wait = tally.retry_after(client)
+    if wait is not None:  # before the key is looked at: a blocked guess learns nothing
+        page = login_page(f"Too many refused keys: try again in {wait} s.", next_path, 429)
+        page.headers["Retry-After"] = str(wait)
+        return page
     if not key or not key_matches(key, keys):
+        tally.failed(client)
         return login_page("That key is not accepted.", next_path, 403)
+    tally.succeeded(client)
     response = RedirectResponse(next_path, 303)
     response.set_cookie(
         COOKIE,

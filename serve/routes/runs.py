@@ -106,7 +106,7 @@ def trigger_run(conn: LedgerConn, settings: Settings, request: RunRequest | None
     409 with the running run's id while another run holds the stack's run lock."""
     config = stack_config()
     request = request or RunRequest()
-    queued = QueuedRun(conn, request.target or config.target_name)  # serve/queued.py
+    queued = QueuedRun(conn, request.target or config.target_name, config)  # serve/queued.py
     parameters = request.model_dump(exclude_defaults=True)
     return _start(conn, settings, queued, parameters, request.args())
 
@@ -142,7 +142,7 @@ def retry_run(conn: LedgerConn, settings: Settings, run_id: str) -> Any:
         return JSONResponse({"detail": str(exc), "run_id": run_id}, status_code=409)
     config = stack_config()
     target = (run or {}).get("target")
-    queued = QueuedRun(conn, target or config.target_name, retry_of=run_id)
+    queued = QueuedRun(conn, target or config.target_name, config, retry_of=run_id)
     parameters: dict[str, Any] = {"retry_of": run_id}
     args = [f"--retry-of={run_id}"]
     if target:
@@ -173,7 +173,7 @@ def _start(
         # The row is closed with the reason (masked, in the ledger); the answer names the
         # run only, as every error of the API: the reason may hold a server path.
         reason = str(exc) if isinstance(exc, trigger.TriggerFailed) else repr(exc)
-        queued.fail(f"could not start the run: {reason}")
+        queued.fail(f"could not start the run: {reason}", wait=False)
         logger.error(f"POST /runs: could not start run {queued.run_id}: {mask(reason)}")
         raise HTTPException(
             503, f"could not start run {queued.run_id} (details in the service log)"

@@ -356,6 +356,42 @@ def test_a_browser_session_reads_but_cannot_trigger(api: TestClient) -> None:
     assert browser.get("/runs").status_code == 401
 
 
+def test_guessing_keys_at_login_is_slowed_to_ten_a_minute_per_client(api: TestClient) -> None:
+    """Ten refused keys from one address, then 429 with Retry-After for that address only,
+    the right key included (a blocked guess learns nothing); other clients log in as before."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    guesser = TestClient(api.app, follow_redirects=False, client=("198.51.100.7", 40000))
+    for attempt in range(10):
+        refused = guesser.post("/login", content=f"key=guess-{attempt}", headers=form)
+        assert refused.status_code == 403, (attempt, refused.text)
+    blocked = guesser.post("/login", content="key=guess-10", headers=form)
+    assert blocked.status_code == 429 and "try again in" in blocked.text, blocked.text
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60
+    right_key = guesser.post("/login", content=f"key={KEY}", headers=form)
+    assert right_key.status_code == 429 and "set-cookie" not in right_key.headers
+    other = TestClient(api.app, follow_redirects=False, client=("198.51.100.8", 40000))
+    assert other.post("/login", content=f"key={KEY}", headers=form).status_code == 303
+    assert guesser.get("/runs", headers=AUTH).status_code == 200  # the API's header still works
+
+
+def test_the_login_limit_lets_a_client_in_again_once_its_failures_are_a_minute_old() -> None:
+    from serve.routes.login import FailedLogins
+
+    now = [1000.0]
+    tally = FailedLogins(limit=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert tally.retry_after("a") is None
+        tally.failed("a")
+        now[0] += 10
+    assert tally.retry_after("a") == 30 and tally.retry_after("b") is None
+    now[0] += 30  # the first failure is a minute old: one more try
+    assert tally.retry_after("a") is None
+    tally.failed("a")
+    assert tally.retry_after("a") == 10
+    tally.succeeded("a")
+    assert tally.retry_after("a") is None
+
+
 def test_an_expired_session_is_refused(api: TestClient) -> None:
     from serve.auth import COOKIE, SESSION_S, session_token
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -303,6 +304,14 @@ class RefusingPrefect:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def notifications(ledger: str, run_id: str) -> list[Any]:
+    with psycopg.connect(ledger) as conn:
+        row = conn.execute(
+            "select summary -> 'notifications' from millpond.runs where run_id = %s", (run_id,)
+        ).fetchone()
+    return list(row[0] or []) if row else []
+
+
 @pytest.mark.parametrize("status", [500, 422, 404, 503])
 def test_post_runs_when_prefect_refuses_the_flow_run_records_the_run_failed(
     status: int,
@@ -331,6 +340,14 @@ def test_post_runs_when_prefect_refuses_the_flow_run_records_the_run_failed(
     assert (run["status"], run["trigger"]) == ("failed", "api"), run
     assert f"Prefect API refused the flow run ({status})" in run["error"]
     assert ledger_counts(ledger) == {**counts, "runs": counts["runs"] + 1}
+    # The webhook is told once, in the background after the 503, with the ledger's reason;
+    # what it answered is kept in the run's summary once it is told.
+    deadline = time.monotonic() + 60
+    while not notifications(ledger, run_id):
+        assert time.monotonic() < deadline, "the webhook's outcome never reached the ledger"
+        time.sleep(0.2)
+    [told] = receiver.for_run(run_id)
+    assert (told["status"], told["error"], told["rows"]) == ("failed", run["error"], 0)
 
 
 def test_post_runs_when_prefect_is_busy_asks_again_for_the_same_flow_run(

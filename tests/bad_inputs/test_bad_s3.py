@@ -1,10 +1,11 @@
-"""Bad S3 settings for the lake, against real servers over HTTP: the session's moto S3 server,
-a moto server that checks credentials, a closed port, plain HTTP servers that are not S3.
+"""Bad S3 settings for the lake and for a `files` source reading an S3 prefix, against real
+servers over HTTP: the session's moto S3 server, a moto server that checks credentials, a
+closed port, plain HTTP servers that are not S3.
 
-Each case asserts what a user meets: a refusal (an `S3Error`, or exit code 2 from a command)
-whose message names the millpond.yml key to change (`lake.url`, `lake.endpoint_url`, the
-credentials or the AWS_* variables), and that nothing was written: no object in any bucket,
-no file in the project's state dir.
+Each case asserts what a user meets: a refusal (an `S3Error`, or the exit code of a command)
+whose message names the millpond.yml key to change (`lake.url`, `lake.endpoint_url`,
+`sources.<name>.s3.*`, `sources.<name>.path`, the credentials or the AWS_* variables), and
+that nothing was written: no object in any bucket, no file in the project's state dir.
 """
 
 from __future__ import annotations
@@ -347,4 +348,147 @@ def test_lake_ls_refuses_a_lake_that_cannot_work_with_exit_2_and_changes_nothing
     for word in words:
         assert word in output, output
     assert "Traceback" not in output
+    assert (state_snapshot(root), objects(servers["moto"])) == before
+
+
+# --- a `files` source whose inbox is an S3 prefix ---------------------------------------------
+
+
+def inbox_block(path: str, endpoint: str | None, credentials: str = CREDENTIALS) -> str:
+    """A files source `erp` reading `path`, with an `s3:` block of its own when `endpoint`."""
+    text = f"sources:\n  erp:\n    kind: files\n    path: '{path}'\n    tables: [orders]\n"
+    if endpoint is not None:
+        text += f"    s3:\n      endpoint_url: {endpoint}\n" + credentials.replace("  ", "      ")
+    return text
+
+
+INBOX_CASES: list[tuple[str, Callable[[Servers], str], list[str]]] = [
+    (
+        "closed-port",
+        lambda s: inbox_block(f"s3://{s['bucket']}/in/", s["closed"]),
+        ["cannot connect", "sources.erp.s3.endpoint_url"],
+    ),
+    (
+        "wrong-credentials",
+        lambda s: inbox_block(
+            "s3://guarded/in/",
+            s["auth"],
+            "  access_key_id: ${S3_KEY_ID}\n  secret_access_key: not-the-secret\n",
+        ),
+        ["refused the credentials", "sources.erp.s3.access_key_id"],
+    ),
+    (
+        # moto answers unsigned requests with a bare 500, MinIO and AWS with 403.
+        "no-credentials-anywhere",
+        lambda s: inbox_block("s3://guarded/in/", s["auth"], credentials=""),
+        ["AWS_ACCESS_KEY_ID", "sources.erp.s3.access_key_id", "sources.erp.s3.endpoint_url"],
+    ),
+    (
+        "missing-bucket",
+        lambda s: inbox_block("s3://no-such-bucket-5e1/in/", s["moto"]),
+        ["bucket 'no-such-bucket-5e1' does not exist", "sources.erp.path"],
+    ),
+    (
+        "url-without-bucket",
+        lambda s: inbox_block("s3:///in/", s["moto"]),
+        ["sources.erp.path", "names no bucket"],
+    ),
+    (
+        "web-server-not-s3",
+        lambda s: inbox_block(f"s3://{s['bucket']}/in/", s["html"]),
+        ["does not answer as an S3 server", "sources.erp.s3.endpoint_url"],
+    ),
+    (
+        "half-the-credentials",
+        lambda s: inbox_block(f"s3://{s['bucket']}/in/", s["moto"], "  access_key_id: abc\n"),
+        ["sources.erp.s3.access_key_id is set but sources.erp.s3.secret_access_key is not"],
+    ),
+    (
+        # No `s3:` block: the source reads with the lake's settings, and says so.
+        "lake-settings-missing-bucket",
+        lambda s: (
+            lake_block(f"s3://{s['bucket']}/lake", s["moto"])
+            + inbox_block("s3://no-such-bucket-5e1/in/", None)
+        ),
+        ["bucket 'no-such-bucket-5e1' does not exist", "lake.endpoint_url", "sources.erp.path"],
+    ),
+]
+
+
+def inbox_source(root: Path, text: str) -> Any:
+    """The `erp` source of a config holding `text`, as a run creates it."""
+    from millpond.core.registry import SOURCES
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "millpond.yml").write_text(text)
+    config = load_config(root / "millpond.yml", ENV)
+    return SOURCES.get("files").create("erp", config.sources["erp"], config)
+
+
+@pytest.mark.parametrize(("case", "text", "words"), INBOX_CASES, ids=[c[0] for c in INBOX_CASES])
+def test_an_s3_inbox_that_cannot_work_is_refused_naming_the_source_key(
+    case, text, words, servers, no_aws_env, tmp_path
+) -> None:
+    """What a run asks the inbox first (the files it offers) fails with an S3Error naming the
+    source's key to change, never pyarrow's words alone; nothing is written to any bucket or
+    the state dir."""
+    source = inbox_source(tmp_path, text(servers))
+    before = objects(servers["moto"]), state_snapshot(tmp_path)
+
+    with pytest.raises(S3Error) as refused:
+        source.items("orders")
+
+    message = str(refused.value)
+    for word in words:
+        assert word in message, message
+    assert S3_SECRET not in message
+    assert (objects(servers["moto"]), state_snapshot(tmp_path)) == before
+
+
+def test_an_s3_inbox_whose_server_goes_away_mid_run_names_the_source_key(
+    no_aws_env, tmp_path
+) -> None:
+    """The inbox listed once, then its server stopped: the next look names
+    sources.erp.s3.endpoint_url and is worth a retry."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    bucket = f"gone-{uuid.uuid4().hex[:8]}"
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    s3_client(endpoint).put_object(Bucket=bucket, Key="in/orders.csv", Body=b"id\n1\n")
+    source = inbox_source(tmp_path, inbox_block(f"s3://{bucket}/in/", endpoint))
+    assert [i.name for i in source.items("orders")] == ["orders.csv"]
+    server.stop()
+
+    with pytest.raises(S3Error) as refused:
+        source.items("orders")
+    assert "cannot connect" in str(refused.value), str(refused.value)
+    assert "sources.erp.s3.endpoint_url" in str(refused.value)
+    assert refused.value.retryable
+
+
+@pytest.mark.parametrize("case", ["closed-port", "wrong-credentials"])
+def test_check_names_the_source_key_of_an_s3_inbox_that_cannot_work(
+    case, servers, no_aws_env, tiny_project
+) -> None:
+    """`millpond check`, as a user types it: exit 1, the problem names the source's key, no
+    traceback, nothing written."""
+    _, text, words = next(c for c in INBOX_CASES if c[0] == case)
+    root = tiny_project(case)
+    config = (root / "millpond.yml").read_text()
+    shop = "  shop: {kind: files, path: inbox/shop, tables: [orders]}\n"
+    erp = text(servers).removeprefix("sources:\n")
+    (root / "millpond.yml").write_text(config.replace(shop, shop + erp))
+    before = state_snapshot(root), objects(servers["moto"])
+
+    result = millpond(root, "check", env=ENV | {"AWS_EC2_METADATA_DISABLED": "true"})
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = " ".join((result.stdout + result.stderr).split())  # the console wraps lines
+    for word in words:
+        assert word in output, output
+    assert "Traceback" not in output and S3_SECRET not in output
     assert (state_snapshot(root), objects(servers["moto"])) == before

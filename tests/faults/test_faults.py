@@ -299,19 +299,22 @@ def test_a_full_disk_under_the_lake_fails_the_run_and_the_next_run_is_green(
         assert half_landed(local_lake(acme)) == []
         [run] = ledger(machine_pg, "select status, error from millpond.runs")
         assert run["status"] == "failed"
-        # A full disk is not the file's fault: it must not be recorded as a rejected file.
+        [extract] = ledger(
+            machine_pg,
+            "select error from millpond.node_runs where node_id = 'extract.shop.orders' "
+            "order by attempt desc limit 1",
+        )
+        # A full disk is not the file's fault: it is not recorded as a rejected file.
+        assert "disk full" in extract["error"] and "not rejected" in extract["error"], extract
         rejected = [p.name for p in (lake / "rejected").rglob("*") if p.is_file()]
+        assert rejected == [], (rejected, extract["error"])
+        assert ledger(machine_pg, "select * from millpond.rejected_files") == []
 
         filler.unlink()
         green = millpond(acme, "run", env=env)
         assert green.returncode == 0, green.stdout + green.stderr
         assert published(acme) == (ORDERS, REVENUE)
         assert half_landed(local_lake(acme)) == []
-        if rejected:
-            pytest.xfail(
-                "known (issue 23, landing): a full disk is handled as a rejected file "
-                f"({rejected} left in the lake; the run's error: {run['error']})"
-            )
     finally:
         millpond(acme, "down")
         subprocess.run(["umount", "-l", str(lake)], check=False)

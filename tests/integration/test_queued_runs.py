@@ -219,3 +219,62 @@ def test_post_runs_knows_its_run_at_once_and_a_child_that_cannot_read_the_config
     assert final["status"] == "failed", final
     assert "LIFECYCLE_GONE" in final["error"]
     assert [b["status"] for b in receiver.for_run(run_id)] == ["failed"]
+
+
+def told_once(machine_pg: str, receiver: Receiver, run_id: str) -> dict[str, Any]:
+    """The one webhook body of a run closed failed by the API, once the ledger has kept what
+    the webhooks said (the API tells them in the background after it answered)."""
+    deadline = time.monotonic() + 60
+    while not (run_row(machine_pg, run_id)["summary"] or {}).get("notifications"):
+        assert time.monotonic() < deadline, f"{run_id}: no webhook outcome in the ledger"
+        time.sleep(0.2)
+    bodies = receiver.for_run(run_id)
+    assert len(bodies) == 1, bodies
+    return bodies[0]
+
+
+@pytest.mark.parametrize(
+    ("program", "why"),
+    [
+        ("missing", "could not start the run"),  # the run process cannot be spawned
+        ("exits", "exited with 3 before it began"),  # it dies before it opens the run
+    ],
+)
+def test_post_runs_that_cannot_start_its_run_closes_it_failed_and_tells_the_webhook_once(
+    stack: Path,
+    machine_pg: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    program: str,
+    why: str,
+) -> None:
+    """A run `POST /runs` accepted but could not start is failed in the ledger with the
+    reason, and the webhooks hear of it exactly once, with the ledger's reason and duration."""
+    from serve_helpers import api_for
+
+    exits = tmp_path / "millpond-that-exits"
+    exits.write_text("#!/bin/sh\nexit 3\n")
+    exits.chmod(0o755)
+    bin_path = {"missing": tmp_path / "no-such-millpond", "exits": exits}[program]
+    monkeypatch.setenv("MILLPOND_BIN", str(bin_path))
+    monkeypatch.delenv("MILLPOND_API_KEYS", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:9/api-{uuid.uuid4().hex[:6]}")
+    with api_for(stack, monkeypatch) as api:
+        before = {r["run_id"] for r in api.get("/runs").json()["items"]}
+        answer = api.post("/runs")
+        if program == "missing":
+            assert answer.status_code == 503, answer.text
+            [run_id] = {r["run_id"] for r in api.get("/runs").json()["items"]} - before
+            assert run_id in answer.json()["detail"]
+        else:
+            assert answer.status_code == 202, answer.text
+            run_id = answer.json()["run_id"]
+        final = wait_closed(api, run_id)
+        told = told_once(machine_pg, receiver, run_id)
+    assert final["status"] == "failed" and why in final["error"], final
+    assert (told["status"], told["error"], told["rows"]) == ("failed", final["error"], 0)
+    assert "failure" in told["events"]
+    assert told["duration_ms"] == final["duration_ms"]
+    [outcome] = run_row(machine_pg, run_id)["summary"]["notifications"]
+    assert outcome["ok"] and outcome["events"] == ["failure"]

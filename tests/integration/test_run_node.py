@@ -76,3 +76,74 @@ def test_run_node_with_a_broken_dbt_project_exits_2_with_a_message(
     # extract and load nodes do not need dbt at all
     ok = millpond(project, "run-node", "extract.erp.region", "--run-id", "af-3", env=env)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_stalled_cursor_under_airflow_tasks_reaches_the_runs_summary(
+    tmp_path: Path, machine_pg: str
+) -> None:
+    """The stall warning of a REST table whose API ignores its cursor, run as the generated
+    DAG runs it (run-start, run-node extract..., run-finish): the extract task's warning is in
+    the run's ledger summary, as under Prefect, not only in the task's log."""
+    import shutil
+    import uuid
+
+    import yaml
+    from conftest import REPO
+    from rest_server import TOKEN, serve_api
+
+    root = tmp_path / "crm"
+    shutil.copytree(REPO / "tests" / "fixtures" / "crm_dbt", root / "dbt")
+    crm = {
+        "kind": "rest",
+        "base_url": "${CRM_URL}",
+        "auth": {"type": "bearer", "token": "${CRM_TOKEN}"},
+        "stall_runs": 1,
+        "tables": {
+            "events": {
+                "path": "/secure/events/ignoring",  # sends every record, whatever the cursor
+                "record_path": "events",
+                "incremental": {"cursor_field": "updated_at", "param": "updated_since"},
+                "primary_key": ["id"],
+            }
+        },
+    }
+    config = {
+        "project": "crm",
+        "dbt": {"project_dir": "dbt"},
+        "airflow": {"warm_worker": False},
+        "sources": {"crm": crm},
+    }
+    (root / "millpond.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    runs = [f"af-stall-{uuid.uuid4().hex[:6]}-{n}" for n in (1, 2)]
+    with serve_api() as (base, api):
+        env = {"CRM_URL": base, "CRM_TOKEN": TOKEN, "MILLPOND_METADATA__URL": machine_pg}
+        api.events = [
+            {"id": 1, "status": "new", "updated_at": "2026-01-01T10:00:00Z"},
+            {"id": 2, "status": "new", "updated_at": "2026-01-01T11:00:00Z"},
+        ]
+        outputs = []
+        for run_id in runs:
+            for args in (
+                ["run-start", "--run-id", run_id, "--trigger", "manual"],
+                ["run-node", "extract.crm.events", "--run-id", run_id],
+                ["run-finish", "--run-id", run_id],
+            ):
+                done = millpond(root, *args, env=env)
+                # run-finish fails the run: the DAG's other tasks did not run here
+                assert done.returncode in ((0, 1) if args[0] == "run-finish" else (0,)), (
+                    args,
+                    done.stdout + done.stderr,
+                )
+                outputs.append(done.stdout + done.stderr)
+    with psycopg.connect(machine_pg, row_factory=dict_row) as conn:
+        summaries = {
+            r["run_id"]: r["summary"]
+            for r in conn.execute(
+                "select run_id, summary from millpond.runs where run_id = any(%s)", (runs,)
+            )
+        }
+    first, stalled = (summaries[r] for r in runs)
+    assert not first.get("warnings"), first
+    [warning] = stalled["warnings"]
+    assert warning.startswith("extract.crm.events: crm.events: cursor stalled"), warning
+    assert stalled["nodes"]["extract.crm.events"] == "success"

@@ -161,8 +161,10 @@ class FilesSource:
 
 
 def _create(name: str, config: FilesSourceConfig, stack: MillpondConfig) -> FilesSource:
-    conn = config.s3 or (stack.lake if stack.lake.url.startswith("s3://") else None)
-    inbox = open_inbox(config.path, stack.resolve, conn, stack.state, name)
+    shared = config.s3 is None and stack.lake.url.startswith("s3://")  # the lake's settings
+    conn = stack.lake if shared else config.s3
+    setting = "lake" if shared else f"sources.{name}.s3"
+    inbox = open_inbox(config.path, stack.resolve, conn, stack.state, name, setting)
     return FilesSource(name, config, inbox)
 
 
