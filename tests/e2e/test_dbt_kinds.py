@@ -36,6 +36,19 @@ pytestmark = pytest.mark.e2e
 FIXTURE = REPO / "tests" / "fixtures" / "dbt_kinds"
 SECRET = "kinds-token-7c1e5d3f9a"
 VARS = json.dumps({"api_token": SECRET})
+# What the tests look at in the warehouse after each run (the same SQL on both targets).
+WAREHOUSE = {
+    "seed": "select count(*) from seeds.country_codes",
+    "history": "select email, dbt_valid_to is not null from snapshots.customers_snapshot "
+    "where customer_id = 2 order by dbt_valid_from",
+    "dim": "select email, country_code from marts.dim_customers where customer_id in (2, 4) "
+    "order by customer_id",
+    "log": "select order_id, built_by from marts.fct_order_log order by 1",
+    "orders": "select order_id, cast(amount as varchar), built_by from marts.fct_orders order by 1",
+    "events": "select count(*) from marts.fct_daily_events",
+    "ephemeral": "select table_name from information_schema.tables "
+    "where table_name = 'int_orders__with_country'",
+}
 FINANCE = {"extract.shop.orders", "load.shop.orders", "dbt.fct_orders", "dbt.fct_order_log"}
 
 
@@ -48,6 +61,7 @@ class Scenario:
     ledger: str
     warehouse: str | None = None
     runs: dict[str, Any] = field(default_factory=dict)  # step -> (result, run_id)
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> WAREHOUSE rows
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of the warehouse itself (the pipeline owns it; no run is going on)."""
@@ -79,11 +93,13 @@ class Scenario:
         return {r["test"]: r for r in found}
 
     def run(self, step: str, *args: str) -> Any:
+        """`millpond run` with these arguments, then what the warehouse holds after it."""
         result = millpond(self.root, "run", *args)
         run_id = self.ledger_rows(
             "select run_id from millpond.runs order by started_at desc limit 1"
         )[0]["run_id"]
         self.runs[step] = (result, run_id)
+        self.seen[step] = {name: self.query(sql) for name, sql in WAREHOUSE.items()}
         return result
 
 
@@ -213,14 +229,10 @@ def test_first_run_builds_every_kind_and_records_its_tests(scenario: Scenario) -
     generic = [t for name, t in tests.items() if name.startswith("is_positive_")]
     assert {t["node_id"] for t in generic} == {"dbt.fct_orders", "dbt.stg_shop__orders"}
     assert {t["status"] for t in generic} == {"pass"}
-    # The microbatch model built one batch per day of events.
-    assert scenario.query("select count(*) from marts.fct_daily_events") == [(4,)]
-    # Ephemeral: inlined, never a relation of its own.
-    relations = scenario.query(
-        "select table_name from information_schema.tables "
-        "where table_name = 'int_orders__with_country'"
-    )
-    assert relations == []
+    seen = scenario.seen["first"]
+    assert seen["events"] == [(4,)]  # the microbatch model, one batch per day
+    assert seen["ephemeral"] == []  # inlined, never a relation of its own
+    assert seen["history"] == [("bob@example.com", False)]
 
 
 def test_source_freshness_is_checked_and_recorded(scenario: Scenario) -> None:
@@ -264,27 +276,26 @@ def test_second_run_keeps_snapshot_history_and_adds_only_new_rows(scenario: Scen
     for node in ("dbt.country_codes", "dbt.customers_snapshot", "dbt.fct_orders"):
         assert nodes[node] == "success", (node, nodes)
     assert nodes["dbt.fct_daily_events"] == "unchanged"
-    assert scenario.query("select count(*) from seeds.country_codes") == [(4,)]
-
-    history = scenario.query(
-        "select email, dbt_valid_to is not null from snapshots.customers_snapshot "
-        "where customer_id = 2 order by dbt_valid_from"
-    )
-    assert history == [("bob@example.com", True), ("bob@new.example.com", False)]
-    assert scenario.query(
-        "select email, country_code from marts.dim_customers where customer_id in (2, 4) "
-        "order by customer_id"
-    ) == [("bob@new.example.com", "FR"), ("dee@example.com", "BE")]
-
-    log = scenario.query("select order_id, built_by from marts.fct_order_log order by 1")
+    seen = scenario.seen["second"]
+    assert seen["seed"] == [(4,)]
+    # The snapshot: two versions of customer 2, the old one closed.
+    assert seen["history"] == [("bob@example.com", True), ("bob@new.example.com", False)]
+    assert seen["dim"] == [("bob@new.example.com", "FR"), ("dee@example.com", "BE")]
+    # Append: only the orders not seen before were added, by the second run's dbt.
+    log = seen["log"]
     assert [r[0] for r in log] == [1, 2, 3, 4, 5]
     first, second = log[0][1], log[3][1]
     assert first != second
     assert [r[1] for r in log] == [first, first, first, second, second]
-    orders = scenario.query(
-        "select order_id, cast(amount as double), built_by from marts.fct_orders order by 1"
-    )
-    assert [(r[0], r[1]) for r in orders] == [(1, 10.5), (2, 20.0), (3, 6.0), (4, 8.0), (5, 2.5)]
+    # delete+insert: the orders loaded since the first run replaced or joined the others.
+    orders = seen["orders"]
+    assert [(r[0], r[1]) for r in orders] == [
+        (1, "10.50"),
+        (2, "20.00"),
+        (3, "6.00"),
+        (4, "8.00"),
+        (5, "2.50"),
+    ]
     assert [r[2] == first for r in orders] == [True, True, False, False, False]
 
 
@@ -292,7 +303,8 @@ def test_select_tag_runs_only_that_subgraph(scenario: Scenario) -> None:
     result, _ = scenario.runs["tagged"]
     ok(result)
     assert set(scenario.nodes("tagged")) == FINANCE
-    assert scenario.query("select max(order_id) from marts.fct_order_log") == [(6,)]
+    assert [r[0] for r in scenario.seen["tagged"]["log"]] == [1, 2, 3, 4, 5, 6]
+    assert scenario.seen["tagged"]["dim"] == scenario.seen["second"]["dim"]
 
 
 def test_a_failing_test_fails_its_node(scenario: Scenario) -> None:
