@@ -9,7 +9,9 @@ by the module's tests (`millpond run` through the session's Prefect server):
 1. the first run, with `--vars` holding a secret-named var;
 2. a changed customer, new orders and a seed row arrive; the same `--vars`;
 3. one more order, `--select tag:finance`;
-4. `--select tag:finance --vars '{order_amount_limit: 1}'`: the singular test fails.
+4. `--select tag:finance --vars '{order_amount_limit: 1}'`: the singular test fails;
+5. the customers' freshness rule made strict (error after 2 days), `--select
+   stg_shop__customers+ --full-refresh`: the source is stale, nothing is built from it.
 
 The generated DAG runs once on real Airflow (DuckDB).
 """
@@ -150,6 +152,10 @@ def play(scenario: Scenario) -> None:
     scenario.run("tagged", "--select", "tag:finance", "--vars", VARS)
     failing = json.dumps({"api_token": SECRET, "order_amount_limit": 1})
     scenario.run("failing", "--select", "tag:finance", "--vars", failing)
+    sources = root / "transform" / "models" / "staging" / "shop" / "_shop__sources.yml"
+    sources.write_text(sources.read_text().replace("count: 36500", "count: 2"))
+    selected = ("--select", "stg_shop__customers+", "--full-refresh")
+    scenario.run("stale", *selected, "--vars", VARS)
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
@@ -268,6 +274,17 @@ def test_graph_nodes_and_edges_are_the_manifests(scenario: Scenario) -> None:
     assert "dbt.fct_orders" in text.stdout.split("exposure revenue_dashboard")[1]
 
 
+def test_docs_draw_the_exposure_in_dbts_lineage(scenario: Scenario) -> None:
+    result = millpond(scenario.root, "docs", "--no-serve", "--vars", VARS)
+    ok(result)
+    site = json.loads((scenario.root / ".millpond" / "docs" / "manifest.json").read_text())
+    exposure = site["exposures"]["exposure.kinds.revenue_dashboard"]
+    assert sorted(exposure["depends_on"]["nodes"]) == [
+        "model.kinds.dim_customers",
+        "model.kinds.fct_orders",
+    ]
+
+
 def test_second_run_keeps_snapshot_history_and_adds_only_new_rows(scenario: Scenario) -> None:
     result, _ = scenario.runs["second"]
     ok(result)
@@ -315,6 +332,19 @@ def test_a_failing_test_fails_its_node(scenario: Scenario) -> None:
     assert nodes["dbt.fct_order_log"] in ("success", "unchanged")
     test = scenario.tests("failing")["assert_order_amount_below_limit"]
     assert (test["node_id"], test["status"]) == ("dbt.fct_orders", "fail")
+
+
+def test_a_stale_source_fails_its_readers_unbuilt(scenario: Scenario) -> None:
+    result, _ = scenario.runs["stale"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    nodes = scenario.nodes("stale")
+    assert nodes["dbt.stg_shop__customers"] == "failed"
+    assert nodes["dbt.customers_snapshot"] == nodes["dbt.dim_customers"] == "skipped", nodes
+    stale = scenario.tests("stale")["source freshness: shop.customers"]
+    assert (stale["node_id"], stale["status"]) == ("dbt.stg_shop__customers", "error")
+    assert "error after 2 days" in stale["message"]
+    # Nothing was rebuilt from it: the snapshot's history is as the tagged run left it.
+    assert scenario.seen["stale"]["history"] == scenario.seen["tagged"]["history"]
 
 
 def test_vars_reach_dbt_and_no_log(scenario: Scenario) -> None:
