@@ -51,7 +51,16 @@ WAREHOUSE = {
     "ephemeral": "select table_name from information_schema.tables "
     "where table_name = 'int_orders__with_country'",
 }
-FINANCE = {"extract.shop.orders", "load.shop.orders", "dbt.fct_orders", "dbt.fct_order_log"}
+# `--select tag:finance`: the two tagged models and the source tables they read (fct_orders
+# reads customers through the ephemeral model and the staging view); no other dbt node.
+FINANCE = {
+    "extract.shop.orders",
+    "load.shop.orders",
+    "extract.shop.customers",
+    "load.shop.customers",
+    "dbt.fct_orders",
+    "dbt.fct_order_log",
+}
 
 
 @dataclass

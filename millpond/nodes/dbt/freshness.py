@@ -42,7 +42,8 @@ class Freshness:
     def _run(self, sources: list[str]) -> dict[str, DbtResult]:
         args = ["--select", *(f"source:{s}" for s in sources)]
         try:
-            outcome = self.project.invoke(["source", "freshness"], args)
+            with self.project.target.writer_lock():  # it reads the warehouse, as a build does
+                outcome = self.project.invoke(["source", "freshness"], args)
             found = {_name(r): _result(r) for r in getattr(outcome.result, "results", None) or []}
             problem = str(outcome.exception) if outcome.exception is not None else None
         except Exception as exc:  # dbt could not run at all: every source is unchecked
