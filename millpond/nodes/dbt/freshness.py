@@ -2,8 +2,9 @@
 
 A dbt source with a freshness rule (`warn_after` / `error_after` and a `loaded_at_field`) is
 checked once per run, by the first node about to be built that reads it (`DbtParams.freshness`),
-before that node's build. What dbt finds is recorded as a test of every node reading the
-source (`source freshness: <source>.<table>`, in the ledger's test_results): `pass`; `warn`
+before that node's build. What dbt finds is a test result of each node reading the source
+(`source freshness: <source>.<table>`; the ledger's test_results keep one row per test and
+run, under the reader recorded last): `pass`; `warn`
 (logged as a warning, the node builds); `error` (stale beyond `error_after`, or dbt could not
 check): the node fails without building, so nothing is built from stale data, and its
 descendants are skipped. A node found unchanged (millpond.nodes.fingerprints) checks nothing:
