@@ -41,3 +41,11 @@ ExcludeOption = Annotated[
     list[str] | None,
     typer.Option("--exclude", help="leave these out (same syntax as --select); repeatable"),
 ]
+VarsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vars",
+        help="dbt vars for this run, a YAML or JSON mapping (as dbt's --vars), merged over "
+        "dbt.vars; values of vars named like secrets (or in dbt.secret_vars) are masked",
+    ),
+]

@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from millpond.cli.app import ConfigOption
+from millpond.cli.app import ConfigOption, VarsOption
 from millpond.cli.common import console, fail, load, out
+from millpond.cli.dbt_vars import with_vars
 
 
 def docs(
@@ -21,8 +22,9 @@ def docs(
         bool, typer.Option("--serve/--no-serve", help="serve the site, or only generate it")
     ] = True,
     config_path: ConfigOption = None,
+    dbt_vars: VarsOption = None,
 ) -> None:
-    """Generate dbt's docs (models, columns, tests, lineage graph) and serve them.
+    """Generate dbt's docs (models, columns, tests, exposures, lineage graph) and serve them.
 
     Examples: `millpond docs` (then open the printed URL; Ctrl-C stops it);
     `millpond docs --port 8081`; `millpond docs --no-serve` (only write .millpond/docs)."""
@@ -31,7 +33,7 @@ def docs(
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
 
-    config = load(config_path)
+    config = with_vars(load(config_path), dbt_vars)
     if not config.has_dbt:
         fail(
             "no dbt section in millpond.yml (an ingest-only project): there are no dbt docs; "

@@ -6,6 +6,7 @@ success, 1 when a run or node failed, 2 for unusable input (bad config, unknown 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,9 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from millpond.cli.app import ConfigOption, ExcludeOption, SelectOption, TargetOption, app
+from millpond.cli.app import (
+    ConfigOption,
+    ExcludeOption,
+    SelectOption,
+    TargetOption,
+    VarsOption,
+    app,
+)
 from millpond.cli.check import check
 from millpond.cli.common import console, fail, load, out, quiet_prefect
+from millpond.cli.dbt_vars import with_vars
 from millpond.cli.deployment import serve_deployment, ui
 from millpond.cli.docs import docs
 from millpond.cli.doctor import doctor
@@ -39,10 +48,14 @@ if TYPE_CHECKING:  # the runtime is imported by the commands that need it, not b
 
 
 def _build_graph(
-    config: MillpondConfig, select: list[str] | None = None, exclude: list[str] | None = None
+    config: MillpondConfig,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
+    with_exposures: list[dict[str, Any]] | None = None,
 ) -> Any:
     """The graph (or its selected part) from the config and a fresh dbt parse; a broken
-    project or a selection of nothing exits with 2."""
+    project or a selection of nothing exits with 2. `with_exposures` is filled with the dbt
+    exposures reading the graph's nodes."""
     from millpond.core.graph import GraphError
     from millpond.core.registry import RegistryError
     from millpond.nodes.dbt.runner import DbtError
@@ -57,6 +70,10 @@ def _build_graph(
         raise typer.Exit(2) from None
     if ctx.selection.publish_note:
         console.print(ctx.selection.publish_note, highlight=False)
+    if with_exposures is not None and "dbt" in ctx.resource_keys():  # a dbt project is used
+        from millpond.nodes.dbt import exposures
+
+        with_exposures.extend(exposures(ctx, list(built.nodes)))
     return built
 
 
@@ -84,6 +101,7 @@ def run(  # noqa: PLR0913 (a command's parameters are its documented options)
             "(raw is the lake: nothing is re-landed)",
         ),
     ] = False,
+    dbt_vars: VarsOption = None,
     run_id: Annotated[
         str | None,
         typer.Option(
@@ -105,7 +123,8 @@ def run(  # noqa: PLR0913 (a command's parameters are its documented options)
 
     Examples: `millpond run`; `millpond run --select +fct_orders` (fct_orders, the models it
     reads and their source tables); `millpond run -s tag:finance --exclude agg_monthly_revenue`;
-    `millpond run --full-refresh`. Preview a selection with `millpond graph --select ...`.
+    `millpond run --full-refresh`; `millpond run --vars '{"start_date": "2024-01-01"}'`.
+    Preview a selection with `millpond graph --select ...`.
     After a failed run, `millpond retry` reruns only what it did not finish.
     """
     if retry_of is not None and (select or exclude or full_refresh):
@@ -117,6 +136,7 @@ def run(  # noqa: PLR0913 (a command's parameters are its documented options)
         config = _load_queued(run_id, trigger, config_path, target)
     else:
         config = load(config_path, target)
+    config = with_vars(config, dbt_vars)
     _run(config, trigger, run_id, select, exclude, full_refresh, demo_scale, retry_of)
 
 
@@ -469,14 +489,37 @@ def graph(
     target: TargetOption = None,
     select: SelectOption = None,
     exclude: ExcludeOption = None,
+    dbt_vars: VarsOption = None,
 ) -> None:
     """Print the task graph (built from millpond.yml and the dbt manifest).
 
     With --select/--exclude, the part `millpond run` would run with them (and whether it
-    publishes). Examples: `millpond graph --mermaid`; `millpond graph --select +fct_orders`."""
-    built = _build_graph(load(config_path, target), select, exclude)
-    text = built.to_json() if as_json else built.to_mermaid() if mermaid else built.to_text()
+    publishes). dbt exposures (dashboards, apps) are shown after the nodes they read; they
+    are not run. Examples: `millpond graph --mermaid`; `millpond graph --select +fct_orders`."""
+    config = with_vars(load(config_path, target), dbt_vars)
+    found: list[dict[str, Any]] = []
+    built = _build_graph(config, select, exclude, with_exposures=found)
+    if as_json:
+        text = json.dumps({**json.loads(built.to_json()), "exposures": found}, indent=2)
+    elif mermaid:
+        text = built.to_mermaid() + _mermaid_exposures(built, found)
+    else:
+        text = built.to_text() + "".join(
+            f"\nexposure {e['name']} ({e['type'] or '-'}, owner {e['owner'] or '-'})  "
+            f"reads: {', '.join(e['upstream'])}"
+            for e in found
+        )
     sys.stdout.write(text + "\n")
+
+
+def _mermaid_exposures(built: Any, found: list[dict[str, Any]]) -> str:
+    """Exposures as rounded Mermaid nodes with dotted edges from what they read."""
+    alias = {n.id: f"n{i}" for i, n in enumerate(built.nodes)}
+    lines = []
+    for i, exposure in enumerate(found):
+        lines.append(f'  x{i}(["exposure: {exposure["name"]}"])')
+        lines += [f"  {alias[up]} -.-> x{i}" for up in exposure["upstream"]]
+    return "".join("\n" + line for line in lines)
 
 
 @app.command()

@@ -665,3 +665,60 @@ def test_a_dbt_project_beside_a_config_without_a_dbt_section_is_said(tmp_path):
     (tmp_path / "transform" / "dbt_project.yml").write_text("name: shop\n")
     (note,) = ingest_only_notes(config)
     assert "no dbt section" in note and "dbt: {project_dir: transform}" in note
+
+
+# --- unit tests, source freshness, exposures -----------------------------------------------
+
+
+def test_a_unit_test_runs_in_its_models_node():
+    data = demo_manifest()
+    uid = "unit_test.proj.fct_orders.test_fct_orders_sums"
+    data["unit_tests"] = {
+        uid: {"name": "test_fct_orders_sums", "depends_on": {"nodes": [FCT]}, "model": "fct_orders"}
+    }
+    graph = graph_of(make_config(erp=["orders", "customers"]), data)
+
+    params = graph.node("dbt.fct_orders").params
+    assert params.tests == ("test_fct_orders_sums",)
+    assert params.select == ("fct_orders", "test_fct_orders_sums")
+    assert not any("test_fct_orders_sums" in n.id for n in graph.nodes)
+
+
+def test_nodes_reading_a_source_with_a_freshness_rule_check_it():
+    data = demo_manifest()
+    data["sources"][SRC_ORDERS] |= {
+        "loaded_at_field": "_loaded_at",
+        "freshness": {"warn_after": {"count": 1, "period": "day"}, "error_after": {}},
+    }
+    # A rule without a column to check it by, or without a limit, is not checked.
+    data["sources"][SRC_CUSTOMERS] |= {"loaded_at_field": None, "freshness": {}}
+    graph = graph_of(make_config(erp=["orders", "customers"]), data)
+
+    assert graph.node("dbt.stg_erp__orders").params.freshness == ("erp.orders",)
+    assert graph.node("dbt.stg_erp__customers").params.freshness == ()
+    assert graph.node("dbt.fct_orders").params.freshness == ()  # reads the view, not the source
+
+
+def test_exposures_name_the_nodes_they_read_through_ephemeral_models():
+    data = demo_manifest()
+    data["exposures"] = {
+        "exposure.proj.board": {
+            "name": "board",
+            "type": "dashboard",
+            "owner": {"name": "Finance"},
+            "url": "https://bi/board",
+            "depends_on": {"nodes": [DIM, "model.proj.int_orders_enriched"]},
+        }
+    }
+    translator = DbtTranslator(make_config(erp=["orders", "customers"]), data, {})
+
+    assert translator.exposures() == [
+        {
+            "name": "board",
+            "type": "dashboard",
+            "owner": "Finance",
+            "url": "https://bi/board",
+            "upstream": ["dbt.dim_customers", "dbt.stg_erp__orders"],
+        }
+    ]
+    assert not any(n.id.endswith("board") for n in translator.nodes())

@@ -20,6 +20,7 @@ from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
+from millpond.nodes.dbt.freshness import Freshness
 from millpond.nodes.dbt.graph import DBT_KIND, DbtParams, DbtTranslator
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject
 from millpond.nodes.dbt.wave import Waves
@@ -45,6 +46,17 @@ def build(scope: BuildScope, nodes: list[Node]) -> list[Node]:
         return []
     manifest = project(scope).graph_manifest()
     return DbtTranslator(scope.config, manifest, providers(nodes)).nodes()
+
+
+def exposures(scope: BuildScope, nodes: list[Node]) -> list[dict[str, Any]]:
+    """The dbt project's exposures with the nodes of `nodes` each reads (those reading none
+    of them are left out)."""
+    dbt = project(scope)
+    manifest = dbt.manifest_json or dbt.graph_manifest()
+    ids = {n.id for n in nodes}
+    found = DbtTranslator(scope.config, manifest, providers(nodes)).exposures()
+    shown = [dict(e, upstream=[u for u in e["upstream"] if u in ids]) for e in found]
+    return [e for e in shown if e["upstream"]]
 
 
 def _fingerprints(scope: NodeScope) -> DbtFingerprints:
@@ -92,11 +104,17 @@ def decide(scope: NodeScope, node: Node) -> tuple[str | None, bool, int | None]:
     return fingerprint, unchanged, rows
 
 
+def freshness(scope: NodeScope) -> Freshness:
+    """The run's source freshness checks (each source once per run and process)."""
+    dbt = project(scope)
+    return scope.resource("dbt.freshness", lambda: Freshness(dbt))
+
+
 def _waves(scope: NodeScope) -> Waves:
-    dbt, _ = project(scope), scope.graph  # type: ignore[attr-defined]
+    dbt, _, checks = project(scope), scope.graph, freshness(scope)  # type: ignore[attr-defined]
 
     def create() -> Waves:
-        return Waves(scope, dbt, lambda node: decide(scope, node))
+        return Waves(scope, dbt, lambda node: decide(scope, node), checks)
 
     return scope.resource("dbt.waves", create)
 
@@ -116,12 +134,16 @@ def run(scope: NodeScope, node: Node, report: NodeReport) -> None:
         fingerprint, unchanged, rows = decide(scope, node)
         if unchanged:
             return _unchanged(scope, node, report, fingerprint, rows)
+    checked = freshness(scope).check(params.freshness)
+    if not DbtBuild(checked).success:  # stale beyond error_after: nothing built from it
+        return _record(scope, node, report, DbtBuild(checked), None, fingerprint)
     target = scope.target
     rows = None
     with target.writer_lock():
         result = project(scope).build(list(params.select), full_refresh)
         if result.success and params.relation and params.resource_type != "test":
             rows = target.row_count(params.relation)
+    result.results[:0] = checked
     _record(scope, node, report, result, rows, fingerprint)
 
 
@@ -161,7 +183,12 @@ def _record(
         if rows is not None:
             scope.ledger.write(RowCounts(scope.run_id, {params.relation: rows}))
     tests = [
-        {"test": t.name, "status": t.status, "failures": t.failures, "message": t.message}
+        {
+            "test": t.name,
+            "status": _test_status(t.status),
+            "failures": t.failures,
+            "message": t.message,
+        }
         for t in result.tests
     ]
     if tests:
@@ -172,6 +199,11 @@ def _record(
     scope.ledger.write(Fingerprints(scope.run_id, {node.id: kept}))
     if not result.success:
         raise DbtNodeFailed(result.failure_message(), retryable=result.error is not None)
+
+
+def _test_status(status: str) -> str:
+    """dbt's status of a test as the ledger spells it (`runtime error` is an error)."""
+    return "error" if status == "runtime error" else status
 
 
 def up_to_date(scope: NodeScope, node: Node) -> Settle | None:

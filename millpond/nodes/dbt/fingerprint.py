@@ -21,6 +21,7 @@ from millpond.nodes.source_table import SourceTable
 
 # Fields of a manifest resource that change what it builds (descriptions and docs do not).
 _BUILD_FIELDS = ("resource_type", "raw_code", "checksum", "config", "database", "schema", "alias")
+_UNIT_TEST_FIELDS = ("given", "expect", "overrides", "model")
 
 
 class DbtFingerprints:
@@ -41,9 +42,11 @@ class DbtFingerprints:
         self.provided = providers(graph.nodes)
         self.partitions = partitions
         self.context = context
+        self.unit_tests = manifest.get("unit_tests", {})
         self.tests_by_name = {
             r["name"]: uid for uid, r in self.resources.items() if r["resource_type"] == "test"
         }
+        self.tests_by_name.update({r["name"]: uid for uid, r in self.unit_tests.items()})
         # Nodes a retry keeps: the fingerprint of what the warehouse holds, not of the code
         # now, so their children's fingerprints say what they are built from.
         self._memo: dict[str, str | None] = dict(pinned or {})
@@ -90,7 +93,7 @@ class DbtFingerprints:
 
     def _resource(self, uid: str, seen: set[str]) -> Any:
         """A resource's build-relevant fields, its macros and inlined ephemeral models."""
-        resource = self.resources.get(uid, {})
+        resource = self.resources.get(uid) or self.unit_tests.get(uid, {})
         depends = resource.get("depends_on", {})
         ephemeral = [
             self._resource(dep, seen)
@@ -98,8 +101,11 @@ class DbtFingerprints:
             if dep in self.resources
             and self.resources[dep].get("config", {}).get("materialized") == "ephemeral"
         ]
+        fields = {f: resource.get(f) for f in _BUILD_FIELDS}
+        if uid in self.unit_tests:  # its rows in and out are what it tests
+            fields.update({f: resource.get(f) for f in _UNIT_TEST_FIELDS})
         return {
-            "fields": {f: resource.get(f) for f in _BUILD_FIELDS},
+            "fields": fields,
             "test": resource.get("test_metadata"),
             "macros": self._macros(depends.get("macros", []), seen),
             "ephemeral": ephemeral,

@@ -2,9 +2,13 @@
 
 Building the graph needs only the manifest JSON, never dbt itself. dbt tests are not nodes of
 their own: each runs inside the node of the model it belongs to, right after that model, so a
-failing test stops the model's children. A test over several models (e.g. `relationships`)
-belongs to the parent built last, and the other parents become upstream of that node, so the
-test never runs before the tables it compares exist.
+failing test stops the model's children; a unit test runs in its model's node, before the
+model (dbt builds a model only after its unit tests pass). A dbt source with a freshness rule
+is checked by the nodes that read it, before they build (`DbtParams.freshness`). Ephemeral
+models are no nodes: they are inlined into the nodes reading them. Exposures are no nodes
+either: `exposures()` names the nodes each one reads, for `millpond graph`. A test over
+several models (e.g. `relationships`) belongs to the parent built last, and the other parents
+become upstream of that node, so the test never runs before the tables it compares exist.
 
 `DbtTranslator` takes each decision in a method of its own, the shape of dagster-dbt's
 `DagsterDbtTranslator`: which resources become nodes, a node's id, the nodes it waits for,
@@ -40,6 +44,9 @@ class DbtParams:
     tests: tuple[str, ...] = ()
     relation: str | None = None
     schema: str | None = None
+    # `source_name.table` of each dbt source with a freshness rule this node reads (through
+    # ephemeral models too): checked by `dbt source freshness` before the node is built.
+    freshness: tuple[str, ...] = ()
 
 
 class DbtTranslator:
@@ -53,7 +60,9 @@ class DbtTranslator:
         self.config = config
         self.resources: dict[str, Resource] = manifest.get("nodes", {})
         self.sources: dict[str, Resource] = manifest.get("sources", {})
+        self.unit_tests: dict[str, Resource] = manifest.get("unit_tests", {})
         self.provided = provided
+        self.exposure_resources: dict[str, Resource] = manifest.get("exposures", {})
         self.executable = {uid: r for uid, r in self.resources.items() if self.is_node(r)}
 
     # --- the decisions ------------------------------------------------------------------------
@@ -117,6 +126,11 @@ class DbtTranslator:
         if resource["resource_type"] == "test":
             return DbtParams(uid, "test", (resource["name"],))
         ordered = tuple(sorted(tests))
+        checked = sorted(
+            f"{self.sources[p]['source_name']}.{self.sources[p]['name']}"
+            for p in self._parents(uid)
+            if p in self.sources and has_freshness(self.sources[p])
+        )
         return DbtParams(
             uid,
             resource["resource_type"],
@@ -124,11 +138,36 @@ class DbtTranslator:
             ordered,
             self.relation(resource),
             resource.get("schema"),
+            tuple(checked),
         )
 
     def policy(self, resource: Resource) -> NodePolicy:
         """Retries and timeout: `dbt.policy`, the same for every dbt node."""
         return self.config.dbt_settings.policy
+
+    def exposures(self) -> list[dict[str, Any]]:
+        """The project's exposures with the nodes each reads (through ephemeral models):
+        dashboards and apps are shown beside the graph (`millpond graph`), never run."""
+        found = []
+        for exposure in sorted(self.exposure_resources.values(), key=lambda e: e["name"]):
+            upstream: set[str] = set()
+            for dep in exposure.get("depends_on", {}).get("nodes", []):
+                if dep in self.executable:
+                    upstream.add(self.node_id(self.executable[dep]))
+                elif dep in self.resources:  # an ephemeral model: the nodes it reads
+                    parents = self._parents(dep) & set(self.executable)
+                    upstream |= {self.node_id(self.executable[p]) for p in parents}
+            owner = exposure.get("owner") or {}
+            found.append(
+                {
+                    "name": exposure["name"],
+                    "type": exposure.get("type"),
+                    "owner": owner.get("name") or owner.get("email"),
+                    "url": exposure.get("url"),
+                    "upstream": sorted(upstream),
+                }
+            )
+        return found
 
     # --- the walk -----------------------------------------------------------------------------
 
@@ -163,6 +202,10 @@ class DbtTranslator:
             models = {p for p in self._parents(uid) if p in self.executable}
             for other in models - {owner} - ancestors(owner):
                 upstream[owner].add(self.node_id(self.executable[other]))
+        for unit_test in self.unit_tests.values():  # in its model's node, before the model
+            model = next(iter(unit_test.get("depends_on", {}).get("nodes", [])), None)
+            if model in tests:
+                tests[model].append(unit_test["name"])
         built = [
             self._node(uid, r, upstream[uid], tests[uid]) for uid, r in self.executable.items()
         ]
@@ -191,6 +234,14 @@ class DbtTranslator:
             elif dep in self.resources:  # ephemeral model: inherit its parents
                 found |= self._parents(dep, seen)
         return found
+
+
+def has_freshness(source: Resource) -> bool:
+    """A source dbt can check: a warn or error rule and a column (or query) to check it by."""
+    rule = source.get("freshness") or {}
+    limits = [rule.get(k) or {} for k in ("warn_after", "error_after")]
+    counted = any(limit.get("count") and limit.get("period") for limit in limits)
+    return counted and bool(source.get("loaded_at_field") or source.get("loaded_at_query"))
 
 
 def source_provider(source: Resource, provided: dict[str, str]) -> str | None:

@@ -33,6 +33,9 @@ from millpond.nodes.dbt.secrets import export_to_dbt, scrub_tree
 _DBT_LOCK = threading.Lock()
 PASSING = {"success", "pass", "no-op"}
 FAILING_TESTS = {"fail", "error"}
+# What a node records as its tests: data tests, unit tests, and the freshness of the sources
+# it reads (millpond.nodes.dbt.freshness).
+TEST_TYPES = {"test", "unit_test", "source"}
 
 
 def _drop_root_stream_handlers() -> None:
@@ -94,7 +97,7 @@ class DbtBuild:
 
     @property
     def tests(self) -> list[DbtResult]:
-        return [r for r in self.results if r.resource_type == "test"]
+        return [r for r in self.results if r.resource_type in TEST_TYPES]
 
     def failure_message(self) -> str:
         if self.error:
@@ -204,9 +207,13 @@ class DbtProject:
         return manifest
 
     def manifest_tests(self) -> dict[str, str]:
-        """Test name -> unique_id, from the manifest the graph was built from."""
-        nodes = (self.manifest_json or {}).get("nodes", {})
-        return {r["name"]: uid for uid, r in nodes.items() if r["resource_type"] == "test"}
+        """Test name -> unique_id (data and unit tests), from the manifest the graph was
+        built from."""
+        manifest = self.manifest_json or {}
+        nodes = manifest.get("nodes", {})
+        found = {r["name"]: uid for uid, r in nodes.items() if r["resource_type"] == "test"}
+        found.update({r["name"]: uid for uid, r in manifest.get("unit_tests", {}).items()})
+        return found
 
     def parse(self) -> dict[str, Any]:
         """Parse the project, or reuse the last parse while the project is unchanged
@@ -326,12 +333,26 @@ class DbtProject:
 def _finished_listener(on_result: Callable[[DbtResult], None]) -> Callable[[Any], None]:
     """A dbt event callback passing on each NodeFinished as a DbtResult.
 
-    It never raises: dbt turns an exception from a callback into an error of the node."""
+    A microbatch model finishes once per batch (each batch is announced by LogStartBatch,
+    with the model's node info) and once as a whole: only the whole is passed on, so the
+    node is settled when every batch is done. It never raises: dbt turns an exception from a
+    callback into an error of the node."""
+    open_batches: dict[str, int] = {}
+    lock = threading.Lock()
 
     def listen(event: Any) -> None:
-        if event.info.name != "NodeFinished":
+        name = event.info.name
+        if name not in ("NodeFinished", "LogStartBatch"):
             return
         try:
+            uid = event.data.node_info.unique_id
+            with lock:
+                if name == "LogStartBatch":
+                    open_batches[uid] = open_batches.get(uid, 0) + 1
+                    return
+                if open_batches.get(uid):
+                    open_batches[uid] -= 1  # one batch of a microbatch model
+                    return
             on_result(result_of_event(event.data))
         except Exception as exc:  # pragma: no cover - a bug here must not fail dbt's node
             logger.error(f"dbt event not handled: {type(exc).__name__}: {exc}")
@@ -345,7 +366,7 @@ def result_of_event(data: Any) -> DbtResult:
     info, result = data.node_info, data.run_result
     resource_type = str(info.resource_type)
     status = str(result.status)
-    ran_test = resource_type == "test" and status not in ("skipped", "error")
+    ran_test = resource_type in ("test", "unit_test") and status not in ("skipped", "error")
     response = dict(result.adapter_response) if result.adapter_response else {}
     rows = response.get("rows_affected")
     return DbtResult(

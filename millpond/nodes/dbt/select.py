@@ -73,6 +73,10 @@ def selected_nodes(
             owner = by_test.get(manifest.nodes[uid].name)
             if owner:
                 found.add(owner)
+        elif with_tests and uid in manifest.unit_tests:  # runs in its model's node
+            owner = by_test.get(manifest.unit_tests[uid].name)
+            if owner:
+                found.add(owner)
         elif uid in manifest.sources:
             provider = source_provider(manifest.sources[uid].to_dict(), provided)
             if provider:

@@ -9,6 +9,9 @@ build goes on, and the flow submits its children, which find themselves already 
 
 Nodes found unchanged (millpond.nodes.fingerprints) settle at once and are not selected;
 nodes a retry keeps (millpond.runtime.retry) never join a wave.
+The freshness of the sources the wave's nodes read is checked first (millpond.nodes.dbt.freshness):
+a node reading a source stale beyond its `error_after` fails without being built, and its
+descendants in the wave are left out of the build (the flow skips them).
 A node dbt skipped although its graph upstream succeeded (dbt skips the children of every
 model a failing multi-model test touches; the graph only those of the test's owner) settles
 as None: its task builds it alone, as a node is built under Airflow and on a retry.
@@ -29,6 +32,7 @@ from typing import Any
 
 from millpond.core.graph import Node
 from millpond.core.logs import logger, node_context
+from millpond.nodes.dbt.freshness import Freshness
 from millpond.nodes.dbt.graph import DBT_KIND, DbtParams
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject, DbtResult
 
@@ -71,9 +75,11 @@ class Waves:
         scope: Any,
         project: DbtProject,
         fingerprint: Callable[[Node], tuple[str | None, bool, int | None]],
+        freshness: Freshness,
     ) -> None:
         self.scope = scope
         self.project = project
+        self.freshness = freshness
         self.fingerprint = fingerprint  # node -> (fingerprint, unchanged, rows)
         graph = scope.graph
         kept: frozenset[str] = getattr(
@@ -203,6 +209,7 @@ class Waves:
                     self._owner[uid] = slot.node.id
             slot.settled = Settled(None, fingerprint=fingerprint)  # filled in below
             to_build.append(slot)
+        to_build = self._fresh(to_build)
         if not to_build:
             return
         select = [s for slot in to_build for s in slot.node.params.select]
@@ -239,6 +246,32 @@ class Waves:
             if not slot.done.is_set():
                 error = done.error or f"dbt did not finish {sorted(slot.members)}"
                 self._finish(slot, DbtBuild(results=slot.results, error=error), target)
+
+    def _fresh(self, slots: list[_Slot]) -> list[_Slot]:
+        """The slots to build once the freshness of what they read is known: a slot whose
+        source is stale beyond error_after settles failed unbuilt, and so do its descendants
+        in the wave (their tasks are skipped by the flow; dbt must not build them)."""
+        wanted = {s for slot in slots for s in slot.node.params.freshness}
+        if not wanted:
+            return slots
+        checked = {r.name: r for r in self.freshness.check(wanted)}
+        failed: set[str] = set()
+        kept = []
+        for slot in slots:  # graph order: parents first
+            params: DbtParams = slot.node.params
+            results = [checked[f"source freshness: {s}"] for s in params.freshness]
+            assert slot.settled is not None
+            if not DbtBuild(results).success:
+                failed.add(slot.node.id)
+                slot.settle(Settled(DbtBuild(results), fingerprint=slot.settled.fingerprint))
+            elif failed & set(slot.node.upstream):
+                failed.add(slot.node.id)
+                error = f"upstream {sorted(failed & set(slot.node.upstream))} failed"
+                slot.settle(Settled(DbtBuild(error=error), fingerprint=slot.settled.fingerprint))
+            else:
+                slot.results.extend(results)
+                kept.append(slot)
+        return kept
 
     def _on_result(self, result: DbtResult, target: Any) -> None:
         node_id = self._owner.get(result.unique_id)
