@@ -39,6 +39,16 @@ def run_started_at(ledger: Ledger, run_id: str) -> datetime | None:
     return rows[0][0] if rows else ledger.opened_at(run_id)
 
 
+def run_status(ledger: Ledger, run_id: str) -> str | None:
+    """The run's status as the ledger has it (None: no such run, or the ledger cannot tell),
+    so the Airflow close task leaves a run its open task already settled as it is."""
+    try:
+        rows = ledger.read("SELECT status FROM millpond.runs WHERE run_id = %s", (run_id,))
+    except LedgerUnavailableError:
+        return None
+    return str(rows[0][0]) if rows else None
+
+
 def latest_attempts(ledger: Ledger, run_id: str) -> dict[str, dict[str, Any]]:
     """Each node's latest attempt in a run (status, rows, bytes, duration, error), for an
     orchestrator whose nodes ran in other processes (the Airflow close task)."""

@@ -443,6 +443,9 @@ def run_node_command(
     orchestrator: Annotated[str, typer.Option(help="recorded in the ledger")] = "airflow",
     config_path: ConfigOption = None,
     target: TargetOption = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="rebuild a dbt node even if unchanged")
+    ] = False,
 ) -> None:
     """Run one node of one run (what each task of the generated Airflow DAG calls).
 
@@ -462,7 +465,13 @@ def run_node_command(
         with node_context(run_id, node_id):
             logger.debug(client.NOTE)
     sources_only = node_id.startswith(("extract.", "load."))
-    ctx = RunContext(config, run_id, orchestrator=orchestrator, sources_only=sources_only)
+    ctx = RunContext(
+        config,
+        run_id,
+        orchestrator=orchestrator,
+        sources_only=sources_only,
+        full_refresh=full_refresh,
+    )
     try:
         # The trigger is the open task's to record (`millpond run-start`); every node task
         # keeps the run's lease alive while it works (millpond.runtime.lifecycle).

@@ -14,6 +14,9 @@ from typing import Annotated
 import typer
 
 RunIdOption = Annotated[str, typer.Option("--run-id", help="the orchestrator's run id")]
+# BashOperator's default skip_on_exit_code: the task is marked skipped, and so are the node
+# tasks after it (trigger rule all_success), while run_finish (all_done) still runs.
+SKIP_EXIT_CODE = 99
 OrchestratorOption = Annotated[str, typer.Option(help="recorded in the ledger")]
 
 
@@ -30,6 +33,9 @@ def run_start(
     config_path: Annotated[
         str | None, typer.Option("--config", "-c", help="millpond.yml to use")
     ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="the run rebuilds every model: never settled")
+    ] = False,
 ) -> None:
     """Open a run in the ledger (the first task of the Airflow DAG).
 
@@ -37,21 +43,31 @@ def run_start(
 
     Closes runs that died (their lease is gone) as abandoned first, and starts the warm node
     worker the run's `run-node` tasks on this machine use (unless `airflow.warm_worker` is
-    false)."""
+    false). When every node is up to date (nothing new landed, no model changed), it settles
+    the run instead, as `millpond run` does (each node recorded unchanged, nothing
+    republished), and exits 99, which Airflow takes as skipped: the node tasks are skipped."""
     from millpond.cli.common import load, out
     from millpond.cli.warm.control import start_worker
     from millpond.core.logs import close_run_log, logger, node_context, open_run_log
     from millpond.runtime.context import RunContext
+    from millpond.runtime.nothing_new import settle_if_nothing_new
     from millpond.runtime.task_run import open_task_run
 
     config = load(_path(config_path))
     open_run_log(config.logs_dir, run_id)
+    ctx = RunContext(config, run_id, orchestrator=orchestrator, full_refresh=full_refresh)
     try:
         with node_context(run_id):
-            open_task_run(RunContext(config, run_id, orchestrator=orchestrator), trigger)
-            logger.info(start_worker(config))
+            open_task_run(ctx, trigger)
+            settled = settle_if_nothing_new(ctx)
+            if settled is None:
+                logger.info(start_worker(config))
     finally:
+        ctx.close()
         close_run_log(run_id)
+    if settled is not None:
+        out.print(f"run {run_id}: {settled}, nothing new (every node up to date, not run)")
+        raise typer.Exit(SKIP_EXIT_CODE)
     out.print(f"run {run_id}: opened")
 
 
@@ -67,6 +83,8 @@ def run_finish(
     worker `run-start` started.
 
     Example: millpond run-finish --run-id manual__2026-01-01"""
+    from metadata.reads import run_status
+    from metadata.records.runs import RUN_FINAL_STATUSES
     from millpond.cli.common import console, load, out
     from millpond.cli.warm.control import stop_worker
     from millpond.core.logs import close_run_log, node_context, open_run_log
@@ -78,6 +96,13 @@ def run_finish(
     stop_worker(config)  # every node task has ended: all_done
     open_run_log(config.logs_dir, run_id)
     ctx = RunContext(config, run_id, orchestrator=orchestrator)
+    # Closed already: run_start settled it (nothing new) or could not start it.
+    settled = run_status(ctx.ledger, run_id)
+    if settled in RUN_FINAL_STATUSES:
+        ctx.close()
+        close_run_log(run_id)
+        out.print(f"run {run_id}: {settled} (settled by run_start: nothing new)")
+        raise typer.Exit(0 if settled == "success" else 1)
     try:
         with node_context(run_id):
             try:

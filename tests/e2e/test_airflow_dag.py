@@ -221,3 +221,48 @@ def test_a_failing_node_fails_the_dag_run_and_closes_the_run_as_failed(
     assert nodes["load.shop.orders"] == "failed"
     assert nodes["publish"] == "skipped"  # upstream_failed in Airflow, recorded as skipped
     assert nodes["dbt.country_codes"] == "success"  # the seed does not need the orders
+
+
+def test_an_airflow_run_with_nothing_new_skips_its_tasks_and_full_refresh_rebuilds(
+    airflow_home: dict[str, str], acme: Path, machine_pg: str
+) -> None:
+    folder = render(acme, "acme_again")
+    env = {"MILLPOND_METADATA__URL": machine_pg}
+    first = dags_test(airflow_home, folder, "acme_again", env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    published = acme / ".millpond" / "published"
+    current = (published / "current").resolve()
+
+    again = dags_test(airflow_home, folder, "acme_again", env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "nothing new (every node up to date, not run)" in again.stdout + again.stderr
+    runs = ledger(machine_pg, "select run_id, status from millpond.runs order by started_at")
+    assert [r["status"] for r in runs] == ["success", "success"]
+    second = runs[1]["run_id"]
+    nodes = ledger(
+        machine_pg, "select node_id, status from millpond.node_runs where run_id = %s", second
+    )
+    assert nodes and {n["status"] for n in nodes} == {"unchanged"}
+    # no node task ran (each one's run-node would have written a node run of its own)
+    assert len(nodes) == len(graph_nodes(acme))
+    assert (published / "current").resolve() == current  # nothing republished
+
+    rebuilt = subprocess.run(
+        ["airflow", "dags", "test", "acme_again", "--conf", '{"full_refresh": true}'],
+        env={**airflow_home, **env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    third = ledger(machine_pg, "select run_id from millpond.runs order by started_at")[-1]
+    statuses = {
+        n["node_id"]: n["status"]
+        for n in ledger(
+            machine_pg,
+            "select node_id, status from millpond.node_runs where run_id = %s",
+            third["run_id"],
+        )
+    }
+    assert statuses["publish"] == "success" and statuses["dbt.orders_by_country"] == "success"
+    assert (published / "current").resolve() != current

@@ -80,6 +80,7 @@ def run_dag_file(
     bash.BashOperator = lambda **kwargs: StandInOperator(tasks, **kwargs)  # type: ignore[attr-defined]
     sdk = types.ModuleType("airflow.sdk")
     sdk.DAG = lambda **kwargs: StandInDAG(dag, **kwargs)  # type: ignore[attr-defined]
+    sdk.Param = lambda default, **kwargs: {"default": default, **kwargs}  # type: ignore[attr-defined]
     for name in ("airflow", "airflow.providers", "airflow.providers.standard"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "airflow.providers.standard.operators", types.ModuleType("o"))
@@ -123,6 +124,8 @@ def test_dag_file_has_every_node_and_edge_and_no_millpond_import(
     assert start.upstream == set() and start.kwargs["retries"] == 2
     assert start.kwargs["env"] == {**env, "MILLPOND_RUN_TYPE": "{{ dag_run.run_type }}"}
     assert " run-start --trigger " in start.kwargs["bash_command"]
+    assert start.kwargs["bash_command"].endswith(FULL_REFRESH)
+    assert dag["params"]["full_refresh"]["default"] is False
     assert finish.upstream == {n.id for n in nodes}
     assert (finish.kwargs["trigger_rule"], finish.kwargs["retries"]) == ("all_done", 0)
     assert " run-finish --run-id " in finish.kwargs["bash_command"]
@@ -130,11 +133,23 @@ def test_dag_file_has_every_node_and_edge_and_no_millpond_import(
         task = tasks[node.id].kwargs
         assert tasks[node.id].upstream == (set(node.upstream) or {"run_start"}), node.id
         assert f" run-node {node.id} --attempt " in task["bash_command"]
-        assert task["bash_command"].endswith(finish.kwargs["bash_command"].split(" run-finish")[1])
+        run_options = finish.kwargs["bash_command"].split(" run-finish")[1]
+        assert task["bash_command"].endswith(run_options + FULL_REFRESH)
         assert (task["env"], task["append_env"], task["pool"]) == (env, True, "default_pool")
         assert task["retries"] == node.retries
         assert task["retry_delay"] == datetime.timedelta(seconds=node.retry_delay_seconds)
         assert task["execution_timeout"] == datetime.timedelta(seconds=node.timeout_seconds)
+
+
+FULL_REFRESH = '{{ " --full-refresh" if params.full_refresh else "" }}'
+
+
+@pytest.mark.parametrize(("asked", "flag"), [(True, " --full-refresh"), (False, "")])
+def test_the_full_refresh_param_renders_one_of_two_fixed_flags(asked: bool, flag: str) -> None:
+    """What Airflow's Jinja makes of the suffix: the flag or nothing, never the param's text."""
+    import jinja2
+
+    assert jinja2.Template(FULL_REFRESH).render(params={"full_refresh": asked}) == flag
 
 
 def test_each_node_is_one_line_of_the_dag_file(tmp_path: Path) -> None:
