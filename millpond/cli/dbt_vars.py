@@ -34,6 +34,11 @@ def with_vars(config: MillpondConfig, text: str | None) -> MillpondConfig:
     """The config with `--vars` merged over dbt.vars (unchanged without it)."""
     if not text:
         return config
+    if config.dbt is None:
+        raise typer.BadParameter(
+            "this project has no dbt section (ingest-only): there are no dbt vars to set",
+            param_hint="--vars",
+        )
     merged = {**config.dbt.vars, **parse_vars(text)}
     changed = config.model_copy(update={"dbt": config.dbt.model_copy(update={"vars": merged})})
     register_secrets(changed.secrets())
