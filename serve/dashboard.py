@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import psycopg
 
-from metadata import queries
-from serve.dashboard_data import charts
+from millpond.metadata import queries
+from millpond.serve.dashboard_data import charts
 
 FAILURES = 20
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import psycopg
 
-from metadata import queries
-from metadata.db import CONNECT_TIMEOUT_S
-from metadata.records import QueuedRunFailed, RunNotified, RunQueued, commit
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.metadata import queries
+from millpond.metadata.db import CONNECT_TIMEOUT_S
+from millpond.metadata.records import QueuedRunFailed, RunNotified, RunQueued, commit
 from millpond.notify import notify_run
 
 
@@ -33,7 +33,7 @@ def _request_ledger_url() -> str:
     """The ledger of this request's connection, taken now: when a background thread uses
     it later, the service's settings may be another stack's (or gone), and resolving them
     then could open another ledger (an embedded one started for the wrong folder)."""
-    from serve.deps import ledger_pool
+    from millpond.serve.deps import ledger_pool
 
     conninfo = ledger_pool().conninfo
     return str(conninfo() if callable(conninfo) else conninfo)  # a pool may take a callable

@@ -169,6 +169,6 @@ def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     """The checker itself: a kernel module importing a stage package is found."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from ingest.lake import Lake\n    import metadata.db\n")
-    assert imports_of(bad) == {"ingest.lake", "metadata.db"}
+    assert imports_of(bad) == {"millpond.ingest.lake", "millpond.metadata.db"}
     assert package_of("millpond.core.graph") == KERNEL
     assert package_of("millpond.targets.duckdb.raw") == "millpond.targets"

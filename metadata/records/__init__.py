@@ -8,16 +8,16 @@ the run's buffered `metadata.ledger.Ledger.write`, or `commit(conn, record)` on 
 Importing the package registers every kind, so a buffered record can always be read back.
 """
 
-from metadata.records.base import LedgerRecord, commit
-from metadata.records.lake import (
+from millpond.metadata.records.base import LedgerRecord, commit
+from millpond.metadata.records.lake import (
     LakeAction,
     PartitionLanded,
     PartitionLoaded,
     Rejection,
     SourceState,
 )
-from metadata.records.monitors import AnomalyFound
-from metadata.records.nodes import (
+from millpond.metadata.records.monitors import AnomalyFound
+from millpond.metadata.records.nodes import (
     DataTestResults,
     Fingerprints,
     NodeFinished,
@@ -25,7 +25,7 @@ from metadata.records.nodes import (
     NodeWarned,
     RowCounts,
 )
-from metadata.records.runs import (
+from millpond.metadata.records.runs import (
     RUN_STATUSES,
     LeaseClaimed,
     LeaseHeartbeat,

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from metadata.records.base import LedgerRecord, check_one_of, now
+from millpond.metadata.records.base import LedgerRecord, check_one_of, now
 
 MONITORS = frozenset({"volume", "freshness"})
 SUBJECT_KINDS = frozenset({"source_table", "mart"})

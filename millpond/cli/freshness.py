@@ -25,7 +25,7 @@ def check_freshness(config_path: ConfigOption = None) -> None:
       millpond check-freshness --config /srv/stack/millpond.yml
     """
     config = load(config_path, command="check-freshness")
-    from metadata.ledger import LedgerUnavailableError
+    from millpond.metadata.ledger import LedgerUnavailableError
     from millpond.nodes.monitors.freshness import cadences
     from millpond.runtime.monitoring import freshness_now
 

@@ -176,7 +176,7 @@ def _run_to_retry(ctx: RunContext, spec: str) -> dict[str, Any]:
     """The run `millpond retry` reruns; refused (1, or 2 for a run the ledger does not
     know) before anything is recorded. A run still open whose process died is closed
     `abandoned` first, as the next run's start would."""
-    from metadata.ledger import LedgerUnavailableError
+    from millpond.metadata.ledger import LedgerUnavailableError
     from millpond.runtime.lifecycle import close_dead_runs
     from millpond.runtime.retry import RetryRefused, find_run
 
@@ -244,7 +244,7 @@ def _run(
 def _adopt(ctx: RunContext, retry_of: str, queued: bool) -> None:
     """Make the run the retry of `retry_of`. Refused, it exits 1 (2: no such run); a run
     queued already (`POST /runs/{id}/retry`) is closed failed with the reason first."""
-    from metadata.ledger import LedgerUnavailableError
+    from millpond.metadata.ledger import LedgerUnavailableError
     from millpond.runtime.lifecycle import fail_start
     from millpond.runtime.retry import RetryRefused, adopt, find_run
 
@@ -262,8 +262,8 @@ def _print_run_summary(
 ) -> None:
     """The run's summary (millpond.cli.summary), then what the summary table cannot say: a
     publish left out by the selection, a damaged warehouse, ledger records buffered."""
-    from flows.prefect_api import api_url, ui_url
     from millpond.cli.summary import RunFigures, print_summary
+    from millpond.flows.prefect_api import api_url, ui_url
     from millpond.nodes.publish import PUBLISH_NODE, nothing_published
     from millpond.runtime.damage import warehouse_note
     from millpond.runtime.totals import rows_loaded
@@ -339,8 +339,8 @@ def _load_queued(
 def _ledger_duration(ctx: Any) -> float | None:
     """The run's duration as the ledger (and so the API) has it, in seconds; None when the
     ledger was unreachable (then the local clock around the run stands in)."""
-    from metadata import queries
-    from metadata.db import connect
+    from millpond.metadata import queries
+    from millpond.metadata.db import connect
 
     if ctx.ledger.buffered:
         return None
@@ -404,8 +404,8 @@ def _write_demo(
     would be landed next to the old rows and break every uniqueness test), and neither does a
     source whose tables are not TPC-H tables (a team's real inbox).
     """
-    from ingest.demo import TABLES, generate, inbox_has_files
-    from ingest.lake import Lake
+    from millpond.ingest.demo import TABLES, generate, inbox_has_files
+    from millpond.ingest.lake import Lake
 
     if scale <= 0:
         raise typer.BadParameter(f"must be positive, got {scale}", param_hint=option)
@@ -452,9 +452,9 @@ def run_node_command(
     Served by the stack's warm node worker when `millpond run-start` started one on this
     machine (millpond.cli.warm), else run in this process."""
     config = load(config_path, target)
-    from metadata.records import RunStarted
     from millpond.cli.warm import client
     from millpond.core.graph import GraphError
+    from millpond.metadata.records import RunStarted
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import NodeFailed, run_node
@@ -546,7 +546,7 @@ def dag(
 
     Example: millpond dag --output ~/airflow/dags/millpond.py (see docs/deploy-airflow.md)"""
     config = load(config_path)
-    from airflow_compat.render import render_dag
+    from millpond.airflow_compat.render import render_dag
 
     built = _build_graph(config)
     millpond_bin = str(Path(sys.executable).with_name("millpond"))
@@ -591,10 +591,10 @@ def down(config_path: ConfigOption = None) -> None:
     serving the deployment, the local Prefect server, the warm node worker and embedded
     PostgreSQL. Works without the sources' secrets (${VAR}s only they read may be unset)."""
     config = load(config_path, needs=("state_dir", "prefect", "project"), command="down")
-    from flows.deployment import stop_served
-    from flows.server import stop_server
-    from metadata.embedded import stop_embedded
     from millpond.cli.warm.control import stop_worker
+    from millpond.flows.deployment import stop_served
+    from millpond.flows.server import stop_server
+    from millpond.metadata.embedded import stop_embedded
 
     out.print("deployment: " + ("stopped" if stop_served(config) else "not served"))
     out.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
@@ -626,7 +626,7 @@ def serve(
 
     Listens on 127.0.0.1, on serve.host when MILLPOND_API_KEYS is set, or on --host.
     Without keys, a non-loopback address is refused unless --allow-no-keys."""
-    from serve.launch import BindRefused, run
+    from millpond.serve.launch import BindRefused, run
 
     load(config_path)
     try:

@@ -83,11 +83,11 @@ def run_finish(
     worker `run-start` started.
 
     Example: millpond run-finish --run-id manual__2026-01-01"""
-    from metadata.reads import run_status
-    from metadata.records.runs import RUN_FINAL_STATUSES
     from millpond.cli.common import console, load, out
     from millpond.cli.warm.control import stop_worker
     from millpond.core.logs import close_run_log, node_context, open_run_log
+    from millpond.metadata.reads import run_status
+    from millpond.metadata.records.runs import RUN_FINAL_STATUSES
     from millpond.runtime.context import RunContext
     from millpond.runtime.lifecycle import fail_start
     from millpond.runtime.task_run import close_task_run

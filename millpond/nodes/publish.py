@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from metadata import reads
-from metadata.records import Fingerprints
 from millpond.core.config import MillpondConfig
 from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.metadata import reads
+from millpond.metadata.records import Fingerprints
 from millpond.nodes.fingerprints import PUBLISH_KIND, digest, run_fingerprints
 from millpond.nodes.monitors.volume import check_marts
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadata import reads
-from metadata.ledger import LedgerUnavailableError
-from metadata.records import AnomalyFound
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.metadata import reads
+from millpond.metadata.ledger import LedgerUnavailableError
+from millpond.metadata.records import AnomalyFound
 from millpond.nodes.monitors.freshness import check_freshness
 from millpond.notify import notify_alerts
 from millpond.runtime.context import RunContext

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadata import reads
-from metadata.retries import FINISHED_NODE, RetryRefused, check_retryable
 from millpond.core.logs import logger
+from millpond.metadata import reads
+from millpond.metadata.retries import FINISHED_NODE, RetryRefused, check_retryable
 from millpond.runtime.context import RunContext
 
 __all__ = ["RetryRefused", "adopt", "find_run", "plan"]

@@ -8,16 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from metadata import queries
-from metadata.records import RunStatus
-from metadata.retries import RetryRefused, check_retryable
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from millpond.core.run_log import line, node_of, records
-from serve import prefect_trigger, trigger
-from serve.deps import ApiKey, LedgerConn, Settings, stack_config
-from serve.queued import QueuedRun
-from serve.schemas import (
+from millpond.metadata import queries
+from millpond.metadata.records import RunStatus
+from millpond.metadata.retries import RetryRefused, check_retryable
+from millpond.serve import prefect_trigger, trigger
+from millpond.serve.deps import ApiKey, LedgerConn, Settings, stack_config
+from millpond.serve.queued import QueuedRun
+from millpond.serve.schemas import (
     NodeRun,
     Problem,
     RunDetail,

@@ -36,8 +36,8 @@ TEAM_ROUTER = '''
 """A team router that tries to leave the published snapshot through its connection."""
 from fastapi import APIRouter
 
-from serve.deps import PublishedMarts
-from serve.settings import get_stack_config
+from millpond.serve.deps import PublishedMarts
+from millpond.serve.settings import get_stack_config
 
 router = APIRouter(prefix="/team")
 
@@ -111,9 +111,9 @@ def publish_by_hand(state: Path, rows: int = 50) -> Path:
 
 
 def fill_ledger(url: str, buffer: Path) -> None:
-    from metadata.db import migrate
-    from metadata.ledger import Ledger
-    from metadata.records import RunAbandoned, RunFinished, RunStarted
+    from millpond.metadata.db import migrate
+    from millpond.metadata.ledger import Ledger
+    from millpond.metadata.records import RunAbandoned, RunFinished, RunStarted
 
     migrate(url)
     ledger = Ledger(url, buffer)
@@ -375,7 +375,7 @@ def test_guessing_keys_at_login_is_slowed_to_ten_a_minute_per_client(api: TestCl
 
 
 def test_the_login_limit_lets_a_client_in_again_once_its_failures_are_a_minute_old() -> None:
-    from serve.routes.login import FailedLogins
+    from millpond.serve.routes.login import FailedLogins
 
     now = [1000.0]
     tally = FailedLogins(limit=3, window_s=60, clock=lambda: now[0])
@@ -393,7 +393,7 @@ def test_the_login_limit_lets_a_client_in_again_once_its_failures_are_a_minute_o
 
 
 def test_an_expired_session_is_refused(api: TestClient) -> None:
-    from serve.auth import COOKIE, SESSION_S, session_token
+    from millpond.serve.auth import COOKIE, SESSION_S, session_token
 
     old = session_token(KEY, now=1_000_000_000 - SESSION_S - 10)
     response = api.get("/runs", headers={"Cookie": f"{COOKIE}={old}"})

@@ -17,10 +17,10 @@ import pytest
 from conftest import millpond, write_acme_project
 from webhook_receiver import Receiver
 
-from metadata import queries
-from metadata.db import connect, migrate
-from metadata.ledger import Ledger
-from metadata.records import PartitionLanded, RunFinished, RunStarted
+from millpond.metadata import queries
+from millpond.metadata.db import connect, migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import PartitionLanded, RunFinished, RunStarted
 
 pytestmark = pytest.mark.e2e
 

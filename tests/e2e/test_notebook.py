@@ -30,22 +30,22 @@ def demo_run(
     result = millpond(root, "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield root
-    from metadata.embedded import stop_embedded
+    from millpond.metadata.embedded import stop_embedded
 
     stop_embedded(root / ".millpond" / "pg")
 
 
 def ledger(root: Path) -> str:
     """The project's embedded ledger (started if it is not running)."""
-    from metadata.db import resolve_url
+    from millpond.metadata.db import resolve_url
 
     return resolve_url("embedded", root / ".millpond")
 
 
 def running_run(root: Path, process: subprocess.Popen[str]) -> str | None:
     """The id of the run the ledger shows running, once the background run has opened it."""
-    from metadata import queries
-    from metadata.db import connect
+    from millpond.metadata import queries
+    from millpond.metadata.db import connect
 
     url = ledger(root)
     deadline = time.monotonic() + 300
@@ -77,8 +77,8 @@ def test_the_explore_notebook_runs_headless_while_a_run_builds(
     from nbclient import NotebookClient
 
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws PNGs
-    from metadata import queries
-    from metadata.db import connect
+    from millpond.metadata import queries
+    from millpond.metadata.db import connect
 
     with connect(ledger(demo_run)) as conn:
         (first,) = queries.list_runs(conn)

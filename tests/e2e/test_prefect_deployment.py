@@ -208,9 +208,9 @@ def failed_copy_of(stack: Stack, run_id: str, failed_node: str) -> str:
     publish fails on a full disk)."""
     import psycopg
 
-    from metadata.db import resolve_url
     from millpond.core.config_loading import load_config
     from millpond.core.runid import new_run_id
+    from millpond.metadata.db import resolve_url
 
     config = load_config(stack.root / "millpond.yml", dict(os.environ))
     url = resolve_url(config.metadata.url, config.state, keep_running=True)

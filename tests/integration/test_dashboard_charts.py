@@ -18,9 +18,9 @@ import httpx
 import pytest
 from conftest import REPO, chromium_driver, free_port
 
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import NodeFinished, NodeStarted, RowCounts, RunFinished, RunStarted
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import NodeFinished, NodeStarted, RowCounts, RunFinished, RunStarted
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def dashboard(
     monkeypatch.setenv("MILLPOND_CONFIG", str(tmp_path / "millpond.yml"))
     monkeypatch.delenv("MILLPOND_API_KEYS", raising=False)
     reset_caches()
-    from serve.app import create_app
+    from millpond.serve.app import create_app
 
     port = free_port()
     server = uvicorn.Server(

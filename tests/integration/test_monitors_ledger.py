@@ -17,10 +17,11 @@ from conftest import millpond
 from serve_helpers import api_over
 from webhook_receiver import Receiver
 
-from metadata import queries
-from metadata.db import connect, migrate
-from metadata.ledger import Ledger
-from metadata.records import (
+from millpond.core.config import config_model
+from millpond.metadata import queries
+from millpond.metadata.db import connect, migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
     NodeFinished,
     NodeStarted,
     PartitionLanded,
@@ -28,7 +29,6 @@ from metadata.records import (
     RunFinished,
     RunStarted,
 )
-from millpond.core.config import config_model
 from millpond.nodes.monitors.freshness import check_freshness
 from millpond.nodes.monitors.volume import VolumeAnomaly, check_landing, check_marts
 from millpond.runtime.execute import NodeOutcome

@@ -16,16 +16,16 @@ from conftest import millpond, write_acme_project
 from psycopg.rows import dict_row
 from serve_helpers import api_for
 
-from metadata.db import migrate
-from metadata.records import NodeFinished, NodeStarted, RunFinished, RunStarted
-from metadata.retries import RetryRefused
 from millpond.core.config_loading import load_config
 from millpond.core.graph import Graph, Node
 from millpond.core.runid import new_run_id
+from millpond.metadata.db import migrate
+from millpond.metadata.records import NodeFinished, NodeStarted, RunFinished, RunStarted
+from millpond.metadata.retries import RetryRefused
 from millpond.runtime.context import RunContext
 from millpond.runtime.retry import adopt, find_run, plan
 from millpond.runtime.selection import Selection
-from serve import trigger
+from millpond.serve import trigger
 
 pytestmark = pytest.mark.integration
 

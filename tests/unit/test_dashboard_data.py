@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from serve.dashboard_data import TIMELINE_ROWS, slowest_nodes, table_rows, timeline
+from millpond.serve.dashboard_data import TIMELINE_ROWS, slowest_nodes, table_rows, timeline
 
 T0 = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
 
@@ -77,7 +77,7 @@ def test_rows_per_table_from_the_newest_run_that_counted() -> None:
 
 
 def test_a_retried_node_counts_once_with_its_last_attempt() -> None:
-    from serve.dashboard_data import _last_attempts
+    from millpond.serve.dashboard_data import _last_attempts
 
     first = node(1, 500, "failed", attempt=1)
     second = node(1, 700, "success", attempt=2)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from metadata import reads
-from metadata.ledger import Ledger
-from metadata.records import AnomalyFound
 from millpond.core.config import MillpondConfig
 from millpond.core.monitoring import table_cadence
+from millpond.metadata import reads
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import AnomalyFound
 
 
 def cadences(config: MillpondConfig) -> dict[tuple[str, str], timedelta]:

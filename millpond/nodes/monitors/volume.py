@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadata import reads
-from metadata.ledger import LedgerUnavailableError
-from metadata.records import AnomalyFound
 from millpond.core.logs import logger
 from millpond.core.monitoring import VolumeSettings, table_volume
 from millpond.core.registry import NodeReport, NodeScope
+from millpond.metadata import reads
+from millpond.metadata.ledger import LedgerUnavailableError
+from millpond.metadata.records import AnomalyFound
 from millpond.nodes.monitors.stats import Verdict, judge
 
 
