@@ -57,8 +57,8 @@ def main(argv: list[str]) -> None:
     # A stopped session still writes what it measured (the session's `finally`).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    from flows.server import ensure_server
     from millpond.core.config_loading import load_config
+    from millpond.flows.server import ensure_server
 
     # The repo's own local Prefect server (started if needed; PREFECT_API_URL if set): bench
     # projects are deleted and recreated, so a server started under one would lose its home.

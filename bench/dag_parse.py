@@ -140,7 +140,7 @@ def synthetic_graph(size: int, seed: int = 24) -> Graph:
 def renderer_at(revision: str | None) -> Renderer:
     """`render_dag` of this checkout, or of a git revision (loaded from its source)."""
     if revision is None:
-        from airflow_compat.render import render_dag
+        from millpond.airflow_compat.render import render_dag
 
         return render_dag
     source = subprocess.run(

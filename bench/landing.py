@@ -29,10 +29,10 @@ CHILD = (
     mode, csv_path, work, endpoint = sys.argv[1:5]
     import duckdb
     from pathlib import Path
-    from ingest.sources.files import FilesSource
-    from ingest.sources.files.config import FilesSourceConfig
-    from ingest.lake import Lake
-    from ingest.landing import land_table
+    from millpond.ingest.sources.files import FilesSource
+    from millpond.ingest.sources.files.config import FilesSourceConfig
+    from millpond.ingest.lake import Lake
+    from millpond.ingest.landing import land_table
     started = time.perf_counter()  # imports excluded
     if mode == "duckdb":
         con = duckdb.connect()

@@ -29,9 +29,9 @@ import psycopg
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from ingest.lake import Lake
-from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
 from millpond.targets.postgres import load as pg_load
 from millpond.targets.postgres.types import to_postgres
 

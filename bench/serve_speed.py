@@ -35,7 +35,7 @@ def free_port() -> int:
 
 def start_api(config: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MILLPOND_CONFIG": str(config.resolve())}
-    command = [sys.executable, "-m", "uvicorn", "serve.app:app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "millpond.serve.app:app", "--port", str(port)]
     command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
     process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 60

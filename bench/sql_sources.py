@@ -33,8 +33,8 @@ def run_one(way: str, url: str, work: Path) -> dict[str, float]:
     if way == "duckdb":
         import duckdb
 
-        from ingest.duckdb_extensions import load_extension
-        from ingest.sources.sql import dsn
+        from millpond.ingest.duckdb_extensions import load_extension
+        from millpond.ingest.sources.sql import dsn
 
         con = duckdb.connect()
         load_extension(con, "postgres_scanner")
@@ -42,17 +42,17 @@ def run_one(way: str, url: str, work: Path) -> dict[str, float]:
         con.execute(f"COPY (FROM pg.public.bench) TO '{work / 'duckdb.parquet'}'")
         rows = con.execute(f"select count(*) from '{work / 'duckdb.parquet'}'").fetchone()[0]
     else:
-        from ingest.lake import Lake
-        from ingest.landing import land_table
+        from millpond.ingest.lake import Lake
+        from millpond.ingest.landing import land_table
 
         lake = Lake.from_url(f"file://{work / way}")
         if way == "sql":
-            from ingest.sources.sql import SqlSource, SqlSourceConfig
+            from millpond.ingest.sources.sql import SqlSource, SqlSourceConfig
 
             config = SqlSourceConfig(kind="sql", url=url, tables={"bench": {}})
             source = SqlSource("pg", config)
         else:
-            from ingest.sources.odbc import OdbcSource, OdbcSourceConfig
+            from millpond.ingest.sources.odbc import OdbcSource, OdbcSourceConfig
 
             parts = urlsplit(url)
             connection = (

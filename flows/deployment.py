@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flows.prefect_api import deployment_name, read_deployment
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
+from millpond.flows.prefect_api import deployment_name, read_deployment
 
 # What identifies the serving process in /proc/<pid>/cmdline (a stale pid file is ignored).
 SERVE_COMMAND = "serve-deployment"

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from flows.prefect_api import api_url, ui_url
 from millpond.core.config import MillpondConfig
 from millpond.core.locks import file_lock
 from millpond.core.logs import logger
+from millpond.flows.prefect_api import api_url, ui_url
 
 
 def healthy(api: str, timeout: float = 2.0) -> bool:

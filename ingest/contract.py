@@ -23,9 +23,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-from ingest.lake import Manifest
-from ingest.schema import SchemaMismatch, common_type, reconciled_columns
 from millpond.core.logs import logger
+from millpond.ingest.lake import Manifest
+from millpond.ingest.schema import SchemaMismatch, common_type, reconciled_columns
 
 SchemaChange = Literal["add_columns", "fail", "allow"]
 BadRows = Literal["fail", "quarantine"]

@@ -26,8 +26,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ingest import s3
 from millpond.core.config import MillpondConfig, S3Connection
+from millpond.ingest import s3
 
 MANIFEST = "_manifest.json"
 

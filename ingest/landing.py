@@ -20,15 +20,15 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
-from ingest.contract import TablePolicy, contract_columns
-from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing_items import land_items
-from ingest.landing_state import PartitionInProgress, TableLanding
-from ingest.reads import Read, now, record_read, stalled_runs
-from ingest.rejections import Rejection
-from ingest.staging import discard, publish_parts
 from millpond.core.logs import logger
 from millpond.core.registry import Source, SourceItem, TableState
+from millpond.ingest.contract import TablePolicy, contract_columns
+from millpond.ingest.lake import MANIFEST, Lake, Manifest
+from millpond.ingest.landing_items import land_items
+from millpond.ingest.landing_state import PartitionInProgress, TableLanding
+from millpond.ingest.reads import Read, now, record_read, stalled_runs
+from millpond.ingest.rejections import Rejection
+from millpond.ingest.staging import discard, publish_parts
 
 
 class CursorStalled(Exception):

@@ -16,7 +16,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.contract import (
+from millpond.core.logs import logger
+from millpond.core.registry import SourceItem
+from millpond.ingest.contract import (
     Rejected,
     TypeConflict,
     check_keys,
@@ -25,18 +27,16 @@ from ingest.contract import (
     columns_of,
     type_conflict,
 )
-from ingest.formats import BadRow, FileRead, SourceFileError
-from ingest.formats.errors import clip
-from ingest.lake import Lake, PartFile, SourceFile
-from ingest.landing_state import LandedRead, TableLanding
-from ingest.parts import write_part
-from ingest.quarantine import quarantine_path, write_quarantine
-from ingest.rejections import Rejection
-from ingest.schema import RESERVED_COLUMNS
-from ingest.staging import staged_name
-from ingest.storage_errors import raise_if_storage
-from millpond.core.logs import logger
-from millpond.core.registry import SourceItem
+from millpond.ingest.formats import BadRow, FileRead, SourceFileError
+from millpond.ingest.formats.errors import clip
+from millpond.ingest.lake import Lake, PartFile, SourceFile
+from millpond.ingest.landing_state import LandedRead, TableLanding
+from millpond.ingest.parts import write_part
+from millpond.ingest.quarantine import quarantine_path, write_quarantine
+from millpond.ingest.rejections import Rejection
+from millpond.ingest.schema import RESERVED_COLUMNS
+from millpond.ingest.staging import staged_name
+from millpond.ingest.storage_errors import raise_if_storage
 
 
 @dataclass(frozen=True)

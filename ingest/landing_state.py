@@ -13,10 +13,10 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from ingest.contract import TablePolicy
-from ingest.lake import Lake, PartFile, SourceFile
-from ingest.rejections import Rejection
 from millpond.core.registry import ReadReport, SourceItem
+from millpond.ingest.contract import TablePolicy
+from millpond.ingest.lake import Lake, PartFile, SourceFile
+from millpond.ingest.rejections import Rejection
 
 
 class LandedRead(NamedTuple):

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.formats import FileRead
-from ingest.lake import Lake
+from millpond.ingest.formats import FileRead
+from millpond.ingest.lake import Lake
 
 _turn = threading.Lock()
 

@@ -14,8 +14,8 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.formats import BadRow
-from ingest.lake import Lake
+from millpond.ingest.formats import BadRow
+from millpond.ingest.lake import Lake
 
 SCHEMA = pa.schema(
     [

@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingest.lake import Lake
 from millpond.core.logs import logger
+from millpond.ingest.lake import Lake
 
 KEPT = 20
 

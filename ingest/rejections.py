@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ingest.lake import Lake
+from millpond.ingest.lake import Lake
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from ingest.contract import TablePolicy
-from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
+from millpond.ingest.contract import TablePolicy
+from millpond.ingest.lake import MANIFEST, Lake, Manifest
+from millpond.ingest.landing import land_table
 
 BACKUP = "_backfill"
 

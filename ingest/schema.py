@@ -15,7 +15,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ingest.lake import Manifest
+    from millpond.ingest.lake import Manifest
 
 NUMERIC_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
 FLOAT_RANK = {"FLOAT": 6, "DOUBLE": 7}

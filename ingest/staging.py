@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ingest.lake import Lake
+from millpond.ingest.lake import Lake
 
 
 def staged_name(part_name: str) -> str:

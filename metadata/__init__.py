@@ -9,7 +9,7 @@ back through its writer), ``queries`` (the API's and the CLI's reads as plain di
 Imports only the kernel, so any process (Airflow task, API, CLI) can use it alone.
 """
 
-from metadata.db import connect, migrate, resolve_url
-from metadata.ledger import Ledger, LedgerUnavailableError
+from millpond.metadata.db import connect, migrate, resolve_url
+from millpond.metadata.ledger import Ledger, LedgerUnavailableError
 
 __all__ = ["Ledger", "LedgerUnavailableError", "connect", "migrate", "resolve_url"]

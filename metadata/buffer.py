@@ -30,9 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
-from metadata.db import normalize_url
-from metadata.records import LedgerRecord
 from millpond.core.locks import file_lock
+from millpond.metadata.db import normalize_url
+from millpond.metadata.records import LedgerRecord
 
 Apply = Callable[[LedgerRecord], Any]
 R = TypeVar("R", bound=LedgerRecord)

@@ -47,7 +47,7 @@ def resolve_url(url: str, state_dir: Path, *, keep_running: bool = False) -> str
     what a laptop without a PostgreSQL server uses; any PostgreSQL URL is only normalized.
     """
     if url.strip().lower() == "embedded":
-        from metadata.embedded import start_embedded
+        from millpond.metadata.embedded import start_embedded
 
         return start_embedded(Path(state_dir) / "pg", keep_running=keep_running)
     return normalize_url(url)

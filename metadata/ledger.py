@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 import psycopg
 from loguru import logger
 
-from metadata.buffer import RecordBuffer, ledger_identity
-from metadata.db import CONNECT_TIMEOUT_S, normalize_url
-from metadata.records import LedgerRecord, commit
-from metadata.records.runs import RunOpening
+from millpond.metadata.buffer import RecordBuffer, ledger_identity
+from millpond.metadata.db import CONNECT_TIMEOUT_S, normalize_url
+from millpond.metadata.records import LedgerRecord, commit
+from millpond.metadata.records.runs import RunOpening
 
 STATEMENT_TIMEOUT_MS = 10_000
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from metadata.ledger import Ledger, LedgerUnavailableError
-from metadata.records import SourceState
+from millpond.metadata.ledger import Ledger, LedgerUnavailableError
+from millpond.metadata.records import SourceState
 
 
 def running_runs(ledger: Ledger) -> list[dict[str, Any]]:

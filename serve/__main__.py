@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from millpond.core.config import ConfigError
-from serve.launch import BindRefused, run
+from millpond.serve.launch import BindRefused, run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,23 @@ from fastapi.staticfiles import StaticFiles
 
 from millpond.core.config import ConfigError
 from millpond.core.logs import logger
-from serve import errors
-from serve.deps import ApiKey
-from serve.extensions import mount_routers
-from serve.guard import RequestGuard
-from serve.routes import dashboard, docs, health, jobs, login, marts, metrics, runs, tables, tests
-from serve.settings import get_settings, get_stack_config
+from millpond.serve import errors
+from millpond.serve.deps import ApiKey
+from millpond.serve.extensions import mount_routers
+from millpond.serve.guard import RequestGuard
+from millpond.serve.routes import (
+    dashboard,
+    docs,
+    health,
+    jobs,
+    login,
+    marts,
+    metrics,
+    runs,
+    tables,
+    tests,
+)
+from millpond.serve.settings import get_settings, get_stack_config
 
 STATIC = Path(__file__).parent / "static"
 

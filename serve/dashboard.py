@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from metadata import queries
+from millpond.metadata import queries
 
 RECENT_RUNS = 30
 

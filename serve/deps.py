@@ -11,15 +11,15 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from metadata.db import CONNECT_TIMEOUT_S, migrate, normalize_url, resolve_url
 from millpond.core.config import ConfigError, MillpondConfig
 from millpond.core.registry import MartsReader
-from serve.auth import HEADER, check
-from serve.errors import unavailable
-from serve.guard import public_paths
-from serve.marts.catalog import Catalog, load_catalog
-from serve.marts.readers import open_reader
-from serve.settings import ServeSettings, get_settings, get_stack_config
+from millpond.metadata.db import CONNECT_TIMEOUT_S, migrate, normalize_url, resolve_url
+from millpond.serve.auth import HEADER, check
+from millpond.serve.errors import unavailable
+from millpond.serve.guard import public_paths
+from millpond.serve.marts.catalog import Catalog, load_catalog
+from millpond.serve.marts.readers import open_reader
+from millpond.serve.settings import ServeSettings, get_settings, get_stack_config
 
 CONFIG_UNUSABLE = "millpond config unusable"
 NOTHING_PUBLISHED = "nothing published yet: run `millpond run` first"

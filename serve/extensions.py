@@ -11,7 +11,7 @@ import sys
 from fastapi import APIRouter, FastAPI
 
 from millpond.core.config import ConfigError, MillpondConfig
-from serve.deps import ApiKey
+from millpond.serve.deps import ApiKey
 
 
 def load_router(ref: str) -> APIRouter:

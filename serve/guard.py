@@ -20,9 +20,9 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from millpond.core.config import ConfigError
-from serve.auth import check
-from serve.routes.login import login_page
-from serve.settings import get_settings, get_stack_config
+from millpond.serve.auth import check
+from millpond.serve.routes.login import login_page
+from millpond.serve.settings import get_settings, get_stack_config
 
 LOCAL_CLIENTS = {"127.0.0.1", "::1", "localhost", "testclient"}
 

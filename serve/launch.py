@@ -66,7 +66,7 @@ def run(
     import uvicorn
 
     from millpond.core.config_loading import find_config
-    from serve.settings import get_settings, get_stack_config
+    from millpond.serve.settings import get_settings, get_stack_config
 
     os.environ["MILLPOND_CONFIG"] = str(find_config(config_path))
     get_settings.cache_clear()
@@ -75,4 +75,4 @@ def run(
     address, note = bind_host(config.serve.host, bool(get_settings().keys), host, allow_no_keys)
     if note:
         print(note)
-    uvicorn.run("serve.app:app", host=address, port=port or config.serve.port)
+    uvicorn.run("millpond.serve.app:app", host=address, port=port or config.serve.port)

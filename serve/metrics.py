@@ -19,9 +19,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from metadata import queries
-from metadata.db import connect
-from metadata.records import RUN_STATUSES
+from millpond.metadata import queries
+from millpond.metadata.db import connect
+from millpond.metadata.records import RUN_STATUSES
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RECENT_RUNS = 100

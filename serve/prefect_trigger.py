@@ -23,10 +23,10 @@ from tenacity import (
     wait_exponential,
 )
 
-from flows.prefect_api import API_TAG, api_url, read_deployment
 from millpond.core.config import MillpondConfig
 from millpond.core.runid import new_run_id
-from serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
+from millpond.flows.prefect_api import API_TAG, api_url, read_deployment
+from millpond.serve.trigger import AlreadyRunning, TriggerFailed, run_lock_held
 
 TIMEOUT_S = 5.0
 # What the Prefect client itself retries: a busy server (its database locked under load answers

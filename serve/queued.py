@@ -16,10 +16,10 @@ from pathlib import Path
 
 import psycopg
 
-from metadata.db import CONNECT_TIMEOUT_S
-from metadata.records import QueuedRunFailed, RunQueued, commit
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.metadata.db import CONNECT_TIMEOUT_S
+from millpond.metadata.records import QueuedRunFailed, RunQueued, commit
 
 
 class QueuedRun:
@@ -46,7 +46,7 @@ class QueuedRun:
         # The ledger's address is taken now, in the request: when the process exits, the
         # service's settings may be another stack's (or gone), and resolving them then could
         # open another ledger (an embedded one started for the wrong folder).
-        from serve.deps import ledger_pool
+        from millpond.serve.deps import ledger_pool
 
         conninfo = ledger_pool().conninfo  # the ledger of this request's connection
         url = conninfo() if callable(conninfo) else conninfo  # a pool may take a callable

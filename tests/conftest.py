@@ -139,7 +139,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             os.killpg(int(prefect.read_text()), signal.SIGTERM)
     embedded = shared / "embedded-pg"
     if (embedded / "started").is_file():
-        from metadata.embedded import stop_embedded
+        from millpond.metadata.embedded import stop_embedded
 
         stop_embedded(embedded / "pg")
     shutil.rmtree(shared, ignore_errors=True)
@@ -248,7 +248,7 @@ def prefect_api() -> str:
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TPC-H scale 0.01 as ERP exports (CSV + nation/region .xlsx), generated once."""
-    from ingest.demo import generate
+    from millpond.ingest.demo import generate
 
     inbox = tmp_path_factory.mktemp("demo") / "erp"
     generate(inbox, 0.01)
@@ -273,7 +273,7 @@ def project(tmp_path: Path, demo_files: Path) -> Iterator[Path]:
     """A project with the demo inbox; its embedded PostgreSQL (if any) is stopped afterwards."""
     root = write_project(tmp_path / "project", demo_files)
     yield root
-    from metadata.embedded import stop_embedded
+    from millpond.metadata.embedded import stop_embedded
 
     stop_embedded(root / ".millpond" / "pg")
 
@@ -287,8 +287,8 @@ def pg_server() -> str:
         return MACHINE_PG
     if REQUIRE_SERVERS:
         pytest.fail("no PostgreSQL at 127.0.0.1:5432 (MILLPOND_REQUIRE_SERVERS=1)")
-    from metadata.embedded import start_embedded
     from millpond.core.locks import file_lock
+    from millpond.metadata.embedded import start_embedded
 
     folder = shared_dir() / "embedded-pg"
     folder.mkdir(exist_ok=True)
@@ -370,7 +370,7 @@ MARIADB = "mysql://root@127.0.0.1:3306"
 
 
 def _mysql_admin(database: str) -> duckdb.DuckDBPyConnection:
-    from ingest.duckdb_extensions import load_extension
+    from millpond.ingest.duckdb_extensions import load_extension
 
     con = duckdb.connect()
     load_extension(con, "mysql_scanner")
@@ -422,7 +422,7 @@ def inbox(tmp_path: Path) -> Path:
 @pytest.fixture
 def lake(tmp_path: Path) -> Any:
     """A local lake in the test's folder."""
-    from ingest.lake import Lake
+    from millpond.ingest.lake import Lake
 
     return Lake.from_url(f"file://{tmp_path / 'lake'}")
 
@@ -478,7 +478,7 @@ def s3_bucket(s3_server: str) -> str:
 @pytest.fixture
 def s3_lake(s3_server: str, s3_bucket: str) -> Any:
     """A lake on the S3 server, under a prefix of a fresh bucket."""
-    from ingest.lake import Lake
+    from millpond.ingest.lake import Lake
 
     return Lake.from_url(f"s3://{s3_bucket}/lake", s3_server, "us-east-1", S3_KEY_ID, S3_SECRET)
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 
 def reset_caches() -> None:
-    from serve import deps, settings
+    from millpond.serve import deps, settings
 
     settings.get_stack_config.cache_clear()
     settings.get_settings.cache_clear()
@@ -25,7 +25,7 @@ def reset_caches() -> None:
 def api_for(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The app serving the stack of `config_file`."""
     monkeypatch.setenv("MILLPOND_CONFIG", str(config_file))
-    from serve.app import create_app
+    from millpond.serve.app import create_app
 
     reset_caches()
     try:

@@ -36,7 +36,7 @@ def prepare(root: Path, scale: str) -> Path:
     (project / "transform").unlink(missing_ok=True)  # bench/baseline.py compiles from here
     (project / "transform").symlink_to(REPO / "transform")
     if not (inbox.is_dir() and any(inbox.iterdir())):
-        from ingest.demo import generate
+        from millpond.ingest.demo import generate
 
         shutil.rmtree(inbox, ignore_errors=True)
         generate(inbox, float(scale))
@@ -45,7 +45,7 @@ def prepare(root: Path, scale: str) -> Path:
 
 def reset_state(project: Path) -> None:
     """Empty lake, warehouse and ledger (the embedded PostgreSQL is stopped first)."""
-    from metadata.embedded import stop_embedded
+    from millpond.metadata.embedded import stop_embedded
 
     stop_embedded(project / ".millpond" / "pg")
     shutil.rmtree(project / ".millpond", ignore_errors=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from metadata.db import connect, resolve_url
 from millpond.core.config_loading import load_config
+from millpond.metadata.db import connect, resolve_url
 
 STAGES = ("extract", "load", "dbt", "publish")
 # `ingest` is extract and load together, from the first extract start to the last load end.

@@ -102,7 +102,7 @@ def run_session(
                 save()
         results["complete"] = True
     finally:
-        from metadata.embedded import stop_embedded
+        from millpond.metadata.embedded import stop_embedded
 
         for project in projects.values():
             stop_embedded(project / ".millpond" / "pg")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingest.formats.base import BATCH_ROWS, BadRow, FileRead
-from ingest.formats.csv import open_csv
-from ingest.formats.errors import SourceFileError
-from ingest.formats.json import open_json
-from ingest.formats.options import CsvOptions, Format, ReadOptions
-from ingest.formats.parquet import open_parquet
-from ingest.formats.xlsx import open_xlsx
+from millpond.ingest.formats.base import BATCH_ROWS, BadRow, FileRead
+from millpond.ingest.formats.csv import open_csv
+from millpond.ingest.formats.errors import SourceFileError
+from millpond.ingest.formats.json import open_json
+from millpond.ingest.formats.options import CsvOptions, Format, ReadOptions
+from millpond.ingest.formats.parquet import open_parquet
+from millpond.ingest.formats.xlsx import open_xlsx
 
 __all__ = [
     "BATCH_ROWS",

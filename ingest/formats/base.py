@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from ingest.formats.errors import SourceFileError
+from millpond.ingest.formats.errors import SourceFileError
 
 BATCH_ROWS = 122_880
 

@@ -29,9 +29,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ingest.formats.base import BATCH_ROWS, BadRow, FileRead
-from ingest.formats.errors import SourceFileError, clip
-from ingest.formats.options import CsvOptions, ReadOptions
+from millpond.ingest.formats.base import BATCH_ROWS, BadRow, FileRead
+from millpond.ingest.formats.errors import SourceFileError, clip
+from millpond.ingest.formats.options import CsvOptions, ReadOptions
 
 DELIMITERS = [",", ";", "|", "\t"]
 _LINE = re.compile(r"CSV Error on Line: (\d+)")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.formats.base import FileRead, arrow_read, with_declared_types
-from ingest.formats.errors import SourceFileError, clip
-from ingest.formats.options import ReadOptions
+from millpond.ingest.formats.base import FileRead, arrow_read, with_declared_types
+from millpond.ingest.formats.errors import SourceFileError, clip
+from millpond.ingest.formats.options import ReadOptions
 
 _LINE = re.compile(r"line (\d+)", re.IGNORECASE)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ingest.formats.base import BATCH_ROWS, FileRead, arrow_read, with_declared_types
-from ingest.formats.errors import SourceFileError
-from ingest.formats.options import ReadOptions
+from millpond.ingest.formats.base import BATCH_ROWS, FileRead, arrow_read, with_declared_types
+from millpond.ingest.formats.errors import SourceFileError
+from millpond.ingest.formats.options import ReadOptions
 
 
 def open_parquet(path: Path, read: ReadOptions) -> FileRead:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ingest.formats.base import FileRead, arrow_read, with_declared_types
-from ingest.formats.errors import SourceFileError
-from ingest.formats.options import ReadOptions
+from millpond.ingest.formats.base import FileRead, arrow_read, with_declared_types
+from millpond.ingest.formats.errors import SourceFileError
+from millpond.ingest.formats.options import ReadOptions
 
 
 def _rows(sheet: Any) -> list[list[Any]]:

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 
-from ingest import s3
 from millpond.core.config import S3Connection
+from millpond.ingest import s3
 
 BLOCK = 1 << 20
 

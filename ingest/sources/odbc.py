@@ -20,7 +20,10 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from ingest.sources.tables import (
+from millpond.core.config import MillpondConfig, SourceConfigBase
+from millpond.core.masking import inline_secrets, mask, register_secrets
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
+from millpond.ingest.sources.tables import (
     TableReadError,
     TableSpec,
     minus_lookback,
@@ -28,9 +31,6 @@ from ingest.sources.tables import (
     table_item,
     tracking_cursor,
 )
-from millpond.core.config import MillpondConfig, SourceConfigBase
-from millpond.core.masking import inline_secrets, mask, register_secrets
-from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
 
 
 class OdbcSourceConfig(SourceConfigBase):

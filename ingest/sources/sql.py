@@ -26,8 +26,11 @@ import duckdb
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from ingest.duckdb_extensions import load_extension
-from ingest.sources.tables import (
+from millpond.core.config import MillpondConfig, SourceConfigBase
+from millpond.core.masking import mask, mask_url, register_secrets, url_password
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
+from millpond.ingest.duckdb_extensions import load_extension
+from millpond.ingest.sources.tables import (
     TableReadError,
     TableSpec,
     minus_lookback,
@@ -36,9 +39,6 @@ from ingest.sources.tables import (
     table_item,
     tracking_cursor,
 )
-from millpond.core.config import MillpondConfig, SourceConfigBase
-from millpond.core.masking import mask, mask_url, register_secrets, url_password
-from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
 
 ENGINES = {
     "postgresql": ("postgres_scanner", "postgres", "postgres_query"),

@@ -7,22 +7,22 @@ the run's buffered `metadata.ledger.Ledger.write`, or `commit(conn, record)` on 
 Importing the package registers every kind, so a buffered record can always be read back.
 """
 
-from metadata.records.base import LedgerRecord, commit
-from metadata.records.lake import (
+from millpond.metadata.records.base import LedgerRecord, commit
+from millpond.metadata.records.lake import (
     LakeAction,
     PartitionLanded,
     PartitionLoaded,
     Rejection,
     SourceState,
 )
-from metadata.records.nodes import (
+from millpond.metadata.records.nodes import (
     DataTestResults,
     Fingerprints,
     NodeFinished,
     NodeStarted,
     RowCounts,
 )
-from metadata.records.runs import (
+from millpond.metadata.records.runs import (
     RUN_STATUSES,
     LeaseClaimed,
     LeaseHeartbeat,

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from metadata.records.base import LedgerRecord, as_jsonb, check_one_of, now
+from millpond.metadata.records.base import LedgerRecord, as_jsonb, check_one_of, now
 
 LAKE_ACTIONS = frozenset({"drop", "reland", "replay"})
 REJECTION_OUTCOMES = frozenset({"rejected", "quarantined"})

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from metadata.records.base import LedgerRecord, check_one_of, ensure_run, now
+from millpond.metadata.records.base import LedgerRecord, check_one_of, ensure_run, now
 
 NODE_FINAL_STATUSES = frozenset({"success", "failed", "skipped", "unchanged", "abandoned"})
 TEST_STATUSES = frozenset({"pass", "fail", "warn", "error", "skipped"})

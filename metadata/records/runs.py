@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import psycopg
 
-from metadata.records.base import LedgerRecord, as_jsonb, check_one_of, ensure_run, now
+from millpond.metadata.records.base import LedgerRecord, as_jsonb, check_one_of, ensure_run, now
 
 # Every status a run has in the ledger, in the order of its life; the API's filter, /metrics and
 # the checks below all take them from here.

@@ -26,9 +26,9 @@ def ui(config_path: ConfigOption = None) -> None:
     """
     config = load(config_path)
     quiet_prefect()
-    from flows.deployment import SERVE_COMMAND, ensure_served
-    from flows.prefect_api import ui_url
-    from flows.server import ensure_server
+    from millpond.flows.deployment import SERVE_COMMAND, ensure_served
+    from millpond.flows.prefect_api import ui_url
+    from millpond.flows.server import ensure_server
 
     try:
         api = ensure_server(config)

@@ -32,7 +32,7 @@ def _named_failure(exc: Exception) -> None:
 def _context(config_path: ConfigOption, target: TargetOption, name: str) -> Any:
     """The command's context, its lake opened first: an S3 lake that cannot work (address,
     credentials, bucket) is refused naming the `lake.*` key, before anything is touched."""
-    from ingest.s3 import S3Error
+    from millpond.ingest.s3 import S3Error
     from millpond.runtime.context import RunContext
 
     ctx = RunContext(load(config_path, target), name, orchestrator="cli", sources_only=True)
@@ -111,7 +111,7 @@ def drop(
       millpond lake drop erp/orders/ingest_date=2026-12-01/run=20261201T060000-ab12cd \\
           --target postgres
     """
-    from ingest.replay import PartitionNotFound
+    from millpond.ingest.replay import PartitionNotFound
     from millpond.runtime.lake_actions import drop as drop_partition
 
     ctx = _context(config_path, target, "lake-drop")

@@ -134,8 +134,8 @@ def _print_run_summary(
 ) -> None:
     """The run's summary (millpond.cli.summary), then what the summary table cannot say: a
     publish left out by the selection, a damaged warehouse, ledger records buffered."""
-    from flows.prefect_api import api_url, ui_url
     from millpond.cli.summary import RunFigures, print_summary
+    from millpond.flows.prefect_api import api_url, ui_url
     from millpond.nodes.publish import PUBLISH_NODE
     from millpond.runtime.damage import warehouse_note
     from millpond.runtime.totals import rows_loaded
@@ -200,8 +200,8 @@ def _load_queued(
 def _ledger_duration(ctx: Any) -> float | None:
     """The run's duration as the ledger (and so the API) has it, in seconds; None when the
     ledger was unreachable (then the local clock around the run stands in)."""
-    from metadata import queries
-    from metadata.db import connect
+    from millpond.metadata import queries
+    from millpond.metadata.db import connect
 
     if ctx.ledger.buffered:
         return None
@@ -265,8 +265,8 @@ def _write_demo(
     would be landed next to the old rows and break every uniqueness test), and neither does a
     source whose tables are not TPC-H tables (a team's real inbox).
     """
-    from ingest.demo import TABLES, generate, inbox_has_files
-    from ingest.lake import Lake
+    from millpond.ingest.demo import TABLES, generate, inbox_has_files
+    from millpond.ingest.lake import Lake
 
     if scale <= 0:
         raise typer.BadParameter(f"must be positive, got {scale}", param_hint=option)
@@ -310,9 +310,9 @@ def run_node_command(
     Served by the stack's warm node worker when `millpond run-start` started one on this
     machine (millpond.cli.warm), else run in this process."""
     config = load(config_path, target)
-    from metadata.records import RunStarted
     from millpond.cli.warm import client
     from millpond.core.graph import GraphError
+    from millpond.metadata.records import RunStarted
     from millpond.nodes.dbt.runner import DbtError
     from millpond.runtime.context import RunContext
     from millpond.runtime.execute import NodeFailed, run_node
@@ -375,7 +375,7 @@ def dag(
 
     Example: millpond dag --output ~/airflow/dags/millpond.py (see docs/deploy-airflow.md)"""
     config = load(config_path)
-    from airflow_compat.render import render_dag
+    from millpond.airflow_compat.render import render_dag
 
     built = _build_graph(config)
     millpond_bin = str(Path(sys.executable).with_name("millpond"))
@@ -420,10 +420,10 @@ def down(config_path: ConfigOption = None) -> None:
     serving the deployment, the local Prefect server, the warm node worker and embedded
     PostgreSQL. Works without the sources' secrets (${VAR}s only they read may be unset)."""
     config = load(config_path, needs=("state_dir", "prefect", "project"), command="down")
-    from flows.deployment import stop_served
-    from flows.server import stop_server
-    from metadata.embedded import stop_embedded
     from millpond.cli.warm.control import stop_worker
+    from millpond.flows.deployment import stop_served
+    from millpond.flows.server import stop_server
+    from millpond.metadata.embedded import stop_embedded
 
     out.print("deployment: " + ("stopped" if stop_served(config) else "not served"))
     out.print("Prefect server: " + ("stopped" if stop_server(config) else "not running"))
@@ -455,7 +455,7 @@ def serve(
 
     Listens on 127.0.0.1, on serve.host when MILLPOND_API_KEYS is set, or on --host.
     Without keys, a non-loopback address is refused unless --allow-no-keys."""
-    from serve.launch import BindRefused, run
+    from millpond.serve.launch import BindRefused, run
 
     load(config_path)
     try:

@@ -22,7 +22,7 @@ from millpond.cli.summary import ID_COLUMNS, STATUS_STYLE, run_rows
 @contextmanager
 def ledger_connection(config: Any) -> Iterator[Any]:
     """A read connection to the ledger (the embedded server is started if it is not up)."""
-    from metadata.db import connect, migrate, resolve_url
+    from millpond.metadata.db import connect, migrate, resolve_url
 
     try:
         url = resolve_url(config.metadata.url, config.state, keep_running=True)
@@ -48,7 +48,7 @@ def status(
 
     Examples: `millpond status` (the last 10 runs and their failed nodes);
     `millpond status last`; `millpond status 20261202T061500Z-1a2b3c`."""
-    from metadata import queries
+    from millpond.metadata import queries
 
     config = load(config_path, needs=("state_dir", "metadata"), command="status")
     with ledger_connection(config) as conn:

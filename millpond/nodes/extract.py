@@ -9,9 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingest.landing import LandingResult, land_table, table_state
-from ingest.rejections import record_rejections
-from metadata.records import PartitionLanded, Rejection, SourceState
 from millpond.core.graph import Node, policy
 from millpond.core.locks import extract_lock
 from millpond.core.registry import (
@@ -24,6 +21,9 @@ from millpond.core.registry import (
     Source,
     Stage,
 )
+from millpond.ingest.landing import LandingResult, land_table, table_state
+from millpond.ingest.rejections import record_rejections
+from millpond.metadata.records import PartitionLanded, Rejection, SourceState
 from millpond.nodes.source_table import SourceTable, nothing_to_do
 
 EXTRACT_KIND = "extract"  # the node kind's registered name: `Node.kind` of every extract node

@@ -17,8 +17,8 @@ import json
 import threading
 from typing import Any
 
-from metadata import reads
 from millpond.core.logs import logger
+from millpond.metadata import reads
 
 # The publish node kind's registered name (`Node.kind` of the publish node): a run is published
 # once a node of this kind succeeded in it. Spelled here, not in millpond.nodes.publish, because

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingest.lake import raw_table_name
-from ingest.rejections import rejections_of_run
-from metadata import reads
-from metadata.records import PartitionLanded, PartitionLoaded, RowCounts
 from millpond.core.graph import Node, policy
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.ingest.lake import raw_table_name
+from millpond.ingest.rejections import rejections_of_run
+from millpond.metadata import reads
+from millpond.metadata.records import PartitionLanded, PartitionLoaded, RowCounts
 from millpond.nodes.extract import EXTRACT_KIND
 from millpond.nodes.source_table import SourceTable, nothing_to_do
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metadata.records import Fingerprints
 from millpond.core.graph import Node, sinks
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.metadata.records import Fingerprints
 from millpond.nodes.fingerprints import PUBLISH_KIND, digest, run_fingerprints
 
 PUBLISH_NODE = "publish"  # the id of the one publish node

@@ -146,8 +146,8 @@ def _check_lake(config: MillpondConfig) -> Checked:
         else:
             checked.detail = f"{folder}: not created yet (the first run creates it)"
         return checked
-    from ingest import s3
-    from ingest.lake import Lake
+    from millpond.ingest import s3
+    from millpond.ingest.lake import Lake
 
     try:
         Lake.from_config(config)  # an S3 lake asks its server for the bucket; writes nothing
@@ -163,7 +163,7 @@ def _check_ledger(config: MillpondConfig, timeout: float) -> Checked:
     url = config.metadata.url
     checked = Checked("ledger", mask_url(url))
     if url.strip().lower() == "embedded":
-        from metadata.embedded import is_running
+        from millpond.metadata.embedded import is_running
 
         data = config.state / "pg"
         if not data.is_dir():
@@ -178,7 +178,7 @@ def _check_ledger(config: MillpondConfig, timeout: float) -> Checked:
                 "`millpond check` does not"
             )
         return checked
-    from metadata.db import connect
+    from millpond.metadata.db import connect
 
     try:
         with connect(url, connect_timeout=max(1, int(timeout))) as conn:

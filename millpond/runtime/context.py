@@ -13,15 +13,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ingest.lake import Lake
-from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
-from metadata.db import migrate, resolve_url
-from metadata.ledger import Ledger
 from millpond.core.config import MillpondConfig
 from millpond.core.graph import Graph, build_graph
 from millpond.core.logs import logger
 from millpond.core.masking import mask
 from millpond.core.registry import TARGETS, Target
+from millpond.ingest.lake import Lake
+from millpond.metadata.buffer import buffer_path, ledger_identity, stranded_buffers
+from millpond.metadata.db import migrate, resolve_url
+from millpond.metadata.ledger import Ledger
 
 R = TypeVar("R")  # a run resource's type
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metadata import reads
-from metadata.records import Fingerprints
 from millpond.core.logs import logger
+from millpond.metadata import reads
+from millpond.metadata.records import Fingerprints
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.runtime.context import RunContext
 

@@ -26,11 +26,11 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, Failed
 
-from flows.prefect_api import API_TAG
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import close_run_log, logger, node_context, open_run_log, setup_console
 from millpond.core.masking import mask
 from millpond.core.runid import is_run_id, new_run_id
+from millpond.flows.prefect_api import API_TAG
 from millpond.runtime.context import RunContext
 from millpond.runtime.flow_runs import CurrentFlowRun
 from millpond.runtime.lifecycle import fail_start, queue_run
@@ -141,6 +141,6 @@ def millpond_deployment(
 
 def serve_deployment(config: MillpondConfig) -> None:
     """Serve the deployment until SIGTERM (what `millpond ui` runs in the background)."""
-    from flows.deployment import serve_forever
+    from millpond.flows.deployment import serve_forever
 
     serve_forever(millpond_deployment, config)

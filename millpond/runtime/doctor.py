@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from ingest.lake import Manifest
-from metadata import reads
-from metadata.records import Fingerprints, LakeAction, RunFinished, RunStarted
 from millpond.core.locks import run_lock
 from millpond.core.logs import logger
+from millpond.ingest.lake import Manifest
+from millpond.metadata import reads
+from millpond.metadata.records import Fingerprints, LakeAction, RunFinished, RunStarted
 from millpond.nodes.fingerprints import PUBLISH_KIND
 from millpond.nodes.load import mark_loaded
 from millpond.nodes.publish import PUBLISH_NODE

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from metadata.records import NodeFinished, NodeStarted
 from millpond.core.logs import logger, node_context
 from millpond.core.masking import mask
 from millpond.core.registry import NODE_KINDS, Settle
+from millpond.metadata.records import NodeFinished, NodeStarted
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import close_run
 from millpond.runtime.totals import rows_loaded

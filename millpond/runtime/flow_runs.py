@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata.records import RunStarted
 from millpond.core.config import MillpondConfig
+from millpond.metadata.records import RunStarted
 from millpond.runtime.context import RunContext
 from millpond.runtime.execute import NodeOutcome, run_node, skip_node
 
@@ -53,14 +53,14 @@ class NewFlowRun:
 
     def connect(self) -> None:
         if self.api is None:
-            from flows.server import ensure_server
+            from millpond.flows.server import ensure_server
 
             self.api = ensure_server(self.config)
             os.environ["PREFECT_API_URL"] = self.api
 
     def run(self, hooks: FlowHooks) -> bool:
         """Run the graph as the flow's one flow run; False when the flow run crashed."""
-        from flows.pipeline import build_flow
+        from millpond.flows.pipeline import build_flow
 
         ctx = hooks.ctx
         flow = build_flow(ctx.config.project, ctx.graph, hooks, ctx.config.prefect.concurrency)
@@ -76,7 +76,7 @@ class CurrentFlowRun:
         """Nothing to do: the runner set the Prefect API for its flow run."""
 
     def run(self, hooks: FlowHooks) -> bool:
-        from flows.pipeline import run_in_flow
+        from millpond.flows.pipeline import run_in_flow
 
         run_in_flow(hooks.ctx.run_id, hooks.ctx.graph, hooks)
         return True

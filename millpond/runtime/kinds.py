@@ -7,11 +7,11 @@ of the lines here or the name of the entry point that registers them.
 
 from __future__ import annotations
 
-from ingest.sources.files import FILES
-from ingest.sources.odbc import ODBC
-from ingest.sources.rest import REST
-from ingest.sources.sql import SQL
 from millpond.core.registry import NODE_KINDS, SOURCES, TARGETS
+from millpond.ingest.sources.files import FILES
+from millpond.ingest.sources.odbc import ODBC
+from millpond.ingest.sources.rest import REST
+from millpond.ingest.sources.sql import SQL
 from millpond.nodes.dbt import DBT, DBT_KIND
 from millpond.nodes.extract import EXTRACT, EXTRACT_KIND
 from millpond.nodes.fingerprints import PUBLISH_KIND

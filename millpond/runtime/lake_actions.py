@@ -13,12 +13,17 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ingest.lake import Manifest
-from ingest.replay import PartitionNotFound, PartitionRef, delete_partition, reland_partition
-from metadata.records import LakeAction, PartitionLanded
 from millpond.core.locks import extract_lock, run_lock
 from millpond.core.logs import logger
 from millpond.core.registry import SOURCES, SourceItem, TableState
+from millpond.ingest.lake import Manifest
+from millpond.ingest.replay import (
+    PartitionNotFound,
+    PartitionRef,
+    delete_partition,
+    reland_partition,
+)
+from millpond.metadata.records import LakeAction, PartitionLanded
 from millpond.runtime.context import RunContext
 
 

@@ -37,9 +37,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metadata import reads
-from metadata.ledger import Ledger, LedgerUnavailableError
-from metadata.records import (
+from millpond.core.config import MillpondConfig
+from millpond.core.logs import logger
+from millpond.core.masking import mask
+from millpond.metadata import reads
+from millpond.metadata.ledger import Ledger, LedgerUnavailableError
+from millpond.metadata.records import (
     LeaseClaimed,
     LeaseHeartbeat,
     RunAbandoned,
@@ -47,9 +50,6 @@ from metadata.records import (
     RunQueued,
     RunStarted,
 )
-from millpond.core.config import MillpondConfig
-from millpond.core.logs import logger
-from millpond.core.masking import mask
 from millpond.notify import notify_run
 from millpond.runtime.context import RunContext
 

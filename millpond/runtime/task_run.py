@@ -10,9 +10,9 @@ still `running` had its process killed (a timeout, a lost worker) and is recorde
 
 from __future__ import annotations
 
-from metadata import reads
-from metadata.ledger import LedgerUnavailableError
-from metadata.records import NodeFinished
+from millpond.metadata import reads
+from millpond.metadata.ledger import LedgerUnavailableError
+from millpond.metadata.records import NodeFinished
 from millpond.runtime.context import RunContext
 from millpond.runtime.damage import check_warehouse
 from millpond.runtime.execute import NodeOutcome, finish_run, skip_node

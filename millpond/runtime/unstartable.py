@@ -22,15 +22,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from metadata.buffer import buffer_path
-from metadata.db import migrate, resolve_url
-from metadata.ledger import Ledger
-from metadata.records import RunQueued
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.config_file import DEFAULT_CONFIG_FILE, ConfigError, interpolate
 from millpond.core.config_loading import apply_env_overrides, load_config
 from millpond.core.logs import logger
 from millpond.core.masking import env_secrets, mask, register_secrets
+from millpond.metadata.buffer import buffer_path
+from millpond.metadata.db import migrate, resolve_url
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import RunQueued
 from millpond.runtime.lifecycle import close_run
 
 # What a run's record and its notifications need, in the order they are tried.

@@ -15,8 +15,8 @@ from typing import Any
 
 from millpond.core.config import MillpondConfig
 from millpond.core.registry import MartsReader
-from serve.marts.readers import open_reader, snapshot_key
-from serve.marts.types import kind_of
+from millpond.serve.marts.readers import open_reader, snapshot_key
+from millpond.serve.marts.types import kind_of
 
 TABLE_MATERIALIZATIONS = {"table", "incremental", "snapshot"}
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from serve.marts.json_rows import json_value, rows_json
+from millpond.serve.marts.json_rows import json_value, rows_json
 
 __all__ = ["MEDIA_TYPES", "write_arrow", "write_csv", "write_json", "write_parquet"]
 

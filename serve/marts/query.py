@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from millpond.core.sql import quote
-from serve.marts.catalog import Mart
-from serve.marts.types import ValueProblem, convert
+from millpond.serve.marts.catalog import Mart
+from millpond.serve.marts.types import ValueProblem, convert
 
 OPERATORS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE"}
 LIST_OPERATORS = {"in"}

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from millpond.core.config import MillpondConfig
-from serve.dashboard import render
-from serve.deps import LedgerConn, Settings, stack_config
+from millpond.serve.dashboard import render
+from millpond.serve.deps import LedgerConn, Settings, stack_config
 
 router = APIRouter(include_in_schema=False)
 

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 
 from millpond.core.logs import logger
 from millpond.core.masking import mask
-from serve import deps
-from serve.errors import SEE_LOG
-from serve.marts.readers import open_reader
-from serve.schemas import Health
+from millpond.serve import deps
+from millpond.serve.errors import SEE_LOG
+from millpond.serve.marts.readers import open_reader
+from millpond.serve.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from metadata import queries
-from serve.deps import LedgerConn
-from serve.schemas import NodeRun
+from millpond.metadata import queries
+from millpond.serve.deps import LedgerConn
+from millpond.serve.schemas import NodeRun
 
 router = APIRouter(tags=["runs"])
 

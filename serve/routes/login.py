@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from serve.auth import COOKIE, SESSION_S, key_matches, session_token
-from serve.settings import get_settings
+from millpond.serve.auth import COOKIE, SESSION_S, key_matches, session_token
+from millpond.serve.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 8192

@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from millpond.core.config import MillpondConfig
 from millpond.core.masking import mask
 from millpond.core.registry import MartsReader
-from serve.deps import (
+from millpond.serve.deps import (
     ApiKey,
     MartsCatalog,
     RequestConfig,
@@ -22,11 +22,11 @@ from serve.deps import (
     catalog_or_503,
     reader_or_503,
 )
-from serve.errors import unavailable
-from serve.marts import formats
-from serve.marts.catalog import Catalog, Mart, load_catalog
-from serve.marts.page_cache import PAGES, SMALL_PAGE_ROWS, CachedPage, page_key
-from serve.marts.query import (
+from millpond.serve.errors import unavailable
+from millpond.serve.marts import formats
+from millpond.serve.marts.catalog import Catalog, Mart, load_catalog
+from millpond.serve.marts.page_cache import PAGES, SMALL_PAGE_ROWS, CachedPage, page_key
+from millpond.serve.marts.query import (
     LIST_OPERATORS,
     OPERATORS,
     MartQuery,
@@ -34,8 +34,8 @@ from serve.marts.query import (
     build_sql,
     parse_query,
 )
-from serve.marts.types import json_type
-from serve.schemas import MartInfo, MartList
+from millpond.serve.marts.types import json_type
+from millpond.serve.schemas import MartInfo, MartList
 
 router = APIRouter(prefix="/marts", tags=["marts"], dependencies=[ApiKey])
 Format = Literal["json", "csv", "parquet", "arrow"]

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from metadata.buffer import buffer_files
 from millpond.core.config import MillpondConfig
-from serve import deps
-from serve.deps import ApiKey
-from serve.metrics import registry_for
+from millpond.metadata.buffer import buffer_files
+from millpond.serve import deps
+from millpond.serve.deps import ApiKey
+from millpond.serve.metrics import registry_for
 
 router = APIRouter(tags=["metrics"], dependencies=[ApiKey])
 

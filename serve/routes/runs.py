@@ -8,14 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
-from metadata import queries
-from metadata.records import RunStatus
 from millpond.core.logs import logger
 from millpond.core.masking import mask
-from serve import prefect_trigger, trigger
-from serve.deps import ApiKey, LedgerConn, Settings, stack_config
-from serve.queued import QueuedRun
-from serve.schemas import (
+from millpond.metadata import queries
+from millpond.metadata.records import RunStatus
+from millpond.serve import prefect_trigger, trigger
+from millpond.serve.deps import ApiKey, LedgerConn, Settings, stack_config
+from millpond.serve.queued import QueuedRun
+from millpond.serve.schemas import (
     NodeRun,
     RunDetail,
     RunningConflict,

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from metadata import queries
-from serve.deps import LedgerConn
-from serve.schemas import TableHistory
+from millpond.metadata import queries
+from millpond.serve.deps import LedgerConn
+from millpond.serve.schemas import TableHistory
 
 router = APIRouter(tags=["runs"])
 

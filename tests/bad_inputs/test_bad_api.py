@@ -36,8 +36,8 @@ TEAM_ROUTER = '''
 """A team router that tries to leave the published snapshot through its connection."""
 from fastapi import APIRouter
 
-from serve.deps import PublishedMarts
-from serve.settings import get_stack_config
+from millpond.serve.deps import PublishedMarts
+from millpond.serve.settings import get_stack_config
 
 router = APIRouter(prefix="/team")
 
@@ -111,9 +111,9 @@ def publish_by_hand(state: Path, rows: int = 50) -> Path:
 
 
 def fill_ledger(url: str, buffer: Path) -> None:
-    from metadata.db import migrate
-    from metadata.ledger import Ledger
-    from metadata.records import RunAbandoned, RunFinished, RunStarted
+    from millpond.metadata.db import migrate
+    from millpond.metadata.ledger import Ledger
+    from millpond.metadata.records import RunAbandoned, RunFinished, RunStarted
 
     migrate(url)
     ledger = Ledger(url, buffer)
@@ -357,7 +357,7 @@ def test_a_browser_session_reads_but_cannot_trigger(api: TestClient) -> None:
 
 
 def test_an_expired_session_is_refused(api: TestClient) -> None:
-    from serve.auth import COOKIE, SESSION_S, session_token
+    from millpond.serve.auth import COOKIE, SESSION_S, session_token
 
     old = session_token(KEY, now=1_000_000_000 - SESSION_S - 10)
     response = api.get("/runs", headers={"Cookie": f"{COOKIE}={old}"})

@@ -26,8 +26,8 @@ import psycopg
 import pytest
 from conftest import database_url, millpond, write_project
 
-from ingest.lake import Lake, ManifestDamaged
-from ingest.storage_errors import StorageError, raise_if_storage
+from millpond.ingest.lake import Lake, ManifestDamaged
+from millpond.ingest.storage_errors import StorageError, raise_if_storage
 from millpond.targets.duckdb.damage import WarehouseDamaged, open_checked
 from millpond.targets.duckdb.health import snapshot_damage, warehouse_damage
 from millpond.targets.duckdb.publish import orphan_temp_files, remove_orphans
@@ -252,9 +252,9 @@ def _mount_small_disk(folder: Path) -> bool:
 
 def test_a_full_disk_while_landing_is_an_infrastructure_error(tmp_path: Path) -> None:
     """A real full disk: a 256 KiB tmpfs as the lake (needs root; else skipped)."""
-    from ingest.landing import land_table
-    from ingest.sources.files import FilesSource
-    from ingest.sources.files.config import FilesSourceConfig
+    from millpond.ingest.landing import land_table
+    from millpond.ingest.sources.files import FilesSource
+    from millpond.ingest.sources.files.config import FilesSourceConfig
 
     disk = tmp_path / "small"
     if not _mount_small_disk(disk):

@@ -23,12 +23,12 @@ import pytest
 from conftest import mariadb_available, postgres_execute
 from pydantic import ValidationError
 
-from ingest.contract import TableConfigError
-from ingest.lake import Lake
-from ingest.landing import LandingResult, land_table
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
-from ingest.sources.sql import SqlSource, SqlSourceConfig, SqlSourceError
+from millpond.ingest.contract import TableConfigError
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import LandingResult, land_table
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.sources.sql import SqlSource, SqlSourceConfig, SqlSourceError
 
 DAY = dt.date(2024, 3, 1)
 Content = str | bytes | Callable[[Path], None]
@@ -605,8 +605,8 @@ def test_a_rest_key_that_is_not_a_field_fails_the_extract_and_lands_nothing(
 ):
     from rest_server import serve_api
 
-    from ingest.sources.rest import RestSource
-    from ingest.sources.rest.config import RestSourceConfig
+    from millpond.ingest.sources.rest import RestSource
+    from millpond.ingest.sources.rest.config import RestSourceConfig
 
     with serve_api() as (base, _):
         tables = {"customers": {"path": "/cursor", "record_path": "items", **spec}}
@@ -635,7 +635,7 @@ def test_an_odbc_key_that_is_not_a_column_fails_the_extract_and_lands_nothing(
 
     from conftest import require_server
 
-    from ingest.sources.odbc import OdbcSource, OdbcSourceConfig
+    from millpond.ingest.sources.odbc import OdbcSource, OdbcSourceConfig
 
     ini = Path("/etc/odbcinst.ini")
     installed = ini.is_file() and "[PostgreSQL Unicode]" in ini.read_text()

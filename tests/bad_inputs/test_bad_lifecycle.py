@@ -22,9 +22,9 @@ import pytest
 from conftest import millpond
 from webhook_receiver import Receiver
 
-from metadata.db import migrate
 from millpond.core.locks import file_lock
 from millpond.core.runid import new_run_id
+from millpond.metadata.db import migrate
 from millpond.runtime.unstartable import ConfigUnreadable, load_or_record
 
 pytestmark = pytest.mark.integration

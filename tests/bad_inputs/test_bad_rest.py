@@ -23,12 +23,12 @@ import yaml
 from conftest import millpond
 from rest_server import TOKEN, Api, serve_api
 
-from ingest.lake import Lake
-from ingest.landing import CursorStalled, land_table
-from ingest.sources.rest import RestSource
-from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.config_file import ConfigError
 from millpond.core.config_loading import load_config
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import CursorStalled, land_table
+from millpond.ingest.sources.rest import RestSource
+from millpond.ingest.sources.rest.config import RestSourceConfig, RestSourceError
 
 DAY = dt.date(2026, 11, 28)
 SECRET = "sekret-tok-51f0"  # a credential put in bad configs: never in an error

@@ -25,10 +25,10 @@ import httpx
 import pytest
 from conftest import S3_KEY_ID, S3_SECRET, free_port, millpond, s3_client
 
-from ingest.lake import Lake
-from ingest.s3 import S3Error
 from millpond.core.config_file import ConfigError
 from millpond.core.config_loading import load_config
+from millpond.ingest.lake import Lake
+from millpond.ingest.s3 import S3Error
 
 from .conftest import state_snapshot
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import land_table
 from millpond.core.config import ConfigError, SourceConfigBase
 from millpond.core.registry import SOURCES, TARGETS, Source, SourceItem, TableState
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
 
 from .cases import SourceCase
 from .stack import DAY, stack_config

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.lake import Lake
-from ingest.landing import land_table
 from millpond.core.config import ConfigError, MillpondConfig, TargetConfigBase
 from millpond.core.registry import SOURCES, TARGETS, MartsReader, Target
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
 from millpond.nodes.dbt.runner import DbtProject
 
 from .cases import ORDERS_CSV, TargetCase

@@ -85,7 +85,7 @@ def context(root: Path, env: dict[str, str], run_id: str, **fields: Any) -> Any:
 def run_node_by_node(root: Path, url: str, run_id: str, **fields: Any) -> Any:
     """The Airflow way, in this process: one node at a time, each dbt node its own build;
     a node whose upstream did not succeed is skipped, as the DAG's trigger rule does."""
-    from metadata.records import RunStarted
+    from millpond.metadata.records import RunStarted
     from millpond.runtime.execute import NodeFailed, finish_run, run_node, skip_node
 
     ctx = context(root, {"MILLPOND_METADATA__URL": url}, run_id, orchestrator="airflow", **fields)

@@ -20,8 +20,8 @@ from conftest import REPO, millpond
 from pg_helpers import refusing
 from psycopg.rows import dict_row
 
-from metadata.buffer import buffer_path
-from metadata.db import resolve_url
+from millpond.metadata.buffer import buffer_path
+from millpond.metadata.db import resolve_url
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import millpond
 from webhook_receiver import Receiver
 
-from metadata import queries
-from metadata.db import connect
+from millpond.metadata import queries
+from millpond.metadata.db import connect
 
 pytestmark = pytest.mark.e2e
 

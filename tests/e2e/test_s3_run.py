@@ -127,6 +127,6 @@ def test_the_demo_on_an_s3_lake_and_inbox_equals_the_local_run(
             )
             assert relanded.fetchone()[0] == 16
     finally:
-        from metadata.embedded import stop_embedded
+        from millpond.metadata.embedded import stop_embedded
 
         stop_embedded(remote / ".millpond" / "pg")

@@ -28,7 +28,7 @@ TEAM_ROUTER = '''
 """A team's own endpoint: a (very) simple prediction served from a mart."""
 from fastapi import APIRouter, HTTPException
 
-from serve.deps import PublishedMarts
+from millpond.serve.deps import PublishedMarts
 
 router = APIRouter(prefix="/team", tags=["team"])
 
@@ -76,7 +76,7 @@ def stack(
     result = millpond(root, "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield root
-    from metadata.embedded import stop_embedded
+    from millpond.metadata.embedded import stop_embedded
 
     stop_embedded(root / ".millpond" / "pg")
 
@@ -153,7 +153,7 @@ def test_each_format_round_trips_to_the_json(api: TestClient, fmt: str) -> None:
         table = pq.read_table(data)
     else:
         table = pa.ipc.open_stream(data).read_all()
-    from serve.marts.json_rows import json_value
+    from millpond.serve.marts.json_rows import json_value
 
     def plain(value: Any) -> Any:
         if value is None or isinstance(value, bool | int | float | str):
@@ -258,7 +258,7 @@ def live_server(stack: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("MILLPOND_CONFIG", str(stack / "millpond.yml"))
     monkeypatch.delenv("MILLPOND_API_KEYS", raising=False)
     reset_caches()
-    from serve.app import create_app
+    from millpond.serve.app import create_app
 
     port = free_port()
     server = uvicorn.Server(

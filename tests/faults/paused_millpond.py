@@ -47,7 +47,7 @@ def _once(folder: Path, point: str) -> Any:
 
 def pause_before_writing(kind: type, pause: Any) -> None:
     """Hold the process before the ledger's writer writes (or buffers) a record of a kind."""
-    from metadata.ledger import Ledger
+    from millpond.metadata.ledger import Ledger
 
     write = Ledger.write
 
@@ -62,7 +62,7 @@ def pause_before_writing(kind: type, pause: Any) -> None:
 def install(point: str, folder: Path) -> None:  # noqa: C901 (one patch per pause point)
     pause = _once(folder, point)
     if point == "landing":
-        from ingest.lake import MANIFEST, Lake
+        from millpond.ingest.lake import MANIFEST, Lake
 
         write = Lake.write_text_atomic
 
@@ -73,7 +73,7 @@ def install(point: str, folder: Path) -> None:  # noqa: C901 (one patch per paus
 
         Lake.write_text_atomic = write_manifest  # type: ignore[method-assign]
     elif point == "landed":
-        from metadata.records import PartitionLanded
+        from millpond.metadata.records import PartitionLanded
 
         pause_before_writing(PartitionLanded, pause)
     elif point == "load":
@@ -87,7 +87,7 @@ def install(point: str, folder: Path) -> None:  # noqa: C901 (one patch per paus
 
         raw._recreate_view = recreate_view
     elif point == "loaded":
-        from metadata.records import PartitionLoaded
+        from millpond.metadata.records import PartitionLoaded
 
         pause_before_writing(PartitionLoaded, pause)
     elif point == "dbt":

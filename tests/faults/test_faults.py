@@ -171,8 +171,8 @@ def postmaster_pid(data_dir: Path) -> int:
 def test_a_ledger_server_killed_mid_run_the_run_completes_buffers_and_flushes_later(
     tmp_path: Path, prefect_api: str
 ) -> None:
-    from metadata.buffer import buffer_path
-    from metadata.embedded import start_embedded, stop_embedded
+    from millpond.metadata.buffer import buffer_path
+    from millpond.metadata.embedded import start_embedded, stop_embedded
 
     data_dir = tmp_path / "ledger-pg"
     url = start_embedded(data_dir, keep_running=True)

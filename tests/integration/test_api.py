@@ -9,9 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import api_over
 
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import DataTestResults, NodeFinished, NodeStarted, RunFinished, RunStarted
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
+    DataTestResults,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
 
 pytestmark = pytest.mark.integration
 

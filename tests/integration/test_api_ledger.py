@@ -11,9 +11,9 @@ from conftest import free_port
 from fastapi.testclient import TestClient
 from serve_helpers import api_over
 
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import (
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
     DataTestResults,
     NodeFinished,
     NodeStarted,
@@ -105,7 +105,7 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
 def test_api_keys_guard_every_path_but_health(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serve import settings
+    from millpond.serve import settings
 
     monkeypatch.setenv("MILLPOND_API_KEYS", "k-one, k-two")
     settings.get_settings.cache_clear()
@@ -130,7 +130,7 @@ def test_without_keys_other_machines_are_refused(client: TestClient) -> None:
 
 
 def test_a_second_trigger_while_a_run_holds_the_lock_is_409(client: TestClient) -> None:
-    from serve.settings import get_stack_config
+    from millpond.serve.settings import get_stack_config
 
     lock = get_stack_config().locks_dir / "run.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from conftest import REPO, chromium_driver, free_port
 
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import NodeFinished, NodeStarted, RowCounts, RunFinished, RunStarted
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import NodeFinished, NodeStarted, RowCounts, RunFinished, RunStarted
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def live_server(tmp_path: Path, machine_pg: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("MILLPOND_CONFIG", str(tmp_path / "millpond.yml"))
     monkeypatch.setenv("MILLPOND_API_KEYS", KEY)
     reset_caches()
-    from serve.app import create_app
+    from millpond.serve.app import create_app
 
     port = free_port()
     server = uvicorn.Server(

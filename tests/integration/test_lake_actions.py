@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 from conftest import millpond
 
-from ingest.landing import land_table
-from ingest.replay import PartitionNotFound, reland_partition
 from millpond.core.config_loading import load_config
 from millpond.core.registry import SourceItem
+from millpond.ingest.landing import land_table
+from millpond.ingest.replay import PartitionNotFound, reland_partition
 from millpond.nodes.extract import source_of
 from millpond.runtime import lake_actions
 from millpond.runtime.context import RunContext

@@ -22,11 +22,11 @@ import pytest
 from conftest import captured_warnings, database_url
 from pg_helpers import refusing
 
-from metadata import queries, reads
-from metadata.db import connect, current_revision, head_revision, migrate, resolve_url
-from metadata.embedded import is_running, stop_embedded
-from metadata.ledger import Ledger, LedgerUnavailableError
-from metadata.records import (
+from millpond.metadata import queries, reads
+from millpond.metadata.db import connect, current_revision, head_revision, migrate, resolve_url
+from millpond.metadata.embedded import is_running, stop_embedded
+from millpond.metadata.ledger import Ledger, LedgerUnavailableError
+from millpond.metadata.records import (
     DataTestResults,
     NodeFinished,
     NodeStarted,

@@ -15,11 +15,17 @@ from conftest import captured_warnings, new_database
 from pg_helpers import refusing
 from psycopg.rows import dict_row
 
-from metadata.buffer import buffer_path, ledger_identity, stranded_buffers
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import LeaseClaimed, NodeFinished, NodeStarted, RunFinished, RunStarted
 from millpond.core.config_loading import load_config
+from millpond.metadata.buffer import buffer_path, ledger_identity, stranded_buffers
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
+    LeaseClaimed,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import close_dead_runs, this_host
 

@@ -14,10 +14,10 @@ import duckdb
 import pytest
 from conftest import mariadb_execute, postgres_execute, require_server
 
-from ingest.lake import Lake
-from ingest.landing import land_table
-from ingest.sources.odbc import OdbcSource, OdbcSourceConfig, secrets_of
-from ingest.sources.tables import TableReadError
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
+from millpond.ingest.sources.odbc import OdbcSource, OdbcSourceConfig, secrets_of
+from millpond.ingest.sources.tables import TableReadError
 from millpond.targets.duckdb.raw import load_table
 
 pytestmark = pytest.mark.integration

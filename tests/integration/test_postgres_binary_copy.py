@@ -14,9 +14,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
 from millpond.targets.postgres import load as pg_load
 from millpond.targets.postgres.binary_copy import HEADER, TRAILER, encode_batch
 from millpond.targets.postgres.load import LoadError, load_table

@@ -10,9 +10,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import land_table
 from millpond.core.registry import SourceItem, TableState
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
 from millpond.targets.postgres.load import LoadError, load_table
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def test_a_partition_with_a_key_its_data_lacks_loads_its_rows_and_says_what_to_f
     source = Tables()
     source.primary_key = ("nope",)
     with monkeypatch.context() as older_millpond:
-        older_millpond.setattr("ingest.landing_items.check_keys", lambda *args: None)
+        older_millpond.setattr("millpond.ingest.landing_items.check_keys", lambda *args: None)
         land(lake, source, pa.table({"id": [1, 2]}), "r1")
 
     with pytest.raises(LoadError) as refused:

@@ -57,7 +57,7 @@ def diamond(retries: int = 0) -> Graph:
 
 
 def run(graph: Graph, hooks: RecordingHooks) -> Any:
-    from flows.pipeline import build_flow
+    from millpond.flows.pipeline import build_flow
 
     return build_flow("millpond-test", graph, hooks, concurrency=4)(
         run_id="20261202T040000Z-abc123", return_state=True

@@ -8,8 +8,8 @@ import pytest
 from conftest import free_port
 
 from millpond.core.config_loading import load_config
-from serve.prefect_trigger import served_deployment
-from serve.schemas import RunRequest
+from millpond.serve.prefect_trigger import served_deployment
+from millpond.serve.schemas import RunRequest
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from conftest import millpond
 from psycopg.rows import dict_row
 from webhook_receiver import Receiver
 
-from metadata import queries
-from metadata.db import connect, migrate
-from metadata.ledger import Ledger
-from metadata.records import LeaseClaimed, RunFinished, RunQueued, RunStarted
 from millpond.core.config_loading import load_config
+from millpond.metadata import queries
+from millpond.metadata.db import connect, migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import LeaseClaimed, RunFinished, RunQueued, RunStarted
 from millpond.runtime.context import RunContext
 from millpond.runtime.execute import NodeOutcome
 from millpond.runtime.lifecycle import close_dead_runs, close_run, this_host

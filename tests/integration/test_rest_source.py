@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from rest_server import CUSTOMERS, TOKEN, serve_api
 
-from ingest.lake import Lake
-from ingest.landing import CursorStalled, land_table, table_state
-from ingest.sources.rest import RestSource
-from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.logs import logger
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import CursorStalled, land_table, table_state
+from millpond.ingest.sources.rest import RestSource
+from millpond.ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.targets.duckdb.raw import load_table
 
 pytestmark = pytest.mark.integration

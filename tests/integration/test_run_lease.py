@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from metadata.db import migrate
-from metadata.ledger import Ledger
-from metadata.records import (
+from millpond.core.config_loading import load_config
+from millpond.metadata.db import migrate
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
     LeaseClaimed,
     LeaseHeartbeat,
     NodeFinished,
@@ -23,7 +24,6 @@ from metadata.records import (
     RunFinished,
     RunStarted,
 )
-from millpond.core.config_loading import load_config
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import (
     PROCESS_EXPIRY_SECONDS,

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from metadata.db import migrate
 from millpond.core.config_loading import load_config
 from millpond.core.runid import new_run_id
+from millpond.metadata.db import migrate
 from millpond.runtime.context import RunContext
 from millpond.runtime.lifecycle import queue_run
 from millpond.runtime.start import StartFailed, run_whole
-from serve.trigger import run_lock_held
+from millpond.serve.trigger import run_lock_held
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import S3_KEY_ID, S3_SECRET, s3_client
 
-from ingest.lake import MANIFEST, Lake
-from ingest.landing import land_table
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
-from ingest.sources.inbox import S3Inbox
 from millpond.core.config import S3Connection
 from millpond.core.registry import SourceItem
+from millpond.ingest.lake import MANIFEST, Lake
+from millpond.ingest.landing import land_table
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.sources.inbox import S3Inbox
 
 DAY = dt.date(2024, 3, 1)
 ORDERS = "id,amount\n1,10.5\n2,3.25\n3,7.75\n"
@@ -233,7 +233,7 @@ def test_an_unchanged_s3_export_is_not_downloaded_again(s3_server, s3_bucket, dr
 
 
 def test_a_missing_s3_inbox_fails_naming_it(s3_server, s3_bucket, lake, tmp_path):
-    from ingest.formats import SourceFileError
+    from millpond.ingest.formats import SourceFileError
 
     url = f"s3://{s3_bucket}/nothing-here/"
     with pytest.raises(SourceFileError, match="nothing-here"):

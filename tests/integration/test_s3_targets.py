@@ -14,12 +14,12 @@ import yaml
 from conftest import S3_KEY_ID, S3_SECRET
 from contract.kinds import target_case
 
-from ingest.lake import Lake
-from ingest.landing import land_table
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config_loading import load_config
 from millpond.core.registry import TARGETS
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
 
 DAY = dt.date(2024, 3, 1)
 

@@ -16,10 +16,10 @@ import duckdb
 import pytest
 from conftest import mariadb_execute, postgres_execute
 
-from ingest.contract import TableConfigError
-from ingest.lake import Lake
-from ingest.landing import land_table, table_state
-from ingest.sources.sql import SqlSource, SqlSourceConfig, SqlSourceError
+from millpond.ingest.contract import TableConfigError
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table, table_state
+from millpond.ingest.sources.sql import SqlSource, SqlSourceConfig, SqlSourceError
 from millpond.targets.duckdb.raw import LoadError, load_table
 
 pytestmark = pytest.mark.integration
@@ -304,7 +304,7 @@ def test_a_partition_landed_with_a_bad_key_by_an_older_millpond_is_cured_by_the_
     and fixing the config is enough (no `lake drop`), even when no new rows arrive."""
     postgres_execute(machine_pg, *EVENTS_PG)
     with monkeypatch.context() as older_millpond:
-        older_millpond.setattr("ingest.landing_items.check_keys", lambda *args: None)
+        older_millpond.setattr("millpond.ingest.landing_items.check_keys", lambda *args: None)
         land_table(
             lake, "billing", source(machine_pg, incremental(["nope"])), "events", "r1", today=DAY
         )

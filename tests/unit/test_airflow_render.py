@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_compat.render import render_dag
+from millpond.airflow_compat.render import render_dag
 from millpond.core.config import MillpondConfig
 from millpond.core.graph import Graph, Node, topological
 

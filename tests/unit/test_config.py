@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import ConfigError, MillpondConfig
 from millpond.core.config_loading import apply_env_overrides, interpolate, load_config
+from millpond.ingest.sources.files.config import FilesSourceConfig
 
 
 def write_config(folder: Path, text: str) -> Path:

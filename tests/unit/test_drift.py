@@ -16,11 +16,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import LandingResult, land_table
-from ingest.quarantine import read_quarantine
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import LandingResult, land_table
+from millpond.ingest.quarantine import read_quarantine
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
 from millpond.targets.duckdb.raw import load_table
 
 DAY = dt.date(2024, 3, 1)

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from conftest import REPO
 
-from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import config_model
+from millpond.ingest.sources.files.config import FilesSourceConfig
 
 
 def files_examples() -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
-from ingest.formats import CsvOptions, SourceFileError, read_batches
+from millpond.ingest.formats import CsvOptions, SourceFileError, read_batches
 
 
 def write(path: Path, content: str | bytes) -> Path:

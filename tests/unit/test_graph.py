@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import millpond.core.graph as graph_module
-from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import MillpondConfig, config_model
 from millpond.core.graph import Graph, GraphError, Node, build_graph, topological
 from millpond.core.registry import NODE_KINDS, NodeKind, Registry
+from millpond.ingest.sources.files.config import FilesSourceConfig
 from millpond.nodes.dbt.graph import DbtParams, DbtTranslator
 from millpond.nodes.publish import PUBLISH, PUBLISH_NODE, PublishParams
 from millpond.nodes.source_table import SourceTable

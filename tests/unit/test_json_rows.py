@@ -11,8 +11,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from serve.marts.json_rows import json_value, rows_json
-from serve.marts.page_cache import MAX_ENTRY_BYTES, CachedPage, PageCache, page_key
+from millpond.serve.marts.json_rows import json_value, rows_json
+from millpond.serve.marts.page_cache import MAX_ENTRY_BYTES, CachedPage, PageCache, page_key
 
 EVERY_TYPE = """
 select 1::tinyint a, -5::hugeint h, 18446744073709551615::ubigint u,

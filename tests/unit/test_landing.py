@@ -14,15 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.formats import SourceFileError
-from ingest.lake import MANIFEST, Lake, Manifest
-from ingest.landing import land_table, table_state
-from ingest.sources import inbox as inbox_module
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
-from ingest.sources.files.discovery import discover, file_format, table_for, unclaimed_files
-from ingest.sources.inbox import LocalInbox, sha256_of
 from millpond.core.registry import SourceItem, TableState
+from millpond.ingest.formats import SourceFileError
+from millpond.ingest.lake import MANIFEST, Lake, Manifest
+from millpond.ingest.landing import land_table, table_state
+from millpond.ingest.sources import inbox as inbox_module
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.sources.files.discovery import (
+    discover,
+    file_format,
+    table_for,
+    unclaimed_files,
+)
+from millpond.ingest.sources.inbox import LocalInbox, sha256_of
 
 DAY = dt.date(2024, 3, 1)
 ORDERS = "id,amount,order_date\n1,10.5,2024-01-01\n2,3.25,2024-01-02\n3,7.75,2024-01-03\n"
@@ -518,8 +523,8 @@ def test_extracts_running_at_once_copy_in_turns_each_with_every_thread(lake, mon
     file kept one thread long after the small ones were done. So copies take turns."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ingest.formats import FileRead
-    from ingest.parts import write_part
+    from millpond.ingest.formats import FileRead
+    from millpond.ingest.parts import write_part
 
     monkeypatch.setenv("MILLPOND_LANDING_THREADS", "3")
     running, seen = [], []

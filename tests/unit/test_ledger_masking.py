@@ -7,9 +7,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from metadata.ledger import Ledger
-from metadata.records import DataTestResults, NodeFinished, RunFinished
 from millpond.core.masking import register_secrets
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import DataTestResults, NodeFinished, RunFinished
 
 SECRET = "ledger-pw-6a1f0e"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from metadata.buffer import RecordBuffer
-from metadata.ledger import Ledger
-from metadata.records import (
+from millpond.metadata.buffer import RecordBuffer
+from millpond.metadata.ledger import Ledger
+from millpond.metadata.records import (
     DataTestResults,
     Fingerprints,
     LakeAction,

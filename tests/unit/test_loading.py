@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import millpond.targets.duckdb.raw as raw
-from ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile, raw_table_name
-from ingest.landing import land_table
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
 from millpond.core.config import config_model
+from millpond.ingest.lake import MANIFEST, Lake, Manifest, PartFile, SourceFile, raw_table_name
+from millpond.ingest.landing import land_table
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
 from millpond.targets.duckdb import DuckDBConfig, DuckDBTarget
 from millpond.targets.duckdb.raw import (
     FILES,

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.lake import Lake
-from ingest.landing import LandingResult, land_table
-from ingest.sources.files import FilesSource
-from ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import LandingResult, land_table
+from millpond.ingest.sources.files import FilesSource
+from millpond.ingest.sources.files.config import FilesSourceConfig
 
 DAY = dt.date(2024, 3, 1)
 

@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from ingest.lake import Lake
-from ingest.landing import land_table, table_state
-from ingest.sources.records import cursor_order, latest
-from ingest.sources.rest import RestSource
-from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.logs import logger
+from millpond.ingest.lake import Lake
+from millpond.ingest.landing import land_table, table_state
+from millpond.ingest.sources.records import cursor_order, latest
+from millpond.ingest.sources.rest import RestSource
+from millpond.ingest.sources.rest.config import RestSourceConfig, RestSourceError
 
 DAY = dt.date(2026, 11, 28)
 KEY = "qk-5d1e0a77c3"  # an API key the test puts in a query param and a header

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from ingest.sources.records import dig, flatten, record_hash, since, to_table
-from ingest.sources.rest.config import RestSourceConfig
+from millpond.ingest.sources.records import dig, flatten, record_hash, since, to_table
+from millpond.ingest.sources.rest.config import RestSourceConfig
 
 
 def test_nested_objects_flatten_and_lists_become_json() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.schema import SchemaMismatch, common_type, reconciled_columns
+from millpond.ingest.schema import SchemaMismatch, common_type, reconciled_columns
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve.auth import COOKIE, SESSION_S, check, is_public, session_token, session_valid
-from serve.launch import BindRefused, bind_host
+from millpond.serve.auth import COOKIE, SESSION_S, check, is_public, session_token, session_valid
+from millpond.serve.launch import BindRefused, bind_host
 
 KEYS = ["k-one", "k-two"]
 

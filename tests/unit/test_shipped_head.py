@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metadata.db import head_revision, shipped_head
+from millpond.metadata.db import head_revision, shipped_head
 
 
 def test_the_head_read_from_the_files_is_alembics() -> None:

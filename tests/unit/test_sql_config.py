@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ingest.sources.sql import SqlSourceConfig, dsn
+from millpond.ingest.sources.sql import SqlSourceConfig, dsn
 
 
 def config(**overrides: object) -> SqlSourceConfig:

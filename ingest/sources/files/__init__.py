@@ -13,20 +13,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest.contract import TablePolicy
-from ingest.formats import Batches, FileRead, SourceFileError, open_file
-from ingest.sources.files.config import FilesSourceConfig
-from ingest.sources.files.discovery import (
+from millpond.core.config import MillpondConfig
+from millpond.core.logs import logger
+from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
+from millpond.ingest.contract import TablePolicy
+from millpond.ingest.formats import Batches, FileRead, SourceFileError, open_file
+from millpond.ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.sources.files.discovery import (
     as_inbox,
     discover,
     file_format,
     shared_files,
     unclaimed_files,
 )
-from ingest.sources.inbox import Inbox, LocalInbox, open_inbox
-from millpond.core.config import MillpondConfig
-from millpond.core.logs import logger
-from millpond.core.registry import Probe, SourceItem, SourceKind, TableState
+from millpond.ingest.sources.inbox import Inbox, LocalInbox, open_inbox
 
 
 class FilesSource:

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ingest.contract import BadRows, SchemaChange, TablePolicy
-from ingest.formats import CsvOptions, Format, ReadOptions
 from millpond.core.config import S3Connection, SourceConfigBase, StrictModel
+from millpond.ingest.contract import BadRows, SchemaChange, TablePolicy
+from millpond.ingest.formats import CsvOptions, Format, ReadOptions
 
 
 class FileTableConfig(StrictModel):

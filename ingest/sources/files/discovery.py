@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ingest.formats import SourceFileError
-from ingest.sources.files.config import FilesSourceConfig
-from ingest.sources.inbox import Inbox, LocalInbox
+from millpond.ingest.formats import SourceFileError
+from millpond.ingest.sources.files.config import FilesSourceConfig
+from millpond.ingest.sources.inbox import Inbox, LocalInbox
 
 EXTENSIONS = {
     ".csv": "csv",

@@ -33,14 +33,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
-from ingest.sources.records import Record, flatten, flattened_name, latest, since, to_table
-from ingest.sources.rest import pagination
-from ingest.sources.rest.client import ApiClient
-from ingest.sources.rest.config import RestIncremental, RestSourceConfig, RestSourceError
 from millpond.core.config import MillpondConfig
 from millpond.core.logs import logger
 from millpond.core.masking import mask, register_secrets
 from millpond.core.registry import Probe, ReadReport, SourceItem, SourceKind, StallCheck, TableState
+from millpond.ingest.sources.records import Record, flatten, flattened_name, latest, since, to_table
+from millpond.ingest.sources.rest import pagination
+from millpond.ingest.sources.rest.client import ApiClient
+from millpond.ingest.sources.rest.config import RestIncremental, RestSourceConfig, RestSourceError
 
 
 @dataclass

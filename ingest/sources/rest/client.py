@@ -25,9 +25,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from ingest.sources.rest.config import RestSourceConfig, RestSourceError
 from millpond.core.logs import logger
 from millpond.core.masking import is_credential_param, mask, mask_inline, mask_url
+from millpond.ingest.sources.rest.config import RestSourceConfig, RestSourceError
 
 MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_REDIRECTS = 20

@@ -15,11 +15,11 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ingest.sources.records import Record, dig
-from ingest.sources.rest.client import ApiClient, shown
-from ingest.sources.rest.config import Endpoint, Paginate, RestSourceError
 from millpond.core.logs import logger
 from millpond.core.masking import mask
+from millpond.ingest.sources.records import Record, dig
+from millpond.ingest.sources.rest.client import ApiClient, shown
+from millpond.ingest.sources.rest.config import Endpoint, Paginate, RestSourceError
 
 Request = tuple[str, dict[str, Any]]
 

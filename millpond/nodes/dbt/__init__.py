@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadata import reads
-from metadata.records import DataTestResults, Fingerprints, RowCounts
 from millpond.core.graph import Node, providers
 from millpond.core.logs import logger
 from millpond.core.registry import BuildScope, NodeKind, NodeReport, NodeScope, Settle, Stage
+from millpond.metadata import reads
+from millpond.metadata.records import DataTestResults, Fingerprints, RowCounts
 from millpond.nodes.dbt.fingerprint import DbtFingerprints
 from millpond.nodes.dbt.graph import DBT_KIND, DbtParams, DbtTranslator
 from millpond.nodes.dbt.runner import DbtBuild, DbtProject

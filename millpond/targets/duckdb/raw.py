@@ -22,17 +22,17 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.lake import Lake, Manifest, raw_table_name
-from ingest.schema import (
+from millpond.core.logs import logger
+from millpond.core.registry import LoadedTable
+from millpond.core.sql import quote
+from millpond.ingest.lake import Lake, Manifest, raw_table_name
+from millpond.ingest.schema import (
     BOOKKEEPING,
     SchemaMismatch,
     missing_keys,
     reconciled_columns,
     stale_keys,
 )
-from millpond.core.logs import logger
-from millpond.core.registry import LoadedTable
-from millpond.core.sql import quote
 
 PARTITIONS = "_millpond_raw_partitions"
 # Where older millpond versions (raw copied into tables) kept their partitions.

@@ -14,9 +14,9 @@ from typing import Any
 
 import duckdb
 
-from ingest import s3
-from ingest.duckdb_extensions import load_extension
 from millpond.core.config import LakeConfig
+from millpond.ingest import s3
+from millpond.ingest.duckdb_extensions import load_extension
 
 SECRET_NAME = "millpond_lake"
 KEY_ID_ENV = "MILLPOND_LAKE_S3_KEY_ID"

@@ -25,16 +25,16 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 from psycopg import sql
 
-from ingest.lake import Lake, Manifest, raw_table_name
-from ingest.schema import (
+from millpond.core.logs import logger
+from millpond.core.registry import LoadedTable
+from millpond.ingest.lake import Lake, Manifest, raw_table_name
+from millpond.ingest.schema import (
     BOOKKEEPING,
     SchemaMismatch,
     missing_keys,
     reconciled_columns,
     stale_keys,
 )
-from millpond.core.logs import logger
-from millpond.core.registry import LoadedTable
 from millpond.targets.postgres.binary_copy import (
     HEADER,
     TRAILER,
