@@ -29,6 +29,7 @@ ALLOWED = {
     "millpond.flows": set(),
     "millpond.airflow_compat": set(),
     "millpond.notify": set(),
+    "millpond.scaffold": set(),  # millpond init's template and the code that fills it in
     # serve: the ledger, and where the Prefect API and the deployment are (flows.prefect_api,
     # which imports no Prefect at import); the published marts through the registry's reader.
     "millpond.serve": {"millpond.metadata", "millpond.flows"},

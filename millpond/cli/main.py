@@ -21,6 +21,7 @@ from millpond.cli.common import console, fail, load, out, quiet_prefect
 from millpond.cli.deployment import serve_deployment, ui
 from millpond.cli.docs import docs
 from millpond.cli.doctor import doctor
+from millpond.cli.init import init
 from millpond.cli.lake import backfill, lake_app
 from millpond.cli.logs import logs
 from millpond.cli.status import status
@@ -470,6 +471,7 @@ app.command()(logs)
 app.command()(docs)
 app.command()(doctor)
 app.command()(check)
+app.command()(init)
 app.add_typer(lake_app, name="lake")
 app.command("backfill")(backfill)
 app.command("run-start")(run_start)

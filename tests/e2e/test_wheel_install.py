@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, clear_user_env, write_acme_project
 
 pytestmark = pytest.mark.e2e
@@ -129,3 +128,33 @@ def test_a_team_folder_with_its_own_flows_and_serve_runs_beside_millpond(
         assert "{'from': \"the team's flows\"} 200" in served.stdout
     finally:
         run(str(wheel_venv / "bin" / "millpond"), "down")
+
+
+def test_millpond_init_gives_a_project_that_runs_and_tests_with_the_wheel(
+    wheel_venv: Path, tmp_path: Path, prefect_api: str
+) -> None:
+    """As the README's first steps for a team: `millpond init x && cd x && just run && just
+    test`, with only the wheel's millpond on PATH."""
+    env = dict(os.environ)
+    clear_user_env(env)
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = f"{wheel_venv / 'bin'}:{env['PATH']}"
+    env["PREFECT_API_URL"] = prefect_api
+    # the dev extra's binary: a pyenv shim for `just` would put its own python first on PATH
+    just = str(Path(sys.executable).parent / "just")
+
+    def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+    made = run(tmp_path, "millpond", "init", "shop-data")
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "shop-data"
+    try:
+        ran = run(project, just, "run")
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        assert "run " in ran.stdout and ": success" in ran.stdout
+        tested = run(project, just, "test")
+        assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+        assert "no problems found" in tested.stdout and "1 passed" in tested.stdout
+    finally:
+        run(project, "millpond", "down")
