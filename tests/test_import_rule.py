@@ -15,22 +15,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIRST_PARTY = ("millpond", "ingest", "metadata", "flows", "airflow_compat", "serve")
+# The card's top-level folders, installed as millpond.<name> (millpond/<name> links to them).
+CARD_FOLDERS = ("ingest", "metadata", "flows", "airflow_compat", "serve")
+FIRST_PARTY = ("millpond", *CARD_FOLDERS)
 KERNEL = "millpond.core"
 ROOT = ("millpond.runtime", "millpond.cli")
 # Stage package -> the other stage packages it may import (besides the kernel).
 ALLOWED = {
-    "ingest": set(),
-    "metadata": set(),
-    "millpond.nodes": {"ingest", "metadata"},
-    "millpond.targets": {"ingest"},
-    "flows": set(),
-    "airflow_compat": set(),
+    "millpond.ingest": set(),
+    "millpond.metadata": set(),
+    "millpond.nodes": {"millpond.ingest", "millpond.metadata"},
+    "millpond.targets": {"millpond.ingest"},
+    "millpond.flows": set(),
+    "millpond.airflow_compat": set(),
     "millpond.notify": set(),
+    "millpond.scaffold": set(),  # millpond init's template and the code that fills it in
     # serve: the ledger, and where the Prefect API and the deployment are (flows.prefect_api,
     # which imports no Prefect at import); the published marts through the registry's reader;
     # the webhooks, told of a run `POST /runs` could not start (millpond.notify).
-    "serve": {"metadata", "flows", "millpond.notify"},
+    "millpond.serve": {"millpond.metadata", "millpond.flows", "millpond.notify"},
 }
 PACKAGES = [KERNEL, *ROOT, *ALLOWED]
 
@@ -45,10 +48,20 @@ def package_of(module: str) -> str | None:
 
 
 def module_name(path: Path) -> str:
+    """The installed name: a card folder's module is millpond.<folder>...."""
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[0] in CARD_FOLDERS:
+        parts.insert(0, "millpond")
     return ".".join(parts)
+
+
+def first_party_files() -> list[Path]:
+    """Every first-party module once: millpond/ without its links, then each card folder."""
+    found = [p for p in (REPO / "millpond").rglob("*.py") if p.parent.resolve() == p.parent]
+    found = [p for p in found if p.relative_to(REPO / "millpond").parts[0] not in CARD_FOLDERS]
+    return sorted(found) + sorted(p for top in CARD_FOLDERS for p in (REPO / top).rglob("*.py"))
 
 
 def imports_of(path: Path) -> set[str]:
@@ -68,15 +81,14 @@ def imports_of(path: Path) -> set[str]:
 def package_edges() -> dict[tuple[str, str], list[str]]:
     """(importer package, imported package) -> the files where it happens."""
     edges: dict[tuple[str, str], list[str]] = {}
-    for top in FIRST_PARTY:
-        for path in sorted((REPO / top).rglob("*.py")):
-            source = package_of(module_name(path))
-            if source is None:
-                continue
-            for imported in imports_of(path):
-                target = package_of(imported)
-                if target is not None and target != source:
-                    edges.setdefault((source, target), []).append(str(path.relative_to(REPO)))
+    for path in first_party_files():
+        source = package_of(module_name(path))
+        if source is None:
+            continue
+        for imported in imports_of(path):
+            target = package_of(imported)
+            if target is not None and target != source:
+                edges.setdefault((source, target), []).append(str(path.relative_to(REPO)))
     return edges
 
 
@@ -84,13 +96,21 @@ EDGES = package_edges()
 
 
 def test_every_first_party_module_belongs_to_a_package_of_the_rule() -> None:
-    strays = [
-        module_name(p)
-        for top in FIRST_PARTY
-        for p in (REPO / top).rglob("*.py")
-        if package_of(module_name(p)) is None
-    ]
+    strays = [module_name(p) for p in first_party_files() if package_of(module_name(p)) is None]
     assert strays == [], f"modules outside the rule's packages: {strays}"
+
+
+def test_first_party_code_imports_only_under_the_millpond_namespace() -> None:
+    """Installed, millpond is one top-level package: `import serve` would find a team's own
+    serve/ folder (or nothing), so every first-party import names millpond.<folder>."""
+    roots = [REPO / "tests", REPO / "bench", *(REPO / top for top in FIRST_PARTY)]
+    bare = {
+        str(path.relative_to(REPO)): sorted(names)
+        for root in roots
+        for path in root.rglob("*.py")
+        if (names := {n for n in imports_of(path) if n.split(".")[0] in CARD_FOLDERS})
+    }
+    assert bare == {}, f"imports of a card folder outside the millpond namespace: {bare}"
 
 
 def test_the_kernel_imports_no_other_first_party_package() -> None:
@@ -137,7 +157,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
 def module_graph(package: str) -> dict[str, set[str]]:
     """The modules of one package -> the modules of the same package they import (at any
     depth; `from pkg import mod` counts as importing `pkg.mod` when that is a module)."""
-    folder = REPO.joinpath(*package.split("."))
+    folder = REPO.joinpath(*package.split("."))  # millpond.<card folder> through its link
     modules = {module_name(path): path for path in folder.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -168,7 +188,9 @@ def test_the_cli_modules_import_each_other_without_cycles() -> None:
 def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     """The checker itself: a kernel module importing a stage package is found."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from ingest.lake import Lake\n    import metadata.db\n")
+    bad.write_text(
+        "def f():\n    from millpond.ingest.lake import Lake\n    import millpond.metadata.db\n"
+    )
     assert imports_of(bad) == {"millpond.ingest.lake", "millpond.metadata.db"}
     assert package_of("millpond.core.graph") == KERNEL
     assert package_of("millpond.targets.duckdb.raw") == "millpond.targets"

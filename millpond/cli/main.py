@@ -31,6 +31,7 @@ from millpond.cli.deployment import serve_deployment, ui
 from millpond.cli.docs import docs
 from millpond.cli.doctor import doctor
 from millpond.cli.freshness import check_freshness
+from millpond.cli.init import init
 from millpond.cli.lake import backfill, lake_app
 from millpond.cli.logs import logs
 from millpond.cli.query import query
@@ -643,6 +644,7 @@ app.command()(doctor)
 app.command()(check)
 app.command("check-freshness")(check_freshness)
 app.command()(query)
+app.command()(init)
 app.add_typer(lake_app, name="lake")
 app.command("backfill")(backfill)
 app.command("run-start")(run_start)

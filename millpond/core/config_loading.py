@@ -295,6 +295,12 @@ def format_validation_error(
             lines.append(f"  {problem['msg'].removeprefix('Value error, ')}")
         elif problem["type"] == "extra_forbidden":
             lines.append(f"  {path}: {_unknown_key(loc, data)} ({shown})")
+        elif problem["type"] == "union_tag_invalid":  # e.g. a kind `millpond init` left to fill
+            kind = problem["ctx"]["tag"]
+            lines.append(
+                f"  {path}.{problem['ctx']['discriminator'].strip(chr(39))}: {kind!r} is not a "
+                f"kind here; choose one of {problem['ctx']['expected_tags']}"
+            )
         else:
             lines.append(f"  {path}: {problem['msg']} ({shown})")
     return "\n".join(lines)

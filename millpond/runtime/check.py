@@ -205,6 +205,7 @@ def _check_project(
     dbt's target/, logs and the generated profile land there and are removed afterwards."""
     from millpond.nodes.dbt import project
     from millpond.nodes.dbt.graph import DBT_KIND
+    from millpond.nodes.dbt.manifest_cache import cache_dir_set_to
     from millpond.nodes.dbt.runner import DbtError
     from millpond.nodes.extract import EXTRACT_KIND
     from millpond.nodes.load import LOAD_KIND
@@ -217,14 +218,13 @@ def _check_project(
     scratch = Path(tempfile.mkdtemp(prefix="millpond-check-"))
     # The machine-wide parse cache (millpond.nodes.dbt.manifest_cache) is not written either:
     # the parse is a fresh one, in the scratch folder.
-    cache_dir = os.environ.get("MILLPOND_CACHE_DIR")
-    os.environ["MILLPOND_CACHE_DIR"] = str(scratch / "cache")
     try:
         aside = config.model_copy(update={"state_dir": scratch})
         ctx = RunContext(aside, "check", orchestrator="check")
         try:
-            graph = ctx.graph
-            manifest = (project(ctx).manifest_json or {}) if config.has_dbt else {}
+            with cache_dir_set_to(scratch / "cache"):
+                graph = ctx.graph
+                manifest = (project(ctx).manifest_json or {}) if config.has_dbt else {}
         except (DbtError, GraphError, RegistryError) as exc:
             checked.problems.append(f"{_under_project(mask(str(exc)), scratch)}; fix the project")
             return
@@ -234,10 +234,6 @@ def _check_project(
         finally:
             ctx.close()
     finally:
-        if cache_dir is None:
-            os.environ.pop("MILLPOND_CACHE_DIR", None)
-        else:
-            os.environ["MILLPOND_CACHE_DIR"] = cache_dir
         shutil.rmtree(scratch, ignore_errors=True)
     report.graph = graph
     models = sum(1 for n in graph.nodes if n.kind == DBT_KIND)
@@ -261,12 +257,11 @@ def _check_project(
     # for certain): landed for other readers, perhaps; said with the nearest dbt source.
     waited = {up for n in graph.nodes if n.kind == DBT_KIND for up in n.upstream}
     sources = [s for s in manifest.get("sources", {}).values()]
-    reported = " ".join(wiring.unread)
     for node in graph.nodes:
         if node.kind != LOAD_KIND or node.id in waited:
             continue
         source, table = node.params.source, node.params.table
-        if f"table {source}.{table} " in reported:
+        if (source, table) in wiring.unread_tables:
             continue
         names = [f"{s.get('source_name')}.{s.get('name')}" for s in sources]
         near = difflib.get_close_matches(f"{source}.{table}", names, n=1, cutoff=0.6)

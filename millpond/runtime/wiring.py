@@ -27,6 +27,7 @@ from millpond.nodes.load import LOAD_KIND
 class Wiring:
     unloaded: list[str] = field(default_factory=list)  # dbt sources no table loads
     unread: list[str] = field(default_factory=list)  # tables no dbt source reads
+    unread_tables: set[tuple[str, str]] = field(default_factory=set)  # (source, table) of those
 
     def messages(self) -> list[str]:
         return self.unloaded + self.unread
@@ -115,6 +116,7 @@ def check_wiring(graph: Graph, manifest: dict[str, Any], config: MillpondConfig)
             continue
         near = difflib.get_close_matches(params.table, unloaded[params.source], n=1, cutoff=0.6)
         meant = f"; did you mean {near[0]!r}?" if near else ""
+        found.unread_tables.add((params.source, params.table))
         found.unread.append(
             f"table {params.source}.{params.table} of millpond.yml is read by no dbt source "
             f"while dbt sources of {params.source!r} read tables it does not load{meant}"

@@ -27,7 +27,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,27 @@ def save(target_dir: Path, key: str) -> None:
         _share(target_dir, key)
 
 
+# A caller that must not write the machine-wide cache (`millpond check`) points it elsewhere
+# for its own thread only, so a process serving other requests keeps the real one.
+_cache_dir_here: ContextVar[Path | None] = ContextVar("millpond_dbt_cache_dir", default=None)
+
+
+@contextlib.contextmanager
+def cache_dir_set_to(folder: Path) -> Iterator[None]:
+    """Within the block, in this thread, the machine-wide cache is `folder`."""
+    token = _cache_dir_here.set(folder)
+    try:
+        yield
+    finally:
+        _cache_dir_here.reset(token)
+
+
 def shared_root() -> Path:
-    base = os.environ.get("MILLPOND_CACHE_DIR") or Path.home() / ".cache" / "millpond"
+    base = (
+        _cache_dir_here.get()
+        or os.environ.get("MILLPOND_CACHE_DIR")
+        or Path.home() / ".cache" / "millpond"
+    )
     return Path(base) / "dbt-parse"
 
 

@@ -1,0 +1,1 @@
+"""__PROJECT__'s own API routes, mounted by millpond beside its own (serve.routers)."""
