@@ -91,7 +91,7 @@ def test_a_team_folder_with_its_own_flows_and_serve_runs_beside_millpond(
     wheel_venv: Path, tmp_path: Path, prefect_api: str
 ) -> None:
     project = write_acme_project(
-        tmp_path / "team", extra="serve:\n  routers: ['millpond.serve.routes:router']\n"
+        tmp_path / "team", extra="serve:\n  routers: ['serve.routes:router']\n"
     )
     (project / "flows").mkdir()
     (project / "flows" / "__init__.py").write_text('WHO = "the team\'s flows"\n')

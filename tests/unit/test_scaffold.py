@@ -29,7 +29,7 @@ def test_a_new_project_has_the_card_layout_and_a_config_that_loads(tmp_path: Pat
         assert expected in written and (tmp_path / expected).is_file()
     config = load_config(tmp_path / "millpond.yml", {})
     assert config.project == "shop_data" and list(config.sources) == ["shop"]
-    assert config.serve.routers == ["millpond.serve.routes:router"]
+    assert config.serve.routers == ["serve.routes:router"]
     dbt_project = yaml.safe_load((tmp_path / "transform" / "dbt_project.yml").read_text())
     assert dbt_project["name"] == dbt_project["profile"] == "shop_data"
     hooks = yaml.safe_load((tmp_path / ".pre-commit-config.yaml").read_text())
