@@ -8,7 +8,7 @@ import os
 import shlex
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,6 +28,9 @@ POOL = os.environ.get("MILLPOND_POOL", "default_pool")
 RUN = ' --run-id "$MILLPOND_RUN_ID" --orchestrator airflow --config ' + CONFIG
 COMMAND = MILLPOND + ' run-node {node} --attempt "$MILLPOND_ATTEMPT"' + RUN
 ENV = {"MILLPOND_RUN_ID": "{{ run_id }}", "MILLPOND_ATTEMPT": "{{ ti.try_number }}"}
+# The DAG param full_refresh (trigger with config {"full_refresh": true}) rebuilds every dbt
+# model; Jinja renders one of two fixed strings, nothing typed at trigger time.
+FULL_REFRESH = '{{ " --full-refresh" if params.full_refresh else "" }}'
 
 # One row per node, upstream before downstream:
 # (task id, upstream task ids, retries, retry delay in seconds, timeout in seconds)
@@ -74,10 +77,13 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["millpond"],
+    params={"full_refresh": Param(False, type="boolean", description="rebuild every model")},
 ) as dag:
+    # With nothing new, run_start settles the run and exits 99: Airflow marks it skipped, so
+    # every node task is skipped too and nothing is republished; run_finish reports the run.
     start = BashOperator(
         task_id='run_start',
-        bash_command=MILLPOND + ' run-start --trigger "$MILLPOND_RUN_TYPE"' + RUN,
+        bash_command=MILLPOND + ' run-start --trigger "$MILLPOND_RUN_TYPE"' + RUN + FULL_REFRESH,
         env={**ENV, "MILLPOND_RUN_TYPE": "{{ dag_run.run_type }}"},
         append_env=True,
         pool=POOL,
@@ -98,7 +104,7 @@ with DAG(
     for node, upstream, retries, delay, timeout in NODES:
         tasks[node] = BashOperator(
             task_id=node,
-            bash_command=COMMAND.format(node=node),
+            bash_command=COMMAND.format(node=node) + FULL_REFRESH,
             env=ENV,
             append_env=True,
             pool=POOL,

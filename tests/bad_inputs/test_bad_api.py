@@ -139,7 +139,7 @@ def ledger(pg_server: str) -> Iterator[str]:
 def project(tmp_path_factory: pytest.TempPathFactory, ledger: str) -> Path:
     root = tmp_path_factory.mktemp("badapi")
     (root / "millpond.yml").write_text(
-        f"metadata: {{url: '{ledger}'}}\nserve: {{routers: ['team_escape:router']}}\n"
+        f"dbt: {{}}\nmetadata: {{url: '{ledger}'}}\nserve: {{routers: ['team_escape:router']}}\n"
     )
     (root / "team_escape.py").write_text(TEAM_ROUTER)
     state = root / ".millpond"

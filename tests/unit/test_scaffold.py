@@ -101,6 +101,19 @@ def test_an_adopted_dbt_project_gets_a_source_per_dbt_source_to_fill_in(tmp_path
     assert (config.root / config.dbt.project_dir).resolve() == dbt_project.resolve()
 
 
+def test_the_dbt_kinds_test_project_is_adopted_with_every_source(tmp_path: Path) -> None:
+    """The project of tests/e2e/test_dbt_kinds.py (seeds, snapshot, microbatch, ...)."""
+    kinds = REPO / "tests" / "fixtures" / "dbt_kinds" / "transform"
+    scaffold(tmp_path / "p", "p", dbt_project=kinds)
+    text = (tmp_path / "p" / "millpond.yml").read_text()
+    sources = yaml.safe_load(text)["sources"]
+    declared = yaml.safe_load(
+        (kinds / "models" / "staging" / "shop" / "_shop__sources.yml").read_text()
+    )["sources"]
+    assert {name: s["kind"] for name, s in sources.items()} == {"shop": "fill-in"}
+    assert sorted(sources["shop"]["tables"]) == sorted(t["name"] for t in declared[0]["tables"])
+
+
 def test_a_dbt_source_millpond_would_not_load_into_is_pointed_out(tmp_path: Path) -> None:
     dbt_project = tmp_path / "dbt"
     (dbt_project / "models").mkdir(parents=True)

@@ -77,7 +77,7 @@ DBT_SCHEMAS = (
     "dbt.adapters.postgres.connections:PostgresCredentials",
 )
 # The first-party packages whose code a served node runs.
-CODE_PACKAGES = ("millpond", "ingest", "metadata")
+CODE_PACKAGES = ("millpond", "millpond.ingest", "millpond.metadata")
 REQUEST_TIMEOUT_SECONDS = 5.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
