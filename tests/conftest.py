@@ -19,6 +19,7 @@ embedded PostgreSQL, a Prefect server, uvicorn, a warm worker) is still alive at
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -137,6 +139,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             APILogWorker.drain_all(timeout=10)
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int(prefect.read_text()), signal.SIGTERM)
+    _drop_reference_database(shared)
     embedded = shared / "embedded-pg"
     if (embedded / "started").is_file():
         from millpond.metadata.embedded import stop_embedded
@@ -266,6 +269,128 @@ def write_project(root: Path, inbox_from: Path | None, dbt_project: Path | None 
     if inbox_from is not None:
         shutil.copytree(inbox_from, root / "inbox" / "erp")
     return root
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """One finished `millpond run` of the demo files: its project folder, ledger, run id."""
+
+    project: Path
+    ledger_url: str
+    run_id: str
+
+    @property
+    def published(self) -> Path:
+        return self.project / ".millpond" / "published" / "current"
+
+
+@pytest.fixture(scope="session")
+def reference_run(demo_files: Path, prefect_api: str, pg_server: str) -> ReferenceRun:
+    """One plain `millpond run` of the demo files (scale 0.01, the DuckDB target, the ledger
+    in a database of its own on the session's PostgreSQL), made once per `pytest` command and
+    shared by the workers: the first to ask makes it under a file lock in the shared folder,
+    the others reuse it. Tests that compare against a Prefect run's marts or ledger records
+    (S3, Airflow, the shared dbt build) read it instead of paying for a run of their own; they
+    must only read it (a test that changes state makes its own run). pytest_unconfigure drops
+    its database."""
+    from millpond.core.locks import file_lock
+
+    folder = shared_dir() / "reference"
+    done = folder / "done.json"
+    with file_lock(shared_dir() / "reference.lock", "test reference run"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            root = write_project(folder / "project", demo_files)
+            name = f"millpond_test_ref_{uuid.uuid4().hex[:8]}"
+            url = database_url(pg_server, name)
+            with psycopg.connect(pg_server, autocommit=True) as conn:
+                conn.execute(f'create database "{name}"')
+            (shared_dir() / "reference-db.json").write_text(
+                json.dumps({"server": pg_server, "name": name})
+            )
+            result = millpond(root, "run", env={"MILLPOND_METADATA__URL": url})
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            with psycopg.connect(url) as conn:
+                [(run_id,)] = conn.execute("select run_id from millpond.runs").fetchall()
+            done.write_text(json.dumps({"project": str(root), "url": url, "run_id": run_id}))
+    made = json.loads(done.read_text())
+    return ReferenceRun(Path(made["project"]), made["url"], made["run_id"])
+
+
+def _drop_reference_database(shared: Path) -> None:
+    made = shared / "reference-db.json"
+    if made.is_file():
+        found = json.loads(made.read_text())
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(found["server"], autocommit=True, connect_timeout=5) as conn,
+        ):
+            conn.execute(f'drop database if exists "{found["name"]}" with (force)')
+
+
+@dataclass
+class Green:
+    """A green run's state (project folder, ledger database) and its pristine copies."""
+
+    project: Path
+    pristine: Path
+    server: str
+    golden_db: str
+    case_db: str
+
+    @property
+    def url(self) -> str:
+        return database_url(self.server, self.case_db)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MILLPOND_METADATA__URL": self.url}
+
+
+@pytest.fixture(scope="module")
+def green_run(
+    tmp_path_factory: pytest.TempPathFactory, demo_files: Path, prefect_api: str, pg_server: str
+) -> Iterator[Green]:
+    """One green `millpond run` of the demo files (ledger in a database of its own, the
+    repo's dbt project copied into the project folder as `dbt/`, so a test may edit a model),
+    for a module whose tests each start after one: they restore it with `after_a_green_run`
+    instead of paying for a run of their own."""
+    base = tmp_path_factory.mktemp("green")
+    suffix = uuid.uuid4().hex[:8]
+    dbt_copy = base / "project" / "dbt"
+    shutil.copytree(REPO / "transform", dbt_copy, ignore=shutil.ignore_patterns("target", "logs"))
+    green = Green(
+        write_project(base / "project", demo_files, dbt_copy),
+        base / "pristine",
+        pg_server,
+        f"green_gold_{suffix}",
+        f"green_{suffix}",
+    )
+    postgres_execute(pg_server, f'create database "{green.golden_db}"')
+    env = {"MILLPOND_METADATA__URL": database_url(pg_server, green.golden_db)}
+    first = millpond(green.project, "run", env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    shutil.copytree(green.project, green.pristine, symlinks=True)
+    yield green
+    postgres_execute(
+        pg_server,
+        f'drop database if exists "{green.case_db}" with (force)',
+        f'drop database if exists "{green.golden_db}" with (force)',
+    )
+
+
+@pytest.fixture
+def after_a_green_run(green_run: Green) -> Green:
+    """The module's green run as it was: its folder copied back to the same path (raw views
+    name lake files by path) and its ledger database cloned."""
+    shutil.rmtree(green_run.project)
+    shutil.copytree(green_run.pristine, green_run.project, symlinks=True)
+    postgres_execute(
+        green_run.server,
+        f'drop database if exists "{green_run.case_db}" with (force)',
+        f'create database "{green_run.case_db}" template "{green_run.golden_db}"',
+    )
+    return green_run
 
 
 @pytest.fixture

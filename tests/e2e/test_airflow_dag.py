@@ -19,7 +19,7 @@ import duckdb
 import psycopg
 import pytest
 import yaml
-from conftest import REPO, millpond, write_project
+from conftest import REPO, ReferenceRun, millpond
 from psycopg.rows import dict_row
 
 pytestmark = pytest.mark.e2e
@@ -138,25 +138,17 @@ def test_the_dag_imports_and_has_the_graphs_tasks_and_edges(
 def test_an_airflow_run_builds_the_same_marts_and_closes_the_run(
     airflow_home: dict[str, str],
     project: Path,
-    tmp_path: Path,
-    demo_files: Path,
-    prefect_api: str,
+    reference_run: ReferenceRun,
     machine_pg: str,
 ) -> None:
     env = {"MILLPOND_METADATA__URL": machine_pg}
-    prefect_project = write_project(tmp_path / "prefect", demo_files)
-    started = time.perf_counter()
-    by_prefect = millpond(prefect_project, "run", env=env)
-    prefect_s = time.perf_counter() - started
-    assert by_prefect.returncode == 0, by_prefect.stdout + by_prefect.stderr
-
     folder = render(project, "millpond_e2e")
     started = time.perf_counter()
     result = dags_test(airflow_home, folder, "millpond_e2e", env)
-    airflow_s = time.perf_counter() - started
-    print(f"\nscale 0.01: prefect run {prefect_s:.1f} s, airflow dags test {airflow_s:.1f} s")
+    print(f"\nscale 0.01: airflow dags test {time.perf_counter() - started:.1f} s")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert marts(project) == marts(prefect_project)
+    # The same files under Prefect: the session's reference run.
+    assert marts(project) == marts(reference_run.project)
 
     runs = ledger(machine_pg, "select * from millpond.runs where orchestrator = 'airflow'")
     assert len(runs) == 1, runs

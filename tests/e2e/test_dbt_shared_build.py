@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import REPO, database_url, millpond, write_project
+from conftest import REPO, Green, ReferenceRun, database_url, millpond, write_project
 from psycopg.rows import dict_row
 
 pytestmark = pytest.mark.e2e
@@ -133,13 +133,13 @@ def dbt_copy(tmp_path: Path) -> Path:
 
 
 def test_shared_build_records_what_one_build_per_node_records(
-    tmp_path: Path, demo_files: Path, prefect_api: str, ledger: Any
+    tmp_path: Path, demo_files: Path, reference_run: ReferenceRun, ledger: Any
 ) -> None:
-    flow_url, nodes_url = ledger(), ledger()
-    flow_project = write_project(tmp_path / "flow", demo_files)
-    result = millpond(flow_project, "run", env={"MILLPOND_METADATA__URL": flow_url})
-    assert result.returncode == 0, result.stdout + result.stderr
-    in_flow = records(flow_url, last_run_id(flow_url))
+    nodes_url = ledger()
+    # The flow's records: the session's reference run (a plain `millpond run` of the same
+    # files, ledger of its own).
+    flow_project = reference_run.project
+    in_flow = records(reference_run.ledger_url, reference_run.run_id)
 
     per_node = run_node_by_node(write_project(tmp_path / "nodes", demo_files), nodes_url, "n-1")
     by_node = records(nodes_url, "n-1")
@@ -190,13 +190,8 @@ def test_a_failing_test_mid_graph_stops_exactly_its_descendants(
     ]
 
 
-def test_nothing_new_rebuilds_nothing_and_publishes_nothing(
-    tmp_path: Path, demo_files: Path, prefect_api: str, ledger: Any
-) -> None:
-    url = ledger()
-    env = {"MILLPOND_METADATA__URL": url}
-    project = write_project(tmp_path / "project", demo_files)
-    assert millpond(project, "run", env=env).returncode == 0
+def test_nothing_new_rebuilds_nothing_and_publishes_nothing(after_a_green_run: Green) -> None:
+    project, url, env = after_a_green_run.project, after_a_green_run.url, after_a_green_run.env
     current = project / ".millpond" / "published" / "current"
     snapshot = current.resolve()
     first = last_run_id(url)
@@ -235,13 +230,10 @@ def test_nothing_new_rebuilds_nothing_and_publishes_nothing(
 
 
 def test_changing_one_model_rebuilds_it_and_its_descendants_only(
-    tmp_path: Path, demo_files: Path, prefect_api: str, ledger: Any
+    after_a_green_run: Green,
 ) -> None:
-    dbt_project = dbt_copy(tmp_path)
-    url = ledger()
-    env = {"MILLPOND_METADATA__URL": url, "MILLPOND_DBT__PROJECT_DIR": str(dbt_project)}
-    project = write_project(tmp_path / "project", demo_files)
-    assert millpond(project, "run", env=env).returncode == 0
+    project, url, env = after_a_green_run.project, after_a_green_run.url, after_a_green_run.env
+    dbt_project = project / "dbt"  # the green run's own copy of the repo's dbt project
     snapshot = (project / ".millpond" / "published" / "current").resolve()
 
     model = dbt_project / "models" / "staging" / "erp" / "stg_erp__supplier.sql"

@@ -1,7 +1,9 @@
 """`millpond run` end to end, as a user runs it: real Prefect server, real dbt, real ledger.
 
 Scale 0.01 keeps each run to seconds; the assertions are about what a user sees: exit codes,
-the published marts, what the ledger says, what the raw layer holds.
+the published marts, what the ledger says, what the raw layer holds. The tests that start
+after a green run share one (conftest's `after_a_green_run`, restored before each); the
+ledger on the machine's PostgreSQL is checked on the session's reference run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import duckdb
 import httpx
 import psycopg
 import pytest
-from conftest import REPO, millpond
+from conftest import REPO, Green, ReferenceRun, millpond
 from pg_helpers import refusing
 from psycopg.rows import dict_row
 
@@ -178,22 +180,23 @@ def test_first_run_publishes_q1_and_ledgers_every_node(
     ]
 
 
-def test_ledger_on_machine_postgres(project: Path, prefect_api: str, machine_pg: str) -> None:
-    result = millpond(project, "run", env={"MILLPOND_METADATA__URL": machine_pg})
-    assert result.returncode == 0, result.stdout + result.stderr
-    run = latest_run(machine_pg)
+def test_ledger_on_machine_postgres(reference_run: ReferenceRun) -> None:
+    # The session's reference run is a plain `millpond run` with MILLPOND_METADATA__URL set
+    # to a database on the machine's PostgreSQL (conftest.reference_run).
+    project, url = reference_run.project, reference_run.ledger_url
+    run = latest_run(url)
     assert run["status"] == "success" and run["orchestrator"] == "prefect"
-    status = ledger_rows(machine_pg, "select * from millpond.job_status")
+    status = ledger_rows(url, "select * from millpond.job_status")
     assert {s["node_id"] for s in status} == set(graph_nodes(project))
-    partitions = ledger_rows(machine_pg, "select * from millpond.partitions")
+    partitions = ledger_rows(url, "select * from millpond.partitions")
     assert len(partitions) == 8 and all(p["loaded_at"] is not None for p in partitions)
     assert not (project / ".millpond" / "pg").exists()  # no embedded server was needed
 
 
 def test_failing_dbt_test_fails_run_and_keeps_published_snapshot(
-    project: Path, prefect_api: str, tmp_path: Path
+    after_a_green_run: Green, tmp_path: Path
 ) -> None:
-    assert millpond(project, "run").returncode == 0
+    project, url = after_a_green_run.project, after_a_green_run.url
     current = project / ".millpond" / "published" / "current"
     good_snapshot = current.resolve()
 
@@ -203,13 +206,14 @@ def test_failing_dbt_test_fails_run_and_keeps_published_snapshot(
         "-- deliberately fails: the demo data has urgent orders\n"
         "select * from {{ ref('fct_orders') }} where order_priority = '1-URGENT'\n"
     )
-    result = millpond(project, "run", env={"MILLPOND_DBT__PROJECT_DIR": str(broken)})
+    result = millpond(
+        project, "run", env={**after_a_green_run.env, "MILLPOND_DBT__PROJECT_DIR": str(broken)}
+    )
     assert result.returncode == 1
     assert "assert_no_urgent_orders" in result.stdout
     assert "nothing published" in result.stdout
     assert current.resolve() == good_snapshot
 
-    url = resolve_url("embedded", project / ".millpond")
     run = latest_run(url)
     assert run["status"] == "failed"
     failed = ledger_rows(
@@ -235,15 +239,15 @@ def test_failing_dbt_test_fails_run_and_keeps_published_snapshot(
     assert nodes["dbt.agg_pricing_summary"] == "unchanged"
 
 
-def test_malformed_csv_fails_run_naming_file_and_line(project: Path, prefect_api: str) -> None:
-    assert millpond(project, "run").returncode == 0
+def test_malformed_csv_fails_run_naming_file_and_line(after_a_green_run: Green) -> None:
+    project = after_a_green_run.project
     before = raw_counts(project)
     bad = project / "inbox" / "erp" / "orders_2026-11-27.csv"
     lines = (project / "inbox" / "erp" / "orders.csv").read_text().splitlines()[:6]
     lines[4] += ",an extra field"
     bad.write_text("\n".join(lines) + "\n")
 
-    result = millpond(project, "run")
+    result = millpond(project, "run", env=after_a_green_run.env)
     assert result.returncode == 1
     assert "orders_2026-11-27.csv, line 5" in result.stdout
     assert raw_counts(project) == before
@@ -252,10 +256,13 @@ def test_malformed_csv_fails_run_naming_file_and_line(project: Path, prefect_api
 
 
 def test_a_file_with_a_changed_type_is_rejected_and_the_good_files_still_load(
-    project: Path, prefect_api: str, machine_pg: str
+    after_a_green_run: Green,
 ) -> None:
-    env = {"MILLPOND_METADATA__URL": machine_pg}
-    assert millpond(project, "run", env=env).returncode == 0
+    project, machine_pg, env = (
+        after_a_green_run.project,
+        after_a_green_run.url,
+        after_a_green_run.env,
+    )
     before = raw_counts(project)
     inbox = project / "inbox" / "erp"
     header, *rows = (inbox / "orders.csv").read_text().splitlines()[:4]

@@ -1,6 +1,7 @@
 """What a user on a laptop meets: commands that need only part of the config, output into a
 pipe, dbt sources no table loads, and the test session's own guards (the user's MILLPOND_*
-variables, an unreachable package registry, processes left running)."""
+variables, processes left running; an unreachable package registry: tests/integration/
+test_registry_probe.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import _marked_processes, clear_user_env, registry_problem
+from conftest import _marked_processes, clear_user_env
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -280,18 +281,6 @@ def test_this_session_runs_without_the_users_millpond_variables() -> None:
         n for n in os.environ if n.startswith("MILLPOND_") and not n.startswith("MILLPOND_TEST_")
     ]
     assert set(leftover) <= allowed
-
-
-def test_an_unreachable_registry_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setenv("PIP_NO_INDEX", "0")
-
-    problem = registry_problem("apache-airflow==3.3.2")
-
-    assert problem is not None and "pip index versions apache-airflow" in problem
 
 
 def test_a_process_carrying_the_session_mark_is_found() -> None:

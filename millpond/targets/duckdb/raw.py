@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from millpond.core.logs import logger
 from millpond.core.registry import LoadedTable
@@ -184,6 +185,48 @@ def _checked_columns(
     return files, joined, changes
 
 
+def _register_partitions(
+    con: duckdb.DuckDBPyConnection, schema: str, good: list[tuple[Manifest, list[str]]]
+) -> None:
+    """Upsert the partitions' bookkeeping rows and their files, each as one statement over an
+    Arrow table: `executemany` runs an upsert per row (a thousand partitions took 30 s)."""
+    partitions = pa.table(
+        {
+            "partition_id": [m.partition_id for m, _ in good],
+            "source": [m.source for m, _ in good],
+            "table_name": [m.table for m, _ in good],
+            "rows": pa.array([m.rows for m, _ in good], pa.int64()),
+            "manifest_sha256": [m.sha256 for m, _ in good],
+            "landed_at": pa.array([m.landed_at for m, _ in good], pa.string()),
+            "replaces": pa.array([m.replaces for m, _ in good], pa.bool_()),
+        }
+    )
+    files = pa.table(
+        {
+            "path": pa.array([f for _, fs in good for f in fs], pa.string()),
+            "partition_id": pa.array([m.partition_id for m, fs in good for _ in fs], pa.string()),
+            "source": pa.array([m.source for m, fs in good for _ in fs], pa.string()),
+            "table_name": pa.array([m.table for m, fs in good for _ in fs], pa.string()),
+        }
+    )
+    con.register("_millpond_new_partitions", partitions)
+    con.register("_millpond_new_files", files)
+    try:
+        con.execute(
+            f"insert or replace into {quote(schema)}.{PARTITIONS} (partition_id, source, "
+            "table_name, rows, manifest_sha256, loaded_at, landed_at, replaces) "
+            "select partition_id, source, table_name, rows, manifest_sha256, now(), landed_at, "
+            "replaces from _millpond_new_partitions"
+        )
+        con.execute(
+            f"insert or replace into {quote(schema)}.{FILES} (path, partition_id, source, "
+            "table_name) select path, partition_id, source, table_name from _millpond_new_files"
+        )
+    finally:
+        con.unregister("_millpond_new_partitions")
+        con.unregister("_millpond_new_files")
+
+
 def load_partitions(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -231,19 +274,7 @@ def load_partitions(
     try:
         if relation_kind(con, schema, name) == "BASE TABLE":
             _replace_copied_table(con, schema, name, source, table, [m for m, _ in good])
-        con.executemany(
-            f"insert or replace into {quote(schema)}.{PARTITIONS} (partition_id, source, "
-            "table_name, rows, manifest_sha256, loaded_at, landed_at, replaces) "
-            "values (?, ?, ?, ?, ?, now(), ?, ?)",
-            [
-                [m.partition_id, m.source, m.table, m.rows, m.sha256, m.landed_at, m.replaces]
-                for m, _ in good
-            ],
-        )
-        con.executemany(
-            f"insert or replace into {quote(schema)}.{FILES} values (?, ?, ?, ?)",
-            [[f, m.partition_id, m.source, m.table] for m, files in good for f in files],
-        )
+        _register_partitions(con, schema, good)
         _recreate_view(con, schema, source, table, columns)
         if newest.primary_key:
             _recreate_latest_view(con, schema, name, newest.primary_key, newest.order_by)
