@@ -25,7 +25,7 @@ DEV_SITE = Path(sys.prefix) / "lib" / "python3.11" / "site-packages"
 TEAM_ROUTER = """\
 from fastapi import APIRouter
 
-import millpond.flows
+import flows
 
 router = APIRouter()
 
