@@ -141,8 +141,16 @@ def _report_rejections(
 
 
 def warnings(scope: Any) -> list[str]:
-    """What every configured source wants to tell the user at run start."""
-    return [w for name in sorted(scope.config.sources) for w in source_of(scope, name).warnings()]
+    """What every configured source wants to tell the user at run start. A source that
+    cannot even be looked at (an S3 inbox whose bucket is missing) is said here and fails its
+    own extracts, naming the key; the other sources' tables still land."""
+    found = []
+    for name in sorted(scope.config.sources):
+        try:
+            found += source_of(scope, name).warnings()
+        except Exception as exc:
+            found.append(f"sources.{name}: {exc}; its tables' extracts will fail")
+    return found
 
 
 def up_to_date(scope: NodeScope, node: Node) -> Settle | None:
